@@ -1,0 +1,3 @@
+from bpttbench.cli import main
+
+main()
