@@ -1,0 +1,251 @@
+"""Figures from saved runs: reads results only, never trains.
+
+The two figures of the Cross Validated question "Truncated Back Propagation of LSTM with
+K2 > K1" (https://stats.stackexchange.com/q/278806): online training loss against training
+time and against time steps, sliding window in blue, single forward pass in red. Each
+configuration is drawn as the median over its seeds with the interquartile range as a band,
+after resampling every seed onto a common grid (see `bpttbench.results.median_band`); the
+validation loss gets the same two figures when the runs evaluated it.
+
+Figures are drawn on matplotlib's Agg canvas directly, without pyplot, so nothing needs a
+display and no global backend is switched.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import matplotlib
+import numpy as np
+import pandas as pd
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+
+from bpttbench.errors import ResultsError
+from bpttbench.results import (
+    PLOTTED_UNIT_STATUSES,
+    aggregation_rows,
+    atomic_write,
+    group_curves,
+    load_runs,
+    median_band,
+    ordered_groups,
+    seed_curves,
+    split_complete,
+)
+
+DEFAULT_SMOOTH = 5  # log points in the moving average of the training loss
+
+# Fixed per scheme, as in the question: sliding window blue, single forward pass red.
+SCHEME_COLORS = {
+    "sliding": "#1f77b4",
+    "single": "#d62728",
+    "stored": "#2ca02c",
+    "chunked": "#9467bd",
+}
+OTHER_COLORS = ("#7f7f7f", "#8c564b", "#bcbd22", "#17becf", "#e377c2", "#ff7f0e")
+LINESTYLES = ("-", "--", ":", "-.", (0, (5, 1, 1, 1)), (0, (1, 1)), (0, (8, 2)))
+
+X_AXES = {
+    "wall_s": ("training time (s)", "training time"),
+    "step": ("time steps", "time steps"),
+}
+METRICS = {
+    "train_bpc": ("online training loss (bits/char)", "Online training loss", "loss"),
+    "val_bpc": ("validation loss (bits/char)", "Validation loss", "val_loss"),
+}
+FILE_X = {"wall_s": "time", "step": "iter"}
+
+
+class PlotResult(list):
+    """The written paths (a list), plus `skipped`: (path, reason) for every run or unit left out."""
+
+    def __init__(self, paths: Iterable[Path] = (), skipped: Iterable[tuple[Path, str]] = ()):
+        super().__init__(paths)
+        self.skipped: list[tuple[Path, str]] = list(skipped)
+
+
+def scheme_color(scheme: str, others: Sequence[str] = ()) -> str:
+    if scheme in SCHEME_COLORS:
+        return SCHEME_COLORS[scheme]
+    others = sorted(set(others) - set(SCHEME_COLORS)) or [scheme]
+    index = others.index(scheme) if scheme in others else 0
+    return OTHER_COLORS[index % len(OTHER_COLORS)]
+
+
+def _styles(groups: list[tuple[str, pd.DataFrame]]) -> dict[str, tuple[str, object]]:
+    """(colour, line style) per label: colour by scheme, line style by rank within the scheme."""
+    schemes = [rows["scheme"].iloc[0] for _, rows in groups]
+    rank: dict[str, int] = {}
+    out = {}
+    for label, rows in groups:
+        scheme = rows["scheme"].iloc[0]
+        i = rank.get(scheme, 0)
+        rank[scheme] = i + 1
+        out[label] = (scheme_color(scheme, schemes), LINESTYLES[i % len(LINESTYLES)])
+    return out
+
+
+def _smoothed(ys: np.ndarray, smooth: int) -> np.ndarray:
+    if smooth <= 1 or len(ys) < 2:
+        return ys
+    return pd.Series(ys).rolling(smooth, center=True, min_periods=1).mean().to_numpy()
+
+
+def _count_note(rows: pd.DataFrame) -> str:
+    n_curves = rows["curve"].nunique()
+    n_seeds = rows["seed"].nunique()
+    text = f"{n_seeds} seed{'s' if n_seeds != 1 else ''}"
+    if n_curves != n_seeds:
+        text = f"{n_curves} runs of {text}"
+    n_div = rows.loc[rows["diverged"], "curve"].nunique()
+    if n_div == n_curves:
+        text += ", diverged"
+    elif n_div:
+        text += f", {n_div} diverged"
+    return f"({text})"
+
+
+def _draw(ax, data: pd.DataFrame, *, x: str, smooth: int, logx: bool) -> bool:
+    """Draw every configuration's median and band on ax; False if nothing could be drawn."""
+    groups = ordered_groups(data)
+    styles = _styles(groups)
+    drawn = False
+    any_diverged = False
+    ends: list[tuple[float, float, str]] = []  # (x, y, colour) where a diverged seed's curve stops
+    for label, rows in groups:
+        color, ls = styles[label]
+        curves = [(xs, _smoothed(ys, smooth)) for xs, ys in seed_curves(aggregation_rows(rows), x)]
+        curves = [(xs, ys) for xs, ys in curves if len(xs)]
+        if not curves:
+            continue
+        # Common grid: every seed's own x, from 0 to where the shortest seed ends.
+        end = min(xs[-1] for xs, _ in curves)
+        grid = np.unique(np.concatenate([xs for xs, _ in curves]))
+        grid = grid[(grid >= 0) & (grid <= end)]
+        med, q25, q75 = median_band(curves, grid)
+        ok = np.isfinite(med)
+        if logx:
+            ok &= grid > 0
+        if not ok.any():
+            continue
+        marker = "o" if ok.sum() <= 30 and data["metric"].iloc[0] == "val_bpc" else None
+        ax.plot(grid[ok], med[ok], color=color, linestyle=ls, linewidth=1.8, marker=marker, markersize=3.5,
+                label=f"{label} {_count_note(rows)}")
+        if len(curves) > 1:
+            ax.fill_between(grid[ok], q25[ok], q75[ok], color=color, alpha=0.18, linewidth=0)
+        drawn = True
+        ends.extend((xs[-1], _smoothed(ys, smooth)[-1], color) for xs, ys in seed_curves(rows[rows["diverged"]], x) if len(xs))
+    if ends:
+        # Diverged seeds: an 'x' where each one's curve ends, never the garbage after it. A loss
+        # already blowing up there would squash the other curves, so it sits on the top edge.
+        bottom, top = ax.get_ylim()
+        for xe, ye, color in ends:
+            if logx and xe <= 0:
+                continue
+            ax.plot([xe], [min(ye, top)], linestyle="none", marker="x", markersize=9, markeredgewidth=2,
+                    color=color, clip_on=False)
+        ax.set_ylim(bottom, top)
+        any_diverged = True
+    if any_diverged:
+        handles, labels = ax.get_legend_handles_labels()
+        handles.append(Line2D([], [], linestyle="none", marker="x", markersize=8, markeredgewidth=2, color="0.3"))
+        labels.append("where a seed diverged")
+        ax.legend(handles, labels, fontsize="small", loc="upper right", framealpha=0.85)
+    elif drawn:
+        ax.legend(fontsize="small", loc="upper right", framealpha=0.85)
+    return drawn
+
+
+def _figure(data: pd.DataFrame, *, metric: str, x: str, smooth: int, logx: bool) -> Figure | None:
+    ylabel, what, _ = METRICS[metric]
+    xlabel, xwhat = X_AXES[x]
+    fig = Figure(figsize=(8.5, 5.2), layout="constrained")
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    if not _draw(ax, data, x=x, smooth=smooth if metric == "train_bpc" else 1, logx=logx):
+        return None
+    corpora = sorted(data["corpus"].astype(str).unique())
+    corpus = f"corpus {corpora[0]}" if len(corpora) == 1 else f"corpora {', '.join(corpora)}"
+    fig.suptitle(f"{what} vs {xwhat} — {corpus}")
+    note = "median over seeds, band: interquartile range"
+    if metric == "train_bpc" and smooth > 1:
+        note += f"; moving average over {smooth} log points"
+    ax.set_title(note, fontsize="small", color="0.35")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    if logx:
+        ax.set_xscale("log", nonpositive="mask")
+    else:
+        ax.set_xlim(left=0)
+    ax.grid(True, alpha=0.3)
+    return fig
+
+
+def plot_runs(
+    path: Path,
+    *,
+    out: Path | None = None,
+    logx: bool = False,
+    smooth: int | None = None,
+    formats: Sequence[str] = ("png", "svg"),
+) -> PlotResult:
+    """Plot every complete run under path; returns the written files (a list) with `.skipped`.
+
+    Writes loss_vs_time, loss_vs_iter and, when validation was recorded, val_loss_vs_time and
+    val_loss_vs_iter, once per format, into out (default: path itself, or its folder if path
+    is a manifest file).
+    """
+    path = Path(path)
+    smooth = DEFAULT_SMOOTH if smooth is None else smooth
+    if isinstance(smooth, bool) or not isinstance(smooth, int) or smooth < 1:
+        raise ResultsError(f"smoothing must be a whole number of log points >= 1 (1 = none), got {smooth!r}")
+    supported = FigureCanvasAgg(Figure()).get_supported_filetypes()
+    formats = tuple(dict.fromkeys(f.lower().lstrip(".") for f in formats))
+    bad = [f for f in formats if f not in supported]
+    if bad or not formats:
+        raise ResultsError(f"cannot write plot format(s) {', '.join(bad) or '(none)'}; choose from {', '.join(sorted(supported))}")
+
+    runs = load_runs(path)
+    complete, skipped_runs = split_complete(runs)
+    skipped: list[tuple[Path, str]] = [(run.path, reason) for run, reason in skipped_runs]
+    for run in complete:
+        for unit in run.units:
+            if unit.get("status") not in PLOTTED_UNIT_STATUSES:
+                skipped.append((run.path / str(unit.get("key", "?")), f"unit status is {unit.get('status')!r}"))
+    if not complete:
+        why = skipped[0][1] if skipped else "none found"
+        raise ResultsError(f"no complete runs under {path} ({len(skipped)} skipped, e.g. {skipped[0][0]}: {why}); plot a run that finished")
+
+    data = group_curves(complete)
+    if not (data["metric"] == "train_bpc").any():
+        raise ResultsError(f"the complete runs under {path} hold no training records; run longer than one log interval (--log-every)")
+
+    if out is None:
+        out = path.parent if path.is_file() else path
+    out = Path(out)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ResultsError(f"could not create {out}: {exc.strerror or exc}; choose --out elsewhere") from exc
+
+    written = PlotResult(skipped=skipped)
+    for metric in ("train_bpc", "val_bpc"):
+        rows = data[data["metric"] == metric]
+        if rows.empty:
+            continue
+        for x in ("wall_s", "step"):
+            fig = _figure(rows, metric=metric, x=x, smooth=smooth, logx=logx)
+            if fig is None:
+                continue
+            stem = f"{METRICS[metric][2]}_vs_{FILE_X[x]}"
+            for fmt in formats:
+                target = out / f"{stem}.{fmt}"
+                meta = {"Date": None} if fmt == "svg" else None  # reproducible svg text
+                # Text stays text in SVG: searchable and editable afterwards.
+                with matplotlib.rc_context({"svg.fonttype": "none"}):
+                    atomic_write(target, lambda f, fmt=fmt, meta=meta: fig.savefig(f, format=fmt, dpi=130, metadata=meta), binary=True)
+                written.append(target)
+    return written

@@ -1,0 +1,123 @@
+"""Figures from synthetic runs: which files appear, where, what they say, and what is skipped."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from bpttbench.config import TrainConfig
+from bpttbench.errors import ResultsError
+from bpttbench.plot import SCHEME_COLORS, plot_runs
+from bpttbench.records import Record, RunOutcome
+from bpttbench.results import RunWriter
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+TRAIN = ["loss_vs_time", "loss_vs_iter"]
+VAL = ["val_loss_vs_time", "val_loss_vs_iter"]
+
+
+def write_run(out: Path, *, schemes=(("sliding", 20, 3.0), ("single", 20, 1.0)), seeds=(0, 1, 2), val=True,
+              status="complete", diverge=None, n=40) -> Path:
+    """Loss curves like the question's: same per step, the sliding window slower per second.
+
+    schemes: (scheme, k2, seconds per log point); diverge: (scheme, seed) that blows up halfway.
+    """
+    w = RunWriter(out, force=False, manifest={"run_id": out.name, "corpus": {"name": "tinyshakespeare"}})
+    for scheme, k2, speed in schemes:
+        for seed in seeds:
+            rng = np.random.default_rng(seed * 100 + k2)
+            key = w.start_unit(TrainConfig(scheme=scheme, k2=k2, seed=seed, budget_steps=n * 1000), "tinyshakespeare")
+            blowup = diverge == (scheme, seed)
+            for i in range(1, n + 1):
+                step = i * 1000
+                bpc = 2.0 + 2.5 * np.exp(-i / 8) + 0.15 * rng.standard_normal()
+                if blowup and i > n // 2:
+                    bpc = float("inf") if i > n // 2 + 1 else 40.0
+                w.add_record(key, Record(step=step, updates=step, wall_s=i * speed * (1 + 0.05 * rng.random()), train_bpc=bpc,
+                                         val_bpc=bpc + 0.2 if val and i % 10 == 0 else None))
+            outcome = RunOutcome(status="diverged" if blowup else "complete", steps=n * 1000,
+                                 diverged_at_step=(n // 2 + 1) * 1000 if blowup else None)
+            w.finish_unit(key, outcome)
+    if status is not None:
+        w.close(status)
+    return out
+
+
+def names(paths) -> set[str]:
+    return {Path(p).name for p in paths}
+
+
+def test_writes_train_and_val_figures(tmp_path):
+    run = write_run(tmp_path / "run")
+    written = plot_runs(run)
+    assert names(written) == {f"{stem}.{ext}" for stem in TRAIN + VAL for ext in ("png", "svg")}
+    assert all(Path(p).parent == run for p in written)
+    assert written.skipped == []
+    for p in written:
+        data = Path(p).read_bytes()
+        assert len(data) > 5000
+        if p.suffix == ".png":
+            assert data.startswith(PNG_MAGIC)
+    svg = (run / "loss_vs_time.svg").read_text()
+    for text in ("online training loss (bits/char)", "training time (s)", "tinyshakespeare",
+                 "sliding k1=1 k2=20 (3 seeds)", "single k1=1 k2=20 (3 seeds)"):
+        assert text in svg
+    # The question's colours: sliding window blue, single forward pass red.
+    assert SCHEME_COLORS["sliding"] in svg and SCHEME_COLORS["single"] in svg
+    assert "time steps" in (run / "loss_vs_iter.svg").read_text()
+    assert "validation loss (bits/char)" in (run / "val_loss_vs_iter.svg").read_text()
+
+
+def test_no_validation_means_two_figures(tmp_path):
+    run = write_run(tmp_path / "run", val=False)
+    written = plot_runs(run, formats=("png",))
+    assert names(written) == {"loss_vs_time.png", "loss_vs_iter.png"}
+    assert not (run / "val_loss_vs_time.png").exists()
+
+
+def test_root_with_nested_sweep_skips_incomplete_runs(tmp_path):
+    root = tmp_path / "results"
+    write_run(root / "sweep" / "k2_20" / "run", seeds=(0, 1))
+    write_run(root / "sweep" / "k2_5" / "run", schemes=(("single", 5, 1.0), ("stored", 5, 1.2)), seeds=(0, 1))
+    write_run(root / "broken", status=None, seeds=(0,))
+    out = tmp_path / "figs"
+    written = plot_runs(root, out=out, logx=True, smooth=1)
+    assert names(written) == {f"{stem}.{ext}" for stem in TRAIN + VAL for ext in ("png", "svg")}
+    assert all(Path(p).parent == out for p in written)
+    assert [(p.name, "running" in why) for p, why in written.skipped] == [("broken", True)]
+    svg = (out / "loss_vs_iter.svg").read_text()
+    for label in ("single k1=1 k2=5 (2 seeds)", "stored k1=1 k2=5 (2 seeds)", "sliding k1=1 k2=20 (2 seeds)"):
+        assert label in svg
+    assert SCHEME_COLORS["stored"] in svg
+
+
+def test_default_out_for_a_root_is_the_root(tmp_path):
+    write_run(tmp_path / "root" / "a", seeds=(0,))
+    written = plot_runs(tmp_path / "root", formats=("svg",))
+    assert all(Path(p).parent == tmp_path / "root" for p in written)
+    assert "(1 seed)" in (tmp_path / "root" / "loss_vs_time.svg").read_text()
+
+
+def test_diverged_seed_is_marked_not_drawn(tmp_path):
+    run = write_run(tmp_path / "run", diverge=("single", 1))
+    plot_runs(run, formats=("svg",))
+    svg = (run / "loss_vs_iter.svg").read_text()
+    assert "single k1=1 k2=20 (3 seeds, 1 diverged)" in svg
+    assert "where a seed diverged" in svg
+
+
+def test_only_incomplete_runs_is_an_error(tmp_path):
+    write_run(tmp_path / "root" / "a", status="interrupted", seeds=(0,))
+    with pytest.raises(ResultsError) as e:
+        plot_runs(tmp_path / "root")
+    assert "no complete runs" in str(e.value) and "\n" not in str(e.value)
+
+
+def test_bad_options_are_refused(tmp_path):
+    run = write_run(tmp_path / "run", seeds=(0,), n=5)
+    with pytest.raises(ResultsError, match="smoothing"):
+        plot_runs(run, smooth=0)
+    with pytest.raises(ResultsError, match="format"):
+        plot_runs(run, formats=("bmpx",))
