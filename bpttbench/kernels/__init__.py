@@ -1,0 +1,1 @@
+"""Numba kernels: pure functions on arrays (no I/O, no globals), checked against bpttbench.reference."""

@@ -1,0 +1,212 @@
+"""The same math as the Numba kernels and schemes, in plain NumPy: slow, obvious, the thing tests believe.
+
+Parameters are dicts by PyTorch name (see model.py). Forward functions return (out, cache),
+backward functions take (dout, cache) and return gradients. Each scheme is written literally
+from its definition, with Python lists of past activations and (for `stored`) deep copies of
+past weights, and shares no code with the kernels.
+
+References:
+- R. J. Williams and J. Peng, "An efficient gradient-based algorithm for on-line training of
+  recurrent network trajectories", Neural Computation 2(4), 1990 (BPTT(h; h')).
+- I. Sutskever, "Training Recurrent Neural Networks", PhD thesis, Toronto, 2013, section 2.8.6
+  (TBPTT(k1, k2)).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+LN2 = np.log(2.0)
+
+
+def sigmoid(z):
+    return 1.0 / (1.0 + np.exp(-z))
+
+
+def lstm_forward(p, x, h_prev, c_prev):
+    """x: (B,) character ids; h_prev, c_prev: (B, H). Returns (h, c), cache."""
+    H = h_prev.shape[1]
+    z = p["weight_ih_l0"][:, x].T + h_prev @ p["weight_hh_l0"].T + p["bias_ih_l0"] + p["bias_hh_l0"]  # B,4H
+    i, f = sigmoid(z[:, :H]), sigmoid(z[:, H : 2 * H])
+    g, o = np.tanh(z[:, 2 * H : 3 * H]), sigmoid(z[:, 3 * H :])
+    c = f * c_prev + i * g
+    h = o * np.tanh(c)
+    return (h, c), (x, h_prev, c_prev, i, f, g, o, c)
+
+
+def lstm_backward(dh, dc, cache, p):
+    """Gradients of the loss w.r.t. h_prev, c_prev and the LSTM weights, given dL/dh and dL/dc."""
+    x, h_prev, c_prev, i, f, g, o, c = cache
+    tc = np.tanh(c)
+    do = dh * tc
+    dc = dc + dh * o * (1 - tc**2)
+    di, df, dg = dc * g, dc * c_prev, dc * i
+    dz = np.concatenate([di * i * (1 - i), df * f * (1 - f), dg * (1 - g**2), do * o * (1 - o)], axis=1)  # B,4H
+    grads = {name: np.zeros_like(p[name]) for name in ("weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "bias_hh_l0")}
+    np.add.at(grads["weight_ih_l0"].T, x, dz)
+    grads["weight_hh_l0"] = dz.T @ h_prev
+    grads["bias_ih_l0"] = dz.sum(axis=0)
+    grads["bias_hh_l0"] = dz.sum(axis=0)
+    return dz @ p["weight_hh_l0"], dc * f, grads
+
+
+def head_forward(p, h, y):
+    """Per-stream cross-entropy (nats) of the decoder's softmax against targets y."""
+    logits = h @ p["decoder.weight"].T + p["decoder.bias"]  # B,V
+    shifted = logits - logits.max(axis=1, keepdims=True)
+    log_probs = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+    loss = -log_probs[np.arange(len(y)), y]
+    return loss, (h, np.exp(log_probs), y)
+
+
+def head_backward(dloss, cache, p):
+    """dloss: (B,) weight of each stream's loss. Returns dL/dh and the decoder's gradients."""
+    h, probs, y = cache
+    dlogits = probs.copy()
+    dlogits[np.arange(len(y)), y] -= 1
+    dlogits *= dloss[:, None]
+    return dlogits @ p["decoder.weight"], {"decoder.weight": dlogits.T @ h, "decoder.bias": dlogits.sum(axis=0)}
+
+
+def add_grads(total, part):
+    for name, value in part.items():
+        total[name] = total[name] + value
+
+
+def zero_grads(p):
+    return {name: np.zeros_like(value) for name, value in p.items()}
+
+
+def step(p, x, y, h_prev, c_prev):
+    """One full time step: returns (h, c), per-stream losses, and a cache for `backward_window`."""
+    (h, c), lstm_cache = lstm_forward(p, x, h_prev, c_prev)
+    loss, head_cache = head_forward(p, h, y)
+    return (h, c), loss, (lstm_cache, head_cache)
+
+
+def backward_window(caches, weights, injected, scale):
+    """Backprop through a window of steps, oldest first in `caches`.
+
+    weights[k] are the parameters whose Jacobians step k's backward pass uses; injected[k]
+    says whether step k's loss is in the objective; every injected per-stream loss is weighted
+    by `scale`. The gradient stops at the state before the window.
+    """
+    grads = zero_grads(weights[-1])
+    B, H = caches[-1][0][1].shape
+    dh, dc = np.zeros((B, H)), np.zeros((B, H))
+    for k in range(len(caches) - 1, -1, -1):
+        lstm_cache, head_cache = caches[k]
+        if injected[k]:
+            dh_head, head_grads = head_backward(np.full(B, scale), head_cache, weights[k])
+            dh = dh + dh_head
+            add_grads(grads, head_grads)
+        dh, dc, lstm_grads = lstm_backward(dh, dc, lstm_cache, weights[k])
+        add_grads(grads, lstm_grads)
+    return grads
+
+
+def window_loss(p, xs, ys, h0, c0, injected):
+    """Mean over injected steps and streams of the loss of running xs from (h0, c0) with weights p."""
+    h, c = h0, c0
+    total, count = 0.0, 0
+    for x, y, inj in zip(xs, ys, injected):
+        (h, c), loss, _ = step(p, x, y, h, c)
+        if inj:
+            total += loss.sum()
+            count += len(loss)
+    return total / count
+
+
+class Optimizer:
+    """SGD or Adam (bias-corrected, as torch.optim.Adam) with optional global-norm clipping."""
+
+    def __init__(self, p, kind, lr, clip, beta1=0.9, beta2=0.999, eps=1e-8):
+        self.kind, self.lr, self.clip = kind, lr, clip
+        self.beta1, self.beta2, self.eps = beta1, beta2, eps
+        self.m, self.v, self.count = zero_grads(p), zero_grads(p), 0
+
+    def step(self, p, grads):
+        if self.clip > 0:
+            norm = np.sqrt(sum(float((g.astype(np.float64) ** 2).sum()) for g in grads.values()))
+            if norm > self.clip:
+                grads = {k: g * (self.clip / norm) for k, g in grads.items()}
+        if self.kind == "sgd":
+            return {k: p[k] - self.lr * grads[k] for k in p}
+        self.count += 1
+        new = {}
+        for k in p:
+            self.m[k] = self.beta1 * self.m[k] + (1 - self.beta1) * grads[k]
+            self.v[k] = self.beta2 * self.v[k] + (1 - self.beta2) * grads[k] ** 2
+            m_hat = self.m[k] / (1 - self.beta1**self.count)
+            v_hat = self.v[k] / (1 - self.beta2**self.count)
+            new[k] = p[k] - self.lr * m_hat / (np.sqrt(v_hat) + self.eps)
+        return new
+
+
+def stream_inputs(train_ids, batch, t):
+    """(x, y) of step t (1-based) for every stream; tracks wrap around at their end."""
+    track_len = len(train_ids) // batch
+    pos = (t - 1) % (track_len - 1)
+    starts = np.arange(batch) * track_len
+    return train_ids[starts + pos], train_ids[starts + pos + 1]
+
+
+def train(scheme, p, train_ids, *, batch, k1, k2, n_steps, inject="new", optimizer="sgd", lr=0.1, clip=0.0):
+    """Run a scheme for n_steps online from the zero state; returns (per-step mean losses in nats, final p).
+
+    Written straight from each scheme's definition; `scheme` is chunked, single, stored or sliding.
+    """
+    opt = Optimizer(p, optimizer, lr, clip)
+    B, H = batch, p["weight_hh_l0"].shape[1]
+    zero = np.zeros((B, H), dtype=p["weight_hh_l0"].dtype)
+    losses = np.zeros(n_steps)
+
+    if scheme == "chunked":
+        state = (zero, zero)
+        for start in range(0, n_steps, k1):
+            xs, ys = zip(*(stream_inputs(train_ids, B, t) for t in range(start + 1, start + k1 + 1)))
+            caches = []
+            h, c = state
+            for k, (x, y) in enumerate(zip(xs, ys)):
+                (h, c), loss, cache = step(p, x, y, h, c)
+                losses[start + k] = loss.mean()
+                caches.append(cache)
+            grads = backward_window(caches, [p] * k1, [True] * k1, 1.0 / (k1 * B))
+            p = opt.step(p, grads)
+            state = (h, c)
+        return losses, p
+
+    # states[t] = (h_t, c_t) as most recently computed; caches[t], weights_used[t] for step t
+    states, caches, weights_used, inputs = {0: (zero, zero)}, {}, {}, {}
+    for t in range(1, n_steps + 1):
+        inputs[t] = stream_inputs(train_ids, B, t)
+        if scheme in ("single", "stored"):
+            weights_used[t] = {k: v.copy() for k, v in p.items()}
+            states[t], loss, caches[t] = step(p, *inputs[t], *states[t - 1])
+            losses[t - 1] = loss.mean()
+        if t % k1:
+            continue
+        first = max(1, t - k2 + 1)
+        window = range(first, t + 1)
+        injected = [inject == "window" or tau > t - k1 for tau in window]
+        if scheme == "sliding":
+            for tau in window:  # recompute with the current weights from the stored state
+                states[tau], loss, caches[tau] = step(p, *inputs[tau], *states[tau - 1])
+                if tau > t - k1:
+                    losses[tau - 1] = loss.mean()
+        weights = [weights_used[tau] if scheme == "stored" else p for tau in window]
+        scale = 1.0 / (sum(injected) * B)
+        grads = backward_window([caches[tau] for tau in window], weights, injected, scale)
+        p = opt.step(p, grads)
+    return losses, p
+
+
+def evaluate(p, ids, n_chars):
+    """Mean loss (nats) predicting ids[1:n_chars] with one stream from the zero state."""
+    H = p["weight_hh_l0"].shape[1]
+    h = c = np.zeros((1, H), dtype=p["weight_hh_l0"].dtype)
+    total = 0.0
+    for i in range(n_chars - 1):
+        (h, c), loss, _ = step(p, ids[i : i + 1], ids[i + 1 : i + 2], h, c)
+        total += loss[0]
+    return total / (n_chars - 1)

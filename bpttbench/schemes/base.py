@@ -1,0 +1,92 @@
+"""The interface every truncation scheme implements, and the arrays they share.
+
+A scheme owns the online state of one training run: the parameters, the optimiser state,
+a ring of the last k2 + 1 steps' activations, and scratch space. `run(n)` advances n time
+steps (a whole number of update periods k1) inside one JIT call and writes each step's
+online loss; Python never enters the per-step loop.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+
+from bpttbench.config import TrainConfig
+from bpttbench.kernels.optim import OPTIMIZER_CODES
+
+
+class Scheme:
+    name = "base"
+
+    def __init__(self, cfg: TrainConfig, theta: np.ndarray, vocab_size: int, train_ids: np.ndarray):
+        dtype = theta.dtype
+        B, H, V, k2 = cfg.batch, cfg.hidden, vocab_size, cfg.k2
+        self.cfg = cfg
+        self.V, self.H, self.B = V, H, B
+        self.k1, self.k2 = cfg.k1, cfg.k2
+        self.inject_window = cfg.inject == "window"
+        self.theta = theta
+        self.grad = np.zeros_like(theta)
+        self.optimizer = OPTIMIZER_CODES[cfg.optimizer]
+        self.lr = float(cfg.lr)
+        self.clip = float(cfg.clip)
+        self.opt_state = (np.zeros_like(theta), np.zeros_like(theta), np.zeros(1, np.int64))
+        self.ids = np.ascontiguousarray(train_ids, dtype=np.int32)
+        self.track_len = len(self.ids) // B
+        if self.track_len < 2:
+            raise ValueError(f"{len(self.ids)} training characters cannot feed {B} streams")
+        R = k2 + 1
+        G = 4 * H
+        self.ring = (
+            np.zeros((R, B), np.int32),  # x
+            np.zeros((R, B), np.int32),  # y
+            np.zeros((R, B, G), dtype),  # gates (post-activation i, f, g, o)
+            np.zeros((R, B, H), dtype),  # c
+            np.zeros((R, B, H), dtype),  # h
+            np.zeros((R, B, H), dtype),  # tanh(c)
+            np.zeros((R, B, V), dtype),  # softmax probabilities
+        )
+        self.work = (
+            np.zeros((B, H), dtype),  # dh
+            np.zeros((B, H), dtype),  # dc
+            np.zeros((B, H), dtype),  # dh_prev
+            np.zeros((B, H), dtype),  # dh from the head
+            np.zeros((k2 * B, G), dtype),  # dz of every step in the window
+            np.zeros((k2 * B, H), dtype),  # h before every step in the window
+            np.zeros((k2 * B, V), dtype),  # dlogits of every injected step
+            np.zeros((k2 * B, H), dtype),  # h of every injected step
+        )
+        self.t = 0  # time steps done
+        self.updates = 0
+
+    def run(self, n_steps: int, losses: np.ndarray) -> int:
+        """Advance n_steps (a multiple of k1), writing each step's batch-mean online loss (nats).
+
+        Returns the number of steps done: fewer than n_steps only when a loss was not finite,
+        in which case the run has diverged and must stop.
+        """
+        raise NotImplementedError
+
+    def gradient_for_next_update(self) -> np.ndarray:
+        """The gradient this scheme would apply at its next update, leaving self untouched."""
+        probe = self.clone()
+        probe.lr = 0.0
+        probe.optimizer = OPTIMIZER_CODES["sgd"]
+        probe.clip = 0.0
+        probe.run(self.k1, np.empty(self.k1))
+        return probe.grad.copy()
+
+    def clone(self) -> "Scheme":
+        return copy.deepcopy(self)
+
+    def resident_bytes(self) -> int:
+        """Bytes of every array this scheme keeps (parameters, optimiser, rings, scratch)."""
+        arrays = [self.theta, self.grad, *self.opt_state, *self.ring, *self.work]
+        return int(sum(a.nbytes for a in arrays))
+
+    def window_bounds(self, t: int) -> tuple[int, int]:
+        """(first step of the window, first step whose loss is injected) for an update after step t."""
+        first = max(1, t - self.k2 + 1)
+        first_injected = first if self.inject_window else max(first, t - self.k1 + 1)
+        return first, first_injected

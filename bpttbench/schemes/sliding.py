@@ -1,0 +1,67 @@
+"""`sliding`: at each update, re-run the last k2 steps forward with the current weights, then backprop.
+
+The forward pass starts from the stored state of the step before the window (as most recently
+computed, treated as a constant) and its recomputed states replace the old ones. The newest k1
+steps are forwarded only by this pass, so their online losses are the ones it computes. The
+result is the exact gradient of the window loss (the blue curve of the Cross Validated question).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+from bpttbench.kernels.lstm import JIT, forward_step, param_views, read_inputs, window_backward
+from bpttbench.kernels.optim import apply_update
+from bpttbench.schemes.base import Scheme
+
+
+@njit(**JIT)
+def run_sliding_block(theta, grad, V, H, ids, track_len, ring, work, opt_state, optimizer, lr, clip,
+                      t0, n_steps, k1, k2, inject_window, losses):
+    """Steps t0+1 .. t0+n_steps (a multiple of k1); returns (steps done, updates done)."""
+    x_r, y_r = ring[0], ring[1]
+    R = x_r.shape[0]
+    B = x_r.shape[1]
+    _, W_hh, _, _, W_dec, _ = param_views(theta, V, H)
+    W_hh_stack = W_hh.reshape((1, W_hh.shape[0], W_hh.shape[1]))
+    W_dec_stack = W_dec.reshape((1, W_dec.shape[0], W_dec.shape[1]))
+    updates = 0
+    for n in range(k1 - 1, n_steps, k1):
+        t = t0 + n + 1
+        first = max(1, t - k2 + 1)
+        newest = t - k1 + 1
+        diverged = False
+        for tau in range(first, t + 1):
+            s = tau % R
+            if tau >= newest:
+                read_inputs(ids, track_len, tau, x_r[s], y_r[s])
+            loss = forward_step(theta, V, H, ring, tau, (tau - 1) % R) / B
+            if tau >= newest:
+                losses[n - (t - tau)] = loss
+                diverged = diverged or not np.isfinite(loss)
+        if diverged:
+            return n + 1, updates
+        first_injected = first if inject_window else max(first, newest)
+        scale = 1.0 / ((t - first_injected + 1) * B)
+        grad[:] = 0.0
+        window_backward(theta, grad, V, H, ring, t, first, first_injected, scale, W_hh_stack, W_dec_stack, work)
+        apply_update(theta, grad, opt_state, optimizer, lr, clip)
+        updates += 1
+    return n_steps, updates
+
+
+class Sliding(Scheme):
+    name = "sliding"
+
+    def run(self, n_steps: int, losses: np.ndarray) -> int:
+        if n_steps % self.k1:
+            raise ValueError(f"sliding advances whole update periods: {n_steps} is not a multiple of k1={self.k1}")
+        done, updates = run_sliding_block(
+            self.theta, self.grad, self.V, self.H, self.ids, self.track_len, self.ring, self.work,
+            self.opt_state, self.optimizer, self.lr, self.clip, self.t, n_steps, self.k1, self.k2,
+            self.inject_window, losses,
+        )
+        self.t += done
+        self.updates += updates
+        return done

@@ -1,0 +1,28 @@
+"""`stored`: as `single`, but the backward pass through step tau uses the weights that computed
+step tau's forward ("keep track of the weights as they were", Williams & Peng's O(n^2 h) variant).
+
+Only what the backward pass needs is kept: a ring of k2 snapshots of W_hh and the decoder.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from bpttbench.schemes.single import Single
+
+
+class Stored(Single):
+    name = "stored"
+    snapshot = True
+
+    def __init__(self, cfg, theta, vocab_size, train_ids):
+        super().__init__(cfg, theta, vocab_size, train_ids)
+        H, V, k2 = self.H, self.V, self.k2
+        self.W_hh_snapshots = np.zeros((k2, 4 * H, H), theta.dtype)
+        self.W_dec_snapshots = np.zeros((k2, V, H), theta.dtype)
+
+    def weight_stacks(self):
+        return self.W_hh_snapshots, self.W_dec_snapshots
+
+    def resident_bytes(self) -> int:
+        return super().resident_bytes() + self.W_hh_snapshots.nbytes + self.W_dec_snapshots.nbytes

@@ -1,0 +1,132 @@
+"""The budgeted training loop for one (scheme, seed): yields `Record`s, never prints.
+
+Python only orchestrates: each call into the scheme runs a block of steps inside JIT code,
+sized to about BLOCK_SECONDS so that a wall-clock budget is met closely without Python in the
+per-step loop. Compilation happens before the clock starts; evaluation is timed apart.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Callable, Iterator
+
+import numpy as np
+
+from bpttbench.config import TrainConfig
+from bpttbench.kernels.lstm import evaluate
+from bpttbench.model import init_theta
+from bpttbench.records import Record, RunOutcome
+from bpttbench.schemes import make_scheme
+
+LN2 = math.log(2.0)
+BLOCK_SECONDS = 0.05  # time between budget checks
+MAX_BLOCK_STEPS = 1 << 20
+
+
+def round_up(value: int, multiple: int) -> int:
+    return -(-value // multiple) * multiple
+
+
+def eval_scratch(hidden: int, vocab_size: int, dtype) -> tuple:
+    H, V = hidden, vocab_size
+    return (
+        np.zeros(1, np.int32), np.zeros(1, np.int32), np.zeros((1, 4 * H), dtype), np.zeros((1, H), dtype),
+        np.zeros((1, H), dtype), np.zeros((1, H), dtype), np.zeros((1, H), dtype), np.zeros((1, V), dtype),
+    )
+
+
+def warm_up(cfg: TrainConfig) -> float:
+    """Compile (or load from Numba's cache) every kernel cfg's run will call; returns seconds taken."""
+    start = time.perf_counter()
+    k = 2 if cfg.scheme == "chunked" else 1
+    tiny = TrainConfig(scheme=cfg.scheme, k1=k, k2=2, inject=cfg.inject, hidden=2, batch=1, optimizer=cfg.optimizer,
+                       dtype=cfg.dtype, budget_steps=2 * k)
+    ids = np.array([0, 1, 2, 1, 0, 2, 1, 0], np.int32)
+    scheme = make_scheme(tiny, init_theta(3, 2, 0, cfg.dtype), 3, ids)
+    scheme.run(2 * k, np.zeros(2 * k))
+    evaluate(scheme.theta, 3, 2, ids, 4, eval_scratch(2, 3, np.dtype(cfg.dtype)))
+    return time.perf_counter() - start
+
+
+class Training:
+    """One (scheme, seed) on one corpus. `records()` trains and yields; `outcome` says how it ended.
+
+    `corpus` needs `train_ids`, `val_ids` and `vocab_size`. `clock` is injectable so tests of the
+    budget logic do not depend on the machine's speed.
+    """
+
+    def __init__(self, cfg: TrainConfig, corpus, *, clock: Callable[[], float] = time.perf_counter):
+        self.cfg = cfg
+        self.clock = clock
+        self.vocab_size = corpus.vocab_size
+        self.val_ids = np.ascontiguousarray(corpus.val_ids, dtype=np.int32)
+        self.eval_chars = min(cfg.eval_chars + 1, len(self.val_ids))
+        theta = init_theta(corpus.vocab_size, cfg.hidden, cfg.seed, cfg.dtype)
+        self.initial_theta = theta.copy()
+        self.scheme = make_scheme(cfg, theta, corpus.vocab_size, corpus.train_ids)
+        self.outcome = RunOutcome()
+        self._scratch = eval_scratch(cfg.hidden, corpus.vocab_size, theta.dtype)
+
+    @property
+    def theta(self) -> np.ndarray:
+        return self.scheme.theta
+
+    def compile(self) -> float:
+        self.outcome.compile_s = warm_up(self.cfg)
+        return self.outcome.compile_s
+
+    def validation_bpc(self) -> float:
+        nats = evaluate(self.theta, self.vocab_size, self.cfg.hidden, self.val_ids, self.eval_chars, self._scratch)
+        return nats / LN2
+
+    def records(self) -> Iterator[Record]:
+        cfg, scheme, out = self.cfg, self.scheme, self.outcome
+        k1 = cfg.k1
+        # Log and evaluation points fall on update boundaries, so every record sees whole periods.
+        log_every = round_up(cfg.log_every, k1)
+        eval_every = round_up(cfg.eval_every, log_every) if cfg.eval_every else 0
+        max_steps = max(k1, cfg.budget_steps // k1 * k1) if cfg.budget_steps else None
+        block = k1
+        loss_sum, loss_count = 0.0, 0
+        while True:
+            next_log = (scheme.t // log_every + 1) * log_every
+            n = min(next_log - scheme.t, block)
+            if max_steps is not None:
+                n = min(n, max_steps - scheme.t)
+            losses = np.empty(n)
+            start = self.clock()
+            done = scheme.run(n, losses)
+            elapsed = self.clock() - start
+            out.wall_s += elapsed
+            out.steps, out.updates = scheme.t, scheme.updates
+            if done < n:
+                out.status, out.diverged_at_step = "diverged", scheme.t
+                return
+            loss_sum += float(losses.sum())
+            loss_count += done
+            block = min(MAX_BLOCK_STEPS, max(k1, round_up(int(done * BLOCK_SECONDS / max(elapsed, 1e-9)), k1)))
+            finished = (cfg.budget_seconds is not None and out.wall_s >= cfg.budget_seconds) or (
+                max_steps is not None and scheme.t >= max_steps
+            )
+            if scheme.t % log_every and not finished:
+                continue
+            val_bpc = None
+            if finished or (eval_every and scheme.t % eval_every == 0):
+                start = self.clock()
+                val_bpc = self.validation_bpc()
+                out.eval_s += self.clock() - start
+                out.final_val_bpc = val_bpc
+            out.final_train_bpc = loss_sum / loss_count / LN2
+            yield Record(scheme.t, scheme.updates, out.wall_s, out.final_train_bpc, val_bpc, out.eval_s)
+            loss_sum, loss_count = 0.0, 0
+            if finished:
+                out.status = "complete"
+                return
+
+
+def train(cfg: TrainConfig, corpus, *, clock: Callable[[], float] = time.perf_counter) -> Iterator[Record]:
+    """Compile, then train cfg on corpus, yielding a Record at every log point."""
+    training = Training(cfg, corpus, clock=clock)
+    training.compile()
+    yield from training.records()
