@@ -116,3 +116,30 @@ def validate(cfg: TrainConfig) -> None:
         raise ConfigError(f"eval_every must be >= 0 steps (0 = evaluate only at the end), got {cfg.eval_every}")
     if cfg.eval_chars < 2:
         raise ConfigError(f"eval_chars must be at least 2, got {cfg.eval_chars}")
+
+
+_DURATION_UNITS = {"": 1.0, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def parse_duration(text) -> float:
+    """Seconds from `90`, `90s`, `2m`, `1.5h`; ConfigError naming the accepted forms otherwise."""
+    raw = str(text).strip().lower()
+    number, unit = raw, ""
+    if raw and raw[-1] in "smh":
+        number, unit = raw[:-1], raw[-1]
+    try:
+        seconds = float(number) * _DURATION_UNITS[unit]
+    except ValueError:
+        raise ConfigError(f"cannot read {text!r} as a duration; write seconds like 90 or 90s, or 2m, 1h") from None
+    if not math.isfinite(seconds) or seconds <= 0:
+        raise ConfigError(f"the time budget must be positive, got {text!r}; write e.g. 90s or 2m")
+    return seconds
+
+
+def format_duration(seconds: float) -> str:
+    seconds = int(round(seconds))
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return f"{hours}h{minutes:02d}m{secs:02d}s"
+    return f"{minutes}m{secs:02d}s" if minutes else f"{secs}s"

@@ -187,6 +187,29 @@ def _dangerous_to_clear(path: Path) -> str | None:
 # ----------------------------------------------------------------------------- writing
 
 
+def check_out_dir(path: Path, *, force: bool) -> list[Path]:
+    """Refuse an output directory that cannot become a run directory; returns what --force would remove.
+
+    Callers run it before any work starts, so a bad --out fails in the first second.
+    """
+    path = Path(path)
+    if not (path.exists() or path.is_symlink()):
+        return []
+    if not path.is_dir():
+        raise ResultsError(f"{path} is a file, not a directory; choose another --out")
+    try:
+        children = list(path.iterdir())
+    except OSError as exc:
+        raise _write_error(path, exc, "read") from exc
+    if children:
+        if not force:
+            raise ResultsError(f"{path} already holds files; choose another --out or pass --force to replace them")
+        danger = _dangerous_to_clear(path)
+        if danger:
+            raise ResultsError(f"refusing to clear {path} with --force: {danger}; choose a dedicated --out directory")
+    return children
+
+
 class RunWriter:
     """Writes one run directory as the run goes; see the module docstring for its layout.
 
@@ -230,19 +253,9 @@ class RunWriter:
 
     def _prepare_dir(self, force: bool) -> None:
         path = self.path
+        children = check_out_dir(path, force=force)
         if path.exists() or path.is_symlink():
-            if not path.is_dir():
-                raise ResultsError(f"{path} is a file, not a directory; choose another --out")
-            try:
-                children = list(path.iterdir())
-            except OSError as exc:
-                raise _write_error(path, exc, "read") from exc
             if children:
-                if not force:
-                    raise ResultsError(f"{path} already holds files; choose another --out or pass --force to replace them")
-                danger = _dangerous_to_clear(path)
-                if danger:
-                    raise ResultsError(f"refusing to clear {path} with --force: {danger}; choose a dedicated --out directory")
                 for child in children:
                     try:
                         if child.is_dir() and not child.is_symlink():

@@ -1,0 +1,346 @@
+"""The bpttbench command line: parse, build a config, call the library, show the outcome.
+
+Results go to stdout and everything else (progress, warnings, errors) to stderr. Every error
+leaves through `main`: one line naming the problem and the fix, exit code 2 for the user's
+mistakes, 1 for failures that are not, 130/143 for Ctrl-C/SIGTERM; never a traceback
+(set BPTTBENCH_DEBUG=1 to see one).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import sys
+from contextlib import contextmanager
+from pathlib import Path
+
+import click
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn
+from rich.table import Table
+
+from bpttbench import __version__
+from bpttbench.config import INJECTS, OPTIMIZERS, SCHEMES, TrainConfig, format_duration, parse_duration
+from bpttbench.errors import BpttbenchError, ConfigError, UserError
+
+stdout = Console(highlight=False, soft_wrap=True)
+stderr = Console(stderr=True, highlight=False, soft_wrap=True)
+DEFAULTS = TrainConfig(budget_steps=1)  # the one place defaults live
+DEFAULT_BUDGET = "60s"
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, delivered as an interruption so runs close their results the same way."""
+
+
+def envvar(name: str) -> str:
+    return f"BPTTBENCH_{name.upper().replace('-', '_')}"
+
+
+def option(*names, **kw):
+    """A click option that also reads BPTTBENCH_<NAME> from the environment."""
+    long = next(n for n in names if n.startswith("--"))
+    kw.setdefault("envvar", envvar(long[2:]))
+    kw.setdefault("show_envvar", True)
+    return click.option(*names, **kw)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="bpttbench")
+def cli():
+    """Which truncated-BPTT scheme learns fastest online, and how exact is its gradient?
+
+    \b
+    Examples:
+      bpttbench run                                  # single vs sliding, 60 s each, built-in corpus
+      bpttbench run --scheme single --k2 20
+      bpttbench run --scheme all --steps 300 --strict     # a CI smoke run
+      bpttbench plot results/
+    """
+
+
+# ----------------------------------------------------------------------------- run
+
+
+class RunProgress:
+    """Rich progress on stderr: one bar per (scheme, seed) with elapsed/budget, steps/s and the live loss."""
+
+    def __init__(self, units: list[TrainConfig], enabled: bool):
+        self.units = units
+        self.progress = Progress(
+            TextColumn("{task.description:<28}"),
+            BarColumn(),
+            TextColumn("{task.fields[where]:>16}"),
+            TextColumn("{task.fields[rate]:>13}"),
+            TextColumn("{task.fields[loss]:>20}"),
+            console=stderr,
+            disable=not enabled,
+            transient=False,
+        )
+        self.tasks = []
+
+    def __enter__(self):
+        self.progress.__enter__()
+        for cfg in self.units:
+            total = cfg.budget_seconds if cfg.budget_seconds is not None else cfg.budget_steps
+            desc = f"{cfg.scheme} k1={cfg.k1} k2={cfg.k2} seed {cfg.seed}"
+            self.tasks.append(self.progress.add_task(desc, total=total, where="waiting", rate="", loss=""))
+        return self
+
+    def __exit__(self, *exc):
+        return self.progress.__exit__(*exc)
+
+    def where(self, cfg, record) -> str:
+        if cfg.budget_seconds is not None:
+            return f"{record.wall_s:.0f}/{cfg.budget_seconds:.0f} s"
+        return f"{record.step}/{cfg.budget_steps}"
+
+    def unit_started(self, index, cfg):
+        self.progress.update(self.tasks[index], where="compiling")
+
+    def compiled(self, index, cfg, seconds):
+        self.progress.update(self.tasks[index], where="training")
+
+    def record(self, index, cfg, record):
+        done = record.wall_s if cfg.budget_seconds is not None else record.step
+        loss = f"{record.train_bpc:.3f} bpc"
+        if record.val_bpc is not None:
+            loss += f" val {record.val_bpc:.2f}"
+        rate = f"{record.step / record.wall_s:,.0f} step/s" if record.wall_s > 0 else ""
+        self.progress.update(self.tasks[index], completed=done, where=self.where(cfg, record), rate=rate, loss=loss)
+
+    def unit_finished(self, index, cfg, outcome):
+        total = self.progress.tasks[self.tasks[index]].total
+        where = f"diverged @{outcome.diverged_at_step}" if outcome.status == "diverged" else "done"
+        self.progress.update(self.tasks[index], completed=total, where=where)
+
+
+def summary_table(rows: list[dict]) -> Table:
+    table = Table(title="summary (medians over seeds; losses in bits/char)")
+    for name in ("scheme", "k1", "k2", "seeds", "steps", "updates", "steps/s", "final online", "final val"):
+        table.add_column(name, justify="left" if name == "scheme" else "right")
+
+    def num(v, fmt):
+        return "-" if v is None or (isinstance(v, float) and math.isnan(v)) else format(v, fmt)
+
+    for r in rows:
+        scheme = r["scheme"] + (" (window)" if r["inject"] == "window" else "")
+        seeds = f"{r['seeds']}" + (f" ({r['diverged']} diverged)" if r["diverged"] else "")
+        table.add_row(scheme, str(r["k1"]), str(r["k2"]), seeds, num(r["steps"], ",.0f"), num(r["updates"], ",.0f"),
+                      num(r["steps_per_s"], ",.0f"), num(r["final_train_bpc"], ".3f"), num(r["final_val_bpc"], ".3f"))
+    return table
+
+
+@contextmanager
+def sigterm_as_interrupt():
+    def handler(signum, frame):
+        raise Terminated()
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+@cli.command(context_settings={"show_default": True})
+@option("--scheme", "schemes", multiple=True, type=click.Choice([*SCHEMES, "all"]),
+        help="Scheme to run; repeat for several, or 'all'. [default: single and sliding]")
+@option("--k1", type=int, default=None, help=f"Steps between updates. [default: {DEFAULTS.k1}; chunked: k2]")
+@option("--k2", type=int, default=DEFAULTS.k2, help="Steps each update backpropagates through.")
+@option("--inject", type=click.Choice(INJECTS), default=DEFAULTS.inject,
+        help="Losses backpropagated: the newest k1 (Williams & Peng) or the whole window (Sutskever).")
+@option("--hidden", type=int, default=DEFAULTS.hidden, help="LSTM hidden units.")
+@option("--batch", type=int, default=DEFAULTS.batch, help="Parallel streams (1 = online).")
+@option("--optimizer", type=click.Choice(OPTIMIZERS), default=DEFAULTS.optimizer)
+@option("--lr", type=float, default=DEFAULTS.lr, help="Learning rate.")
+@option("--clip", type=float, default=DEFAULTS.clip, help="Global gradient-norm clip (0 = off).")
+@option("--dtype", type=click.Choice(["float32", "float64"]), default=DEFAULTS.dtype)
+@option("--budget", default=None, help=f"Wall-clock training time per scheme and seed: 90, 90s, 2m, 1h. [default: {DEFAULT_BUDGET}]")
+@option("--steps", type=int, default=None, help="A budget of time steps instead of seconds.")
+@option("--seeds", type=int, default=None, help="Number of seeds: 3 runs seeds 0, 1, 2. [default: 1]")
+@option("--seed", type=int, default=None, help="Run this one seed.")
+@option("--corpus", default=None, help="A built-in corpus name (see `bpttbench corpus list`) or a text file. [default: stdlib-docs]")
+@option("--eval-every", type=int, default=DEFAULTS.eval_every, help="Steps between validation evaluations (0 = only at the end).")
+@option("--eval-chars", type=int, default=DEFAULTS.eval_chars, help="Validation characters per evaluation.")
+@option("--log-every", type=int, default=DEFAULTS.log_every, help="Steps between log points.")
+@option("--out", type=click.Path(path_type=Path), default=None, help="Run directory. [default: results/run-<time>]")
+@option("--force", is_flag=True, help="Replace what is already in --out.")
+@option("--save-weights", is_flag=True, help="Save initial and final weights (PyTorch state_dict layout) and vocab.json.")
+@option("--strict", is_flag=True, help="Exit 1 if any scheme diverged (for CI smoke runs).")
+@option("--quiet", "-q", is_flag=True, help="Print only the run directory.")
+@option("--json", "as_json", is_flag=True, help="Print the summary as JSON on stdout.")
+def run(schemes, k1, k2, inject, hidden, batch, optimizer, lr, clip, dtype, budget, steps, seeds, seed, corpus,
+        eval_every, eval_chars, log_every, out, force, save_weights, strict, quiet, as_json):
+    """Train each scheme on a corpus under a budget and write a run directory.
+
+    \b
+    Examples:
+      bpttbench run --scheme single --k2 20
+      bpttbench run --scheme single --scheme sliding --k2 20 --budget 2m --seeds 3 --corpus tinyshakespeare
+      bpttbench run --scheme all --steps 300 --strict
+    """
+    from bpttbench.corpus import load_corpus
+    from bpttbench.results import check_out_dir
+    from bpttbench.runner import default_out_dir, execute, plan_units
+
+    if budget is not None and steps is not None:
+        raise ConfigError("give either --budget (seconds) or --steps, not both")
+    if seeds is not None and seed is not None:
+        raise ConfigError("give either --seeds (a count) or --seed (one seed), not both")
+    if seeds is not None and seeds < 1:
+        raise ConfigError(f"--seeds must be at least 1, got {seeds}")
+    budget_seconds = parse_duration(budget if budget is not None else DEFAULT_BUDGET) if steps is None else None
+    base = TrainConfig(k1=k1 or DEFAULTS.k1, k2=k2, inject=inject, hidden=hidden, batch=batch, optimizer=optimizer,
+                       lr=lr, clip=clip, dtype=dtype, budget_seconds=budget_seconds, budget_steps=steps,
+                       log_every=log_every, eval_every=eval_every, eval_chars=eval_chars)
+    seed_list = [seed] if seed is not None else list(range(seeds or 1))
+    units = plan_units(base, schemes or ("single", "sliding"), seed_list, k1_given=k1 is not None)
+    out_dir = out or default_out_dir()
+    check_out_dir(out_dir, force=force)
+    text = load_corpus(corpus, progress=None if quiet or as_json else download_progress())
+    chatty = not (quiet or as_json)
+    if chatty:
+        per_unit = f"{format_duration(budget_seconds)}" if budget_seconds else f"{steps:,} steps"
+        total = f" = {format_duration(budget_seconds * len(units))} of training" if budget_seconds else ""
+        stderr.print(f"{len(units)} runs × {per_unit}{total} (plus compilation and evaluation) "
+                  f"on {text.name} ({text.n_chars:,} characters, {text.vocab_size} symbols) → {out_dir}")
+    with sigterm_as_interrupt(), RunProgress(units, enabled=chatty) as progress:
+        result = execute(units, text, out_dir, force=force, save_weights=save_weights, observer=progress)
+    rows = result.summary()
+    if as_json:
+        stdout.print_json(json.dumps({"run_dir": str(result.path), "status": result.status, "summary": rows}))
+    elif quiet:
+        stdout.print(str(result.path))
+    else:
+        stdout.print(summary_table(rows))
+        stdout.print(f"results in {result.path}; draw the figures with: bpttbench plot {result.path}")
+    diverged = [u for u in result.units if u.outcome.status == "diverged"]
+    for unit in diverged:
+        stderr.print(f"warning: {unit.cfg.scheme} seed {unit.cfg.seed} diverged at step {unit.outcome.diverged_at_step}; "
+                  "try a lower --lr or --clip 1")
+    if strict and diverged:
+        sys.exit(1)
+
+
+def download_progress():
+    """A progress callback for corpus downloads, drawing a rich bar on stderr once bytes flow."""
+    state = {}
+
+    def update(done: int, total: int) -> None:
+        if "progress" not in state:
+            state["progress"] = Progress(TextColumn("downloading corpus"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
+                                         console=stderr, transient=True)
+            state["progress"].start()
+            state["task"] = state["progress"].add_task("download", total=total)
+        state["progress"].update(state["task"], completed=done)
+        if done >= total:
+            state["progress"].stop()
+
+    return update
+
+
+# ----------------------------------------------------------------------------- plot
+
+
+@cli.command(context_settings={"show_default": True})
+@click.argument("path", type=click.Path(path_type=Path), default=Path("results"))
+@option("--out", type=click.Path(path_type=Path), default=None, help="Where the figures go. [default: PATH]")
+@option("--logx", is_flag=True, help="Logarithmic x axis.")
+@option("--smooth", type=int, default=None, help="Moving average over this many log points (1 = none). [default: 5]")
+@option("--format", "formats", multiple=True, type=click.Choice(["png", "svg", "pdf"]), help="[default: png and svg]")
+def plot(path, out, logx, smooth, formats):
+    """Draw loss against time and against steps from a run directory or a folder of runs.
+
+    \b
+    Examples:
+      bpttbench plot results/run-20261125-120000
+      bpttbench plot results/ --logx --out figures/
+    """
+    from bpttbench.plot import plot_runs
+
+    if smooth is not None and smooth < 1:
+        raise ConfigError(f"--smooth must be at least 1 (1 = no smoothing), got {smooth}")
+    written = plot_runs(path, out=out, logx=logx, smooth=smooth, formats=formats or ("png", "svg"))
+    for skipped, reason in written.skipped:
+        stderr.print(f"skipped {skipped}: {reason}")
+    if not written:
+        raise UserError(f"no complete runs to plot under {path}; finish a run with `bpttbench run` first")
+    for figure in written:
+        stdout.print(str(figure))
+
+
+# ----------------------------------------------------------------------------- corpus
+
+
+@cli.group()
+def corpus():
+    """The corpora bpttbench knows: built-in and downloadable ones, or any text file."""
+
+
+@corpus.command("list")
+def corpus_list():
+    """List the registered corpora and whether they are cached."""
+    from bpttbench.corpus import list_corpora
+
+    table = Table()
+    for name in ("name", "size", "cached", "description"):
+        table.add_column(name)
+    for row in list_corpora():
+        size = f"{row['size']:,}" if row.get("size") else "-"
+        table.add_row(row["name"], size, "yes" if row.get("cached") else "no", row.get("description", ""))
+    stdout.print(table)
+
+
+@corpus.command("info")
+@click.argument("spec")
+def corpus_info(spec):
+    """Size, vocabulary, checksum and split of a corpus name or file."""
+    from bpttbench.corpus import load_corpus
+
+    text = load_corpus(spec, progress=download_progress())
+    info = text.info()
+    table = Table(show_header=False)
+    for key, value in info.items():
+        table.add_row(key, f"{value:,}" if isinstance(value, int) else str(value))
+    table.add_row("vocabulary", "".join(text.vocab).encode("unicode_escape").decode("ascii")[:200])
+    stdout.print(table)
+
+
+# ----------------------------------------------------------------------------- entry point
+
+
+def one_line(message: str) -> str:
+    lines = [line.strip() for line in str(message).splitlines() if line.strip()]
+    return " ".join(lines) if lines else "unknown error"
+
+
+def main(argv=None) -> None:
+    """Run the CLI; the one exit path for errors."""
+    try:
+        cli.main(args=argv, prog_name="bpttbench", standalone_mode=False)
+    except Terminated:
+        stderr.print("terminated: the results so far are kept and marked interrupted")
+        sys.exit(143)
+    except (KeyboardInterrupt, click.exceptions.Abort):
+        stderr.print("interrupted: the results so far are kept and marked interrupted")
+        sys.exit(130)
+    except click.exceptions.ClickException as exc:
+        command = f" {exc.ctx.command_path.split(' ', 1)[1]}" if getattr(exc, "ctx", None) and " " in exc.ctx.command_path else ""
+        stderr.print(f"error: {one_line(exc.format_message())} (see bpttbench{command} --help)", markup=False)
+        sys.exit(2)
+    except BpttbenchError as exc:
+        if os.environ.get("BPTTBENCH_DEBUG"):
+            raise
+        stderr.print(f"error: {one_line(str(exc))}", markup=False)
+        sys.exit(exc.exit_code)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except Exception as exc:  # not the user's fault: say so in one line
+        if os.environ.get("BPTTBENCH_DEBUG"):
+            raise
+        stderr.print(f"error: {type(exc).__name__}: {one_line(str(exc))} (a bpttbench bug or an environment problem; "
+                  "rerun with BPTTBENCH_DEBUG=1 for the traceback)", markup=False)
+        sys.exit(1)

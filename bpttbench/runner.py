@@ -1,0 +1,204 @@
+"""One benchmark run: every (scheme, seed) in turn on one corpus, each with the full budget, into one run directory.
+
+The CLI and the sweep both call `execute`; neither prints from here. Progress reaches the
+caller through an `Observer`, results reach the disk through results.RunWriter after every
+record, so an interruption or a crash keeps everything measured so far.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from statistics import median
+
+from bpttbench import __version__
+from bpttbench.config import SCHEMES, TrainConfig
+from bpttbench.corpus import Corpus, check_corpus_fits
+from bpttbench.errors import ConfigError
+from bpttbench.model import state_dict
+from bpttbench.records import Record, RunOutcome
+from bpttbench.results import RunWriter
+from bpttbench.train import Training
+
+
+def expand_schemes(names) -> list[str]:
+    """Scheme names as given (`all` = every scheme), duplicates dropped, order kept."""
+    out: list[str] = []
+    for name in names:
+        for scheme in SCHEMES if name == "all" else (name,):
+            if scheme not in SCHEMES:
+                raise ConfigError(f"unknown scheme {scheme!r}; choose from {', '.join(SCHEMES)} or all")
+            if scheme not in out:
+                out.append(scheme)
+    return out
+
+
+def plan_units(base: TrainConfig, schemes, seeds, *, k1_given: bool) -> list[TrainConfig]:
+    """One config per (scheme, seed), schemes outermost.
+
+    chunked has k1 = k2 by definition: unless k1 was set explicitly, it takes k1 = k2 (the
+    chunk is the truncation length) so that `--scheme all` compares it at the same k2.
+    """
+    units = []
+    for scheme in expand_schemes(schemes):
+        k1 = base.k2 if scheme == "chunked" and not k1_given else base.k1
+        for seed in seeds:
+            units.append(base.replace(scheme=scheme, k1=k1, seed=seed))
+    return units
+
+
+def git_revision() -> str | None:
+    here = Path(__file__).resolve().parent
+    try:
+        out = subprocess.run(["git", "-C", str(here), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None if out.returncode == 0 else None
+
+
+def cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def machine_info() -> dict:
+    import numba
+    import numpy
+    import scipy
+
+    return {
+        "cpu": cpu_model(),
+        "cores": os.cpu_count(),
+        "platform": platform.platform(),
+        "hostname": platform.node(),
+        "python": sys.version.split()[0],
+        "numpy": numpy.__version__,
+        "numba": numba.__version__,
+        "scipy": scipy.__version__,
+        "bpttbench": __version__,
+        "git_revision": git_revision(),
+    }
+
+
+class Observer:
+    """What a run reports as it goes; the CLI shows it, tests record it. All methods optional."""
+
+    def unit_started(self, index: int, cfg: TrainConfig) -> None: ...
+
+    def compiled(self, index: int, cfg: TrainConfig, seconds: float) -> None: ...
+
+    def record(self, index: int, cfg: TrainConfig, record: Record) -> None: ...
+
+    def unit_finished(self, index: int, cfg: TrainConfig, outcome: RunOutcome) -> None: ...
+
+
+@dataclass
+class UnitResult:
+    cfg: TrainConfig
+    outcome: RunOutcome
+
+
+@dataclass
+class RunResult:
+    path: Path
+    status: str
+    units: list[UnitResult] = field(default_factory=list)
+
+    def summary(self) -> list[dict]:
+        """One row per scheme configuration: medians over its seeds."""
+        groups: dict[tuple, list[UnitResult]] = {}
+        for unit in self.units:
+            c = unit.cfg
+            groups.setdefault((c.scheme, c.k1, c.k2, c.inject), []).append(unit)
+        rows = []
+        for (scheme, k1, k2, inject), units in groups.items():
+            outcomes = [u.outcome for u in units]
+
+            def med(values):
+                values = [v for v in values if v is not None]
+                return median(values) if values else None
+
+            rows.append({
+                "scheme": scheme, "k1": k1, "k2": k2, "inject": inject,
+                "seeds": len(units),
+                "diverged": sum(o.status == "diverged" for o in outcomes),
+                "steps": med([o.steps for o in outcomes]),
+                "updates": med([o.updates for o in outcomes]),
+                "steps_per_s": med([o.steps / o.wall_s if o.wall_s > 0 else None for o in outcomes]),
+                "final_train_bpc": med([o.final_train_bpc for o in outcomes]),
+                "final_val_bpc": med([o.final_val_bpc for o in outcomes]),
+            })
+        return rows
+
+
+def default_out_dir(root: Path = Path("results")) -> Path:
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+    path = root / f"run-{stamp}"
+    n = 1
+    while path.exists():
+        n += 1
+        path = root / f"run-{stamp}-{n}"
+    return path
+
+
+def execute(units: list[TrainConfig], corpus: Corpus, out_dir: Path, *, force: bool = False,
+            save_weights: bool = False, observer: Observer | None = None, extra_manifest: dict | None = None) -> RunResult:
+    """Train every unit in turn, writing out_dir as it goes; returns how each ended.
+
+    A KeyboardInterrupt (Ctrl-C, or SIGTERM turned into one by the CLI) marks the run
+    `interrupted` and propagates; any other exception marks it `failed` and propagates.
+    """
+    observer = observer or Observer()
+    for cfg in units:
+        check_corpus_fits(corpus, k2=cfg.k2, eval_chars=cfg.eval_chars, batch=cfg.batch)
+    manifest = {
+        "configuration": [cfg.to_dict() for cfg in units],
+        "schemes": list(dict.fromkeys(cfg.scheme for cfg in units)),
+        "seeds": sorted({cfg.seed for cfg in units}),
+        "corpus": corpus.info(),
+        "machine": machine_info(),
+        "concurrent_runs": 1,
+        "command": sys.argv,
+        **(extra_manifest or {}),
+    }
+    result = RunResult(path=Path(out_dir), status="running")
+    with RunWriter(out_dir, force=force, manifest=manifest) as writer:
+        if save_weights:
+            writer.save_vocab(corpus.vocab)
+        for index, cfg in enumerate(units):
+            observer.unit_started(index, cfg)
+            training = Training(cfg, corpus)
+            key = writer.start_unit(cfg, corpus.name)
+            try:
+                observer.compiled(index, cfg, training.compile())
+                if save_weights:
+                    writer.save_weights(f"{cfg.scheme}-seed{cfg.seed}-init", state_dict(training.initial_theta, corpus.vocab_size, cfg.hidden))
+                for record in training.records():
+                    writer.add_record(key, record)
+                    observer.record(index, cfg, record)
+            except KeyboardInterrupt:
+                training.outcome.status = "interrupted"
+                writer.finish_unit(key, training.outcome)
+                raise
+            except Exception as exc:
+                training.outcome.status = "failed"
+                writer.finish_unit(key, training.outcome, error=(str(exc).splitlines() or [type(exc).__name__])[0])
+                raise
+            if save_weights:
+                writer.save_weights(f"{cfg.scheme}-seed{cfg.seed}-final", state_dict(training.theta, corpus.vocab_size, cfg.hidden))
+            writer.finish_unit(key, training.outcome)
+            result.units.append(UnitResult(cfg, training.outcome))
+            observer.unit_finished(index, cfg, training.outcome)
+    result.status = writer.manifest["status"]
+    return result
