@@ -184,7 +184,7 @@ def run(schemes, k1, k2, inject, hidden, batch, optimizer, lr, clip, dtype, budg
     """
     from bpttbench.corpus import load_corpus
     from bpttbench.results import check_out_dir
-    from bpttbench.runner import default_out_dir, execute, plan_units
+    from bpttbench.runner import check_units_fit, default_out_dir, execute, plan_units
 
     if budget is not None and steps is not None:
         raise ConfigError("give either --budget (seconds) or --steps, not both")
@@ -201,6 +201,7 @@ def run(schemes, k1, k2, inject, hidden, batch, optimizer, lr, clip, dtype, budg
     out_dir = out or default_out_dir()
     check_out_dir(out_dir, force=force)
     text = load_corpus(corpus, progress=None if quiet or as_json else download_progress())
+    check_units_fit(units, text)  # before the plan is printed, so a refusal is the only line
     chatty = not (quiet or as_json)
     if chatty:
         per_unit = f"{format_duration(budget_seconds)}" if budget_seconds else f"{steps:,} steps"
@@ -321,10 +322,11 @@ def main(argv=None) -> None:
     """Run the CLI; the one exit path for errors."""
     try:
         cli.main(args=argv, prog_name="bpttbench", standalone_mode=False)
-    except Terminated:
-        stderr.print("terminated: the results so far are kept and marked interrupted")
-        sys.exit(143)
-    except (KeyboardInterrupt, click.exceptions.Abort):
+    except (KeyboardInterrupt, click.exceptions.Abort) as exc:
+        # click turns a KeyboardInterrupt (and so our Terminated) into Abort, keeping it as the cause.
+        if isinstance(exc, Terminated) or isinstance(exc.__cause__, Terminated):
+            stderr.print("terminated: the results so far are kept and marked interrupted")
+            sys.exit(143)
         stderr.print("interrupted: the results so far are kept and marked interrupted")
         sys.exit(130)
     except click.exceptions.ClickException as exc:

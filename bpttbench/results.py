@@ -187,6 +187,18 @@ def _dangerous_to_clear(path: Path) -> str | None:
 # ----------------------------------------------------------------------------- writing
 
 
+def _probe_writable(directory: Path, shown: Path) -> None:
+    """ResultsError unless a directory can be made in `directory` (and removes it again).
+
+    Permission bits do not tell: a read-only mount, a full quota, procfs, or root (who ignores
+    them) all answer differently from what os.access says.
+    """
+    try:
+        os.rmdir(tempfile.mkdtemp(prefix=".bpttbench-probe-", dir=directory))
+    except OSError as exc:
+        raise _write_error(shown, exc, "create") from exc
+
+
 def check_out_dir(path: Path, *, force: bool) -> list[Path]:
     """Refuse an output directory that cannot become a run directory; returns what --force would remove.
 
@@ -194,6 +206,12 @@ def check_out_dir(path: Path, *, force: bool) -> list[Path]:
     """
     path = Path(path)
     if not (path.exists() or path.is_symlink()):
+        ancestor = path.absolute().parent
+        while not (ancestor.exists() or ancestor.is_symlink()):
+            ancestor = ancestor.parent
+        if not ancestor.is_dir():
+            raise ResultsError(f"could not create {path}: {ancestor} is a file, not a directory; choose another --out")
+        _probe_writable(ancestor, path)
         return []
     if not path.is_dir():
         raise ResultsError(f"{path} is a file, not a directory; choose another --out")
@@ -201,6 +219,7 @@ def check_out_dir(path: Path, *, force: bool) -> list[Path]:
         children = list(path.iterdir())
     except OSError as exc:
         raise _write_error(path, exc, "read") from exc
+    _probe_writable(path, path)
     if children:
         if not force:
             raise ResultsError(f"{path} already holds files; choose another --out or pass --force to replace them")

@@ -152,6 +152,12 @@ def default_out_dir(root: Path = Path("results")) -> Path:
     return path
 
 
+def check_units_fit(units: list[TrainConfig], corpus: Corpus) -> None:
+    """CorpusError unless the corpus is long enough for every unit (k2, batch, eval_chars)."""
+    for cfg in units:
+        check_corpus_fits(corpus, k2=cfg.k2, eval_chars=cfg.eval_chars, batch=cfg.batch)
+
+
 def execute(units: list[TrainConfig], corpus: Corpus, out_dir: Path, *, force: bool = False,
             save_weights: bool = False, observer: Observer | None = None, extra_manifest: dict | None = None) -> RunResult:
     """Train every unit in turn, writing out_dir as it goes; returns how each ended.
@@ -160,8 +166,7 @@ def execute(units: list[TrainConfig], corpus: Corpus, out_dir: Path, *, force: b
     `interrupted` and propagates; any other exception marks it `failed` and propagates.
     """
     observer = observer or Observer()
-    for cfg in units:
-        check_corpus_fits(corpus, k2=cfg.k2, eval_chars=cfg.eval_chars, batch=cfg.batch)
+    check_units_fit(units, corpus)
     manifest = {
         "configuration": [cfg.to_dict() for cfg in units],
         "schemes": list(dict.fromkeys(cfg.scheme for cfg in units)),
