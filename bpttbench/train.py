@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections import deque
 from typing import Callable, Iterator
 
 import numpy as np
@@ -22,6 +23,13 @@ from bpttbench.schemes import make_scheme
 LN2 = math.log(2.0)
 BLOCK_SECONDS = 0.05  # time between budget checks
 MAX_BLOCK_STEPS = 1 << 20
+# Divergence is a non-finite loss, a non-finite weight (float32 overflows in the weights long
+# before the loss, since saturated gates hide it), or a mean online loss over the last
+# DIVERGED_WINDOW steps above DIVERGED_FACTOR times that of uniform guessing, log(V): SGD at a
+# huge learning rate keeps the loss finite (bounded gates) but at hundreds of bits/char, numbers
+# that mean nothing and would only squash every other curve of a plot.
+DIVERGED_FACTOR = 4.0
+DIVERGED_WINDOW = 256
 
 
 def round_up(value: int, multiple: int) -> int:
@@ -89,6 +97,9 @@ class Training:
         max_steps = max(k1, cfg.budget_steps // k1 * k1) if cfg.budget_steps else None
         block = k1
         loss_sum, loss_count = 0.0, 0
+        limit = DIVERGED_FACTOR * max(math.log(self.vocab_size), LN2)  # nats per step
+        recent: deque[tuple[int, float]] = deque()  # (steps, loss sum) of the latest blocks
+        recent_steps, recent_sum = 0, 0.0
         while True:
             next_log = (scheme.t // log_every + 1) * log_every
             n = min(next_log - scheme.t, block)
@@ -103,19 +114,34 @@ class Training:
             if done < n:
                 out.status, out.diverged_at_step = "diverged", scheme.t
                 return
-            loss_sum += float(losses.sum())
+            block_sum = float(losses.sum())
+            recent.append((done, block_sum))
+            recent_steps, recent_sum = recent_steps + done, recent_sum + block_sum
+            while recent_steps - recent[0][0] >= DIVERGED_WINDOW:
+                steps, total = recent.popleft()
+                recent_steps, recent_sum = recent_steps - steps, recent_sum - total
+            loss_sum += block_sum
             loss_count += done
             block = min(MAX_BLOCK_STEPS, max(k1, round_up(int(done * BLOCK_SECONDS / max(elapsed, 1e-9)), k1)))
             finished = (cfg.budget_seconds is not None and out.wall_s >= cfg.budget_seconds) or (
                 max_steps is not None and scheme.t >= max_steps
             )
-            if scheme.t % log_every and not finished:
+            logging = finished or scheme.t % log_every == 0
+            # The loss rule waits for a full window, except where a record would show the loss.
+            exploded = (recent_steps >= DIVERGED_WINDOW or logging) and recent_sum > limit * recent_steps
+            if exploded or not np.isfinite(scheme.theta).all():
+                out.status, out.diverged_at_step = "diverged", scheme.t
+                return
+            if not logging:
                 continue
             val_bpc = None
             if finished or (eval_every and scheme.t % eval_every == 0):
                 start = self.clock()
                 val_bpc = self.validation_bpc()
                 out.eval_s += self.clock() - start
+                if not math.isfinite(val_bpc):
+                    out.status, out.diverged_at_step = "diverged", scheme.t
+                    return
                 out.final_val_bpc = val_bpc
             out.final_train_bpc = loss_sum / loss_count / LN2
             yield Record(scheme.t, scheme.updates, out.wall_s, out.final_train_bpc, val_bpc, out.eval_s)
