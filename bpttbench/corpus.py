@@ -41,7 +41,7 @@ from typing import Callable, Iterator
 
 import numpy as np
 
-from bpttbench.errors import CorpusError
+from bpttbench.errors import CorpusError, DownloadError
 
 DEFAULT_CORPUS = "stdlib-docs"
 BUILTIN_SOURCE = "builtin:stdlib-docs"
@@ -418,7 +418,7 @@ def _download(url: str, dest: Path, entry: RegistryEntry, progress: Progress | N
             reason = _one_line(e.reason)
         else:
             reason = _one_line(e)
-        return CorpusError(
+        return DownloadError(
             f"could not download {entry.name} from {url}: {reason}; check the network or set "
             f"BPTTBENCH_CORPUS_MIRROR to a directory holding {entry.name}.txt"
         )
@@ -508,12 +508,12 @@ def _fetch_into_cache(
         retry = f"it was discarded; try again, or set BPTTBENCH_CORPUS_MIRROR to a directory holding a good {entry.name}.txt"
         if len(data) != entry.size:
             got = f"more than {entry.size}" if len(data) > entry.size else str(len(data))
-            raise CorpusError(
+            raise DownloadError(
                 f"checksum mismatch for {entry.name} from {origin}: got {got} bytes, expected {entry.size}; {retry}"
             )
         digest = hashlib.sha256(data).hexdigest()
         if digest != entry.sha256:
-            raise CorpusError(
+            raise DownloadError(
                 f"checksum mismatch for {entry.name} from {origin}: sha256 {digest[:16]}..., "
                 f"expected {entry.sha256[:16]}...; {retry}"
             )

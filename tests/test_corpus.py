@@ -4,12 +4,9 @@ built-in stdlib-docs corpus, and the packaging that ships the registry."""
 from __future__ import annotations
 
 import configparser
-import contextlib
 import hashlib
-import http.server
 import json
 import socket
-import threading
 import urllib.request
 from pathlib import Path
 
@@ -28,6 +25,8 @@ from bpttbench.corpus import (
     stdlib_docs_text,
 )
 from bpttbench.errors import CorpusError
+
+from conftest import serving
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_CORPORA = Path(__file__).resolve().parents[2] / "shared" / "corpora"
@@ -66,40 +65,6 @@ def shakespeare() -> Path:
     if not path.is_file():
         pytest.skip(f"{path} not found: the shared corpora are expected beside the checkout")
     return path
-
-
-@contextlib.contextmanager
-def serving(directory: Path, *, truncate: bool = False):
-    """An HTTP server on 127.0.0.1 (ephemeral port) serving `directory`; yields (base URL, paths requested)."""
-    hits: list[str] = []
-
-    class Handler(http.server.SimpleHTTPRequestHandler):
-        def __init__(self, *args, **kwargs):
-            super().__init__(*args, directory=str(directory), **kwargs)
-
-        def log_message(self, *args):
-            pass
-
-        def do_GET(self):
-            hits.append(self.path)
-            if not truncate:
-                return super().do_GET()
-            body = (directory / self.path.lstrip("/")).read_bytes()
-            self.send_response(200)
-            self.send_header("Content-Length", str(len(body)))  # promises all, sends half
-            self.end_headers()
-            self.wfile.write(body[: len(body) // 2])
-            self.close_connection = True
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}", hits
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
 
 
 def cache_files(where: Path) -> list[str]:
