@@ -1,0 +1,504 @@
+"""The report's statistics and verdicts on synthetic runs whose answers are known by construction.
+
+Curves are written with results.RunWriter exactly as `bpttbench run` writes them. Every verdict
+is checked on a set of runs that supports it and on one that contradicts it (or leaves it
+unmeasured), so a rule that says the same thing whatever the input fails here.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+
+from bpttbench.config import TrainConfig
+from bpttbench.errors import ResultsError
+from bpttbench.records import Record, RunOutcome
+from bpttbench.report import (
+    CONTRADICTED,
+    INCONCLUSIVE,
+    MIXED,
+    NOT_MEASURED,
+    SUPPORTED,
+    Interval,
+    bootstrap_median,
+    build_report,
+    combine,
+    first_crossing,
+    quantile,
+    smooth_curve,
+    trailing_mean,
+    value_at,
+    verdict_below,
+    verdict_within,
+    write_report,
+)
+from bpttbench.results import RunWriter
+
+MACHINE = {"cpu": "Test CPU 3000", "cores": 2, "hostname": "box", "python": "3.11.0", "numpy": "1.26.0",
+           "numba": "0.59.0", "bpttbench": "0.1.0"}
+SEEDS = (0, 1, 2)
+
+
+def f_fast(step):
+    """A loss that has levelled off well before 2,500 steps."""
+    return 2.0 + 2.0 * math.exp(-step / 400)
+
+
+def f_slow(step):
+    """A loss still falling at 2,500 steps."""
+    return 2.0 + 2.0 * math.exp(-step / 4000)
+
+
+def points(loss, speed, budget_s=10.0, log=500, val=0.1):
+    """[(step, wall_s, train_bpc, val_bpc)] every `log` steps at `speed` steps/s until budget_s;
+    val_bpc = train_bpc + val on the last point only."""
+    n = int(round(budget_s * speed / log))
+    out = []
+    for i in range(1, n + 1):
+        step = i * log
+        out.append((step, step / speed, loss(step), None))
+    step, wall, bpc, _ = out[-1]
+    out[-1] = (step, wall, bpc, bpc + val)
+    return out
+
+
+def unit(scheme, seed, pts, *, k1=1, k2=20, status="complete", budget_seconds=10.0, budget_steps=None, **cfg):
+    return {"cfg": TrainConfig(scheme=scheme, seed=seed, k1=k1, k2=k2, budget_seconds=None if budget_steps else budget_seconds,
+                               budget_steps=budget_steps, log_every=500, **cfg),
+            "points": pts, "status": status}
+
+
+def write_run(out: Path, units, *, machine=MACHINE, status="complete", corpus="synthetic") -> Path:
+    manifest = {"run_id": out.name, "corpus": {"name": corpus}}
+    if machine is not None:
+        manifest["machine"] = machine
+    w = RunWriter(out, force=False, manifest=manifest)
+    for u in units:
+        key = w.start_unit(u["cfg"], corpus)
+        pts = u["points"]
+        for step, wall, bpc, val in pts:
+            w.add_record(key, Record(step=step, updates=step, wall_s=wall, train_bpc=bpc, val_bpc=val))
+        last = pts[-1]
+        diverged = u["status"] == "diverged"
+        w.finish_unit(key, RunOutcome(status=u["status"], steps=last[0], updates=last[0], wall_s=last[1], compile_s=1.5,
+                                      final_train_bpc=last[2], final_val_bpc=last[3],
+                                      diverged_at_step=last[0] + 500 if diverged else None))
+    if status is not None:
+        w.close(status)
+    return out
+
+
+def question_units(*, single_offset=0.0, stored_offset=0.002, loss=f_fast, seeds=SEEDS, stored=True):
+    """Single and sliding equal per step (plus single_offset), single 4× faster; stored as single
+    per step plus stored_offset, a little slower. Seed s adds 0.01·s to every loss."""
+    units = []
+    for s in seeds:
+        units.append(unit("sliding", s, points(lambda t, s=s: loss(t) + 0.01 * s, 250)))
+        units.append(unit("single", s, points(lambda t, s=s: loss(t) + 0.01 * s + single_offset, 1000)))
+        if stored:
+            units.append(unit("stored", s, points(lambda t, s=s: loss(t) + 0.01 * s + stored_offset, 800)))
+    return units
+
+
+def claim(report, number):
+    return next(c for c in report.claims if c.number == number)
+
+
+def group(report, scheme, family=0):
+    return next(g for g in report.families[family].groups if g.scheme == scheme)
+
+
+def comparison(report, first, second, family=0):
+    (c,) = report.families[family].comparison(first, second)
+    return c
+
+
+# ----------------------------------------------------------------------------- statistics
+
+
+def test_quantile_matches_numpy_and_copes_with_infinity():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=37)
+    for q in (0.0, 0.025, 0.3, 0.5, 0.975, 1.0):
+        assert quantile(x, q) == pytest.approx(np.quantile(x, q), abs=1e-12)
+    # numpy gives NaN here (0 × inf); the answer is the finite neighbour at weight 0, inf beyond it.
+    assert quantile(np.array([1.0, 2.0, math.inf]), 0.5) == 2.0
+    assert quantile(np.array([1.0, 2.0, math.inf]), 0.75) == math.inf
+    assert quantile(np.array([1.0, 3.0]), 0.25) == 1.5
+
+
+def test_bootstrap_median_small_samples_have_known_intervals():
+    # 3 values: a resampled median is the minimum with probability 7/27 > 2.5%, so the interval is the range.
+    iv = bootstrap_median([2.0, 5.0, 3.0])
+    assert (iv.median, iv.lo, iv.hi, iv.n) == (3.0, 2.0, 5.0, 3)
+    # 2 values: resampled medians a, (a+b)/2, b with probabilities 1/4, 1/2, 1/4.
+    iv = bootstrap_median([1.0, 4.0])
+    assert (iv.median, iv.lo, iv.hi) == (2.5, 1.0, 4.0)
+    one = bootstrap_median([7.0])
+    assert one.median == 7.0 and one.n == 1 and math.isnan(one.lo) and math.isnan(one.hi)
+    none = bootstrap_median([math.nan])
+    assert none.n == 0 and math.isnan(none.median)
+
+
+def test_bootstrap_median_interval_matches_the_exact_bootstrap_distribution():
+    """For n = 11 values 0..10 the resampled median is <= k exactly when at least 6 of 11 draws
+    are <= k: P = P(Binomial(11, (k+1)/11) >= 6). The 2.5% / 97.5% points of that distribution
+    bound the interval; a mean instead of a median, or resampling without replacement, fails."""
+    n = 11
+    values = np.arange(n, dtype=float)
+    cdf = np.array([stats.binom.sf(5, n, (k + 1) / n) for k in range(n)])
+    lo_exact = int(np.argmax(cdf >= 0.025))
+    hi_exact = int(np.argmax(cdf >= 0.975))
+    iv = bootstrap_median(values[::-1], n_boot=20000, seed=3)
+    assert iv.median == 5.0
+    assert lo_exact - 1 <= iv.lo <= lo_exact and hi_exact - 1 <= iv.hi <= hi_exact
+    assert (lo_exact, hi_exact) != (0, 10)  # a real test: the interval is narrower than the range
+
+
+def test_bootstrap_is_deterministic_and_depends_on_its_seed():
+    x = np.random.default_rng(1).normal(size=15)
+    assert bootstrap_median(x, seed=4) == bootstrap_median(x, seed=4)
+    assert bootstrap_median(x, seed=4) != bootstrap_median(x, seed=5)
+
+
+def test_step_weighted_smoothing_by_hand():
+    steps = np.array([1000.0, 2000.0, 3000.0, 4000.0, 4500.0])
+    values = np.array([5.0, 4.0, 3.0, 2.0, 1.0])
+    got = smooth_curve(steps, values, 5)
+    # weights = steps covered: 1000, 1000, 1000, 1000, 500; the window narrows symmetrically at the ends
+    expect = [5.0, (5 + 4 + 3) / 3, (5000 + 4000 + 3000 + 2000 + 500) / 4500, (3000 + 2000 + 500) / 2500, 1.0]
+    np.testing.assert_allclose(got, expect)
+    np.testing.assert_array_equal(smooth_curve(steps, values, 1), values)
+    assert trailing_mean(steps, values, 2) == pytest.approx((2 * 1000 + 1 * 500) / 1500)
+    assert trailing_mean(steps, values, 1) == 1.0
+
+
+def test_smoothing_does_not_lag_where_a_curve_stops(tmp_path):
+    """Equal per-step curves, steeply falling where sliding stops (N = 2,500): a window that only
+    shrank on one side read sliding 0.13 bits/char high there and 'contradicted' claim 2."""
+    report = build_report(write_run(tmp_path / "run", question_units(loss=f_slow)))  # default smoothing
+    d = comparison(report, "single", "sliding").stats["at_steps"].median
+    assert abs(d) < 0.02  # what is left is the curvature of a symmetric window, the same for every scheme
+    assert claim(report, "2").verdict == SUPPORTED
+
+
+def test_interpolation_and_first_crossing_by_hand():
+    xs, ys = np.array([1.0, 2.0, 3.0, 4.0]), np.array([5.0, 4.0, 3.0, 3.5])
+    assert value_at(xs, ys, 2.5) == 3.5
+    assert value_at(xs, ys, 3.5) == 3.25
+    assert math.isnan(value_at(xs, ys, 0.5)) and math.isnan(value_at(xs, ys, 4.5))  # never extrapolated
+    assert first_crossing(xs, ys, 3.25) == 2.75
+    assert first_crossing(xs, ys, 3.0) == 3.0
+    assert first_crossing(xs, ys, 6.0) == 1.0  # already below at the first point
+    assert first_crossing(xs, ys, 2.0) == math.inf
+
+
+def test_verdict_rules_cover_every_outcome():
+    iv = lambda lo, hi, n=3: Interval((lo + hi) / 2, lo, hi, n)  # noqa: E731
+    assert verdict_within(iv(-0.01, 0.02), 0.05) == SUPPORTED
+    assert verdict_within(iv(0.06, 0.2), 0.05) == CONTRADICTED
+    assert verdict_within(iv(-0.3, -0.06), 0.05) == CONTRADICTED
+    assert verdict_within(iv(-0.01, 0.2), 0.05) == INCONCLUSIVE
+    assert verdict_within(Interval(0.0, math.nan, math.nan, 1), 0.05) == INCONCLUSIVE  # one seed decides nothing
+    assert verdict_within(Interval(math.nan, math.nan, math.nan, 0), 0.05) == NOT_MEASURED
+    assert verdict_below(iv(-0.2, -0.01)) == SUPPORTED
+    assert verdict_below(iv(0.01, 0.2)) == CONTRADICTED
+    assert verdict_below(iv(-0.01, 0.2)) == INCONCLUSIVE
+    assert combine([SUPPORTED, NOT_MEASURED, SUPPORTED]) == SUPPORTED
+    assert combine([SUPPORTED, CONTRADICTED]) == MIXED
+    assert combine([NOT_MEASURED]) == combine([]) == NOT_MEASURED
+
+
+# ----------------------------------------------------------------------------- numbers on synthetic runs
+
+
+def test_medians_intervals_and_equal_time_and_steps_by_hand(tmp_path):
+    report = build_report(write_run(tmp_path / "run", question_units()), smooth=1)
+    (fam,) = report.families
+    # Every unit ends at 10 s; sliding reaches only 2,500 steps.
+    assert fam.at_time == 10.0 and fam.at_steps == 2500.0
+    single, sliding, stored = group(report, "single"), group(report, "sliding"), group(report, "stored")
+    assert [g.scheme for g in fam.groups] == ["sliding", "single", "stored"]
+    assert single.seeds == [0, 1, 2] and single.diverged == []
+    fin = single.stats["final_train"]
+    assert fin.median == pytest.approx(f_fast(10000) + 0.01)
+    assert (fin.lo, fin.hi) == pytest.approx((f_fast(10000), f_fast(10000) + 0.02))
+    assert single.stats["final_val"].median == pytest.approx(f_fast(10000) + 0.01 + 0.1)
+    assert sliding.stats["at_time"].median == pytest.approx(f_fast(2500) + 0.01)
+    assert single.stats["at_time"].median == pytest.approx(f_fast(10000) + 0.01)
+    assert single.stats["at_steps"].median == pytest.approx(f_fast(2500) + 0.01)
+    assert stored.stats["at_steps"].median == pytest.approx(f_fast(2500) + 0.012)
+    assert single.stats["steps_per_s"].median == pytest.approx(1000)
+    assert sliding.stats["steps_per_s"].median == pytest.approx(250)
+    assert single.compile_s == 1.5
+
+    c = comparison(report, "single", "sliding")
+    assert c.seeds == [0, 1, 2]
+    d = f_fast(10000) - f_fast(2500)
+    assert c.stats["at_time"].median == pytest.approx(d) and c.stats["at_time"].hi == pytest.approx(d)
+    assert c.stats["at_steps"].median == pytest.approx(0.0, abs=1e-12)
+    assert c.stats["steps_per_s"].median == pytest.approx(4.0)
+    s = comparison(report, "stored", "single")
+    assert s.stats["at_steps"].median == pytest.approx(0.002)
+
+
+def test_equal_time_lies_between_log_points_and_can_be_given(tmp_path):
+    units = [unit("single", s, [(1000, 1.0, 4.0 + s, None), (2000, 2.0, 3.0 + s, None), (3000, 3.0, 2.0 + s, 2.5 + s)])
+             for s in (0, 1)]
+    units += [unit("sliding", s, [(1000, 2.0, 5.0 + s, None), (2000, 4.0, 4.0 + s, 4.2 + s)]) for s in (0, 1)]
+    run = write_run(tmp_path / "run", units)
+    report = build_report(run, smooth=1, at_time=2.5, at_steps=1500)
+    fam = report.families[0]
+    assert (fam.at_time, fam.at_steps) == (2.5, 1500)
+    # single at 2.5 s: halfway between 3.0 and 2.0 → 2.5 (+seed); sliding: a quarter from 5.0 to 4.0 → 4.75 (+seed)
+    assert group(report, "single").stats["at_time"].values == pytest.approx((2.5, 3.5))
+    assert group(report, "sliding").stats["at_time"].values == pytest.approx((4.75, 5.75))
+    assert comparison(report, "single", "sliding").stats["at_time"].values == pytest.approx((-2.25, -2.25))
+    assert comparison(report, "single", "sliding").stats["at_steps"].values == pytest.approx((-1.0, -1.0))
+    # Defaults: T = smallest common time is 3.0 (single ends there), N = 2000 (sliding ends there).
+    default = build_report(run, smooth=1).families[0]
+    assert (default.at_time, default.at_steps) == (3.0, 2000.0)
+    # Beyond a curve's end nothing is extrapolated: that seed drops out, with a warning.
+    late = build_report(run, smooth=1, at_time=3.5)
+    assert group(late, "single").stats["at_time"].n == 0
+    assert any("do not cover time 3.5" in w for w in late.warnings)
+
+
+def test_time_and_steps_to_target(tmp_path):
+    line = lambda t: 5.0 - t / 1000  # noqa: E731  loss 2.25 at step 2750
+    units = [unit("single", s, points(line, 1000, budget_s=4.0)) for s in SEEDS]
+    units += [unit("sliding", s, points(line, 250, budget_s=16.0)) for s in SEEDS]
+    run = write_run(tmp_path / "run", units)
+    report = build_report(run, smooth=1, target_loss=2.25)
+    single, sliding = group(report, "single"), group(report, "sliding")
+    assert single.stats["steps_to_target"].median == pytest.approx(2750)
+    assert single.stats["time_to_target"].median == pytest.approx(2.75)
+    assert sliding.stats["time_to_target"].median == pytest.approx(11.0)
+    assert comparison(report, "single", "sliding").stats["time_to_target"].median == pytest.approx(-8.25)
+    never = build_report(run, smooth=1, target_loss=0.5)
+    assert group(never, "single").stats["time_to_target"].median == math.inf
+    # Default target: the highest over seeds of the lowest loss each reached (all end at 1.0 here).
+    default = build_report(run, smooth=1)
+    assert default.families[0].target == pytest.approx(1.0)
+    assert group(default, "single").stats["steps_to_target"].median == pytest.approx(4000)
+
+
+def test_smoothing_is_applied_to_the_curves(tmp_path):
+    # One seed alternating 3, 1, 3, 1 (equal steps): smoothing over 2 points reads ~2, none reads the last point.
+    pts = [(i * 500, i * 0.5, 3.0 if i % 2 else 1.0, None) for i in range(1, 9)]
+    run = write_run(tmp_path / "run", [unit("single", 0, pts)])
+    assert group(build_report(run, smooth=1), "single").stats["final_train"].median == 1.0
+    assert group(build_report(run, smooth=2), "single").stats["final_train"].median == pytest.approx(2.0)
+
+
+# ----------------------------------------------------------------------------- claims
+
+
+def test_claims_supported_when_the_question_holds(tmp_path):
+    report = build_report(write_run(tmp_path / "run", question_units()), smooth=1)
+    assert claim(report, "1").verdict == SUPPORTED
+    assert claim(report, "2").verdict == SUPPORTED
+    assert claim(report, "3").verdict == SUPPORTED
+    assert claim(report, "4").verdict == SUPPORTED
+    assert claim(report, "5").verdict == NOT_MEASURED  # no k2 = 1 runs
+    assert claim(report, "6a").verdict == NOT_MEASURED  # no gradcheck.csv
+    assert claim(report, "6b").verdict == NOT_MEASURED
+    assert "within ±0.05" in claim(report, "2").rule
+    assert "0.000 [0.000, 0.000]" in claim(report, "2").deciding
+
+
+def test_claims_contradicted_when_single_is_worse_per_step(tmp_path):
+    # single 0.2 bits/char worse at every step; stored as good as sliding: everything the question says fails.
+    report = build_report(write_run(tmp_path / "run", question_units(single_offset=0.2, stored_offset=0.0)), smooth=1)
+    assert claim(report, "1").verdict == CONTRADICTED
+    assert claim(report, "2").verdict == CONTRADICTED
+    assert claim(report, "3").verdict == CONTRADICTED
+    assert claim(report, "4").verdict == CONTRADICTED
+
+
+def test_claims_inconclusive_when_seeds_disagree_or_training_is_unfinished(tmp_path):
+    # Seeds disagree on single − sliding per step (−0.1, 0, +0.1): neither within nor outside ±0.05.
+    units = []
+    for s, off in zip(SEEDS, (-0.1, 0.0, 0.1)):
+        units.append(unit("sliding", s, points(f_fast, 250)))
+        units.append(unit("single", s, points(lambda t, o=off: f_fast(t) + o, 1000)))
+    report = build_report(write_run(tmp_path / "a", units), smooth=1)
+    assert claim(report, "2").verdict == INCONCLUSIVE
+    assert claim(report, "1").verdict == NOT_MEASURED  # no stored runs
+    # Slow loss: sliding, at 2,500 steps, is still falling, so a gap in final loss is not a contradiction.
+    slow = build_report(write_run(tmp_path / "b", question_units(loss=f_slow)), smooth=1)
+    assert comparison(slow, "single", "sliding").stats["final_train"].median == pytest.approx(f_slow(10000) - f_slow(2500))
+    assert claim(slow, "4").verdict == INCONCLUSIVE
+    assert any("still improving" in e for e in claim(slow, "4").evidence)
+
+
+def test_one_seed_decides_no_claim_and_is_warned_about(tmp_path):
+    report = build_report(write_run(tmp_path / "run", question_units(seeds=(0,))), smooth=1)
+    assert claim(report, "2").verdict == INCONCLUSIVE
+    assert claim(report, "3").verdict == INCONCLUSIVE
+    assert any("single seed" in w and "single k1=1" in w for w in report.warnings)
+    many = build_report(write_run(tmp_path / "many", question_units()), smooth=1)
+    assert not any("single seed" in w for w in many.warnings)
+
+
+def test_k2_of_one_identical_or_not(tmp_path):
+    def k2_one(offset):
+        units = []
+        for s in SEEDS:
+            units.append(unit("sliding", s, points(lambda t, s=s: f_fast(t) + 0.01 * s, 1000), k2=1))
+            pts = points(lambda t, s=s: f_fast(t) + 0.01 * s, 1000)
+            step, wall, bpc, val = pts[3]
+            pts[3] = (step, wall, bpc + offset, val)  # one log point off by offset
+            units.append(unit("single", s, pts, k2=1))
+        return units
+
+    same = build_report(write_run(tmp_path / "same", k2_one(0.0)), smooth=1)
+    assert claim(same, "5").verdict == SUPPORTED
+    # k2 = 1 runs say nothing about claims 1-4, which concern k2 > k1.
+    assert claim(same, "2").verdict == NOT_MEASURED
+    differ = build_report(write_run(tmp_path / "differ", k2_one(1e-3)), smooth=1)
+    assert claim(differ, "5").verdict == CONTRADICTED
+    assert "0.001" in claim(differ, "5").evidence[0]
+
+
+def write_gradcheck(path: Path, *, single_cos=0.999, stored_rel=1e-3, fd_rel=1e-9, tensors=("all",)) -> None:
+    rows = []
+    for seed in (0, 1):
+        for step in (1000, 2000, 3000):
+            for tensor in tensors:
+                wiggle = 1e-4 * (step / 1000)
+                rows.append(dict(scheme="single", k1=1, k2=20, lr=0.002, optimizer="adam", seed=seed, step=step,
+                                 updates=step, tensor=tensor, estimator="single", cosine=single_cos - wiggle,
+                                 rel_error=0.05 + wiggle))
+                rows.append(dict(scheme="single", k1=1, k2=20, lr=0.002, optimizer="adam", seed=seed, step=step,
+                                 updates=step, tensor=tensor, estimator="stored", cosine=0.9999,
+                                 rel_error=stored_rel * (1 + wiggle)))
+                rows.append(dict(scheme="single", k1=1, k2=20, lr=0.002, optimizer="adam", seed=seed, step=step,
+                                 updates=step, tensor=tensor, estimator="exact_vs_fd", cosine=1.0, rel_error=fd_rel))
+    pd.DataFrame(rows).to_csv(path, index=False)
+
+
+def test_gradient_claims_from_gradcheck_csv(tmp_path):
+    root = tmp_path / "results"
+    write_run(root / "run", question_units())
+    write_gradcheck(root / "gradcheck.csv")
+    good = build_report(root, smooth=1)
+    assert claim(good, "6a").verdict == SUPPORTED and claim(good, "6b").verdict == SUPPORTED
+    (single,) = [g for g in good.gradcheck if g.estimator == "single"]
+    assert single.cosine.n == 6 and single.cosine.median == pytest.approx(0.999 - 2e-4)
+
+    write_gradcheck(root / "gradcheck.csv", single_cos=0.8, stored_rel=1e-9)
+    bad = build_report(root, smooth=1)
+    assert claim(bad, "6a").verdict == CONTRADICTED and claim(bad, "6b").verdict == CONTRADICTED
+
+    write_gradcheck(root / "gradcheck.csv", fd_rel=1e-3)
+    broken = build_report(root, smooth=1)
+    assert claim(broken, "6a").verdict == NOT_MEASURED and claim(broken, "6b").verdict == NOT_MEASURED
+    assert any("finite differences" in w for w in broken.warnings)
+
+    write_gradcheck(root / "gradcheck.csv", tensors=("weight_hh_l0", "decoder.weight"))
+    per_tensor = build_report(root, smooth=1)
+    assert claim(per_tensor, "6a").verdict == SUPPORTED
+    assert "median over tensors" in per_tensor.gradcheck[0].tensors
+
+
+# ----------------------------------------------------------------------------- warnings and skips
+
+
+def test_warns_about_different_machines_versions_and_budgets(tmp_path):
+    root = tmp_path / "results"
+    units = question_units(stored=False)
+    write_run(root / "a", [u for u in units if u["cfg"].scheme == "single"])
+    write_run(root / "b", [u for u in units if u["cfg"].scheme == "sliding"])
+    same = build_report(root, smooth=1)
+    assert not any("different machines" in w or "budgets differ" in w or "unknown" in w for w in same.warnings)
+    assert comparison(same, "single", "sliding").seeds == [0, 1, 2]  # paired across runs
+
+    other = tmp_path / "other"
+    write_run(other / "a", [u for u in units if u["cfg"].scheme == "single"])
+    write_run(other / "b", [u for u in units if u["cfg"].scheme == "sliding"],
+              machine={**MACHINE, "cpu": "Other CPU", "numba": "0.60.0"})
+    report = build_report(other, smooth=1)
+    assert any("different machines" in w and "Other CPU" in w for w in report.warnings)
+    assert any("different software versions" in w and "numba 0.60.0" in w for w in report.warnings)
+
+    unknown = tmp_path / "unknown"
+    write_run(unknown / "a", units, machine=None)
+    assert any("machine of some runs is unknown" in w for w in build_report(unknown, smooth=1).warnings)
+
+    budgets = tmp_path / "budgets"
+    write_run(budgets / "a", [unit("single", s, points(f_fast, 1000), budget_seconds=10.0) for s in SEEDS]
+              + [unit("sliding", s, points(f_fast, 250), budget_seconds=20.0) for s in SEEDS])
+    assert any("budgets differ" in w and "20 s" in w for w in build_report(budgets, smooth=1).warnings)
+
+
+def test_diverged_and_incomplete_units_are_left_out_and_said(tmp_path):
+    root = tmp_path / "results"
+    units = question_units(stored=False)
+    bad = unit("single", 3, points(f_fast, 1000)[:4], status="diverged")
+    write_run(root / "done", units + [bad])
+    write_run(root / "stopped", question_units(stored=False), status="interrupted")
+    report = build_report(root, smooth=1)
+    single = group(report, "single")
+    assert single.seeds == [0, 1, 2] and single.diverged == [3]
+    assert any("seed 3 diverged" in w for w in report.warnings)
+    assert [(p.name, why) for p, why in report.skipped] == [("stopped", "status is 'interrupted': it was stopped before the end")]
+    assert report.runs == [root / "done"]
+
+
+def test_paths_without_complete_runs_are_refused(tmp_path):
+    with pytest.raises(ResultsError, match="no bpttbench runs"):
+        build_report(tmp_path)
+    write_run(tmp_path / "run", question_units(), status="interrupted")
+    with pytest.raises(ResultsError, match="no complete runs"):
+        build_report(tmp_path)
+    with pytest.raises(ResultsError, match="bootstrap"):
+        build_report(tmp_path, bootstrap=3)
+
+
+# ----------------------------------------------------------------------------- report.md
+
+
+def test_report_md_states_claims_rules_numbers_and_links_figures(tmp_path):
+    run = write_run(tmp_path / "run", question_units())
+    report = build_report(run)
+    path = write_report(report, tmp_path / "out")
+    text = path.read_text()
+    assert path == tmp_path / "out" / "report.md"
+    for needle in ("## The question's claims", "**supported**", "Rule: supported when", "single − sliding",
+                   "Equal time T = 10 s", "## Warnings", "## How the numbers are made", "bootstrap"):
+        assert needle in text, needle
+    assert "None found next to the runs" in text and "![" not in text
+    (run / "loss_vs_time.png").write_bytes(b"\x89PNG\r\n\x1a\n")
+    (run / "val_loss_vs_iter.png").write_bytes(b"\x89PNG\r\n\x1a\n")
+    text = write_report(build_report(run), tmp_path / "out").read_text()
+    assert "![loss vs time](../run/loss_vs_time.png)" in text
+    assert "![val loss vs iter](../run/val_loss_vs_iter.png)" in text
+    # The same runs give the same report.
+    assert write_report(build_report(run), tmp_path / "again").read_text().replace("../run", "") == \
+        text.replace("../run", "")
+    # Default place: the folder the report was built from.
+    assert write_report(report) == run / "report.md"
+
+
+def test_summary_rows_for_the_terminal(tmp_path):
+    report = build_report(write_run(tmp_path / "run", question_units()), smooth=1)
+    rows = report.summary_rows
+    assert [r["configuration"] for r in rows] == ["sliding k1=1 k2=20", "single k1=1 k2=20", "stored k1=1 k2=20"]
+    assert rows[1]["steps_per_s"] == "1,000 [1,000, 1,000]"
+    assert all(isinstance(v, str) for r in rows for v in r.values())
+    assert any(r["comparison"] == "single k1=1 k2=20 − sliding k1=1 k2=20" for r in report.comparison_rows)
+    from rich.console import Console
+
+    from bpttbench.report import rich_renderables
+
+    console = Console(record=True, width=200)
+    for r in rich_renderables(report):
+        console.print(r)
+    assert "supported" in console.export_text()
+    assert report.to_dict()["claims"][0]["verdict"] == SUPPORTED
