@@ -32,6 +32,7 @@ References:
 
 from __future__ import annotations
 
+import json
 import math
 import os
 from dataclasses import dataclass, field
@@ -55,8 +56,12 @@ from bpttbench.results import (
 
 REPORT = "report.md"
 GRADCHECK = "gradcheck.csv"
+GRADCHECK_MANIFEST = "gradcheck.json"
 GRADCHECK_COLUMNS = ("scheme", "k1", "k2", "lr", "optimizer", "seed", "step", "updates", "tensor", "estimator",
                      "cosine", "rel_error")
+# Columns of gradcheck.csv that tell configurations apart, when present (bpttbench.fidelity.COLUMNS).
+GRADCHECK_CONFIG = ("corpus", "scheme", "k1", "k2", "inject", "hidden", "batch", "dtype", "optimizer", "lr", "clip")
+GRADCHECK_FIGURES = ("gradcheck_error_vs_step.png", "gradcheck_error_vs_k2.png")
 
 # Defaults, in one place.
 DEFAULT_DELTA = 0.05  # bits/char: "about the same" means the paired difference stays within ±delta
@@ -518,7 +523,8 @@ def build_report(
     claims = _claims(families, grad, grad_problem, settings)
     notes = _notes(complete, curves)
     return Report(path=path, settings=settings, runs=[r.path for r in complete], families=families, claims=claims,
-                  warnings=warnings, skipped=skipped, figures=_figures(path, complete), gradcheck_files=grad_files,
+                  warnings=warnings, skipped=skipped, figures=_figures(path, complete) + _gradcheck_figures(grad_files),
+                  gradcheck_files=grad_files,
                   gradcheck=grad, notes=notes)
 
 
@@ -746,6 +752,10 @@ def _figures(path: Path, runs: list[Run]) -> list[Path]:
 # ----------------------------------------------------------------------------- gradcheck
 
 
+def _gradcheck_figures(files: list[Path]) -> list[Path]:
+    return [f.parent / name for f in files for name in GRADCHECK_FIGURES if (f.parent / name).is_file()]
+
+
 def _find_gradcheck(path: Path) -> list[Path]:
     root = path.parent if path.is_file() else path
     try:
@@ -755,9 +765,10 @@ def _find_gradcheck(path: Path) -> list[Path]:
 
 
 def _read_gradcheck(files: list[Path], settings: dict, warnings: list[str]) -> tuple[list[GradSummary], str | None]:
-    """Per (scheme, k1, k2, lr, optimizer) and estimator: the cosine and relative error against the
-    exact gradient, median over checkpoints with a bootstrap interval over checkpoints. The second
-    value says why the gradient claims cannot be judged, or None."""
+    """Per configuration and estimator: the cosine and relative error against the exact gradient
+    (single_vs_stored: of single against stored), median over checkpoints with a bootstrap
+    interval over checkpoints. The second value says why the gradient claims cannot be judged,
+    or None. Uses the whole-gradient rows (tensor 'all') when there are any, as gradcheck does."""
     if not files:
         return [], None
     frames = []
@@ -772,6 +783,9 @@ def _read_gradcheck(files: list[Path], settings: dict, warnings: list[str]) -> t
         if missing:
             warnings.append(f"{f} lacks column(s) {', '.join(missing)}; it is ignored")
             continue
+        status = _gradcheck_status(f.parent / GRADCHECK_MANIFEST)
+        if status not in ("complete", None):
+            warnings.append(f"the gradcheck in {f.parent} has status {status!r}: its checkpoints so far are used")
         frames.append(df)
     if not frames:
         return [], "no readable gradcheck.csv"
@@ -779,30 +793,38 @@ def _read_gradcheck(files: list[Path], settings: dict, warnings: list[str]) -> t
     for c in ("cosine", "rel_error"):
         df[c] = pd.to_numeric(df[c], errors="coerce")
     df["estimator"] = df["estimator"].astype(str)
+    df["tensor"] = df["tensor"].astype(str)
+    whole = "all" in set(df["tensor"])
+    if whole:
+        df = df[df["tensor"] == "all"]
+    tensors = "the whole gradient" if whole else "median over tensors " + ", ".join(sorted(set(df["tensor"])))
     problem = None
-    fd = df[df["estimator"] == "exact_vs_fd"]["rel_error"].dropna()
-    if len(fd) and float(fd.max()) > settings["exact_tol"]:
-        problem = (f"the exact gradient disagrees with finite differences (largest relative error {fd.max():.2g} > "
+    fd = df[df["estimator"] == "exact_vs_fd"]["rel_error"]
+    if len(fd) and not (fd.fillna(math.inf) <= settings["exact_tol"]).all():
+        worst = fd.fillna(math.inf).max()
+        problem = (f"the exact gradient disagrees with finite differences (largest relative error {worst:.2g} > "
                    f"{settings['exact_tol']:g})")
         warnings.append(f"gradcheck: {problem}; the gradient claims are not judged")
     elif not len(fd):
         warnings.append("gradcheck.csv has no exact_vs_fd rows: the exact gradient itself was not checked")
-    config_cols = ["scheme", "k1", "k2", "lr", "optimizer"]
+    config_cols = [c for c in GRADCHECK_CONFIG if c in df.columns]
     out = []
-    rows = df[df["estimator"].isin(["single", "stored"])]
+    rng = dict(n_boot=settings["bootstrap"], seed=settings["seed"])
+    rows = df[df["estimator"].isin(["single", "stored", "single_vs_stored"])]
     for keys, part in rows.groupby(config_cols + ["estimator"], sort=True, dropna=False):
-        tensors = set(part["tensor"].astype(str))
-        use = "all"
-        if "all" in tensors:
-            part = part[part["tensor"].astype(str) == "all"]
-        else:
-            use = "median over tensors " + ", ".join(sorted(tensors))
         per_point = part.groupby(["seed", "step"], sort=True)[["cosine", "rel_error"]].median()
-        rng = dict(n_boot=settings["bootstrap"], seed=settings["seed"])
         out.append(GradSummary(config=dict(zip(config_cols, (_plain(k) for k in keys[:-1]))), estimator=str(keys[-1]),
                                cosine=bootstrap_median(per_point["cosine"].tolist(), **rng),
-                               rel_error=bootstrap_median(per_point["rel_error"].tolist(), **rng), tensors=use))
+                               rel_error=bootstrap_median(per_point["rel_error"].tolist(), **rng), tensors=tensors))
     return out, problem
+
+
+def _gradcheck_status(path: Path) -> str | None:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return None
+    return str(data.get("status")) if isinstance(data, dict) and data.get("status") is not None else None
 
 
 # ----------------------------------------------------------------------------- claims
@@ -880,7 +902,7 @@ def _claims(families: list[Family], grad: list[GradSummary], grad_problem: str |
     delta = s["delta"]
     claims = []
 
-    def pair_claim(number, text, rule, first, second, metric, where, decide, missing, extra=None):
+    def pair_claim(number, text, rule, first, second, metric, where, decide, missing, extra=None, tail=()):
         verdicts, evidence, short = [], [], []
         for fam in families:
             for comp in _truncating(fam, fam.comparison(first, second)):
@@ -892,7 +914,7 @@ def _claims(families: list[Family], grad: list[GradSummary], grad_problem: str |
                 if extra:
                     evidence.extend(extra(fam, comp))
         verdict = combine(verdicts)
-        claims.append(Claim(number, text, verdict, rule, evidence or [missing],
+        claims.append(Claim(number, text, verdict, rule, (evidence or [missing]) + list(tail),
                             "; ".join(short) if short else missing))
 
     at_n = lambda fam: f"loss at equal steps (N = {_num(fam.at_steps, 'steps')})"  # noqa: E731
@@ -903,7 +925,10 @@ def _claims(families: list[Family], grad: list[GradSummary], grad_problem: str |
         f"supported when the 95% interval of stored − single in loss at equal steps lies within ±{delta:g} bits/char; "
         "contradicted when it lies wholly outside; inconclusive otherwise.",
         "stored", "single", "at_steps", at_n, lambda iv, f, c: verdict_within(iv, delta),
-        "not measured: no run pairs stored with single at k2 > k1 on the same seeds")
+        "not measured: no run pairs stored with single at k2 > k1 on the same seeds",
+        tail=[f"gradcheck, {_grad_where(g.config)}: single's gradient against stored's: relative difference "
+              f"{_rel(g.rel_error)}, cosine {format_interval(g.cosine, 'cos')} (not part of the verdict)"
+              for g in grad if g.estimator == "single_vs_stored" and grad_problem is None])
     pair_claim(
         "2", "Per iteration, single and sliding perform about the same.",
         f"supported when the 95% interval of single − sliding in loss at equal steps lies within ±{delta:g} bits/char; "
@@ -1004,13 +1029,20 @@ def _claims(families: list[Family], grad: list[GradSummary], grad_problem: str |
             v = decide(g)
             verdicts.append(v)
             cfg = g.config
-            where = f"k1={_g(cfg['k1'])} k2={_g(cfg['k2'])} {cfg['optimizer']} lr={_g(cfg['lr'])} (trained with {cfg['scheme']})"
+            where = _grad_where(cfg)
             evidence.append(f"{where}: cosine {format_interval(g.cosine, 'cos')}, relative error "
                             f"{_rel(g.rel_error)} over {g.cosine.n} checkpoints ({g.tensors}) → {v}")
             short.append(f"{'cos ' + _num(g.cosine.median, 'cos') if metric == 'cosine' else 'rel err ' + _sci(g.rel_error.median)}"
                          f" (k2={_g(cfg['k2'])}, lr={_g(cfg['lr'])})")
         claims.append(Claim(number, text, combine(verdicts), rule, evidence, "; ".join(short)))
     return claims
+
+
+def _grad_where(cfg: dict) -> str:
+    text = f"k1={_g(cfg['k1'])} k2={_g(cfg['k2'])} {cfg['optimizer']} lr={_g(cfg['lr'])}"
+    if "corpus" in cfg:
+        text = f"{cfg['corpus']}, {text}"
+    return f"{text} (trained with {cfg['scheme']})"
 
 
 def _sci(x: float) -> str:

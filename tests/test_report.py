@@ -15,6 +15,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
+from bpttbench import fidelity
 from bpttbench.config import TrainConfig
 from bpttbench.errors import ResultsError
 from bpttbench.records import Record, RunOutcome
@@ -366,21 +367,27 @@ def test_k2_of_one_identical_or_not(tmp_path):
     assert "0.001" in claim(differ, "5").evidence[0]
 
 
-def write_gradcheck(path: Path, *, single_cos=0.999, stored_rel=1e-3, fd_rel=1e-9, tensors=("all",)) -> None:
+def write_gradcheck(path: Path, *, single_cos=0.999, stored_rel=1e-3, fd_rel=1e-9, fd_tensor_rel=1e-4,
+                    tensors=fidelity.TENSORS) -> None:
+    """gradcheck.csv as `bpttbench gradcheck` writes it (fidelity.COLUMNS), 2 seeds × 3 checkpoints.
+    Per-tensor finite-difference rows are off by fd_tensor_rel: only the whole-gradient row decides, as in
+    fidelity.GradcheckResult.fd_passed."""
     rows = []
+    values = {"single": lambda w: (single_cos - w, 0.05 + w), "stored": lambda w: (0.9999, stored_rel * (1 + w)),
+              "single_vs_stored": lambda w: (0.9995, 0.03), "exact_vs_fd": lambda w: (1.0, fd_rel)}
+    assert set(values) == set(fidelity.ESTIMATORS)
     for seed in (0, 1):
         for step in (1000, 2000, 3000):
-            for tensor in tensors:
-                wiggle = 1e-4 * (step / 1000)
-                rows.append(dict(scheme="single", k1=1, k2=20, lr=0.002, optimizer="adam", seed=seed, step=step,
-                                 updates=step, tensor=tensor, estimator="single", cosine=single_cos - wiggle,
-                                 rel_error=0.05 + wiggle))
-                rows.append(dict(scheme="single", k1=1, k2=20, lr=0.002, optimizer="adam", seed=seed, step=step,
-                                 updates=step, tensor=tensor, estimator="stored", cosine=0.9999,
-                                 rel_error=stored_rel * (1 + wiggle)))
-                rows.append(dict(scheme="single", k1=1, k2=20, lr=0.002, optimizer="adam", seed=seed, step=step,
-                                 updates=step, tensor=tensor, estimator="exact_vs_fd", cosine=1.0, rel_error=fd_rel))
-    pd.DataFrame(rows).to_csv(path, index=False)
+            wiggle = 1e-4 * (step / 1000)
+            base = dict(corpus="synthetic", scheme="single", k1=1, k2=20, inject="new", hidden=16, batch=1, dtype="float32",
+                        optimizer="adam", lr=0.002, clip=0.0, seed=seed, step=step, updates=step, train_bpc=3.0, drift=0.01)
+            for estimator, value in values.items():
+                for tensor in tensors:
+                    cosine, rel = value(wiggle)
+                    if estimator == "exact_vs_fd" and tensor != "all":
+                        rel = fd_tensor_rel
+                    rows.append({**base, "tensor": tensor, "estimator": estimator, "cosine": cosine, "rel_error": rel})
+    pd.DataFrame(rows, columns=fidelity.COLUMNS).to_csv(path, index=False)
 
 
 def test_gradient_claims_from_gradcheck_csv(tmp_path):
@@ -391,6 +398,8 @@ def test_gradient_claims_from_gradcheck_csv(tmp_path):
     assert claim(good, "6a").verdict == SUPPORTED and claim(good, "6b").verdict == SUPPORTED
     (single,) = [g for g in good.gradcheck if g.estimator == "single"]
     assert single.cosine.n == 6 and single.cosine.median == pytest.approx(0.999 - 2e-4)
+    assert single.tensors == "the whole gradient"
+    assert any("single's gradient against stored's" in e and "0.03" in e for e in claim(good, "1").evidence)
 
     write_gradcheck(root / "gradcheck.csv", single_cos=0.8, stored_rel=1e-9)
     bad = build_report(root, smooth=1)
@@ -401,7 +410,8 @@ def test_gradient_claims_from_gradcheck_csv(tmp_path):
     assert claim(broken, "6a").verdict == NOT_MEASURED and claim(broken, "6b").verdict == NOT_MEASURED
     assert any("finite differences" in w for w in broken.warnings)
 
-    write_gradcheck(root / "gradcheck.csv", tensors=("weight_hh_l0", "decoder.weight"))
+    # Without whole-gradient rows the per-tensor rows are all there is, and they decide.
+    write_gradcheck(root / "gradcheck.csv", tensors=("weight_hh_l0", "decoder.weight"), fd_tensor_rel=1e-9)
     per_tensor = build_report(root, smooth=1)
     assert claim(per_tensor, "6a").verdict == SUPPORTED
     assert "median over tensors" in per_tensor.gradcheck[0].tensors
