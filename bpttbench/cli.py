@@ -310,6 +310,161 @@ def corpus_info(spec):
     stdout.print(table)
 
 
+# ----------------------------------------------------------------------------- sweep
+
+
+def _point_label(cfg, swept) -> str:
+    extra = "".join(f" {k}={getattr(cfg, k)}" for k in swept if k not in ("k1", "k2"))
+    return f"{cfg.scheme} k1={cfg.k1} k2={cfg.k2}{extra} seed {cfg.seed}"
+
+
+class SweepProgress:
+    """Rich progress on stderr: one bar for the whole grid, one row per run in flight with its live loss."""
+
+    def __init__(self, swept, enabled: bool):
+        self.swept = swept
+        self.enabled = enabled
+        self.progress = Progress(TextColumn("{task.description:<34}"), BarColumn(), TextColumn("{task.fields[where]:>18}"),
+                                 TextColumn("{task.fields[loss]:>22}"), console=stderr, disable=not enabled)
+        self.rows: dict[str, int] = {}
+        self.counts = {"complete": 0, "failed": 0, "interrupted": 0}
+
+    def __enter__(self):
+        self.progress.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        return self.progress.__exit__(*exc)
+
+    def warn(self, message):
+        stderr.print(f"warning: {message}", markup=False)
+
+    def status(self, message):
+        if self.enabled:
+            stderr.print(message, style="dim", markup=False)
+
+    def _grid_text(self):
+        done = ", ".join(f"{n} {state}" for state, n in self.counts.items() if n)
+        return f"{done or 'none done'}, {len(self.rows)} running"
+
+    def start(self, points, states):
+        self.counts["complete"] = sum(s == "complete" for s in states.values())
+        self.grid = self.progress.add_task(f"grid: {len(points)} runs", total=len(points), completed=self.counts["complete"],
+                                           where="", loss=self._grid_text())
+
+    def point_started(self, point, host):
+        cfg = point.cfg
+        total = cfg.budget_seconds if cfg.budget_seconds is not None else cfg.budget_steps
+        self.rows[point.id] = self.progress.add_task(_point_label(cfg, self.swept), total=total, where=f"on {host}", loss="")
+        self.progress.update(self.grid, loss=self._grid_text())
+
+    def point_record(self, point, msg):
+        if point.id not in self.rows:
+            return
+        cfg = point.cfg
+        timed = cfg.budget_seconds is not None
+        where = f"{msg['wall_s']:.0f}/{cfg.budget_seconds:.0f} s" if timed else f"{msg['step']}/{cfg.budget_steps}"
+        loss = f"{msg['train_bpc']:.3f} bpc" + (f" val {msg['val_bpc']:.2f}" if msg.get("val_bpc") is not None else "")
+        self.progress.update(self.rows[point.id], completed=msg["wall_s"] if timed else msg["step"], where=where, loss=loss)
+
+    def point_finished(self, point, state, entry):
+        if point.id in self.rows:
+            self.progress.remove_task(self.rows.pop(point.id))
+        self.counts[state] = self.counts.get(state, 0) + 1
+        self.progress.update(self.grid, advance=1, loss=self._grid_text())
+        if state == "failed":
+            stderr.print(f"failed: {_point_label(point.cfg, self.swept)}: {entry.get('error')}", markup=False)
+
+
+def sweep_table(rows: list[dict], swept) -> Table:
+    table = Table(title="sweep summary (medians over seeds; losses in bits/char)")
+    extra = [k for k in swept if k not in ("k1", "k2")]
+    for name in ("scheme", "k1", "k2", *extra, "seeds", "steps", "steps/s", "final online", "final val"):
+        table.add_column(name, justify="left" if name == "scheme" else "right")
+
+    def num(v, fmt):
+        return "-" if v is None else format(v, fmt)
+
+    for r in rows:
+        seeds = f"{r['complete']}/{r['runs']}" + (f" ({r['failed']} failed)" if r["failed"] else "") + (
+            f" ({r['diverged']} diverged)" if r["diverged"] else "")
+        table.add_row(r["scheme"], str(r["k1"]), str(r["k2"]), *(f"{r[k]:g}" if isinstance(r[k], float) else str(r[k]) for k in extra),
+                      seeds, num(r["steps"], ",.0f"), num(r["steps_per_s"], ",.0f"), num(r["final_train_bpc"], ".3f"),
+                      num(r["final_val_bpc"], ".3f"))
+    return table
+
+
+@cli.command(context_settings={"show_default": True})
+@click.argument("spec_file", metavar="SPEC.toml", type=click.Path(path_type=Path))
+@option("--set", "overrides", multiple=True, metavar="KEY=V1,V2",
+        help="Override a spec key: a parameter (k2=5,10,20) or seeds, schemes, budget, steps, corpus. Repeatable.")
+@option("--out", type=click.Path(path_type=Path), default=None,
+        help="Sweep directory; rerunning with the same one resumes. [default: results/<spec name>]")
+@option("--workers", type=int, default=None, help="Local worker processes, one thread each. [default: the machine's cores]")
+@option("--scheduler", default=None, help="A running Dask scheduler (tcp://HOST:8786) to use instead of a local cluster.")
+@option("--dry-run", is_flag=True, help="List the runs and the total budget; run nothing.")
+@option("--quiet", "-q", is_flag=True, help="Print only the sweep directory.")
+@option("--json", "as_json", is_flag=True, help="Print the summary as JSON on stdout.")
+def sweep(spec_file, overrides, out, workers, scheduler, dry_run, quiet, as_json):
+    """Run a grid of runs from a TOML spec on Dask: a local cluster, or a cluster by address.
+
+    Each (configuration, seed) is a run directory under the sweep directory; a rerun skips
+    the complete ones, so an interrupted sweep resumes where it stopped.
+
+    \b
+    Examples:
+      bpttbench sweep k2.toml --dry-run
+      bpttbench sweep k2.toml --set k2=5,10,20 --set seeds=2 --workers 2
+      bpttbench sweep k2.toml --scheduler tcp://10.0.0.5:8786 --out /shared/results/k2
+    """
+    from bpttbench.corpus import load_corpus
+    from bpttbench.sweep import default_workers, disk_states, load_spec, plan_sweep, run_sweep
+
+    if scheduler and workers:
+        raise ConfigError("--workers sizes the local cluster; with --scheduler the cluster's own workers are used")
+    if workers is not None and workers < 1:
+        raise ConfigError(f"--workers must be at least 1, got {workers}")
+    spec = load_spec(spec_file, overrides)
+    chatty = not (quiet or as_json)
+    plan = plan_sweep(spec, load_corpus(spec.corpus, progress=download_progress() if chatty else None))
+    out_dir = out or Path("results") / spec.name
+    states = disk_states(out_dir, plan.points)
+    todo = sum(s != "complete" for s in states.values())
+    where = scheduler or f"{workers or default_workers()} local workers"
+    per_worker = f" ≈ {format_duration(spec.budget_seconds * todo / (workers or default_workers()))} on {where}" if (
+        spec.budget_seconds and not scheduler) else f" on {where}"
+    headline = (f"{plan.total_budget()}; {todo} to run{per_worker} (plus compilation and evaluation), "
+                f"{len(plan.points) - todo} already complete; corpus {plan.corpus.name} → {out_dir}")
+    if dry_run:
+        extra = [k for k in spec.swept if k not in ("k1", "k2")]
+        table = Table(title=headline)
+        for name in ("id", *extra, "state"):
+            table.add_column(name)
+        for point in plan.points:
+            table.add_row(point.id, *(str(getattr(point.cfg, k)) for k in extra), states[point.id])
+        stdout.print(table)
+        for reason in plan.refused:
+            stderr.print(f"warning: left out of the grid: {reason}", markup=False)
+        return
+    if chatty:
+        stderr.print(headline, markup=False)
+    with sigterm_as_interrupt(), SweepProgress(spec.swept, enabled=chatty) as progress:
+        result = run_sweep(plan, out_dir, workers=workers, scheduler=scheduler, observer=progress)
+    rows = result.summary(spec.swept)
+    if as_json:
+        stdout.print_json(json.dumps({"sweep_dir": str(result.path), "status": result.status, "counts": result.counts(),
+                                      "summary": rows}))
+    elif quiet:
+        stdout.print(str(result.path))
+    else:
+        stdout.print(sweep_table(rows, spec.swept))
+        stdout.print(f"results in {result.path}; draw the figures with: bpttbench plot {result.path}")
+    failed = result.counts()["failed"]
+    if failed:
+        raise BpttbenchError(f"{failed} of {len(result.points)} runs failed (errors in {result.path / 'sweep.json'}); "
+                             "rerun the same command to retry them")
+
+
 # ----------------------------------------------------------------------------- entry point
 
 

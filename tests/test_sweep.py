@@ -1,0 +1,335 @@
+"""Sweeps: spec parsing and errors, grids, and Dask runs that survive killed workers, a killed driver and Ctrl-C.
+
+The cluster tests are marked slow (a few seconds each: worker processes start, then tiny runs of
+H = 8 on a synthetic text); they still run in CI.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import cloudpickle
+import numpy as np
+import pandas as pd
+import pytest
+
+from bpttbench.cli import main
+from bpttbench.corpus import load_corpus
+from bpttbench.runner import execute
+from bpttbench.sweep import SpecError, expand_grid, load_spec, parse_spec, plan_sweep, run_sweep
+
+from conftest import synthetic_ids
+
+# The fault-injecting hook below runs inside Dask workers, which cannot import this test module.
+cloudpickle.register_pickle_by_value(sys.modules[__name__])
+
+FAST = """
+[parameters.hidden]
+value = 8
+[parameters.eval_chars]
+value = 200
+[parameters.log_every]
+value = 500
+[parameters.eval_every]
+value = 1000
+"""
+
+
+@pytest.fixture
+def text_file(tmp_path):
+    ids = synthetic_ids(12, 30000, seed=5)
+    path = tmp_path / "tiny.txt"
+    path.write_text("".join("abcdefghijk "[i] for i in ids), encoding="utf-8")
+    return path
+
+
+def write_spec(tmp_path, text_file, body: str, name: str = "grid.toml") -> Path:
+    path = tmp_path / name
+    path.write_text(f'method = "grid"\ncorpus = "{text_file}"\n{body}\n{FAST}', encoding="utf-8")
+    return path
+
+
+def invoke(args, capsys):
+    try:
+        main([str(a) for a in args])
+        code = 0
+    except SystemExit as exc:
+        code = exc.code or 0
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def read_json(path: Path) -> dict:
+    return json.loads(Path(path).read_text(encoding="utf-8"))
+
+
+def same_curves(a: Path, b: Path) -> bool:
+    """Same numbers apart from times. Validation losses are bit-equal (same weights); the mean online loss
+    may differ in its last bit, since it is summed per block of steps and block sizes follow the clock."""
+    x, y = pd.read_csv(a / "curves.csv"), pd.read_csv(b / "curves.csv")
+    keys = ["step", "updates", "metric"]
+    if x[keys].values.tolist() != y[keys].values.tolist():
+        return False
+    val = (x["metric"] == "val_bpc").to_numpy()
+    return x["value"][val].tolist() == y["value"][val].tolist() and np.allclose(x["value"], y["value"], rtol=1e-12, atol=0)
+
+
+# ----------------------------------------------------------------------------- specs and grids
+
+
+def test_grid_ids_and_overrides(tmp_path, text_file):
+    spec = parse_spec(f'corpus = "{text_file}"\nsteps = 100\nseeds = 2\nschemes = "all"\n'
+                      "[parameters.k2]\nvalues = [4, 8]\n[parameters.lr]\nvalue = 1\n", "g.toml")
+    points, refused = expand_grid(spec, "sha")
+    assert len(points) == 4 * 2 * 2 and not refused
+    assert len({p.id for p in points}) == len(points)
+    chunked = [p.cfg for p in points if p.cfg.scheme == "chunked"]
+    assert all(c.k1 == c.k2 for c in chunked) and {c.lr for c in chunked} == {1.0}
+    again, _ = expand_grid(spec, "sha")
+    assert [p.id for p in again] == [p.id for p in points]  # ids are a function of the configuration
+    assert {p.id for p in expand_grid(spec, "other corpus")[0]}.isdisjoint(p.id for p in points)
+
+    spec = parse_spec(spec.text, "g.toml", overrides=["k2=5,10,20", "schemes=single", "seeds=0,7", "budget=2s"])
+    points, _ = expand_grid(spec, "sha")
+    assert [(p.cfg.k2, p.cfg.seed) for p in points] == [(5, 0), (5, 7), (10, 0), (10, 7), (20, 0), (20, 7)]
+    assert points[0].cfg.budget_seconds == 2 and points[0].cfg.budget_steps is None
+
+    # Combinations TrainConfig refuses are left out and said so; a grid of nothing but those is an error.
+    spec = parse_spec("steps = 10\nschemes = \"single\"\n[parameters.k1]\nvalues = [1, 8]\n[parameters.k2]\nvalues = [4, 8]\n", "g.toml")
+    points, refused = expand_grid(spec, "sha")
+    assert [(p.cfg.k1, p.cfg.k2) for p in points] == [(1, 4), (1, 8), (8, 8)] and "k1=8 is larger than k2=4" in refused[0]
+
+
+@pytest.mark.parametrize("body,expected", [
+    ('steps = 100\nbudgte = "5s"\n', ["budgte", "line 2", "unknown key"]),
+    ('steps = 100\n\n[parameters.k3]\nvalues = [1]\n', ["parameters.k3", "line 3", "unknown parameter"]),
+    ('steps = 100\n[parameters.k2]\nvalues = [5, "ten"]\n', ["parameters.k2.values", "line 3", "whole numbers"]),
+    ('steps = 100\n[parameters.k2]\nvalues = []\n', ["parameters.k2.values", "line 3", "empty"]),
+    ('steps = 100\n[parameters.lr]\nvalue = 1e-3\nvalues = [1e-2]\n', ["parameters.lr", "line 2", "exactly one"]),
+    ('steps = 100\nseeds = -1\n', ["seeds", "line 2"]),
+    ('steps = 100\nschemes = ["single", "slidin"]\n', ["schemes", "line 2", "slidin"]),
+    ('steps = 100\n[parameters.seed]\nvalues = [1, 2]\n', ["parameters.seed", "line 2", "seeds"]),
+    ('steps = 100\nbudget = "5s"\n', ["steps", "not both"]),
+    ('steps = 100\n[parameters.k2\nvalues = [1]\n', ["line 2", "not valid TOML"]),
+    ('steps = = 100\n', ["line 1", "not valid TOML"]),
+])
+def test_bad_spec_is_one_line_naming_key_and_line(tmp_path, body, expected, capsys):
+    spec = tmp_path / "bad.toml"
+    spec.write_text(body, encoding="utf-8")
+    code, out, err = invoke(["sweep", spec, "--dry-run"], capsys)
+    assert code == 2 and out == ""
+    assert len(err.strip().splitlines()) == 1 and err.startswith("error: ") and "Traceback" not in err
+    for word in expected:
+        assert word in err, (word, err)
+
+
+def test_bad_override_names_the_set(tmp_path, text_file):
+    spec = write_spec(tmp_path, text_file, "steps = 100")
+    with pytest.raises(SpecError, match=r"--set k2: parameters.k2.values: must be whole numbers"):
+        load_spec(spec, ["k2=5,x"])
+    with pytest.raises(SpecError, match=r"--set bogus: unknown key"):
+        load_spec(spec, ["bogus=1"])
+
+
+def test_dry_run_lists_runs_and_budget_without_running(tmp_path, text_file, capsys):
+    spec = write_spec(tmp_path, text_file, 'budget = "5s"\nseeds = 3\n[parameters.k2]\nvalues = [5, 10, 20, 50]')
+    out = tmp_path / "sweep"
+    code, stdout, err = invoke(["sweep", spec, "--dry-run", "--out", out, "--workers", "2"], capsys)
+    assert code == 0, err
+    assert "24 runs × 5s = 2m00s of training" in stdout and "≈ 1m00s on 2 local workers" in stdout
+    assert stdout.count("pending") == 24 and "single-k1=1-k2=50-seed2-" in stdout
+    assert not out.exists()
+
+
+# ----------------------------------------------------------------------------- on a cluster
+
+STEPS_SPEC = 'steps = 2000\nseeds = 2\nschemes = ["single", "sliding"]\n[parameters.k2]\nvalues = [4, 8]'
+
+
+@pytest.mark.slow
+def test_sweep_on_two_workers_equals_runs_one_by_one(tmp_path, text_file, capsys):
+    spec = load_spec(write_spec(tmp_path, text_file, STEPS_SPEC))
+    plan = plan_sweep(spec, load_corpus(str(text_file)))
+    result = run_sweep(plan, tmp_path / "sweep", workers=2)
+    assert result.status == "complete" and result.counts()["complete"] == 8
+    sweep = read_json(tmp_path / "sweep" / "sweep.json")
+    assert sweep["status"] == "complete" and [p["state"] for p in sweep["points"]] == ["complete"] * 8
+    corpus = load_corpus(str(text_file))
+    for point in plan.points:
+        run_dir = tmp_path / "sweep" / point.id
+        manifest = read_json(run_dir / "manifest.json")
+        assert manifest["status"] == "complete" and manifest["concurrent_runs"] == 2
+        assert manifest["configuration"] == [point.cfg.to_dict()]
+        alone = execute([point.cfg], corpus, tmp_path / "alone" / point.id)
+        assert alone.status == "complete"
+        assert same_curves(run_dir, tmp_path / "alone" / point.id), point.id
+    # A sweep directory is a folder of runs: plot reads it unchanged.
+    code, out, err = invoke(["plot", tmp_path / "sweep", "--out", tmp_path / "figs", "--format", "png"], capsys)
+    assert code == 0, err
+    assert (tmp_path / "figs" / "loss_vs_iter.png").exists()
+
+
+def fault_hook(marker_dir: str, kill_id: str, fail_id: str, event: str, point_id: str, record) -> None:
+    """In the worker: SIGKILL the worker process the first time kill_id logs a record; always fail fail_id."""
+    if point_id == fail_id and event == "started":
+        raise RuntimeError("injected failure")
+    marker = Path(marker_dir) / f"killed-{point_id}"
+    if point_id == kill_id and event == "record" and not marker.exists():
+        marker.write_text(str(os.getpid()))
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+@pytest.mark.slow
+def test_killed_worker_and_failing_task(tmp_path, text_file):
+    spec = load_spec(write_spec(tmp_path, text_file, STEPS_SPEC))
+    plan = plan_sweep(spec, load_corpus(str(text_file)))
+    kill, fail = plan.points[1].id, plan.points[2].id
+    hook = functools.partial(fault_hook, str(tmp_path), kill, fail)
+    result = run_sweep(plan, tmp_path / "sweep", workers=2, hook=hook)
+
+    assert (tmp_path / f"killed-{kill}").exists()  # the worker really died mid-run
+    states = {p["id"]: p for p in result.points}
+    assert states[fail]["state"] == "failed" and "injected failure" in states[fail]["error"]
+    assert result.status == "failed" and result.counts() == {"pending": 0, "running": 0, "complete": 7, "failed": 1,
+                                                              "interrupted": 0}
+    assert read_json(tmp_path / "sweep" / "sweep.json")["points"] == result.points
+    assert read_json(tmp_path / "sweep" / fail / "manifest.json")["status"] == "failed"
+    # The killed run was redone from scratch: one complete run, each log point once.
+    killed = tmp_path / "sweep" / kill
+    assert read_json(killed / "manifest.json")["status"] == "complete"
+    curves = pd.read_csv(killed / "curves.csv")
+    assert not curves.duplicated(["step", "metric"]).any() and curves["step"].max() == 2000
+
+    # Resume: only the failed point runs; nothing complete is rewritten.
+    before = {p.id: (tmp_path / "sweep" / p.id / "manifest.json").read_bytes() for p in plan.points if p.id != fail}
+    again = run_sweep(plan, tmp_path / "sweep", workers=2)
+    assert again.status == "complete"
+    assert {p["id"] for p in again.points if not p["reused"]} == {fail}
+    assert all((tmp_path / "sweep" / i / "manifest.json").read_bytes() == b for i, b in before.items())
+    assert sorted(d.name for d in (tmp_path / "sweep").iterdir() if d.is_dir()) == sorted(p.id for p in plan.points)
+
+
+def start_sweep(args, tmp_path) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "bpttbench", "sweep", *map(str, args)], cwd=tmp_path,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+
+
+def wait_for(predicate, timeout=60.0, what="condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def sweep_states(sweep_dir: Path) -> dict:
+    try:
+        return {p["id"]: p["state"] for p in read_json(sweep_dir / "sweep.json")["points"]}
+    except (OSError, ValueError, KeyError):
+        return {}
+
+
+def stop_group(proc: subprocess.Popen) -> None:
+    """Kill what is left of a sweep process we started (its own session), and reap it."""
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    proc.wait(timeout=30)
+
+
+@pytest.mark.slow
+def test_ctrl_c_then_sigkill_then_resume(tmp_path, text_file, capsys):
+    spec = write_spec(tmp_path, text_file, 'budget = 1\nseeds = 3\nschemes = ["single", "sliding"]\n[parameters.k2]\nvalue = 4')
+    sweep_dir = tmp_path / "sweep"
+    args = [spec, "--out", sweep_dir, "--workers", "2", "-q"]
+
+    # Ctrl-C: the runs in flight close as interrupted, finished ones are kept, the sweep says interrupted.
+    proc = start_sweep(args, tmp_path)
+    try:
+        wait_for(lambda: "running" in sweep_states(sweep_dir).values(), what="a run in flight")
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=60) == 130, proc.stderr.read()
+    finally:
+        stop_group(proc)
+    sweep = read_json(sweep_dir / "sweep.json")
+    assert sweep["status"] == "interrupted"
+    interrupted = [p["id"] for p in sweep["points"] if p["state"] == "interrupted"]
+    assert interrupted and all(read_json(sweep_dir / i / "manifest.json")["status"] == "interrupted" for i in interrupted)
+
+    # SIGKILL of the whole driver once something completed: nothing to clean up, nothing lost.
+    proc = start_sweep(args, tmp_path)
+    try:
+        wait_for(lambda: {"complete", "running"} <= set(sweep_states(sweep_dir).values()),
+                 what="a complete run and one in flight")
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        stop_group(proc)
+    complete = {i for i, s in sweep_states(sweep_dir).items() if s == "complete"}
+    assert 0 < len(complete) < 6
+    before = {i: (sweep_dir / i / "manifest.json").read_bytes() for i in complete}
+
+    code, out, err = invoke(["sweep", *args[:-1], "--json"], capsys)
+    assert code == 0, err
+    summary = json.loads(out)
+    assert summary["status"] == "complete" and summary["counts"]["complete"] == 6
+    assert all((sweep_dir / i / "manifest.json").read_bytes() == b for i, b in before.items())
+    runs = [d for d in sweep_dir.iterdir() if d.is_dir()]
+    assert len(runs) == 6 and all(read_json(d / "manifest.json")["status"] == "complete" for d in runs)
+    for d in runs:
+        curves = pd.read_csv(d / "curves.csv")
+        assert not curves.duplicated(["step", "metric"]).any()
+
+
+@pytest.mark.slow
+def test_real_scheduler_and_workers_by_address(tmp_path, text_file, capsys):
+    scheduler_file = tmp_path / "scheduler.json"
+    env = {**os.environ, "NUMBA_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    dask = [sys.executable, "-m", "dask"]
+    procs = [subprocess.Popen([*dask, "scheduler", "--host", "127.0.0.1", "--port", "0", "--no-dashboard",
+                               "--scheduler-file", str(scheduler_file)], env=env, cwd=tmp_path,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)]
+    try:
+        wait_for(lambda: scheduler_file.exists() and scheduler_file.stat().st_size > 0, what="the scheduler")
+        address = read_json(scheduler_file)["address"]
+        for _ in range(2):
+            procs.append(subprocess.Popen([*dask, "worker", address, "--nthreads", "1", "--no-dashboard", "--host", "127.0.0.1"],
+                                          env=env, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                          start_new_session=True))
+        from distributed import Client
+
+        with Client(address, timeout="30s", set_as_default=False) as client:
+            client.wait_for_workers(2, timeout=60)
+        spec = write_spec(tmp_path, text_file, 'steps = 2000\nseeds = 2\nschemes = "single"\n[parameters.k2]\nvalues = [4, 8]')
+        code, out, err = invoke(["sweep", spec, "--scheduler", address, "--out", tmp_path / "sweep", "--json"], capsys)
+        assert code == 0, err
+        summary = json.loads(out)
+        assert summary["status"] == "complete" and summary["counts"]["complete"] == 4
+        for d in (tmp_path / "sweep").iterdir():
+            if d.is_dir():
+                manifest = read_json(d / "manifest.json")
+                assert manifest["status"] == "complete" and manifest["concurrent_runs"] == 2
+                assert manifest["sweep"]["scheduler"] == address
+                assert manifest["sweep"]["thread_env"]["NUMBA_NUM_THREADS"] == "1"
+    finally:
+        for proc in reversed(procs):
+            try:
+                os.killpg(proc.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+        for proc in reversed(procs):
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(timeout=10)
