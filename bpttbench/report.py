@@ -82,6 +82,7 @@ METRICS = {
     "final_train": ("final online loss", "bits/char", "diff"),
     "final_val": ("final validation loss", "bits/char", "diff"),
     "at_time": ("loss at T", "bits/char", "diff"),
+    "val_at_time": ("validation loss at T", "bits/char", "diff"),
     "at_steps": ("loss at N", "bits/char", "diff"),
     "time_to_target": ("time to target", "s", "diff"),
     "steps_to_target": ("steps to target", "steps", "diff"),
@@ -209,6 +210,7 @@ class GroupSummary:
     stats: dict[str, Interval]
     compile_s: float  # median over seeds, when the manifest has it
     late_drop: float  # median over seeds of the smoothed loss's fall over the last quarter of the steps
+    val_late_drop: float  # the same for the validation loss (NaN with fewer than 3 evaluations)
 
 
 @dataclass
@@ -236,6 +238,7 @@ class Family:
     at_time_source: str
     at_steps: float
     at_steps_source: str
+    val_at_time_source: str
     target: float
     target_source: str
     budgets: list[str] = field(default_factory=list)  # the units' budgets, e.g. ['120 s']
@@ -347,10 +350,11 @@ def _num(x: float, unit: str) -> str:
 
 
 def _signed(x: float, unit: str) -> str:
-    text = _num(x, unit)
-    if isinstance(x, float) and math.isfinite(x) and x > 0:
-        return "+" + text
-    return text.replace("-", "−", 1) if text.startswith("-") else text
+    """A difference with its sign (typographic minus); none when it rounds to zero."""
+    text = _num(x, unit).lstrip("-")
+    if not isinstance(x, (int, float)) or not math.isfinite(x) or not any(ch in "123456789" for ch in text):
+        return text if not (isinstance(x, float) and x == -math.inf) else "−∞"
+    return ("+" if x > 0 else "−") + text
 
 
 def format_interval(iv: Interval, unit: str = "bits/char", *, signed: bool = False) -> str:
@@ -406,6 +410,7 @@ class _Curve:
     raw: np.ndarray
     smooth: np.ndarray
     val_step: np.ndarray
+    val_wall: np.ndarray
     val: np.ndarray
     values: dict = field(default_factory=dict)
 
@@ -415,6 +420,13 @@ class _Curve:
         if len(self.step) < 2:
             return math.nan
         return value_at(self.step, self.smooth, LATE_FRACTION * self.step[-1]) - self.values["final_train"]
+
+    @property
+    def val_late_drop(self) -> float:
+        """The same on the validation curve, when it has at least 3 evaluations; NaN otherwise."""
+        if len(self.val) < 3:
+            return math.nan
+        return value_at(self.val_step, self.val, LATE_FRACTION * self.val_step[-1]) - float(self.val[-1])
 
 
 def _plain(v: Any) -> Any:
@@ -445,7 +457,8 @@ def _curves(runs: list[Run], data: pd.DataFrame, smooth: int) -> list[_Curve]:
             scheme=str(first["scheme"]), k1=int(first["k1"]), seed=int(first["seed"]),
             diverged=bool(rows["diverged"].any()),
             step=step, wall=train["wall_s"].to_numpy(dtype=float), raw=raw, smooth=smooth_curve(step, raw, smooth),
-            val_step=val["step"].to_numpy(dtype=float), val=val["value"].to_numpy(dtype=float),
+            val_step=val["step"].to_numpy(dtype=float), val_wall=val["wall_s"].to_numpy(dtype=float),
+            val=val["value"].to_numpy(dtype=float),
         ))
     return out
 
@@ -577,10 +590,17 @@ def _family(key: dict, curves: list[_Curve], settings: dict, warnings: list[str]
     else:
         N = min((float(c.step[-1]) for c in live), default=math.nan)
         N_src = "the smallest step count every seed reached"
+    budgets = sorted({_budget(c) for c in curves})
+    equal_time = settings["at_time"] is None and len(budgets) == 1 and budgets[0].endswith(" s")
+    if equal_time:
+        val_src = f"the last evaluation, at the end of the equal {budgets[0]} budgets"
+    else:
+        val_src = "interpolated between evaluations, never extrapolated"
     for c in curves:
         c.values["final_train"] = trailing_mean(c.step, c.raw, settings["smooth"])
         c.values["final_val"] = float(c.val[-1]) if len(c.val) else math.nan
         c.values["at_time"] = value_at(c.wall, c.smooth, T)
+        c.values["val_at_time"] = c.values["final_val"] if equal_time else value_at(c.val_wall, c.val, T)
         c.values["at_steps"] = value_at(c.step, c.smooth, N)
         c.values["steps_per_s"] = _steps_per_s(c)
     if settings["target_loss"] is not None:
@@ -601,7 +621,7 @@ def _family(key: dict, curves: list[_Curve], settings: dict, warnings: list[str]
                             f"{missing[0].label} seed {missing[0].seed}; they are left out of the loss at equal {what}")
 
     fam = Family(key=key, label=label, at_time=T, at_time_source=T_src, at_steps=N, at_steps_source=N_src,
-                 target=target, target_source=target_src, budgets=sorted({_budget(c) for c in curves}))
+                 val_at_time_source=val_src, target=target, target_source=target_src, budgets=budgets)
 
     by_group: dict[tuple, list[_Curve]] = {}
     for c in curves:
@@ -615,11 +635,13 @@ def _family(key: dict, curves: list[_Curve], settings: dict, warnings: list[str]
         stats = {m: bootstrap_median(_per_seed(ok, m).values(), **rng) for m in METRICS}
         compile_s = [c.unit.get("compile_s") for c in ok if isinstance(c.unit.get("compile_s"), (int, float))]
         late = [c.late_drop for c in ok if not math.isnan(c.late_drop)]
+        val_late = [c.val_late_drop for c in ok if not math.isnan(c.val_late_drop)]
         summary = GroupSummary(
             label=cs[0].label, scheme=cs[0].scheme, k1=cs[0].k1, config=dict(zip(GROUP_KEY, g)),
             seeds=sorted({c.seed for c in ok}), diverged=sorted({c.seed for c in cs if c.diverged}), stats=stats,
             compile_s=float(np.median(compile_s)) if compile_s else math.nan,
-            late_drop=float(np.median(late)) if late else math.nan)
+            late_drop=float(np.median(late)) if late else math.nan,
+            val_late_drop=float(np.median(val_late)) if val_late else math.nan)
         fam.groups.append(summary)
         group_live[summary.label] = ok
         if len(summary.seeds) == 1:
@@ -886,7 +908,7 @@ def _per_seed_text(iv: Interval, unit: str) -> str:
 
 
 def _evidence(fam: Family, comp: Comparison, metric: str, verdict: str, where: str) -> str:
-    title, unit, _ = METRICS[metric]
+    unit = METRICS[metric][1]
     iv = comp.stats[metric]
     return (f"{fam.label}: {comp.first.scheme} − {comp.second.scheme} (k1={comp.first.k1}) in {where}: "
             f"{format_interval(iv, unit, signed=True)} {unit}, {len(comp.seeds)} paired seed"
@@ -902,85 +924,104 @@ def _claims(families: list[Family], grad: list[GradSummary], grad_problem: str |
     delta = s["delta"]
     claims = []
 
-    def pair_claim(number, text, rule, first, second, metric, where, decide, missing, extra=None, tail=()):
+    def pair_claim(number, text, rule, first, second, choose, decide, missing, extra=None, tail=()):
+        """One claim over every family's comparisons of scheme first with scheme second (k1 < k2);
+        choose(fam, comp) -> (metric, words saying where it is read)."""
         verdicts, evidence, short = [], [], []
         for fam in families:
             for comp in _truncating(fam, fam.comparison(first, second)):
+                metric, where = choose(fam, comp)
                 v = decide(comp.stats[metric], fam, comp)
                 verdicts.append(v)
-                evidence.append(_evidence(fam, comp, metric, v, where(fam)))
+                evidence.append(_evidence(fam, comp, metric, v, where))
                 short.append(f"{format_interval(comp.stats[metric], METRICS[metric][1], signed=True)} "
-                             f"({fam.key['corpus']}, k2={_g(fam.key['k2'])})")
+                             f"({METRICS[metric][0]}, {fam.key['corpus']}, k2={_g(fam.key['k2'])})")
                 if extra:
                     evidence.extend(extra(fam, comp))
-        verdict = combine(verdicts)
-        claims.append(Claim(number, text, verdict, rule, (evidence or [missing]) + list(tail),
+        claims.append(Claim(number, text, combine(verdicts), rule, (evidence or [missing]) + list(tail),
                             "; ".join(short) if short else missing))
 
-    at_n = lambda fam: f"loss at equal steps (N = {_num(fam.at_steps, 'steps')})"  # noqa: E731
-    at_t = lambda fam: f"loss at equal time (T = {_num(fam.at_time, 's')} s)"  # noqa: E731
+    def at_n(fam, comp):
+        return "at_steps", f"online loss at equal steps (N = {_num(fam.at_steps, 'steps')})"
 
+    no_pair = "not measured: no run pairs {} with {} at k2 > k1 on the same seeds"
     pair_claim(
         "1", "Storing past weights makes almost no difference (stored vs single).",
-        f"supported when the 95% interval of stored − single in loss at equal steps lies within ±{delta:g} bits/char; "
-        "contradicted when it lies wholly outside; inconclusive otherwise.",
-        "stored", "single", "at_steps", at_n, lambda iv, f, c: verdict_within(iv, delta),
-        "not measured: no run pairs stored with single at k2 > k1 on the same seeds",
+        f"supported when the 95% interval of stored − single in online loss at equal steps (the same text for both) "
+        f"lies within ±{delta:g} bits/char; contradicted when it lies wholly outside; inconclusive otherwise.",
+        "stored", "single", at_n, lambda iv, f, c: verdict_within(iv, delta), no_pair.format("stored", "single"),
         tail=[f"gradcheck, {_grad_where(g.config)}: single's gradient against stored's: relative difference "
               f"{_rel(g.rel_error)}, cosine {format_interval(g.cosine, 'cos')} (not part of the verdict)"
               for g in grad if g.estimator == "single_vs_stored" and grad_problem is None])
     pair_claim(
         "2", "Per iteration, single and sliding perform about the same.",
-        f"supported when the 95% interval of single − sliding in loss at equal steps lies within ±{delta:g} bits/char; "
-        "contradicted when it lies wholly outside; inconclusive otherwise.",
-        "single", "sliding", "at_steps", at_n, lambda iv, f, c: verdict_within(iv, delta),
-        "not measured: no run pairs single with sliding at k2 > k1 on the same seeds")
+        f"supported when the 95% interval of single − sliding in online loss at equal steps (the same text for both) "
+        f"lies within ±{delta:g} bits/char; contradicted when it lies wholly outside; inconclusive otherwise.",
+        "single", "sliding", at_n, lambda iv, f, c: verdict_within(iv, delta), no_pair.format("single", "sliding"))
+
+    def at_t(fam, comp):
+        if comp.stats["val_at_time"].n:
+            return "val_at_time", f"validation loss at equal time (T = {_num(fam.at_time, 's')} s; {fam.val_at_time_source})"
+        return "at_time", (f"online loss at equal time (T = {_num(fam.at_time, 's')} s; no validation loss at T, and "
+                           "the online loss also reflects how hard each scheme's current stretch of text is)")
 
     def time_extra(fam, comp):
-        lines = []
-        tt, sp = comp.stats["time_to_target"], comp.stats["steps_per_s"]
-        lines.append(f"{fam.label}: also, time to reach {fam.target:.3f} bits/char, single − sliding: "
-                     f"{format_interval(tt, 's', signed=True)} s; steps/s single / sliding: {format_interval(sp, '×')}")
-        fv = comp.stats["final_val"]
-        if fv.n and len(fam.budgets) == 1 and fam.budgets[0].endswith(" s"):
-            lines.append(f"{fam.label}: also, final validation loss after the same {fam.budgets[0]} of training, "
-                         f"single − sliding: {format_interval(fv, 'bits/char', signed=True)} bits/char")
+        tt, sp, on = comp.stats["time_to_target"], comp.stats["steps_per_s"], comp.stats["at_time"]
+        lines = [f"{fam.label}: also, time to reach {fam.target:.3f} bits/char (smoothed online loss), single − "
+                 f"sliding: {format_interval(tt, 's', signed=True)} s; steps/s single / sliding: {format_interval(sp, '×')}"]
+        if at_t(fam, comp)[0] == "val_at_time":
+            lines.append(f"{fam.label}: also, online loss at T, single − sliding: {format_interval(on, 'bits/char', signed=True)} "
+                         "bits/char (not the verdict: at equal time the schemes are at different places in the stream, "
+                         "so this mixes model quality with how hard the text there is)")
         return lines
 
     pair_claim(
         "3", "Per second, the single forward pass is ahead.",
-        "supported when the 95% interval of single − sliding in loss at equal time lies below 0; contradicted when "
-        "it lies above 0; inconclusive otherwise.",
-        "single", "sliding", "at_time", at_t, lambda iv, f, c: verdict_below(iv),
-        "not measured: no run pairs single with sliding at k2 > k1 on the same seeds", extra=time_extra)
+        "supported when the 95% interval of single − sliding in validation loss at equal time T lies below 0 "
+        "(every model read on the same held-out text; without validation loss at T, the online loss at T); "
+        "contradicted when it lies above 0; inconclusive otherwise.",
+        "single", "sliding", at_t, lambda iv, f, c: verdict_below(iv), no_pair.format("single", "sliding"),
+        extra=time_extra)
+
+    def final(fam, comp):
+        if comp.stats["final_val"].n:
+            return "final_val", "final validation loss"
+        return "final_train", "final online loss (no validation loss recorded)"
+
+    def still_improving(g: GroupSummary, metric: str) -> float:
+        """How much g's loss fell over its last quarter: validation curve when it has 3 evaluations, else online."""
+        if metric == "final_val" and not math.isnan(g.val_late_drop):
+            return g.val_late_drop
+        return g.late_drop
 
     def minimum(iv, fam, comp):
         v = verdict_within(iv, delta)
         if v == CONTRADICTED:
-            worse = comp.first if iv.median > 0 else comp.second
-            if not math.isnan(worse.late_drop) and worse.late_drop > delta:
+            behind = comp.first if iv.median > 0 else comp.second
+            drop = still_improving(behind, final(fam, comp)[0])
+            if not math.isnan(drop) and drop > delta:
                 return INCONCLUSIVE
         return v
 
     def minimum_extra(fam, comp):
         lines = []
+        metric = final(fam, comp)[0]
         for g in (comp.first, comp.second):
-            if not math.isnan(g.late_drop) and g.late_drop > delta:
-                lines.append(f"{fam.label}: {g.label} was still improving (its smoothed loss fell {g.late_drop:.3f} "
-                             f"bits/char over the last {1 - LATE_FRACTION:.0%} of its steps): a gap in final loss may "
-                             "only mean it needed more time; run longer")
-        fv = comp.stats["final_val"]
-        if fv.n:
-            lines.append(f"{fam.label}: final validation loss, single − sliding: {format_interval(fv, 'bits/char', signed=True)} bits/char")
+            drop = still_improving(g, metric)
+            if not math.isnan(drop) and drop > delta:
+                lines.append(f"{fam.label}: {g.label} was still improving (its loss fell {drop:.3f} bits/char over the "
+                             f"last {1 - LATE_FRACTION:.0%} of its steps): a gap in final loss may only mean it needed "
+                             "more time; run longer")
         return lines
 
     pair_claim(
         "4", "Both reach about the same minimum.",
-        f"supported when the 95% interval of single − sliding in final (smoothed) online loss lies within ±{delta:g} "
-        f"bits/char; contradicted when it lies wholly outside and the scheme behind was no longer improving (its "
-        f"smoothed loss fell by at most {delta:g} over the last {1 - LATE_FRACTION:.0%} of its steps); inconclusive otherwise.",
-        "single", "sliding", "final_train", lambda fam: "final online loss", minimum,
-        "not measured: no run pairs single with sliding at k2 > k1 on the same seeds", extra=minimum_extra)
+        f"supported when the 95% interval of single − sliding in final validation loss (without validation, final "
+        f"online loss) lies within ±{delta:g} bits/char; contradicted when it lies wholly outside and the scheme behind "
+        f"was no longer improving (its loss fell by at most {delta:g} over the last {1 - LATE_FRACTION:.0%} of its "
+        "steps: on the validation curve when it has 3 or more evaluations, else the smoothed online loss); "
+        "inconclusive otherwise.",
+        "single", "sliding", final, minimum, no_pair.format("single", "sliding"), extra=minimum_extra)
 
     # (5) k2 = 1: identical curves.
     tol = s["identical_tol"]
@@ -1000,7 +1041,8 @@ def _claims(families: list[Family], grad: list[GradSummary], grad_problem: str |
         f"supported when, for every paired seed, the online losses at every log step both recorded differ by at most "
         f"{tol:g} bits/char; contradicted otherwise. Needs runs with k2 = 1.",
         evidence or ["not measured: no runs with k2 = 1 pair these schemes"],
-        "; ".join(e.split(": ", 1)[1] for e in evidence) if evidence else "not measured: no k2 = 1 runs"))
+        "; ".join(e.split(": ", 1)[1].rsplit(" → ", 1)[0] for e in evidence) if evidence
+        else "not measured: no k2 = 1 runs"))
 
     # (6) gradients, from gradcheck.csv.
     cmin, etol = s["cosine_min"], s["exact_tol"]
@@ -1094,7 +1136,7 @@ def render_markdown(report: Report, out_dir: Path) -> str:
         rows = []
         for g in fam.groups:
             rows.append([g.label, _seed_note(g)] + [format_interval(g.stats[m], u) for m, (_, u, _) in METRICS.items()]
-                        + [_num(g.compile_s, "s")])
+                        + ["–" if math.isnan(g.compile_s) else f"{g.compile_s:.2f}"])
         lines += _md_table(header, rows)
         if fam.comparisons:
             lines += ["", "Paired by seed (same seed = same initial weights and stream): first minus second, so "

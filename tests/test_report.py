@@ -338,6 +338,48 @@ def test_claims_inconclusive_when_seeds_disagree_or_training_is_unfinished(tmp_p
     assert any("still improving" in e for e in claim(slow, "4").evidence)
 
 
+def test_equal_time_is_judged_on_validation_loss_when_the_text_gets_harder(tmp_path):
+    """The stream gets 1.5 bits/char harder after step 5,000, for any model. At T = 10 s single has
+    read into the hard part and sliding has not, so the online loss at T says sliding is far ahead;
+    the validation loss, the same held-out text for both, says single is (slightly) ahead."""
+    def pts(speed, s):
+        out = [(i * 500, i * 500 / speed, f_fast(i * 500) + (1.5 if i * 500 > 5000 else 0.0) + 0.01 * s, None)
+               for i in range(1, int(10 * speed / 500) + 1)]
+        step, wall, bpc, _ = out[-1]
+        out[-1] = (step, wall, bpc, f_fast(step) + 0.3 + 0.01 * s)
+        return out
+
+    units = [unit(scheme, s, pts(speed, s)) for s in SEEDS for scheme, speed in (("sliding", 250), ("single", 1000))]
+    report = build_report(write_run(tmp_path / "run", units), smooth=1)
+    c = comparison(report, "single", "sliding")
+    assert c.stats["at_time"].median == pytest.approx(1.5 + f_fast(10000) - f_fast(2500))
+    assert c.stats["val_at_time"].median == pytest.approx(f_fast(10000) - f_fast(2500))
+    assert claim(report, "3").verdict == SUPPORTED
+    assert "validation loss at equal time" in claim(report, "3").evidence[0]
+    assert any("not the verdict" in e for e in claim(report, "3").evidence)
+    # Without validation loss the online loss at T decides, and says so.
+    no_val = [{**u, "points": [(a, b, c_, None) for a, b, c_, _ in u["points"]]} for u in units]
+    online = build_report(write_run(tmp_path / "no_val", no_val), smooth=1)
+    assert claim(online, "3").verdict == CONTRADICTED
+    assert "online loss at equal time" in claim(online, "3").evidence[0]
+    assert claim(online, "4").verdict == CONTRADICTED  # final online loss, 1.5 apart, both level
+
+
+def test_validation_at_equal_time_is_interpolated_between_evaluations_under_step_budgets(tmp_path):
+    line = lambda t: 4.0 - t / 1000  # noqa: E731
+    def pts(speed):
+        return [(i * 500, i * 500 / speed, line(i * 500), line(i * 500)) for i in range(1, 6)]
+
+    units = [unit(scheme, s, pts(speed), budget_steps=2500) for s in (0, 1) for scheme, speed in (("sliding", 250), ("single", 1000))]
+    report = build_report(write_run(tmp_path / "run", units), smooth=1)
+    fam = report.families[0]
+    assert fam.at_time == 2.5 and "interpolated" in fam.val_at_time_source
+    # sliding at 2.5 s is at step 625 → 3.375; single at 2.5 s is at its end, step 2500 → 1.5
+    assert group(report, "sliding").stats["val_at_time"].median == pytest.approx(3.375)
+    assert group(report, "single").stats["val_at_time"].median == pytest.approx(1.5)
+    assert any("step budgets" in w for w in report.warnings)
+
+
 def test_one_seed_decides_no_claim_and_is_warned_about(tmp_path):
     report = build_report(write_run(tmp_path / "run", question_units(seeds=(0,))), smooth=1)
     assert claim(report, "2").verdict == INCONCLUSIVE
