@@ -1,0 +1,199 @@
+"""`rtrl`: real-time recurrent learning — the gradient of every step's loss with no truncation.
+
+Each stream carries the sensitivities of its state to the LSTM's parameters, forward in time:
+    S_h[k, p] = d h_t[k] / d theta_p,   S_c[k, p] = d c_t[k] / d theta_p
+for p over weight_ih_l0, weight_hh_l0 and bias_ih_l0 (bias_hh_l0 enters every gate exactly as
+bias_ih_l0 does, so its sensitivities are the same columns and are not stored twice). One step is
+    Dz  = W_hh S_h(t-1) + dz/dtheta (immediate: 1 at W_ih[j, x_t] and b[j], h_{t-1}[k] at W_hh[j, k])
+    S_c = f * S_c(t-1) + c_{t-1} f(1-f) Dz_f + g i(1-i) Dz_i + i (1-g^2) Dz_g
+    S_h = o (1-tanh(c)^2) S_c + tanh(c) o(1-o) Dz_o
+and the gradient of step t's loss is (dL_t/dh_t) S_h for the LSTM and the local outer product for
+the decoder (which does not feed the state, so it needs no sensitivities).
+
+k1, k2 and inject for this scheme:
+- k1: an update every k1 steps applies the mean of the gradients of the k1 losses since the last
+  update (the same objective as the truncated schemes with inject=new), each computed through the
+  whole past: no window, no truncation.
+- k2 is not used (there is no window); any k2 >= 1 is accepted so that a grid over k2 runs rtrl
+  unchanged, as a flat reference line. inject must be `new`.
+
+With k1 = 1 and a learning rate > 0 the sensitivities are carried across weight changes, so the
+gradient is that of the standard online RTRL approximation (Williams & Zipser 1989): exact for
+weights held fixed (the tests check it against full backpropagation from step 1 at lr = 0), and
+drifting from it as the weights move. The stream's gradient is the mean over the B streams.
+
+Cost: memory 6 H x 4H(V+H+1) numbers per stream (S_h, S_c and the 4H-row Dz), i.e. O(H^3);
+time per step is dominated by the product W_hh S_h, 16 H^3 (V+H+1) flops per stream, i.e. O(H^4).
+The scheme refuses configurations whose arrays would exceed RTRL_MAX_BYTES, and is meant for small H.
+
+References:
+- R. J. Williams and D. Zipser, "A learning algorithm for continually running fully recurrent
+  neural networks", Neural Computation 1(2), 1989.
+- T. Marschall, K. Cho and C. Savin, "A unified framework of online learning algorithms for
+  training recurrent neural networks", JMLR 21, 2020.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+from bpttbench.errors import ConfigError
+from bpttbench.kernels.lstm import JIT, forward_step, param_views, read_inputs
+from bpttbench.kernels.optim import apply_update
+from bpttbench.schemes.base import Scheme
+
+# The sensitivity arrays of all streams together may not exceed this (a shared machine).
+RTRL_MAX_BYTES = 2 << 30
+
+
+def sensitivity_columns(V: int, H: int) -> int:
+    """Parameters whose sensitivities rtrl carries: weight_ih_l0, weight_hh_l0, bias_ih_l0."""
+    return 4 * H * (V + H + 1)
+
+
+def rtrl_bytes(V: int, H: int, B: int, dtype) -> int:
+    """Bytes of rtrl's sensitivity arrays: S_h and S_c per stream plus one shared Dz."""
+    return (2 * B + 4) * H * sensitivity_columns(V, H) * np.dtype(dtype).itemsize
+
+
+def max_hidden_that_fits(V: int, B: int, dtype, limit: int = RTRL_MAX_BYTES) -> int:
+    H = 1
+    while rtrl_bytes(V, H + 1, B, dtype) <= limit:
+        H += 1
+    return H
+
+
+def check_fits(cfg, vocab_size: int) -> None:
+    """ConfigError (one line, with the estimate and the fix) if rtrl's arrays would not fit."""
+    need = rtrl_bytes(vocab_size, cfg.hidden, cfg.batch, cfg.dtype)
+    if need > RTRL_MAX_BYTES:
+        best = max_hidden_that_fits(vocab_size, cfg.batch, cfg.dtype)
+        raise ConfigError(
+            f"rtrl at hidden={cfg.hidden}, batch={cfg.batch}, {cfg.dtype}, {vocab_size} symbols needs "
+            f"{need / 2**30:.1f} GiB of sensitivities (limit {RTRL_MAX_BYTES / 2**30:.0f} GiB); "
+            f"use --hidden {best} or less, or uoro"
+        )
+
+
+@njit(**JIT)
+def rtrl_sensitivities(W_hh, gates, c_prev, tanh_c, h_prev, x, V, S_h, S_c, Dz):
+    """Advance one stream's sensitivities (S_h, S_c: H x P') through one step, in place."""
+    H = S_h.shape[0]
+    G = 4 * H
+    n_cols = S_h.shape[1]
+    o_hh = G * V
+    o_b = G * (V + H)
+    np.dot(W_hh, S_h, Dz)  # G,P'
+    for j in range(G):
+        Dz[j, j * V + x] += 1.0
+        Dz[j, o_b + j] += 1.0
+        base = o_hh + j * H
+        for k in range(H):
+            Dz[j, base + k] += h_prev[k]
+    for k in range(H):
+        i = gates[k]
+        f = gates[H + k]
+        g = gates[2 * H + k]
+        o = gates[3 * H + k]
+        tc = tanh_c[k]
+        a_i = g * i * (1.0 - i)
+        a_f = c_prev[k] * f * (1.0 - f)
+        a_g = i * (1.0 - g * g)
+        a_o = tc * o * (1.0 - o)
+        a_c = o * (1.0 - tc * tc)
+        Sc = S_c[k]
+        Sh = S_h[k]
+        Di = Dz[k]
+        Df = Dz[H + k]
+        Dg = Dz[2 * H + k]
+        Do = Dz[3 * H + k]
+        for p in range(n_cols):
+            v = f * Sc[p] + a_i * Di[p] + a_f * Df[p] + a_g * Dg[p]
+            Sc[p] = v
+            Sh[p] = a_c * v + a_o * Do[p]
+
+
+@njit(**JIT)
+def head_gradient(W_dec, probs, h, y, scale, g_dec, g_bdec, dh):
+    """Add scale * the decoder gradient of one stream's loss to (g_dec, g_bdec); dL/dh into dh."""
+    V, H = W_dec.shape
+    dh[:] = 0.0
+    for v in range(V):
+        d = probs[v] * scale
+        if v == y:
+            d -= scale
+        g_bdec[v] += d
+        for k in range(H):
+            g_dec[v, k] += d * h[k]
+            dh[k] += d * W_dec[v, k]
+
+
+@njit(**JIT)
+def run_rtrl_block(theta, grad, V, H, ids, track_len, ring, opt_state, optimizer, lr, clip,
+                   t0, n_steps, k1, S_h, S_c, Dz, dh, losses):
+    """Steps t0+1 .. t0+n_steps of rtrl; returns (steps done, updates done)."""
+    x_r, y_r, gates_r, c_r, h_r, tanh_c_r, probs_r = ring
+    R = x_r.shape[0]
+    B = x_r.shape[1]
+    W_hh = param_views(theta, V, H)[1]
+    W_dec = param_views(theta, V, H)[4]
+    _, _, g_bih, g_bhh, g_dec, g_bdec = param_views(grad, V, H)
+    n_cols = S_h.shape[2]
+    g_lstm = grad[:n_cols]
+    scale = 1.0 / (k1 * B)
+    updates = 0
+    for n in range(n_steps):
+        t = t0 + n + 1
+        s = t % R
+        ps = (t - 1) % R
+        if (t - 1) % k1 == 0:
+            grad[:] = 0.0
+        read_inputs(ids, track_len, t, x_r[s], y_r[s])
+        loss = forward_step(theta, V, H, ring, t, ps) / B
+        losses[n] = loss
+        if not np.isfinite(loss):
+            return n + 1, updates
+        for b in range(B):
+            rtrl_sensitivities(W_hh, gates_r[s, b], c_r[ps, b], tanh_c_r[s, b], h_r[ps, b], x_r[s, b], V,
+                               S_h[b], S_c[b], Dz)
+            head_gradient(W_dec, probs_r[s, b], h_r[s, b], y_r[s, b], scale, g_dec, g_bdec, dh)
+            Sb = S_h[b]
+            for k in range(H):
+                a = dh[k]
+                row = Sb[k]
+                for p in range(n_cols):
+                    g_lstm[p] += a * row[p]
+        if t % k1 == 0:
+            g_bhh[:] = g_bih
+            apply_update(theta, grad, opt_state, optimizer, lr, clip)
+            updates += 1
+    return n_steps, updates
+
+
+class Rtrl(Scheme):
+    name = "rtrl"
+
+    def __init__(self, cfg, theta, vocab_size, train_ids):
+        check_fits(cfg, vocab_size)
+        super().__init__(cfg, theta, vocab_size, train_ids)
+        B, H, V = self.B, self.H, self.V
+        n_cols = sensitivity_columns(V, H)
+        dtype = theta.dtype
+        self.S_h = np.zeros((B, H, n_cols), dtype)
+        self.S_c = np.zeros((B, H, n_cols), dtype)
+        self.Dz = np.zeros((4 * H, n_cols), dtype)
+        self.dh = np.zeros(H, dtype)
+
+    def run(self, n_steps: int, losses: np.ndarray) -> int:
+        done, updates = run_rtrl_block(
+            self.theta, self.grad, self.V, self.H, self.ids, self.track_len, self.ring, self.opt_state,
+            self.optimizer, self.lr, self.clip, self.t, n_steps, self.k1, self.S_h, self.S_c, self.Dz, self.dh,
+            losses,
+        )
+        self.t += done
+        self.updates += updates
+        return done
+
+    def resident_bytes(self) -> int:
+        return super().resident_bytes() + self.S_h.nbytes + self.S_c.nbytes + self.Dz.nbytes + self.dh.nbytes

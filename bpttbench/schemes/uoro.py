@@ -1,0 +1,210 @@
+"""`uoro`: unbiased online recurrent optimisation — a rank-one, unbiased estimate of RTRL's gradient.
+
+Each stream keeps a state tangent s~ (2H: the h and c parts) and a parameter vector theta~ (the
+LSTM's 4H(V+H+2) parameters, in theta's order) whose outer product s~ theta~^T is an unbiased
+estimate of d(h_t, c_t)/d theta, the matrix `rtrl` carries exactly. One step t (Tallec & Ollivier
+2018, Algorithm 1, with the loss of step t read from the state after the step):
+    s~'   = (d s_t / d s_{t-1}) s~                     forward-mode product through the step
+    nu    = 2H independent random signs (+1 or -1)
+    v     = nu^T (d s_t / d theta)                      one backward step of nu, the immediate term
+    rho0  = sqrt(|theta~| / (|s~'| + eps)) + eps,  rho1 = sqrt(|v| / (|nu| + eps)) + eps
+    s~    = rho0 s~' + rho1 nu,   theta~ = theta~ / rho0 + v / rho1
+    gradient of loss t:  (dL_t/dh_t . s~_h) theta~  for the LSTM,  the local outer product for the decoder.
+E[s~ theta~^T] is the exact sensitivity for weights held fixed (the cross terms are odd in nu), and
+rho0, rho1 balance the two factors' norms, which minimises the variance among such scalings.
+
+k1, k2 and inject mean what they mean for `rtrl` (bpttbench/schemes/rtrl.py): an update every k1
+steps applies the mean of the k1 newest per-step estimates; k2 is not used (no truncation) and any
+k2 >= 1 is accepted; inject must be `new`. The gradient is the mean over the B streams, each with
+its own signs.
+
+The signs come from a splitmix64 stream whose 64-bit state is an explicit array seeded from the
+configuration's seed (and distinct from the weight initialisation's stream): the same seed gives
+the same signs, and a clone continues the same stream. Cost per step is O(H^2 + H V) per stream,
+a few times a forward step.
+
+References:
+- C. Tallec and Y. Ollivier, "Unbiased online recurrent optimization", ICLR 2018.
+- S. Vigna, splitmix64 (public-domain reference code, 2015), for the sign stream.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+from bpttbench.kernels.lstm import JIT, forward_step, param_views, read_inputs
+from bpttbench.kernels.optim import apply_update
+from bpttbench.schemes.base import Scheme
+from bpttbench.schemes.rtrl import head_gradient
+
+UORO_EPS = 1e-7  # eps0 = eps1 of the paper: keeps the scalings finite when a factor is zero
+_GOLDEN = 0x9E3779B97F4A7C15
+_SALT = 0x243F6A8885A308D3  # so that seed s does not give the signs the initialisation's stream
+
+
+def rng_state(seed: int) -> np.ndarray:
+    """The sign stream's state for a seed: one uint64 in an array (Numba updates it in place)."""
+    return np.array([(int(seed) * _GOLDEN + _SALT) % (1 << 64)], dtype=np.uint64)
+
+
+@njit(**JIT)
+def splitmix64(state):
+    """The next 64 random bits of the stream; advances state[0]."""
+    state[0] += np.uint64(0x9E3779B97F4A7C15)
+    z = state[0]
+    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return z ^ (z >> np.uint64(31))
+
+
+@njit(**JIT)
+def random_signs(state, out):
+    """Fill out with independent +1/-1, one bit of the stream each."""
+    bits = np.uint64(0)
+    for i in range(out.size):
+        r = i % 64
+        if r == 0:
+            bits = splitmix64(state)
+        out[i] = 1.0 if (bits >> np.uint64(r)) & np.uint64(1) else -1.0
+
+
+@njit(**JIT)
+def uoro_stream_step(W_hh, gates, c_prev, tanh_c, h_prev, x, V, st_h, st_c, tt, nu, zdot, dz, rng):
+    """Advance one stream's (s~, theta~) = ((st_h, st_c), tt) through one step, in place."""
+    H = st_h.shape[0]
+    G = 4 * H
+    # |theta~| before the step
+    sq = 0.0
+    for p in range(tt.size):
+        sq += tt[p] * tt[p]
+    norm_tt = np.sqrt(sq)
+    # s~' = J_s s~ (forward mode), written into st_h, st_c; dh of the tangent first
+    np.dot(W_hh, st_h, zdot)  # G
+    sq = 0.0
+    for k in range(H):
+        i = gates[k]
+        f = gates[H + k]
+        g = gates[2 * H + k]
+        o = gates[3 * H + k]
+        tc = tanh_c[k]
+        cdot = f * st_c[k] + g * i * (1.0 - i) * zdot[k] + c_prev[k] * f * (1.0 - f) * zdot[H + k] \
+            + i * (1.0 - g * g) * zdot[2 * H + k]
+        hdot = o * (1.0 - tc * tc) * cdot + tc * o * (1.0 - o) * zdot[3 * H + k]
+        st_c[k] = cdot
+        st_h[k] = hdot
+        sq += cdot * cdot + hdot * hdot
+    norm_st = np.sqrt(sq)
+    # v = nu^T ds_t/dtheta: the gate-preactivation cotangent dz of (dh, dc) = (nu_h, nu_c)
+    random_signs(rng, nu)
+    dz_sq = 0.0
+    for k in range(H):
+        i = gates[k]
+        f = gates[H + k]
+        g = gates[2 * H + k]
+        o = gates[3 * H + k]
+        tc = tanh_c[k]
+        dc = nu[H + k] + nu[k] * o * (1.0 - tc * tc)
+        dz[k] = dc * g * i * (1.0 - i)
+        dz[H + k] = dc * c_prev[k] * f * (1.0 - f)
+        dz[2 * H + k] = dc * i * (1.0 - g * g)
+        dz[3 * H + k] = nu[k] * tc * o * (1.0 - o)
+    for j in range(G):
+        dz_sq += dz[j] * dz[j]
+    h_sq = 0.0
+    for k in range(H):
+        h_sq += h_prev[k] * h_prev[k]
+    # v has dz in W_ih's column x, dz (x) h_prev in W_hh, dz in each bias
+    norm_v = np.sqrt(dz_sq * (3.0 + h_sq))
+    rho0 = np.sqrt(norm_tt / (norm_st + UORO_EPS)) + UORO_EPS
+    rho1 = np.sqrt(norm_v / (np.sqrt(2.0 * H) + UORO_EPS)) + UORO_EPS
+    for k in range(H):
+        st_h[k] = rho0 * st_h[k] + rho1 * nu[k]
+        st_c[k] = rho0 * st_c[k] + rho1 * nu[H + k]
+    inv0 = 1.0 / rho0
+    inv1 = 1.0 / rho1
+    for p in range(tt.size):
+        tt[p] *= inv0
+    o_hh = G * V
+    o_bih = G * (V + H)
+    o_bhh = o_bih + G
+    for j in range(G):
+        d = dz[j] * inv1
+        tt[j * V + x] += d
+        tt[o_bih + j] += d
+        tt[o_bhh + j] += d
+        base = o_hh + j * H
+        for k in range(H):
+            tt[base + k] += d * h_prev[k]
+
+
+@njit(**JIT)
+def run_uoro_block(theta, grad, V, H, ids, track_len, ring, opt_state, optimizer, lr, clip,
+                   t0, n_steps, k1, st_h, st_c, tt, nu, zdot, dz, dh, rng, losses):
+    """Steps t0+1 .. t0+n_steps of uoro; returns (steps done, updates done)."""
+    x_r, y_r, gates_r, c_r, h_r, tanh_c_r, probs_r = ring
+    R = x_r.shape[0]
+    B = x_r.shape[1]
+    W_hh = param_views(theta, V, H)[1]
+    W_dec = param_views(theta, V, H)[4]
+    g_dec = param_views(grad, V, H)[4]
+    g_bdec = param_views(grad, V, H)[5]
+    n_lstm = tt.shape[1]
+    scale = 1.0 / (k1 * B)
+    updates = 0
+    for n in range(n_steps):
+        t = t0 + n + 1
+        s = t % R
+        ps = (t - 1) % R
+        if (t - 1) % k1 == 0:
+            grad[:] = 0.0
+        read_inputs(ids, track_len, t, x_r[s], y_r[s])
+        loss = forward_step(theta, V, H, ring, t, ps) / B
+        losses[n] = loss
+        if not np.isfinite(loss):
+            return n + 1, updates
+        for b in range(B):
+            uoro_stream_step(W_hh, gates_r[s, b], c_r[ps, b], tanh_c_r[s, b], h_r[ps, b], x_r[s, b], V,
+                             st_h[b], st_c[b], tt[b], nu, zdot, dz, rng)
+            head_gradient(W_dec, probs_r[s, b], h_r[s, b], y_r[s, b], scale, g_dec, g_bdec, dh)
+            a = 0.0
+            for k in range(H):
+                a += dh[k] * st_h[b, k]
+            tb = tt[b]
+            for p in range(n_lstm):
+                grad[p] += a * tb[p]
+        if t % k1 == 0:
+            apply_update(theta, grad, opt_state, optimizer, lr, clip)
+            updates += 1
+    return n_steps, updates
+
+
+class Uoro(Scheme):
+    name = "uoro"
+
+    def __init__(self, cfg, theta, vocab_size, train_ids):
+        super().__init__(cfg, theta, vocab_size, train_ids)
+        B, H, V = self.B, self.H, self.V
+        dtype = theta.dtype
+        self.st_h = np.zeros((B, H), dtype)  # s~, h part
+        self.st_c = np.zeros((B, H), dtype)  # s~, c part
+        self.tt = np.zeros((B, 4 * H * (V + H + 2)), dtype)  # theta~ over the LSTM's parameters
+        self.nu = np.zeros(2 * H, dtype)
+        self.zdot = np.zeros(4 * H, dtype)
+        self.dz = np.zeros(4 * H, dtype)
+        self.dh = np.zeros(H, dtype)
+        self.rng = rng_state(cfg.seed)
+
+    def run(self, n_steps: int, losses: np.ndarray) -> int:
+        done, updates = run_uoro_block(
+            self.theta, self.grad, self.V, self.H, self.ids, self.track_len, self.ring, self.opt_state,
+            self.optimizer, self.lr, self.clip, self.t, n_steps, self.k1, self.st_h, self.st_c, self.tt,
+            self.nu, self.zdot, self.dz, self.dh, self.rng, losses,
+        )
+        self.t += done
+        self.updates += updates
+        return done
+
+    def resident_bytes(self) -> int:
+        extra = [self.st_h, self.st_c, self.tt, self.nu, self.zdot, self.dz, self.dh, self.rng]
+        return super().resident_bytes() + int(sum(a.nbytes for a in extra))
