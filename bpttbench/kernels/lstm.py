@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-JIT = dict(cache=True, nogil=True)
+from bpttbench.kernels.vecmath import JIT, vexp, vsigmoid, vtanh
 
 
 @njit(**JIT)
@@ -51,30 +51,36 @@ def read_inputs(ids, track_len, t, x, y):
 
 @njit(**JIT)
 def sigmoid(z):
-    return 1.0 / (1.0 + np.exp(-z))
+    return vsigmoid(z)
 
 
 @njit(**JIT)
 def lstm_forward(W_ih, W_hh, b_ih, b_hh, x, h_prev, c_prev, gates, c, h, tanh_c):
-    """One LSTM step for all streams; writes gates (post-activation), c, h, tanh(c)."""
+    """One LSTM step for all streams; writes gates (post-activation), c, h, tanh(c).
+
+    Each nonlinearity has a loop of its own over contiguous memory so that LLVM vectorises it.
+    """
     B, H = h_prev.shape
+    G = 4 * H
     np.dot(h_prev, W_hh.T, gates)  # B,G
     for b in range(B):
         xb = x[b]
+        z = gates[b]
+        for j in range(G):
+            z[j] = z[j] + W_ih[j, xb] + b_ih[j] + b_hh[j]
+        for j in range(2 * H):  # i, f
+            z[j] = vsigmoid(z[j])
+        for j in range(2 * H, 3 * H):  # g
+            z[j] = vtanh(z[j])
+        for j in range(3 * H, G):  # o
+            z[j] = vsigmoid(z[j])
+        cb, hb, tb, cpb = c[b], h[b], tanh_c[b], c_prev[b]
         for j in range(H):
-            i = sigmoid(gates[b, j] + W_ih[j, xb] + b_ih[j] + b_hh[j])
-            f = sigmoid(gates[b, H + j] + W_ih[H + j, xb] + b_ih[H + j] + b_hh[H + j])
-            g = np.tanh(gates[b, 2 * H + j] + W_ih[2 * H + j, xb] + b_ih[2 * H + j] + b_hh[2 * H + j])
-            o = sigmoid(gates[b, 3 * H + j] + W_ih[3 * H + j, xb] + b_ih[3 * H + j] + b_hh[3 * H + j])
-            gates[b, j] = i
-            gates[b, H + j] = f
-            gates[b, 2 * H + j] = g
-            gates[b, 3 * H + j] = o
-            cj = f * c_prev[b, j] + i * g
-            c[b, j] = cj
-            tc = np.tanh(cj)
-            tanh_c[b, j] = tc
-            h[b, j] = o * tc
+            cb[j] = z[H + j] * cpb[j] + z[j] * z[2 * H + j]
+        for j in range(H):
+            tb[j] = vtanh(cb[j])
+        for j in range(H):
+            hb[j] = z[3 * H + j] * tb[j]
 
 
 @njit(**JIT)
@@ -84,18 +90,24 @@ def head_forward(W_dec, b_dec, h, y, probs):
     np.dot(h, W_dec.T, probs)  # B,V logits
     total = 0.0
     for b in range(B):
-        peak = probs[b, 0] + b_dec[0]
+        p = probs[b]
         for v in range(V):
-            probs[b, v] += b_dec[v]
-            if probs[b, v] > peak:
-                peak = probs[b, v]
+            p[v] += b_dec[v]
+        peak = p[0]
+        for v in range(V):
+            if p[v] > peak:
+                peak = p[v]
+        target_logit = p[y[b]]
+        for v in range(V):
+            p[v] = vexp(p[v] - peak)
         norm = 0.0
         for v in range(V):
-            norm += np.exp(probs[b, v] - peak)
+            norm += p[v]
         # log-sum-exp form: exact even when the target's probability underflows
-        total += np.log(norm) + peak - probs[b, y[b]]
+        total += np.log(norm) + peak - target_logit
+        norm_t = p.dtype.type(norm)
         for v in range(V):
-            probs[b, v] = np.exp(probs[b, v] - peak) / norm
+            p[v] = p[v] / norm_t
     return total
 
 
@@ -110,23 +122,37 @@ def forward_step(theta, V, H, ring, t, prev_slot):
 
 
 @njit(**JIT)
+def lstm_step_only(theta, V, H, ring, t, prev_slot):
+    """forward_step without the head: the state of step t, for steps whose loss nobody reads."""
+    x_r, y_r, gates_r, c_r, h_r, tanh_c_r, probs_r = ring
+    W_ih, W_hh, b_ih, b_hh, W_dec, b_dec = param_views(theta, V, H)
+    s = t % x_r.shape[0]
+    lstm_forward(W_ih, W_hh, b_ih, b_hh, x_r[s], h_r[prev_slot], c_r[prev_slot], gates_r[s], c_r[s], h_r[s], tanh_c_r[s])
+
+
+@njit(**JIT)
 def lstm_backward(W_hh, gates, c_prev, tanh_c, dh, dc, dz, dh_prev):
     """Backward through one LSTM step: dz (gate pre-activations) and dh_prev; dc becomes dc_prev in place."""
     B, H = dh.shape
+    one = dz.dtype.type(1.0)
     for b in range(B):
+        gb, dzb, dcb, dhb, cpb, tcb = gates[b], dz[b], dc[b], dh[b], c_prev[b], tanh_c[b]
         for j in range(H):
-            i = gates[b, j]
-            f = gates[b, H + j]
-            g = gates[b, 2 * H + j]
-            o = gates[b, 3 * H + j]
-            tc = tanh_c[b, j]
-            dcj = dc[b, j] + dh[b, j] * o * (1.0 - tc * tc)
-            dz[b, j] = dcj * g * i * (1.0 - i)
-            dz[b, H + j] = dcj * c_prev[b, j] * f * (1.0 - f)
-            dz[b, 2 * H + j] = dcj * i * (1.0 - g * g)
-            dz[b, 3 * H + j] = dh[b, j] * tc * o * (1.0 - o)
-            dc[b, j] = dcj * f
+            i = gb[j]
+            f = gb[H + j]
+            g = gb[2 * H + j]
+            o = gb[3 * H + j]
+            tc = tcb[j]
+            dcj = dcb[j] + dhb[j] * o * (one - tc * tc)
+            dzb[j] = dcj * g * i * (one - i)
+            dzb[H + j] = dcj * cpb[j] * f * (one - f)
+            dzb[2 * H + j] = dcj * i * (one - g * g)
+            dzb[3 * H + j] = dhb[j] * tc * o * (one - o)
+            dcb[j] = dcj * f
     np.dot(dz, W_hh, dh_prev)  # B,G @ G,H
+
+
+SMALL_GEMM_ROWS = 8  # below this many rows a hand loop beats BLAS's packing for the decoder's gradient
 
 
 @njit(**JIT)
@@ -135,8 +161,10 @@ def window_backward(theta, grad, V, H, ring, t, first, first_injected, scale, W_
 
     The gradient stops at the state before step `first`. Step tau's Jacobians use
     W_hh_stack[tau % len] and W_dec_stack[tau % len]: a stack of one (the current weights) for
-    `single`, a ring of per-step snapshots for `stored`. grad must be zero on entry.
-    dW_hh and dW_dec are written by one GEMM each over the window, not summed per step.
+    `single`, a ring of per-step snapshots for `stored`. Every element of grad is written (its
+    previous contents do not matter). dW_hh and dW_dec are written by one GEMM each over the
+    window, not summed per step; dW_ih's few nonzero columns (the window's characters) are
+    summed row by row, then scattered.
     """
     x_r, y_r, gates_r, c_r, h_r, tanh_c_r, probs_r = ring
     dh, dc, dh_prev, dh_head, dz_all, hprev_all, dlog_all, hinj_all = work
@@ -147,6 +175,7 @@ def window_backward(theta, grad, V, H, ring, t, first, first_injected, scale, W_
     G = 4 * H
     dh[:] = 0.0
     dc[:] = 0.0
+    scale_t = dh.dtype.type(scale)
     for tau in range(t, first - 1, -1):
         s = tau % R
         k = t - tau  # row block of this step in the window matrices
@@ -154,9 +183,10 @@ def window_backward(theta, grad, V, H, ring, t, first, first_injected, scale, W_
         if tau >= first_injected:
             dlog = dlog_all[k * B : (k + 1) * B]
             for b in range(B):
+                db, pb = dlog[b], probs_r[s, b]
                 for v in range(V):
-                    dlog[b, v] = probs_r[s, b, v] * scale
-                dlog[b, y_r[s, b]] -= scale
+                    db[v] = pb[v] * scale_t
+                db[y_r[s, b]] -= scale_t
                 hinj_all[k * B + b, :] = h_r[s, b, :]
             np.dot(dlog, W_dec_stack[w], dh_head)
             dh += dh_head
@@ -164,20 +194,82 @@ def window_backward(theta, grad, V, H, ring, t, first, first_injected, scale, W_
         ps = (tau - 1) % R
         lstm_backward(W_hh_stack[w], gates_r[s], c_r[ps], tanh_c_r[s], dh, dc, dz, dh_prev)
         dh[:] = dh_prev
-        for b in range(B):
-            hprev_all[k * B + b, :] = h_r[ps, b, :]
-            xb = x_r[s, b]
-            for j in range(G):
-                g_ih[j, xb] += dz[b, j]
-                g_bih[j] += dz[b, j]
-    g_bhh[:] = g_bih
+        hprev_all[k * B : (k + 1) * B] = h_r[ps]
     rows = (t - first + 1) * B
     np.dot(dz_all[:rows].T, hprev_all[:rows], g_hh)
+    # biases: the column sums of dz, in the order of the rows (newest step first)
+    g_bih[:] = 0.0
+    for r in range(rows):
+        dzr = dz_all[r]
+        for j in range(G):
+            g_bih[j] += dzr[j]
+    g_bhh[:] = g_bih
+    _input_weight_gradient(g_ih, dz_all, x_r, t, rows, B, R)
     rows_injected = (t - first_injected + 1) * B
-    np.dot(dlog_all[:rows_injected].T, hinj_all[:rows_injected], g_dec)
-    for r in range(rows_injected):
+    if rows_injected < SMALL_GEMM_ROWS:
         for v in range(V):
-            g_bdec[v] += dlog_all[r, v]
+            gv = g_dec[v]
+            d = dlog_all[0, v]
+            for j in range(H):
+                gv[j] = d * hinj_all[0, j]
+            for r in range(1, rows_injected):
+                d = dlog_all[r, v]
+                hr = hinj_all[r]
+                for j in range(H):
+                    gv[j] += d * hr[j]
+    else:
+        np.dot(dlog_all[:rows_injected].T, hinj_all[:rows_injected], g_dec)
+    g_bdec[:] = 0.0
+    for r in range(rows_injected):
+        dr = dlog_all[r]
+        for v in range(V):
+            g_bdec[v] += dr[v]
+
+
+DEDUPLICATE_MAX_ROWS = 64  # windows up to this many rows (k2 * B) sum repeated characters' rows first
+
+
+@njit(**JIT)
+def _input_weight_gradient(g_ih, dz_all, x_r, t, rows, B, R):
+    """g_ih[:, c] = sum of the dz rows whose input character is c (row r is step t - r // B, stream r % B).
+
+    g_ih is (4H, V) row-major, so a column is a strided walk. For small windows the rows of a
+    repeated character are first summed into that character's first row (contiguous, vectorised)
+    and each distinct character's column is then written once; larger windows accumulate
+    straight into the columns. Both add the rows in row order, so both give the same sums.
+    dz_all is clobbered: call this after dz's last reader.
+    """
+    G = g_ih.shape[0]
+    g_ih[:] = 0.0
+    if rows > DEDUPLICATE_MAX_ROWS:
+        for r in range(rows):
+            c = x_r[(t - r // B) % R, r % B]
+            dzr = dz_all[r]
+            for j in range(G):
+                g_ih[j, c] += dzr[j]
+        return
+    for r in range(rows):
+        c = x_r[(t - r // B) % R, r % B]
+        first_row = r
+        for q in range(r):
+            if x_r[(t - q // B) % R, q % B] == c:
+                first_row = q
+                break
+        if first_row < r:
+            acc, add = dz_all[first_row], dz_all[r]
+            for j in range(G):
+                acc[j] += add[j]
+    for r in range(rows):
+        c = x_r[(t - r // B) % R, r % B]
+        repeated = False
+        for q in range(r):
+            if x_r[(t - q // B) % R, q % B] == c:
+                repeated = True
+                break
+        if not repeated:
+            acc = dz_all[r]
+            for j in range(G):
+                g_ih[j, c] = acc[j]
 
 
 @njit(**JIT)

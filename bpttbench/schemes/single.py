@@ -43,7 +43,6 @@ def run_single_block(theta, grad, V, H, ids, track_len, ring, work, opt_state, o
             first = max(1, t - k2 + 1)
             first_injected = first if inject_window else max(first, t - k1 + 1)
             scale = 1.0 / ((t - first_injected + 1) * B)
-            grad[:] = 0.0
             window_backward(theta, grad, V, H, ring, t, first, first_injected, scale, W_hh_stack, W_dec_stack, work)
             apply_update(theta, grad, opt_state, optimizer, lr, clip)
             updates += 1

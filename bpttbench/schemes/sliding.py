@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from bpttbench.kernels.lstm import JIT, forward_step, param_views, read_inputs, window_backward
+from bpttbench.kernels.lstm import JIT, forward_step, lstm_step_only, param_views, read_inputs, window_backward
 from bpttbench.kernels.optim import apply_update
 from bpttbench.schemes.base import Scheme
 
@@ -31,9 +31,13 @@ def run_sliding_block(theta, grad, V, H, ids, track_len, ring, work, opt_state, 
         t = t0 + n + 1
         first = max(1, t - k2 + 1)
         newest = t - k1 + 1
+        first_injected = first if inject_window else max(first, newest)
         diverged = False
         for tau in range(first, t + 1):
             s = tau % R
+            if tau < first_injected:  # neither its loss nor its softmax is read: the state is all we need
+                lstm_step_only(theta, V, H, ring, tau, (tau - 1) % R)
+                continue
             if tau >= newest:
                 read_inputs(ids, track_len, tau, x_r[s], y_r[s])
             loss = forward_step(theta, V, H, ring, tau, (tau - 1) % R) / B
@@ -42,9 +46,7 @@ def run_sliding_block(theta, grad, V, H, ids, track_len, ring, work, opt_state, 
                 diverged = diverged or not np.isfinite(loss)
         if diverged:
             return n + 1, updates
-        first_injected = first if inject_window else max(first, newest)
         scale = 1.0 / ((t - first_injected + 1) * B)
-        grad[:] = 0.0
         window_backward(theta, grad, V, H, ring, t, first, first_injected, scale, W_hh_stack, W_dec_stack, work)
         apply_update(theta, grad, opt_state, optimizer, lr, clip)
         updates += 1
