@@ -10,7 +10,12 @@ from dataclasses import asdict, dataclass, fields
 
 from bpttbench.errors import ConfigError
 
-SCHEMES = ("chunked", "single", "stored", "sliding")
+TRUNCATED_SCHEMES = ("chunked", "single", "stored", "sliding")
+# No truncation: the gradient of each step's loss through the whole past, exact (rtrl) or an
+# unbiased rank-one estimate (uoro). They update every k1 steps and do not use k2 (any k2 >= 1 is
+# accepted, so grids over k2 run them unchanged); inject must be `new`.
+ONLINE_SCHEMES = ("rtrl", "uoro")
+SCHEMES = TRUNCATED_SCHEMES + ONLINE_SCHEMES
 INJECTS = ("new", "window")
 OPTIMIZERS = ("sgd", "adam")
 DTYPES = ("float32", "float64")
@@ -82,12 +87,15 @@ def validate(cfg: TrainConfig) -> None:
         raise ConfigError(f"k2 must be at least 1, got {cfg.k2}; it is how many steps each update backpropagates through")
     if cfg.k1 < 1:
         raise ConfigError(f"k1 must be at least 1, got {cfg.k1}; it is how many steps pass between updates")
-    if cfg.k1 > cfg.k2:
+    online = cfg.scheme in ONLINE_SCHEMES
+    if cfg.k1 > cfg.k2 and not online:
         raise ConfigError(f"k1={cfg.k1} is larger than k2={cfg.k2}; steps between updates would get no gradient: use k1 <= k2")
     if cfg.scheme == "chunked" and cfg.k1 != cfg.k2:
         raise ConfigError(f"chunked needs k1 == k2 (got k1={cfg.k1}, k2={cfg.k2}); set both to the chunk length")
     if cfg.inject not in INJECTS:
         raise ConfigError(f"unknown inject {cfg.inject!r}; choose 'new' (the newest k1 losses) or 'window' (all k2)")
+    if online and cfg.inject != "new":
+        raise ConfigError(f"{cfg.scheme} has no window to inject losses from; use inject='new' (the newest k1 losses)")
     if not 1 <= cfg.hidden <= MAX_HIDDEN:
         raise ConfigError(f"hidden must be between 1 and {MAX_HIDDEN}, got {cfg.hidden}")
     if cfg.batch < 1:

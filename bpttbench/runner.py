@@ -17,20 +17,22 @@ from pathlib import Path
 from statistics import median
 
 from bpttbench import __version__
-from bpttbench.config import SCHEMES, TrainConfig
+from bpttbench.config import SCHEMES, TRUNCATED_SCHEMES, TrainConfig
 from bpttbench.corpus import Corpus, check_corpus_fits
 from bpttbench.errors import ConfigError
 from bpttbench.model import state_dict
 from bpttbench.records import Record, RunOutcome
 from bpttbench.results import RunWriter
+from bpttbench.schemes import check_fits
 from bpttbench.train import Training
 
 
 def expand_schemes(names) -> list[str]:
-    """Scheme names as given (`all` = every scheme), duplicates dropped, order kept."""
+    """Scheme names as given (`all` = every truncated scheme; rtrl and uoro, O(H^4) and O(H^2 V)
+    per step, are run only when named), duplicates dropped, order kept."""
     out: list[str] = []
     for name in names:
-        for scheme in SCHEMES if name == "all" else (name,):
+        for scheme in TRUNCATED_SCHEMES if name == "all" else (name,):
             if scheme not in SCHEMES:
                 raise ConfigError(f"unknown scheme {scheme!r}; choose from {', '.join(SCHEMES)} or all")
             if scheme not in out:
@@ -156,6 +158,7 @@ def check_units_fit(units: list[TrainConfig], corpus: Corpus) -> None:
     """CorpusError unless the corpus is long enough for every unit (k2, batch, eval_chars)."""
     for cfg in units:
         check_corpus_fits(corpus, k2=cfg.k2, eval_chars=cfg.eval_chars, batch=cfg.batch)
+        check_fits(cfg, corpus.vocab_size)  # rtrl's memory limit, before any unit runs
 
 
 def execute(units: list[TrainConfig], corpus: Corpus, out_dir: Path, *, force: bool = False,
