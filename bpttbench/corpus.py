@@ -1,12 +1,15 @@
 """Corpora: where a text comes from, its vocabulary and ids, and the train/validation split.
 
-A corpus is named one of three ways:
+A corpus is named one of four ways:
 - the built-in default `stdlib-docs`: the docstrings of this Python's standard library, read with
   `ast` from the source files (nothing imported, no network) and cached per Python version;
 - a name in the registry `corpora/registry.json` (installed as the package data `bpttbench.corpora`):
   downloaded on first use into the cache, checked against its sha256 and size, and checked again
   on every later use;
-- a path to a UTF-8 text file, used as is apart from a leading byte-order mark.
+- a path to a UTF-8 text file, used as is apart from a leading byte-order mark;
+- a generated corpus with a known optimum, `reber`, `lag:L` or `brackets`, with optional parameters
+  such as `lag:20:seed=3:n=200000` (see bpttbench/synthetic.py): made from its seed on every load,
+  and carrying the generating process's exact entropy rate as `optimum_bpc`.
 
 The cache is $BPTTBENCH_CACHE_DIR, else $XDG_CACHE_HOME/bpttbench, else ~/.cache/bpttbench.
 $BPTTBENCH_CORPUS_MIRROR stands in for the registry's URLs: either a URL base, to which `<name>.txt`
@@ -35,7 +38,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -60,6 +63,14 @@ _NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 
 Progress = Callable[[int, int], None]
 
+GENERATED_DESCRIPTIONS = {
+    "reber": "Generated: embedded Reber grammar strings; optimum 7/12 bit/char (reber[:seed=S][:n=N])",
+    "lag:L": "Generated: a cue to repeat L steps later among noise, with its exact optimum "
+             "(lag:L[:symbols=M][:noise=K][:seed=S][:n=N], e.g. lag:20)",
+    "brackets": "Generated: balanced brackets of bounded depth, with its exact optimum "
+                "(brackets[:depth=D][:types=T][:p=P][:seed=S][:n=N])",
+}
+
 
 @dataclass(frozen=True, eq=False)
 class Corpus:
@@ -69,6 +80,10 @@ class Corpus:
     n_chars: int
     vocab: tuple[str, ...]  # distinct characters, sorted by code point
     ids: np.ndarray = field(repr=False)  # int32 index into vocab per character; read-only, shared by the splits
+    # Generated corpora only: the generating process's entropy rate (bits/char), the lowest loss any
+    # predictor reaches in the long run, and the generator's parameters (kind, seed, n, ...).
+    optimum_bpc: float | None = None
+    generator: dict | None = field(default=None, repr=False)
 
     @property
     def vocab_size(self) -> int:
@@ -91,8 +106,11 @@ class Corpus:
         return self.ids[self.n_train :]
 
     def info(self) -> dict:
-        """What a run's manifest records about its corpus (JSON-able; the vocabulary is in vocab_json())."""
-        return {
+        """What a run's manifest records about its corpus (JSON-able; the vocabulary is in vocab_json()).
+
+        Generated corpora add `optimum_bpc` (the entropy rate, bits/char) and `generator` (its parameters).
+        """
+        info = {
             "name": self.name,
             "source": self.source,
             "sha256": self.sha256,
@@ -101,6 +119,10 @@ class Corpus:
             "n_train": self.n_train,
             "n_val": self.n_val,
         }
+        if self.optimum_bpc is not None:
+            info["optimum_bpc"] = self.optimum_bpc
+            info["generator"] = dict(self.generator or {})
+        return info
 
     def vocab_json(self) -> dict[str, str]:
         """The vocabulary as vocab.json holds it: index (as a string, JSON keys are strings) -> character."""
@@ -143,16 +165,23 @@ def corpus_from_text(text: str, name: str = "text", source: str = "") -> Corpus:
 
 
 def load_corpus(spec: str | None = None, *, progress: Progress | None = None) -> Corpus:
-    """The corpus named by `spec`: None for DEFAULT_CORPUS, a registered name, or a file path.
+    """The corpus named by `spec`: None for DEFAULT_CORPUS, a registered name, a generated corpus
+    (`reber`, `lag:L`, `brackets`, with parameters), or a file path.
 
-    Registered names win over files of the same name. `progress(done_bytes, total_bytes)`, if
-    given, is called while a registered corpus downloads.
+    Registered and generated names win over files of the same name. `progress(done_bytes, total_bytes)`,
+    if given, is called while a registered corpus downloads.
     """
     spec = DEFAULT_CORPUS if spec is None else spec
     if not isinstance(spec, str) or not spec.strip():
         raise CorpusError(f"no corpus given; use one of {_known_names()} or a path to a UTF-8 text file")
     if spec == DEFAULT_CORPUS:
         return _load_stdlib_docs()
+    from bpttbench import synthetic  # here: it compiles Numba kernels, which `corpus list` does not need
+
+    if synthetic.is_generated(spec):
+        made = synthetic.generate(spec)
+        corpus = corpus_from_text(made.text, name=made.name, source=made.source)
+        return replace(corpus, optimum_bpc=made.entropy_rate_bpc, generator=made.params)
     registry = _registry()
     if spec in registry:
         entry = registry[spec]
@@ -183,6 +212,9 @@ def list_corpora() -> list[dict]:
             "cached": cached_docs is not None,
         }
     ]
+    for kind, description in GENERATED_DESCRIPTIONS.items():
+        rows.append({"name": kind, "description": description, "source": "generated", "licence": "generated (no licence needed)",
+                     "size": None, "sha256": None, "cached": True})
     for entry in _registry().values():
         try:
             cached = _matches(_cache_file(entry).read_bytes(), entry)
