@@ -418,7 +418,7 @@ def sweep(spec_file, overrides, out, workers, scheduler, dry_run, quiet, as_json
       bpttbench sweep k2.toml --scheduler tcp://10.0.0.5:8786 --out /shared/results/k2
     """
     from bpttbench.corpus import load_corpus
-    from bpttbench.sweep import default_workers, disk_states, load_spec, plan_sweep, run_sweep
+    from bpttbench.sweep import check_sweep_dir, default_workers, disk_states, load_spec, plan_sweep, run_sweep
 
     if scheduler and workers:
         raise ConfigError("--workers sizes the local cluster; with --scheduler the cluster's own workers are used")
@@ -428,6 +428,7 @@ def sweep(spec_file, overrides, out, workers, scheduler, dry_run, quiet, as_json
     chatty = not (quiet or as_json)
     plan = plan_sweep(spec, load_corpus(spec.corpus, progress=download_progress() if chatty else None))
     out_dir = out or Path("results") / spec.name
+    check_sweep_dir(out_dir)  # before the plan is printed, so a refusal is the only line
     states = disk_states(out_dir, plan.points)
     todo = sum(s != "complete" for s in states.values())
     where = scheduler or f"{workers or default_workers()} local workers"
