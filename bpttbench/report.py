@@ -22,6 +22,11 @@ Definitions used throughout (they are also written into report.md):
   every seed of the family (so nothing is extrapolated); the target loss defaults to the
   highest, over the family's seeds, of the lowest smoothed loss each reached, so every seed
   reaches it (the worst final loss, read so that noise cannot put it out of reach);
+- online losses are compared at equal steps (same seed = same text at the same step), never
+  as the verdict at equal time: there the schemes are at different places in the stream, and
+  text whose difficulty varies along the stream would decide instead of the models; "ahead per
+  second" and "same minimum" are judged on the validation loss (the same held-out text for
+  every model) whenever the runs recorded it;
 - diverged seeds are left out of the statistics (and listed in the warnings).
 
 References:
@@ -81,9 +86,9 @@ SUPPORTED, CONTRADICTED, INCONCLUSIVE, NOT_MEASURED, MIXED = (
 METRICS = {
     "final_train": ("final online loss", "bits/char", "diff"),
     "final_val": ("final validation loss", "bits/char", "diff"),
-    "at_time": ("loss at T", "bits/char", "diff"),
+    "at_time": ("online loss at T", "bits/char", "diff"),
     "val_at_time": ("validation loss at T", "bits/char", "diff"),
-    "at_steps": ("loss at N", "bits/char", "diff"),
+    "at_steps": ("online loss at N", "bits/char", "diff"),
     "time_to_target": ("time to target", "s", "diff"),
     "steps_to_target": ("steps to target", "steps", "diff"),
     "steps_per_s": ("steps/s", "steps/s", "ratio"),
@@ -310,7 +315,8 @@ class Report:
         return rows
 
     def to_dict(self) -> dict:
-        return {
+        """Everything as strict JSON types: NaN (undefined) becomes null, inf ("not reached") the string "inf"."""
+        return _jsonable({
             "path": str(self.path),
             "settings": self.settings,
             "runs": [str(p) for p in self.runs],
@@ -327,7 +333,24 @@ class Report:
             } for f in self.families],
             "figures": [str(p) for p in self.figures],
             "gradcheck_files": [str(p) for p in self.gradcheck_files],
-        }
+            "gradcheck": [{"config": g.config, "estimator": g.estimator, "cosine": g.cosine.to_dict(),
+                           "rel_error": g.rel_error.to_dict()} for g in self.gradcheck],
+        })
+
+
+def _jsonable(obj: Any) -> Any:
+    if isinstance(obj, (float, np.floating)):
+        f = float(obj)
+        return None if math.isnan(f) else ("inf" if f > 0 else "-inf") if math.isinf(f) else f
+    if isinstance(obj, np.integer):
+        return int(obj)
+    if isinstance(obj, Path):
+        return str(obj)
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    return obj
 
 
 # ----------------------------------------------------------------------------- formatting
@@ -511,9 +534,8 @@ def build_report(
             if unit.get("status") not in PLOTTED_UNIT_STATUSES:
                 skipped.append((run.path / str(unit.get("key", "?")), f"unit status is {unit.get('status')!r}"))
     if not complete:
-        why = skipped[0][1] if skipped else "none found"
-        raise ResultsError(f"no complete runs under {path} ({len(skipped)} skipped, e.g. {skipped[0][0]}: {why}); "
-                           "report on a run that finished")
+        example = f", e.g. {skipped[0][0]}: {skipped[0][1]}" if skipped else ""
+        raise ResultsError(f"no complete runs under {path} ({len(skipped)} skipped{example}); report on a run that finished")
     data = group_curves(complete)
     if not (data["metric"] == "train_bpc").any():
         raise ResultsError(f"the complete runs under {path} hold no training records; run longer than one log interval")
@@ -1009,9 +1031,11 @@ def _claims(families: list[Family], grad: list[GradSummary], grad_problem: str |
         for g in (comp.first, comp.second):
             drop = still_improving(g, metric)
             if not math.isnan(drop) and drop > delta:
-                lines.append(f"{fam.label}: {g.label} was still improving (its loss fell {drop:.3f} bits/char over the "
-                             f"last {1 - LATE_FRACTION:.0%} of its steps): a gap in final loss may only mean it needed "
-                             "more time; run longer")
+                which = ("validation loss" if metric == "final_val" and not math.isnan(g.val_late_drop)
+                         else "smoothed online loss")
+                lines.append(f"{fam.label}: {g.label} was still improving (its {which} fell {drop:.3f} bits/char over "
+                             f"the last {1 - LATE_FRACTION:.0%} of its steps): a gap in final loss may only mean it "
+                             "needed more time; run longer")
         return lines
 
     pair_claim(
@@ -1179,6 +1203,10 @@ def render_markdown(report: Report, out_dir: Path) -> str:
         "- Time / steps to target: the first point where the smoothed curve is at or below the target, linearly "
         "interpolated between the log points around the crossing; 'not reached' if it never is. The default target "
         "is the highest, over the family's seeds, of the lowest smoothed loss each reached.",
+        "- Validation loss at T: with equal time budgets, each seed's last evaluation; otherwise the validation curve "
+        "interpolated at T. It reads every model on the same held-out text, which the online loss at T does not: at "
+        "equal time the schemes are at different places in the stream, and how hard the text is there varies. So "
+        "claims about equal time and the minimum use validation loss whenever the runs recorded it.",
         "- Steps per second: the unit's steps over its training time (compilation and evaluation excluded).",
         "- A family is every configuration with the same corpus, k2, inject, hidden, batch, optimizer and lr; "
         "claims 1–4 use its configurations with k1 < k2, claim 5 those with k2 = 1.",
@@ -1218,36 +1246,48 @@ def write_report(report: Report, out_dir: Path | None = None) -> Path:
 # ----------------------------------------------------------------------------- rich
 
 
+def terminal_metrics(fam: Family) -> list[str]:
+    """The columns worth a terminal's width: validation numbers when recorded, else the online ones."""
+    has = lambda m: any(g.stats[m].n for g in fam.groups)  # noqa: E731
+    names = ["final_val" if has("final_val") else "final_train",
+             "val_at_time" if has("val_at_time") else "at_time",
+             "at_steps", "time_to_target", "steps_per_s"]
+    return names
+
+
 def rich_renderables(report: Report) -> list:
-    """Tables for a terminal (the CLI prints them to stdout): claims, then one table per family."""
+    """Tables for a terminal (the CLI prints them to stdout): the claims, then per family its
+    configurations and paired differences on the columns of `terminal_metrics` (report.md has all)."""
     from rich.table import Table
 
     styles = {SUPPORTED: "green", CONTRADICTED: "red", INCONCLUSIVE: "yellow", MIXED: "yellow", NOT_MEASURED: "dim"}
     out = []
-    claims = Table(title="the question's claims", show_lines=False)
+    claims = Table(title="the question's claims")
     for name in ("#", "claim", "verdict", "deciding numbers"):
         claims.add_column(name, overflow="fold")
     for c in report.claims:
         claims.add_row(c.number, c.text, f"[{styles.get(c.verdict, '')}]{c.verdict}[/]", c.deciding)
     out.append(claims)
     for fam in report.families:
-        t = Table(title=f"{fam.label}\nT = {_num(fam.at_time, 's')} s, N = {_num(fam.at_steps, 'steps')} steps, "
-                        f"target {_num(fam.target, 'bits/char')} bits/char (medians over seeds [95% interval])")
+        names = terminal_metrics(fam)
+        t = Table(title=f"{fam.label}: medians over seeds [95% interval]\nT = {_num(fam.at_time, 's')} s, "
+                        f"N = {_num(fam.at_steps, 'steps')} steps, target {_num(fam.target, 'bits/char')} bits/char")
         t.add_column("configuration")
         t.add_column("seeds", justify="right")
-        for title, unit, _ in METRICS.values():
-            t.add_column(f"{title}", justify="right")
+        for m in names:
+            t.add_column(METRICS[m][0], justify="right")
         for g in fam.groups:
-            t.add_row(g.label, _seed_note(g), *[format_interval(g.stats[m], u) for m, (_, u, _) in METRICS.items()])
+            t.add_row(g.label, _seed_note(g), *[format_interval(g.stats[m], METRICS[m][1]) for m in names])
         out.append(t)
         if fam.comparisons:
             p = Table(title="paired by seed: first − second (steps/s: first / second)")
             p.add_column("comparison")
             p.add_column("seeds", justify="right")
-            for title, _, _ in METRICS.values():
-                p.add_column(title, justify="right")
+            for m in names:
+                p.add_column(METRICS[m][0], justify="right")
             for c in fam.comparisons:
-                p.add_row(c.name, str(len(c.seeds)), *[format_interval(c.stats[m], "×" if k == "ratio" else u, signed=k == "diff")
-                                                       for m, (_, u, k) in METRICS.items()])
+                p.add_row(c.name, str(len(c.seeds)), *[
+                    format_interval(c.stats[m], "×" if METRICS[m][2] == "ratio" else METRICS[m][1],
+                                    signed=METRICS[m][2] == "diff") for m in names])
             out.append(p)
     return out

@@ -7,6 +7,7 @@ unmeasured), so a rule that says the same thing whatever the input fails here.
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
@@ -553,4 +554,15 @@ def test_summary_rows_for_the_terminal(tmp_path):
     for r in rich_renderables(report):
         console.print(r)
     assert "supported" in console.export_text()
-    assert report.to_dict()["claims"][0]["verdict"] == SUPPORTED
+    data = report.to_dict()
+    assert data["claims"][0]["verdict"] == SUPPORTED
+    json.dumps(data, allow_nan=False)  # strict JSON, for a --json option
+
+
+def test_to_dict_is_strict_json_with_infinite_and_missing_values(tmp_path):
+    run = write_run(tmp_path / "run", question_units(seeds=(0,)))
+    data = build_report(run, smooth=1, target_loss=0.5).to_dict()  # never reached: inf; one seed: no interval
+    text = json.dumps(data, allow_nan=False)
+    group0 = data["families"][0]["groups"][0]["stats"]
+    assert group0["time_to_target"]["median"] == "inf" and group0["final_train"]["lo"] is None
+    assert '"inf"' in text
