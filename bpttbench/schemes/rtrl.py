@@ -84,10 +84,11 @@ def rtrl_sensitivities(W_hh, gates, c_prev, tanh_c, h_prev, x, V, S_h, S_c, Dz):
     n_cols = S_h.shape[1]
     o_hh = G * V
     o_b = G * (V + H)
+    one = S_h.dtype.type(1.0)  # coefficients in the arrays' precision: float32 loops stay float32
     np.dot(W_hh, S_h, Dz)  # G,P'
     for j in range(G):
-        Dz[j, j * V + x] += 1.0
-        Dz[j, o_b + j] += 1.0
+        Dz[j, j * V + x] += one
+        Dz[j, o_b + j] += one
         base = o_hh + j * H
         for k in range(H):
             Dz[j, base + k] += h_prev[k]
@@ -97,11 +98,11 @@ def rtrl_sensitivities(W_hh, gates, c_prev, tanh_c, h_prev, x, V, S_h, S_c, Dz):
         g = gates[2 * H + k]
         o = gates[3 * H + k]
         tc = tanh_c[k]
-        a_i = g * i * (1.0 - i)
-        a_f = c_prev[k] * f * (1.0 - f)
-        a_g = i * (1.0 - g * g)
-        a_o = tc * o * (1.0 - o)
-        a_c = o * (1.0 - tc * tc)
+        a_i = g * i * (one - i)
+        a_f = c_prev[k] * f * (one - f)
+        a_g = i * (one - g * g)
+        a_o = tc * o * (one - o)
+        a_c = o * (one - tc * tc)
         Sc = S_c[k]
         Sh = S_h[k]
         Di = Dz[k]

@@ -118,11 +118,13 @@ def uoro_stream_step(W_hh, gates, c_prev, tanh_c, h_prev, x, V, st_h, st_c, tt, 
     norm_v = np.sqrt(dz_sq * (3.0 + h_sq))
     rho0 = np.sqrt(norm_tt / (norm_st + UORO_EPS)) + UORO_EPS
     rho1 = np.sqrt(norm_v / (np.sqrt(2.0 * H) + UORO_EPS)) + UORO_EPS
+    r0 = st_h.dtype.type(rho0)
+    r1 = st_h.dtype.type(rho1)
     for k in range(H):
-        st_h[k] = rho0 * st_h[k] + rho1 * nu[k]
-        st_c[k] = rho0 * st_c[k] + rho1 * nu[H + k]
-    inv0 = 1.0 / rho0
-    inv1 = 1.0 / rho1
+        st_h[k] = r0 * st_h[k] + r1 * nu[k]
+        st_c[k] = r0 * st_c[k] + r1 * nu[H + k]
+    inv0 = tt.dtype.type(1.0 / rho0)  # in theta~'s precision: float32 loops stay float32
+    inv1 = tt.dtype.type(1.0 / rho1)
     for p in range(tt.size):
         tt[p] *= inv0
     o_hh = G * V
@@ -170,6 +172,7 @@ def run_uoro_block(theta, grad, V, H, ids, track_len, ring, opt_state, optimizer
             a = 0.0
             for k in range(H):
                 a += dh[k] * st_h[b, k]
+            a = grad.dtype.type(a)
             tb = tt[b]
             for p in range(n_lstm):
                 grad[p] += a * tb[p]
