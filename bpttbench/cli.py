@@ -273,6 +273,45 @@ def plot(path, out, logx, smooth, formats):
         stdout.print(str(figure))
 
 
+# ----------------------------------------------------------------------------- report
+
+
+@cli.command(context_settings={"show_default": True})
+@click.argument("path", type=click.Path(path_type=Path), default=Path("results"))
+@option("--out", type=click.Path(path_type=Path), default=None, help="Folder for report.md. [default: PATH]")
+@option("--delta", type=float, default=0.05, help="Bits/char within which two schemes count as 'about the same'.")
+@option("--target", type=float, default=None, help="Target loss for time/steps-to-target. [default: worst final loss]")
+@option("--at-time", default=None, help="Compare at this training time (90s, 2m). [default: the common budget]")
+@option("--at-steps", type=int, default=None, help="Compare at this many steps. [default: the smallest common count]")
+@option("--smooth", type=int, default=5, help="Moving average over this many log points.")
+@option("--bootstrap", type=int, default=2000, help="Bootstrap resamples for the 95% intervals.")
+@option("--bootstrap-seed", type=int, default=0, help="Seed of the bootstrap (the report is deterministic).")
+@option("--json", "as_json", is_flag=True, help="Print the report as JSON on stdout.")
+def report(path, out, delta, target, at_time, at_steps, smooth, bootstrap, bootstrap_seed, as_json):
+    """Medians with bootstrap intervals, paired scheme comparisons, and verdicts on the question's claims.
+
+    \b
+    Examples:
+      bpttbench report results/run-20261125-120000
+      bpttbench report results/ --delta 0.02 --at-time 60s
+    """
+    from bpttbench.report import build_report, rich_renderables, write_report
+
+    built = build_report(path, target_loss=target, at_time=parse_duration(at_time) if at_time else None,
+                         at_steps=at_steps, bootstrap=bootstrap, seed=bootstrap_seed, delta=delta, smooth=smooth)
+    written = write_report(built, out)
+    for skipped, reason in built.skipped:
+        stderr.print(f"skipped {skipped}: {reason}", markup=False)
+    for warning in built.warnings:
+        stderr.print(f"warning: {warning}", markup=False)
+    if as_json:
+        stdout.print_json(json.dumps({"report": str(written), **built.to_dict()}))
+        return
+    for renderable in rich_renderables(built):
+        stdout.print(renderable)
+    stdout.print(f"report in {written}")
+
+
 # ----------------------------------------------------------------------------- corpus
 
 

@@ -25,6 +25,7 @@ from matplotlib.lines import Line2D
 
 from bpttbench.errors import ResultsError
 from bpttbench.results import (
+    smooth_curve,
     PLOTTED_UNIT_STATUSES,
     aggregation_rows,
     atomic_write,
@@ -88,12 +89,6 @@ def _styles(groups: list[tuple[str, pd.DataFrame]]) -> dict[str, tuple[str, obje
     return out
 
 
-def _smoothed(ys: np.ndarray, smooth: int) -> np.ndarray:
-    if smooth <= 1 or len(ys) < 2:
-        return ys
-    return pd.Series(ys).rolling(smooth, center=True, min_periods=1).mean().to_numpy()
-
-
 def _count_note(rows: pd.DataFrame) -> str:
     n_curves = rows["curve"].nunique()
     n_seeds = rows["seed"].nunique()
@@ -117,7 +112,7 @@ def _draw(ax, data: pd.DataFrame, *, x: str, smooth: int, logx: bool) -> bool:
     ends: list[tuple[float, float, str]] = []  # (x, y, colour) where a diverged seed's curve stops
     for label, rows in groups:
         color, ls = styles[label]
-        curves = [(xs, _smoothed(ys, smooth)) for xs, ys in seed_curves(aggregation_rows(rows), x)]
+        curves = [(xs, smooth_curve(None, ys, smooth)) for xs, ys in seed_curves(aggregation_rows(rows), x)]
         curves = [(xs, ys) for xs, ys in curves if len(xs)]
         if not curves:
             continue
@@ -137,7 +132,7 @@ def _draw(ax, data: pd.DataFrame, *, x: str, smooth: int, logx: bool) -> bool:
         if len(curves) > 1:
             ax.fill_between(grid[ok], q25[ok], q75[ok], color=color, alpha=0.18, linewidth=0)
         drawn = True
-        ends.extend((xs[-1], _smoothed(ys, smooth)[-1], color) for xs, ys in seed_curves(rows[rows["diverged"]], x) if len(xs))
+        ends.extend((xs[-1], smooth_curve(None, ys, smooth)[-1], color) for xs, ys in seed_curves(rows[rows["diverged"]], x) if len(xs))
     if ends:
         # Diverged seeds: an 'x' where each one's curve ends, never the garbage after it. A loss
         # already blowing up there would squash the other curves, so it sits on the top edge.

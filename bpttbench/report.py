@@ -49,6 +49,8 @@ import pandas as pd
 
 from bpttbench.errors import ResultsError
 from bpttbench.results import (
+    step_weights,
+    smooth_curve,
     GROUP_KEY,
     PLOTTED_UNIT_STATUSES,
     Run,
@@ -144,38 +146,10 @@ def bootstrap_median(values: Iterable[float], *, n_boot: int = DEFAULT_BOOTSTRAP
     return Interval(med, quantile(medians, 0.025), quantile(medians, 0.975), n, kept)
 
 
-def _weights(steps: np.ndarray) -> np.ndarray:
-    """Steps each log point covers (its mean online loss is over the steps since the previous one)."""
-    w = np.diff(np.asarray(steps, dtype=float), prepend=0.0)
-    return np.where(w > 0, w, 0.0)
-
-
-def smooth_curve(steps: np.ndarray, values: np.ndarray, window: int) -> np.ndarray:
-    """Step-weighted centred moving average over `window` log points (an even window is rounded up
-    to odd), narrowed symmetrically near the ends: the first and last points keep their own value.
-
-    Symmetric on purpose: a window that only shrinks on one side at the end of a curve lags it, so
-    a scheme whose curve ends at step N would read higher at N than one whose curve goes on."""
-    values = np.asarray(values, dtype=float)
-    half = window // 2
-    n = len(values)
-    if half < 1 or n < 3:
-        return values.copy()
-    w = _weights(steps)
-    cw = np.concatenate([[0.0], np.cumsum(w)])
-    cv = np.concatenate([[0.0], np.cumsum(values * w)])
-    i = np.arange(n)
-    h = np.minimum(half, np.minimum(i, n - 1 - i))
-    num = cv[i + h + 1] - cv[i - h]
-    den = cw[i + h + 1] - cw[i - h]
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(den > 0, num / den, values)
-
-
 def trailing_mean(steps: np.ndarray, values: np.ndarray, window: int) -> float:
     """Mean online loss over the steps of the last `window` log points (step-weighted)."""
     values = np.asarray(values, dtype=float)[-max(window, 1):]
-    w = _weights(steps)[-max(window, 1):]
+    w = step_weights(steps)[-max(window, 1):]
     return float(np.sum(values * w) / np.sum(w)) if np.sum(w) > 0 else float(values[-1])
 
 

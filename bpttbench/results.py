@@ -771,3 +771,31 @@ def wide_median(data: pd.DataFrame, *, x: str, metric: str = "train_bpc") -> pd.
     if x == "step" and len(frame):
         frame[x] = frame[x].astype(np.int64)
     return frame
+
+
+def step_weights(steps: np.ndarray) -> np.ndarray:
+    """Steps each log point covers (its mean online loss is over the steps since the previous one)."""
+    w = np.diff(np.asarray(steps, dtype=float), prepend=0.0)
+    return np.where(w > 0, w, 0.0)
+
+
+def smooth_curve(steps: np.ndarray | None, values: np.ndarray, window: int) -> np.ndarray:
+    """Step-weighted centred moving average over `window` log points (an even window is rounded up
+    to odd), narrowed symmetrically near the ends: the first and last points keep their own value.
+
+    Symmetric on purpose: a window that only shrinks on one side at the end of a curve lags it, so
+    a scheme whose curve ends at step N would read higher at N than one whose curve goes on."""
+    values = np.asarray(values, dtype=float)
+    half = window // 2
+    n = len(values)
+    if half < 1 or n < 3:
+        return values.copy()
+    w = np.ones(n) if steps is None else step_weights(steps)
+    cw = np.concatenate([[0.0], np.cumsum(w)])
+    cv = np.concatenate([[0.0], np.cumsum(values * w)])
+    i = np.arange(n)
+    h = np.minimum(half, np.minimum(i, n - 1 - i))
+    num = cv[i + h + 1] - cv[i - h]
+    den = cw[i + h + 1] - cw[i - h]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(den > 0, num / den, values)
