@@ -402,7 +402,8 @@ class SweepProgress:
             return
         cfg = point.cfg
         timed = cfg.budget_seconds is not None
-        where = f"{msg['wall_s']:.0f}/{cfg.budget_seconds:.0f} s" if timed else f"{msg['step']}/{cfg.budget_steps}"
+        digits = 1 if timed and cfg.budget_seconds < 10 else 0
+        where = f"{msg['wall_s']:.{digits}f}/{cfg.budget_seconds:.{digits}f} s" if timed else f"{msg['step']}/{cfg.budget_steps}"
         loss = f"{msg['train_bpc']:.3f} bpc" + (f" val {msg['val_bpc']:.2f}" if msg.get("val_bpc") is not None else "")
         self.progress.update(self.rows[point.id], completed=msg["wall_s"] if timed else msg["step"], where=where, loss=loss)
 
