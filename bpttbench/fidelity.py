@@ -35,6 +35,7 @@ import math
 import shutil
 import time
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Iterator, Sequence
 
@@ -43,6 +44,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.ticker import NullFormatter
 
 from bpttbench import reference as ref
 from bpttbench.config import TrainConfig
@@ -300,12 +302,14 @@ def metric_rows(grads: WindowGradients, V: int, H: int, fd: tuple[np.ndarray, np
 
 @dataclass
 class Checkpoint:
+    """The followed trajectory after `updates` updates (`step` time steps), and its next window's gradients."""
+
     step: int
     updates: int
     train_bpc: float  # mean online loss since the previous checkpoint, bits/char
     gradients: WindowGradients
     scheme: object  # the followed scheme at this point (do not advance it)
-    past_weights: dict
+    past_weights: dict  # update count u -> (W_hh, W_dec) that forwarded steps u*k1+1 .. (u+1)*k1
 
 
 def _snapshot(scheme) -> tuple[np.ndarray, np.ndarray]:
@@ -427,6 +431,17 @@ def summarize(data: pd.DataFrame, tensor: str = "all") -> pd.DataFrame:
         drift_median=("drift", "median"),
     ).reset_index()
     return out
+
+
+def default_out_dir(root: Path = Path("results")) -> Path:
+    """results/gradcheck-<UTC time>, with a suffix if that exists already."""
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+    path = root / f"gradcheck-{stamp}"
+    n = 1
+    while path.exists():
+        n += 1
+        path = root / f"gradcheck-{stamp}-{n}"
+    return path
 
 
 def _prepare_out_dir(out_dir: Path, force: bool) -> None:
@@ -670,15 +685,17 @@ def plot_gradcheck(data: pd.DataFrame, out_dir: Path, *, tensor: str = "all",
 
     # The same numbers against truncation length: median over checkpoints, one line per (estimator, lr).
     summary = summarize(data, tensor)
-    summary = summary[summary["estimator"].isin(("single", "stored"))]
+    summary = summary[summary["estimator"] != "exact_vs_fd"]
     fig = Figure(figsize=(7.5, 4.8), layout="constrained")
     FigureCanvasAgg(fig)
     ax = fig.add_subplot()
     lr_styles = ("-", "--", ":", "-.")
-    for (estimator, lr), line in summary.groupby(["estimator", "lr"], sort=True):
+    for estimator, lr in [(e, lr) for e in ESTIMATORS for lr in lrs]:
+        line = summary[(summary["estimator"] == estimator) & (summary["lr"] == lr)].sort_values("k2")
+        if line.empty:
+            continue
         color, _, label = ESTIMATOR_STYLE[estimator]
         rank = lrs.index(lr)
-        line = line.sort_values("k2")
         ax.plot(line["k2"], _positive(line["rel_error_median"].to_numpy(float)), color=color,
                 linestyle=lr_styles[rank % len(lr_styles)], marker="o", markersize=4,
                 label=f"{label}, lr = {lr:g}")
@@ -686,11 +703,13 @@ def plot_gradcheck(data: pd.DataFrame, out_dir: Path, *, tensor: str = "all",
     if np.isfinite(_positive(summary["rel_error_median"].to_numpy(float))).any():
         ax.set_yscale("log")
     ax.set_xticks(k2s, [str(k) for k in k2s])
+    ax.xaxis.set_minor_formatter(NullFormatter())
     ax.set_xlabel("k2 (steps backpropagated)")
-    ax.set_ylabel("median ||g − g_exact|| / ||g_exact||")
+    ax.set_ylabel("median relative error ||g − g_ref|| / ||g_ref||")
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize="small")
     fig.suptitle(f"Gradient error against truncation length — {followed} trajectory, corpus {corpus}")
-    ax.set_title("median over checkpoints", fontsize="small", color="0.35")
+    optimizers = ", ".join(sorted(rows["optimizer"].astype(str).unique()))
+    ax.set_title(f"{optimizers}; median over checkpoints; tensor: {tensor}", fontsize="small", color="0.35")
     written += _save(fig, out_dir / FIGURE_K2_STEM, formats)
     return written
