@@ -51,6 +51,9 @@ from bpttbench.errors import CorpusError
 
 DEFAULT_LENGTH = 1_000_000
 MAX_LENGTH = 100_000_000
+# lag:L has L * symbols + 1 states and its entropy rate solves a dense chain of that size: 4,096
+# states take about 130 MB and a few seconds; lag:10**11 once asked for exabytes and met the OOM killer.
+MAX_LAG_STATES = 4096
 KINDS = ("reber", "lag", "brackets")
 OPEN, CLOSE = "([{<", ")]}>"
 
@@ -138,6 +141,9 @@ def _validate(params: dict, spec: str) -> None:
             raise bad(f"the lag must be at least 2 (a cue, a `?`, the cue again), got {params['lag']}")
         if not 1 <= params["symbols"] <= 26 or not 1 <= params["noise"] <= 26:
             raise bad(f"symbols and noise must be between 1 and 26, got {params['symbols']} and {params['noise']}")
+        if params["lag"] * params["symbols"] > MAX_LAG_STATES:
+            raise bad(f"lag x symbols must be at most {MAX_LAG_STATES:,} (its exact entropy rate solves a chain of that "
+                      f"many states), got {params['lag']} x {params['symbols']}; use a shorter lag or fewer symbols")
     if kind == "brackets":
         if params["depth"] < 1:
             raise bad(f"depth must be at least 1, got {params['depth']}")
