@@ -273,6 +273,94 @@ def plot(path, out, logx, smooth, formats):
         stdout.print(str(figure))
 
 
+# ----------------------------------------------------------------------------- gradcheck
+
+
+class GradcheckProgress:
+    """One line on stderr per trajectory: which (k2, lr), then how it ended."""
+
+    def __init__(self, enabled: bool):
+        self.enabled = enabled
+
+    def trajectory_started(self, index, total, cfg):
+        if self.enabled:
+            stderr.print(f"[{index + 1}/{total}] following {cfg.scheme} k1={cfg.k1} k2={cfg.k2} {cfg.optimizer} lr={cfg.lr:g} "
+                         f"for {cfg.budget_steps:,} steps", markup=False)
+
+    def checkpoint(self, index, cfg, step, rows):
+        pass
+
+    def trajectory_finished(self, index, cfg, info):
+        if self.enabled and info.get("status") != "complete":
+            stderr.print(f"      {info.get('status')} at step {info.get('diverged_at')}", markup=False)
+
+
+@cli.command(context_settings={"show_default": True})
+@option("--scheme", type=click.Choice(["single", "stored"]), default="single", help="The scheme whose trajectory is followed.")
+@option("--k1", type=int, default=1, help="Steps between updates.")
+@option("--k2", "k2s", type=int, multiple=True, help="Truncation length; repeat for several. [default: 5, 20, 50]")
+@option("--lr", "lrs", type=float, multiple=True, help="Learning rate; repeat for several. [default: 0.002, 0.02]")
+@option("--inject", type=click.Choice(INJECTS), default=DEFAULTS.inject)
+@option("--optimizer", type=click.Choice(OPTIMIZERS), default=DEFAULTS.optimizer)
+@option("--clip", type=float, default=DEFAULTS.clip, help="Global gradient-norm clip (0 = off).")
+@option("--hidden", type=int, default=DEFAULTS.hidden)
+@option("--batch", type=int, default=DEFAULTS.batch)
+@option("--dtype", type=click.Choice(["float64", "float32"]), default="float64", help="float64 makes the finite-difference check meaningful.")
+@option("--seed", type=int, default=0)
+@option("--steps", type=int, default=20000, help="Time steps per trajectory.")
+@option("--every", type=int, default=1000, help="Updates between checkpoints.")
+@option("--fd-weights", type=int, default=24, help="Weights in the finite-difference subset (0 skips the check).")
+@option("--corpus", default=None, help="A built-in corpus name or a text file. [default: stdlib-docs]")
+@option("--out", type=click.Path(path_type=Path), default=None, help="Output folder. [default: results/gradcheck-<time>]")
+@option("--force", is_flag=True, help="Replace what is already in --out.")
+@option("--format", "formats", multiple=True, type=click.Choice(["png", "svg", "pdf"]), help="[default: png and svg]")
+@option("--quiet", "-q", is_flag=True, help="Print only the output folder.")
+@option("--json", "as_json", is_flag=True, help="Print the summary as JSON on stdout.")
+def gradcheck(scheme, k1, k2s, lrs, inject, optimizer, clip, hidden, batch, dtype, seed, steps, every, fd_weights, corpus,
+              out, force, formats, quiet, as_json):
+    """How far are single's and stored's gradients from the exact window gradient along a real trajectory?
+
+    At checkpoints, for the same window and weights: the gradient single and stored would use,
+    the exact one (what sliding computes), and finite differences of the exact one (float64).
+    Exits 1 if the exact gradient disagrees with finite differences.
+
+    \b
+    Examples:
+      bpttbench gradcheck --corpus tinyshakespeare
+      bpttbench gradcheck --k2 20 --lr 0.1 --lr 1.0 --optimizer sgd --clip 1
+    """
+    from bpttbench import fidelity
+    from bpttbench.corpus import load_corpus
+
+    chatty = not (quiet or as_json)
+    text = load_corpus(corpus, progress=download_progress() if chatty else None)
+    out_dir = out or fidelity.default_out_dir()
+    result = fidelity.gradcheck(text, scheme=scheme, k1=k1, k2s=k2s or (5, 20, 50), lrs=lrs or (2e-3, 2e-2),
+                                hidden=hidden, batch=batch, optimizer=optimizer, clip=clip, inject=inject, dtype=dtype,
+                                seed=seed, steps=steps, every=every, n_fd=fd_weights, out_dir=out_dir, force=force,
+                                formats=formats or ("png", "svg"), observer=GradcheckProgress(chatty))
+    summary = result.summary()
+    if as_json:
+        stdout.print_json(json.dumps({"out": str(out_dir), "fd_passed": result.fd_passed, "fd_worst": result.fd_worst,
+                                      "summary": json.loads(summary.to_json(orient="records"))}))
+    elif quiet:
+        stdout.print(str(out_dir))
+    else:
+        table = Table(title="relative error against the exact window gradient (whole gradient, over checkpoints)")
+        for name in ("k2", "optimizer", "lr", "estimator", "checkpoints", "median", "max", "cosine median", "drift"):
+            table.add_column(name, justify="left" if name in ("optimizer", "estimator") else "right")
+        for row in summary.itertuples():
+            table.add_row(str(row.k2), row.optimizer, f"{row.lr:g}", row.estimator, str(row.checkpoints),
+                          f"{row.rel_error_median:.3g}", f"{row.rel_error_max:.3g}", f"{row.cosine_median:.5f}",
+                          f"{row.drift_median:.3g}")
+        stdout.print(table)
+        if result.fd_checked:
+            stdout.print(f"finite differences: worst relative error {result.fd_worst:.2g} "
+                         f"({'passed' if result.fd_passed else 'FAILED'}, tolerance {fidelity.FD_TOLERANCE:g})")
+        stdout.print(f"results in {out_dir}")
+    result.raise_if_failed()
+
+
 # ----------------------------------------------------------------------------- report
 
 
