@@ -29,9 +29,11 @@ from bpttbench.results import (
     PLOTTED_UNIT_STATUSES,
     aggregation_rows,
     atomic_write,
+    early_divergences,
     group_curves,
     load_runs,
     median_band,
+    nothing_to_show,
     ordered_groups,
     seed_curves,
     split_complete,
@@ -215,16 +217,10 @@ def plot_runs(
         raise ResultsError(f"no complete runs under {path} ({len(skipped)} skipped, e.g. {skipped[0][0]}: {why}); plot a run that finished")
 
     data = group_curves(complete)
-    # A unit that diverged before its first log point has no curve: say so rather than leave it out silently.
-    drawn = set(data["curve"])
-    early = [(run.path / str(u.get("key", "?")), u.get("diverged_at_step")) for run in complete for u in run.units
-             if u.get("status") == "diverged" and f"{run.path}#{u.get('key')}" not in drawn]
+    early = early_divergences(complete, data)
     skipped.extend((where, f"diverged at step {step} before its first log point, nothing to draw") for where, step in early)
     if not (data["metric"] == "train_bpc").any():
-        if early:
-            raise ResultsError(f"every unit under {path} diverged before its first log point (e.g. {early[0][0].name} at step "
-                               f"{early[0][1]}); nothing to draw: try a lower --lr or --clip 1")
-        raise ResultsError(f"the complete runs under {path} hold no training records; run longer than one log interval (--log-every)")
+        raise nothing_to_show(path, early)
 
     if out is None:
         out = path.parent if path.is_file() else path

@@ -56,8 +56,10 @@ from bpttbench.results import (
     Run,
     atomic_write,
     config_sort_key,
+    early_divergences,
     group_curves,
     load_runs,
+    nothing_to_show,
     split_complete,
 )
 
@@ -511,8 +513,10 @@ def build_report(
         example = f", e.g. {skipped[0][0]}: {skipped[0][1]}" if skipped else ""
         raise ResultsError(f"no complete runs under {path} ({len(skipped)} skipped{example}); report on a run that finished")
     data = group_curves(complete)
+    early = early_divergences(complete, data)
+    skipped.extend((where, f"diverged at step {step} before its first log point") for where, step in early)
     if not (data["metric"] == "train_bpc").any():
-        raise ResultsError(f"the complete runs under {path} hold no training records; run longer than one log interval")
+        raise nothing_to_show(path, early)
 
     settings = {"delta": delta, "bootstrap": bootstrap, "seed": seed, "smooth": smooth, "target_loss": target_loss,
                 "at_time": at_time, "at_steps": at_steps, "identical_tol": identical_tol, "cosine_min": cosine_min,

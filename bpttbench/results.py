@@ -692,6 +692,23 @@ def group_curves(runs: Iterable[Run]) -> pd.DataFrame:
     return add_labels(pd.concat(parts, ignore_index=True))
 
 
+def early_divergences(runs: Iterable[Run], data: pd.DataFrame) -> list[tuple[Path, Any]]:
+    """(unit path, divergence step) of every diverged unit with no curve in `data` (from
+    group_curves): it diverged before its first log point, so figures and reports must say so
+    rather than leave it out without a word."""
+    drawn = set(data["curve"]) if "curve" in data else set()
+    return [(run.path / str(u.get("key", "?")), u.get("diverged_at_step")) for run in runs for u in run.units
+            if u.get("status") == "diverged" and f"{run.path}#{u.get('key')}" not in drawn]
+
+
+def nothing_to_show(path: Path, early: list[tuple[Path, Any]]) -> ResultsError:
+    """The error for complete runs without a single training record."""
+    if early:
+        return ResultsError(f"every unit under {path} diverged before its first log point (e.g. {early[0][0].name} at step "
+                            f"{early[0][1]}); nothing to show: try a lower --lr or --clip 1")
+    return ResultsError(f"the complete runs under {path} hold no training records; run longer than one log interval (--log-every)")
+
+
 def config_sort_key(scheme: str, *rest) -> tuple:
     order = SCHEME_ORDER.index(scheme) if scheme in SCHEME_ORDER else len(SCHEME_ORDER)
     return (order, scheme, *(_sortable(v) for v in rest))
