@@ -21,6 +21,7 @@ import pytest
 from bpttbench.cli import cli
 from bpttbench.config import TrainConfig
 from bpttbench.corpus import corpus_from_text
+from bpttbench.results import CURVE_COLUMNS
 from bpttbench.runner import execute
 
 from conftest import serving, synthetic_ids
@@ -106,6 +107,9 @@ BAD_INPUTS = [
     ("run-corpus-directory", ["run", "--corpus", "{d}/a-dir", "--steps", "50"], 2, "is a directory", None),
     ("run-corpus-unknown-name", ["run", "--corpus", "shakespear", "--steps", "50"], 2, "unknown corpus 'shakespear'", None),
     ("run-corpus-bad-checksum", ["run", "--corpus", TS, "--steps", "50"], 1, "checksum mismatch for tinyshakespeare", "mirror"),
+    ("run-corpus-lag-absurd", ["run", "--corpus", "lag:100000000000", "--steps", "50"], 2, "lag x symbols must be at most", None),
+    ("run-corpus-lag-words", ["run", "--corpus", "lag:x", "--steps", "50"], 2, "must be a whole number", None),
+    ("run-corpus-generator-bad-param", ["run", "--corpus", "reber:depth=3", "--steps", "50"], 2, "no parameter 'depth'", None),
     ("run-eval-chars-beyond-validation", ["run", "--corpus", "{d}/good.txt", "--steps", "50", "--eval-chars", "5000"], 2,
      "lower --eval-chars", None),
     # sizes and numbers
@@ -145,11 +149,15 @@ BAD_INPUTS = [
     ("plot-run-interrupted", ["plot", "{d}/interrupted"], 2, "status is 'interrupted'", "interrupted"),
     ("plot-csv-missing-column", ["plot", "{d}/no-value"], 2, "lacks column(s) value", "no-value"),
     ("plot-manifest-damaged", ["plot", "{d}/damaged"], 2, "could not parse", "damaged"),
+    ("plot-only-diverged", ["plot", "{d}/diverged"], 2, "diverged before its first log point", "diverged"),
     ("plot-smooth-zero", ["plot", "{d}/ok", "--smooth", "0"], 2, "--smooth must be at least 1", "ok"),
     ("plot-out-is-a-file", ["plot", "{d}/ok", "--out", "{d}/a-file"], 2, "a-file", "ok"),
     # report
     ("report-empty-folder", ["report", "{d}/empty-folder"], 2, "no bpttbench runs", None),
     ("report-run-still-running", ["report", "{d}/running"], 2, "status is 'running'", "running"),
+    ("report-only-diverged", ["report", "{d}/diverged"], 2, "diverged before its first log point", "diverged"),
+    ("report-smooth-zero", ["report", "{d}/ok", "--smooth", "0"], 2, "smoothing must be", "ok"),
+    ("report-at-time-words", ["report", "{d}/ok", "--at-time", "soon"], 2, "cannot read 'soon' as a duration", "ok"),
     ("report-csv-missing-column", ["report", "{d}/no-value"], 2, "lacks column(s) value", "no-value"),
     # corpus
     ("corpus-info-unknown-name", ["corpus", "info", "shakespear"], 2, "unknown corpus", None),
@@ -199,6 +207,13 @@ def setup_row(kind: str | None, d: Path, finished: Path, monkeypatch) -> None:
         copy_run(finished, d / kind, manifest_text='{"status": "compl')
     elif kind == "ok":
         copy_run(finished, d / kind)
+    elif kind == "diverged":
+        copy_run(finished, d / kind)
+        data = json.loads((d / kind / "manifest.json").read_text())
+        for unit in data["units"]:
+            unit.update(status="diverged", diverged_at_step=100)
+        (d / kind / "manifest.json").write_text(json.dumps(data))
+        (d / kind / "curves.csv").write_text(",".join(CURVE_COLUMNS) + "\n")
     else:
         raise AssertionError(kind)
 
