@@ -48,6 +48,7 @@ from matplotlib.ticker import NullFormatter
 
 from bpttbench import reference as ref
 from bpttbench.config import TrainConfig
+from bpttbench.corpus import check_corpus_fits
 from bpttbench.errors import BpttbenchError, ConfigError, ResultsError
 from bpttbench.kernels.lstm import forward_step, param_views, read_inputs, window_backward
 from bpttbench.model import init_theta, param_shapes, split_theta
@@ -520,6 +521,8 @@ def gradcheck(
     if not checkpoints:
         raise ConfigError(f"{steps} steps make {n_updates} updates, fewer than --every={every}: no checkpoint; "
                           "raise --steps or lower --every")
+    # Before any output exists: a corpus too short for the streams is the user's to fix (no validation is read).
+    check_corpus_fits(corpus, k2=max(k2s), eval_chars=1, batch=batch)
     if out_dir is not None:
         out_dir = Path(out_dir)
         _prepare_out_dir(out_dir, force)
