@@ -237,9 +237,11 @@ def plot_runs(
             continue
         for x in ("wall_s", "step"):
             fig = _figure(rows, metric=metric, x=x, smooth=smooth, logx=logx)
-            if fig is None:
-                continue
             stem = f"{METRICS[metric][2]}_vs_{FILE_X[x]}"
+            if fig is None:  # say so: a figure missing without a word looks like a crash
+                written.skipped.append((out / stem, f"nothing to draw: no configuration's seeds share a range of "
+                                                    f"{X_AXES[x][1]}{' above 0' if logx else ''} (runs too short?)"))
+                continue
             for fmt in formats:
                 target = out / f"{stem}.{fmt}"
                 meta = {"Date": None} if fmt == "svg" else None  # reproducible svg text
