@@ -314,3 +314,16 @@ def test_missing_commands_are_listed():
     missing = sorted({argv[0] for _, argv, *_ in BAD_INPUTS if argv[0] not in cli.commands})
     if missing:
         pytest.skip(f"MISSING COMMANDS (rows skipped): {', '.join(missing)}")
+
+
+def test_a_figure_with_nothing_to_draw_is_named_not_silently_missing(finished_run, tmp_path, capsys):
+    """Two runs of one configuration whose wall-clock ranges do not meet: no median exists on the time axis."""
+    copy_run(finished_run, tmp_path / "a")
+    copy_run(finished_run, tmp_path / "b")
+    curves = pd.read_csv(tmp_path / "b" / "curves.csv")
+    curves["wall_s"] += 1000.0
+    curves.to_csv(tmp_path / "b" / "curves.csv", index=False)
+    code, out, err = invoke(["plot", str(tmp_path), "--out", str(tmp_path / "figs"), "--format", "svg"], capsys)
+    assert code == 0, err
+    assert str(tmp_path / "figs" / "loss_vs_iter.svg") in out.split()
+    assert f"skipped {tmp_path / 'figs' / 'loss_vs_time'}: nothing to draw" in err
