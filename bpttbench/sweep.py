@@ -721,7 +721,7 @@ class _Cluster:
         if self.scheduler:
             try:
                 self.client = Client(self.scheduler, timeout="20s", set_as_default=False)
-            except (OSError, TimeoutError) as exc:
+            except (OSError, TimeoutError, ValueError) as exc:
                 raise SweepError(f"could not reach the Dask scheduler at {self.scheduler}: {_one_line(exc)}; "
                                  "start one with `dask scheduler` or check the address") from None
             try:

@@ -249,7 +249,7 @@ def stop_group(proc: subprocess.Popen) -> None:
 
 @pytest.mark.slow
 def test_ctrl_c_then_sigkill_then_resume(tmp_path, text_file, capsys):
-    spec = write_spec(tmp_path, text_file, 'budget = 1\nseeds = 3\nschemes = ["single", "sliding"]\n[parameters.k2]\nvalue = 4')
+    spec = write_spec(tmp_path, text_file, 'budget = 0.5\nseeds = 3\nschemes = ["single", "sliding"]\n[parameters.k2]\nvalue = 4')
     sweep_dir = tmp_path / "sweep"
     args = [spec, "--out", sweep_dir, "--workers", "2", "-q"]
 
