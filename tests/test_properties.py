@@ -17,7 +17,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, assume, example, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from bpttbench.config import DTYPES, INJECTS, MAX_HIDDEN, ONLINE_SCHEMES, OPTIMIZERS, SCHEMES, TrainConfig, parse_duration

@@ -166,9 +166,9 @@ BAD_INPUTS = [
     ("corpus-info-bad-checksum", ["corpus", "info", TS], 1, "checksum mismatch for tinyshakespeare", "mirror"),
     ("corpus-unknown-subcommand", ["corpus", "fetch", TS], 2, "No such command 'fetch'", None),
     # gradcheck
-    ("gradcheck-k1-above-k2", ["gradcheck", "--k1", "8", "--k2", "4"], 2, "k1=8 is larger than k2=4", None),
+    ("gradcheck-k1-above-k2", ["gradcheck", "--k1", "8", "--k2", "4", "--corpus", "{d}/good.txt"], 2, "k1=8 is larger than k2=4", None),
     ("gradcheck-corpus-empty", ["gradcheck", "--corpus", "{d}/empty.txt"], 2, "is empty", None),
-    ("gradcheck-hidden-zero", ["gradcheck", "--hidden", "0"], 2, "hidden must be between 1 and", None),
+    ("gradcheck-hidden-zero", ["gradcheck", "--hidden", "0", "--corpus", "{d}/good.txt"], 2, "hidden must be between 1 and", None),
     ("gradcheck-batch-beyond-text", ["gradcheck", "--corpus", "{d}/good.txt", "--hidden", "8", "--batch", "5000",
                                      "--out", "{d}/gc"], 2, "too few for 5000 stream(s)", None),
     ("gradcheck-no-checkpoint", ["gradcheck", "--corpus", "{d}/good.txt", "--steps", "100", "--every", "1000",
