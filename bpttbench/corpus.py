@@ -289,6 +289,9 @@ def _read_text_file(path: Path, shown: str) -> str:
         raise CorpusError(f"corpus file {shown} does not exist; check the path, or use a known name ({_known_names()})")
     if path.is_dir():
         raise CorpusError(f"corpus path {shown} is a directory; give a UTF-8 text file inside it")
+    if not path.is_file():  # /dev/zero or a pipe would be read until memory runs out, or forever
+        raise CorpusError(f"corpus path {shown} is not a regular file (a device, pipe or socket); "
+                          "save the text to a file and give its path")
     try:
         data = path.read_bytes()
     except OSError as e:
