@@ -47,6 +47,7 @@ def make_files(d: Path) -> None:
     (d / "bom-only.txt").write_bytes(b"\xef\xbb\xbf")
     (d / "short.txt").write_text("to be or not to be", encoding="utf-8")
     (d / "a-dir").mkdir()
+    os.mkfifo(d / "fifo")  # reading it would block forever
     (d / "a-file").write_text("not a directory\n")
     (d / "full").mkdir()
     (d / "full" / "mine.txt").write_text("someone's work\n")
@@ -105,6 +106,8 @@ BAD_INPUTS = [
     ("run-corpus-bom-only", ["run", "--corpus", "{d}/bom-only.txt", "--steps", "50"], 2, "only a byte-order mark", None),
     ("run-corpus-too-short", ["run", "--corpus", "{d}/short.txt", "--steps", "50"], 2, "too few", None),
     ("run-corpus-directory", ["run", "--corpus", "{d}/a-dir", "--steps", "50"], 2, "is a directory", None),
+    ("run-corpus-device", ["run", "--corpus", "/dev/zero", "--steps", "50"], 2, "not a regular file", None),
+    ("run-corpus-fifo", ["run", "--corpus", "{d}/fifo", "--steps", "50"], 2, "not a regular file", None),
     ("run-corpus-unknown-name", ["run", "--corpus", "shakespear", "--steps", "50"], 2, "unknown corpus 'shakespear'", None),
     ("run-corpus-bad-checksum", ["run", "--corpus", TS, "--steps", "50"], 1, "checksum mismatch for tinyshakespeare", "mirror"),
     ("run-corpus-lag-absurd", ["run", "--corpus", "lag:100000000000", "--steps", "50"], 2, "lag x symbols must be at most", None),
