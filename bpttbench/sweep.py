@@ -327,12 +327,14 @@ def _check_value(key: str, value, error: Callable[[str], SpecError]):
 
 def load_spec(path: Path, overrides=()) -> SweepSpec:
     path = Path(path)
+    if path.exists() and not (path.is_file() or path.is_dir()):  # /dev/zero or a pipe: read forever
+        raise SpecError(f"sweep spec {path} is not a regular file (a device, pipe or socket); give the path of a TOML file")
     try:
         data = path.read_bytes()
     except FileNotFoundError:
         raise SpecError(f"sweep spec {path} does not exist; give the path of a TOML file") from None
     except OSError as exc:
-        raise SpecError(f"could not read sweep spec {path}: {exc.strerror or exc}") from None
+        raise SpecError(f"could not read sweep spec {path}: {exc.strerror or exc}; give the path of a readable TOML file") from None
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError:
