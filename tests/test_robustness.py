@@ -182,6 +182,8 @@ BAD_INPUTS = [
      "learning rate must be a finite number", None),
     # sweep
     ("sweep-spec-missing", ["sweep", "{d}/nope.toml", "--out", "{d}/sweep"], 2, "does not exist", None),
+    ("sweep-spec-device", ["sweep", "/dev/zero", "--out", "{d}/sweep"], 2, "not a regular file", None),
+    ("sweep-spec-directory", ["sweep", "{d}/a-dir", "--out", "{d}/sweep"], 2, "could not read sweep spec", None),
     ("sweep-spec-not-toml", ["sweep", "{d}/bad.toml", "--out", "{d}/sweep"], 2, "not valid TOML", None),
     ("sweep-grid-empty", ["sweep", "{d}/empty-grid.toml", "--out", "{d}/sweep"], 2, "the grid is empty", None),
     ("sweep-out-is-a-file", ["sweep", "{d}/good.toml", "--out", "{d}/a-file"], 2, "a-file is a file", None),
