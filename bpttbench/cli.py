@@ -335,10 +335,11 @@ def gradcheck(scheme, k1, k2s, lrs, inject, optimizer, clip, hidden, batch, dtyp
     chatty = not (quiet or as_json)
     text = load_corpus(corpus, progress=download_progress() if chatty else None)
     out_dir = out or fidelity.default_out_dir()
-    result = fidelity.gradcheck(text, scheme=scheme, k1=k1, k2s=k2s or (5, 20, 50), lrs=lrs or (2e-3, 2e-2),
-                                hidden=hidden, batch=batch, optimizer=optimizer, clip=clip, inject=inject, dtype=dtype,
-                                seed=seed, steps=steps, every=every, n_fd=fd_weights, out_dir=out_dir, force=force,
-                                formats=formats or ("png", "svg"), observer=GradcheckProgress(chatty))
+    with sigterm_as_interrupt():
+        result = fidelity.gradcheck(text, scheme=scheme, k1=k1, k2s=k2s or (5, 20, 50), lrs=lrs or (2e-3, 2e-2),
+                                    hidden=hidden, batch=batch, optimizer=optimizer, clip=clip, inject=inject, dtype=dtype,
+                                    seed=seed, steps=steps, every=every, n_fd=fd_weights, out_dir=out_dir, force=force,
+                                    formats=formats or ("png", "svg"), observer=GradcheckProgress(chatty))
     summary = result.summary()
     if as_json:
         stdout.print_json(json.dumps({"out": str(out_dir), "fd_passed": result.fd_passed, "fd_worst": result.fd_worst,

@@ -546,47 +546,56 @@ def gradcheck(
         manifest["machine"] = machine_info()
         _write_json(out_dir / MANIFEST_NAME, manifest)
     corpus_name = getattr(corpus, "name", "?")
-    for index, cfg in enumerate(configs):
-        observer.trajectory_started(index, len(configs), cfg)
-        follower = Follower(cfg, train_ids, V)
-        rng = np.random.default_rng([seed, cfg.k2, index])
-        t0 = time.perf_counter()
-        n_done = 0
-        for cp in follower.checkpoints(checkpoints):
-            fd = None
-            if n_fd:
-                window = cp.gradients.window
-                indices = fd_subset(cp.scheme, window, n_fd, rng)
-                exact64 = cp.gradients.exact if cp.gradients.exact.dtype == np.float64 else \
-                    exact_gradient(cp.scheme, window, np.float64)
-                estimate = central_differences(window_objective(cp.scheme, window), cp.gradients.theta, indices, fd_step)
-                fd = (indices, exact64[indices], estimate)
-            base = {"corpus": corpus_name, "scheme": cfg.scheme, "k1": cfg.k1, "k2": cfg.k2, "inject": cfg.inject,
-                    "hidden": cfg.hidden, "batch": cfg.batch, "dtype": cfg.dtype, "optimizer": cfg.optimizer,
-                    "lr": cfg.lr, "clip": cfg.clip, "seed": cfg.seed, "step": cp.step, "updates": cp.updates,
-                    "train_bpc": cp.train_bpc, "drift": cp.gradients.drift}
-            new = [{**base, **r} for r in metric_rows(cp.gradients, V, H, fd)]
-            rows.extend(new)
-            n_done += 1
-            for r in new:  # the subset as a whole decides; see fd_passed
-                if r["estimator"] != "exact_vs_fd" or r["tensor"] != "all":
-                    continue
-                err = r["rel_error"] if np.isfinite(r["rel_error"]) else float("inf")  # never a pass
-                result.fd_comparisons += 1
-                if not err <= result.fd_worst:
-                    result.fd_worst = err
-                    result.fd_worst_at = {"k2": cfg.k2, "lr": cfg.lr, "step": cp.step}
-            observer.checkpoint(index, cfg, cp.step, new)
-        info = {"k2": cfg.k2, "lr": cfg.lr, "status": "diverged" if follower.diverged_at is not None else "complete",
-                "steps": follower.scheme.t, "diverged_at_step": follower.diverged_at, "checkpoints": n_done,
-                "seconds": round(time.perf_counter() - t0, 3)}
-        result.trajectories.append(info)
-        observer.trajectory_finished(index, cfg, info)
-        result.data = pd.DataFrame(rows, columns=COLUMNS)
+    try:
+        for index, cfg in enumerate(configs):
+            observer.trajectory_started(index, len(configs), cfg)
+            follower = Follower(cfg, train_ids, V)
+            rng = np.random.default_rng([seed, cfg.k2, index])
+            t0 = time.perf_counter()
+            n_done = 0
+            for cp in follower.checkpoints(checkpoints):
+                fd = None
+                if n_fd:
+                    window = cp.gradients.window
+                    indices = fd_subset(cp.scheme, window, n_fd, rng)
+                    exact64 = cp.gradients.exact if cp.gradients.exact.dtype == np.float64 else \
+                        exact_gradient(cp.scheme, window, np.float64)
+                    estimate = central_differences(window_objective(cp.scheme, window), cp.gradients.theta, indices, fd_step)
+                    fd = (indices, exact64[indices], estimate)
+                base = {"corpus": corpus_name, "scheme": cfg.scheme, "k1": cfg.k1, "k2": cfg.k2, "inject": cfg.inject,
+                        "hidden": cfg.hidden, "batch": cfg.batch, "dtype": cfg.dtype, "optimizer": cfg.optimizer,
+                        "lr": cfg.lr, "clip": cfg.clip, "seed": cfg.seed, "step": cp.step, "updates": cp.updates,
+                        "train_bpc": cp.train_bpc, "drift": cp.gradients.drift}
+                new = [{**base, **r} for r in metric_rows(cp.gradients, V, H, fd)]
+                rows.extend(new)
+                n_done += 1
+                for r in new:  # the subset as a whole decides; see fd_passed
+                    if r["estimator"] != "exact_vs_fd" or r["tensor"] != "all":
+                        continue
+                    err = r["rel_error"] if np.isfinite(r["rel_error"]) else float("inf")  # never a pass
+                    result.fd_comparisons += 1
+                    if not err <= result.fd_worst:
+                        result.fd_worst = err
+                        result.fd_worst_at = {"k2": cfg.k2, "lr": cfg.lr, "step": cp.step}
+                observer.checkpoint(index, cfg, cp.step, new)
+            info = {"k2": cfg.k2, "lr": cfg.lr, "status": "diverged" if follower.diverged_at is not None else "complete",
+                    "steps": follower.scheme.t, "diverged_at_step": follower.diverged_at, "checkpoints": n_done,
+                    "seconds": round(time.perf_counter() - t0, 3)}
+            result.trajectories.append(info)
+            observer.trajectory_finished(index, cfg, info)
+            result.data = pd.DataFrame(rows, columns=COLUMNS)
+            if out_dir is not None:
+                _write_csv(result.data, out_dir / CSV_NAME)
+                manifest["trajectories"] = result.trajectories
+                _write_json(out_dir / MANIFEST_NAME, manifest)
+    except BaseException as exc:  # Ctrl-C, SIGTERM (as KeyboardInterrupt) or a failure: never left saying 'running'
         if out_dir is not None:
-            _write_csv(result.data, out_dir / CSV_NAME)
-            manifest["trajectories"] = result.trajectories
-            _write_json(out_dir / MANIFEST_NAME, manifest)
+            manifest["status"] = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
+            try:
+                _write_json(out_dir / MANIFEST_NAME, manifest)
+            except BpttbenchError:
+                pass  # the original error matters more
+        raise
     if out_dir is not None:
         result.paths.append(out_dir / CSV_NAME)
         result.paths.extend(plot_gradcheck(result.data, out_dir, formats=formats))
