@@ -341,3 +341,21 @@ def test_saturating_input_long_run_of_one_character():
     assert training.outcome.status in ("complete", "diverged")
     assert all(math.isfinite(r.train_bpc) for r in records)
     assert np.isfinite(training.theta).all() or training.outcome.status == "diverged"
+
+
+def test_sigterm_during_gradcheck_marks_it_interrupted(corpus_file, tmp_path):
+    out = tmp_path / "gc"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BPTTBENCH_")}
+    args = [sys.executable, "-c", CHILD, "gradcheck", "--corpus", str(corpus_file), "--hidden", "8", "--k2", "4",
+            "--lr", "0.002", "--steps", "2000000", "--every", "500", "--fd-weights", "2", "--out", str(out)]
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    deadline = time.monotonic() + 60
+    while not (out / "gradcheck.json").exists():
+        assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read() if proc.poll() is not None else "slow"
+        time.sleep(0.05)
+    time.sleep(0.3)
+    proc.send_signal(signal.SIGTERM)
+    code, _, err = finish(proc)
+    assert code == 143, err
+    assert err.strip().splitlines()[-1].startswith("terminated:")
+    assert json.loads((out / "gradcheck.json").read_text())["status"] == "interrupted"
