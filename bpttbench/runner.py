@@ -161,6 +161,15 @@ def check_units_fit(units: list[TrainConfig], corpus: Corpus) -> None:
         check_fits(cfg, corpus.vocab_size)  # rtrl's memory limit, before any unit runs
 
 
+def _finish_quietly(writer: RunWriter, key: str, outcome: RunOutcome, error: str | None = None) -> None:
+    """Record how a unit ended while an exception is on its way out; if that write fails too (the
+    same full disk, say), the exception on its way out is the one to report, not this one."""
+    try:
+        writer.finish_unit(key, outcome, error=error)
+    except Exception:
+        pass
+
+
 def execute(units: list[TrainConfig], corpus: Corpus, out_dir: Path, *, force: bool = False,
             save_weights: bool = False, observer: Observer | None = None, extra_manifest: dict | None = None) -> RunResult:
     """Train every unit in turn, writing out_dir as it goes; returns how each ended.
@@ -197,11 +206,11 @@ def execute(units: list[TrainConfig], corpus: Corpus, out_dir: Path, *, force: b
                     observer.record(index, cfg, record)
             except KeyboardInterrupt:
                 training.outcome.status = "interrupted"
-                writer.finish_unit(key, training.outcome)
+                _finish_quietly(writer, key, training.outcome)
                 raise
             except Exception as exc:
                 training.outcome.status = "failed"
-                writer.finish_unit(key, training.outcome, error=(str(exc).splitlines() or [type(exc).__name__])[0])
+                _finish_quietly(writer, key, training.outcome, error=(str(exc).splitlines() or [type(exc).__name__])[0])
                 raise
             if save_weights:
                 writer.save_weights(f"{cfg.scheme}-seed{cfg.seed}-final", state_dict(training.theta, corpus.vocab_size, cfg.hidden))
