@@ -230,6 +230,7 @@ def check_full_disk_outcome(run: Path, code: int, err: str) -> None:
     assert code == 2, err
     assert len(lines) == 1 and "Traceback" not in err, err
     assert ("No space left on device" in lines[0] or "File too large" in lines[0]) and "--out" in lines[0], lines[0]
+    assert "curves.csv" in lines[0]  # the write that failed first, not a later casualty of the same disk
     assert err.strip().splitlines()[-1] == lines[0]  # the error is the last word
     m = manifest(run)
     assert m["status"] != "complete" and all(u["status"] != "complete" or u is not m["units"][-1] for u in m["units"])
