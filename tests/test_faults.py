@@ -241,28 +241,36 @@ def check_full_disk_outcome(run: Path, code: int, err: str) -> None:
     read_curves(run / "curves.csv")  # what was written still parses
 
 
-def test_full_disk_ends_with_one_line_and_no_complete_claim(corpus_file, tmp_path):
-    with small_filesystem(tmp_path / "small") as fs:
-        if fs is not None:
-            run = fs / "run"
-            args = [sys.executable, "-m", "bpttbench", "run", "--corpus", str(corpus_file), "--out", str(run),
-                    "--scheme", "single", "--steps", "20000", "--hidden", "8", "--k2", "4", "--eval-chars", "200",
-                    "--log-every", "5"]
-            proc = subprocess.run(args, capture_output=True, text=True, timeout=120,
-                                  env={k: v for k, v in os.environ.items() if not k.startswith("BPTTBENCH_")})
-            check_full_disk_outcome(run, proc.returncode, proc.stderr)
-            return
-    # No tmpfs: a file-size limit makes writes past 64 KiB fail with EFBIG in the child.
-    run = tmp_path / "run"
+def full_disk_args(corpus_file: Path, run: Path) -> list[str]:
+    return [sys.executable, "-m", "bpttbench", "run", "--corpus", str(corpus_file), "--out", str(run), "--scheme", "single",
+            "--steps", "20000", "--hidden", "8", "--k2", "4", "--eval-chars", "200", "--log-every", "5"]
 
+
+def clean_env() -> dict:
+    return {k: v for k, v in os.environ.items() if not k.startswith("BPTTBENCH_")}
+
+
+def test_full_disk_ends_with_one_line_and_no_complete_claim(corpus_file, tmp_path):
+    """A real full filesystem: a 64 KiB tmpfs (root only), filled by curves.csv after a few hundred rows."""
+    with small_filesystem(tmp_path / "small") as fs:
+        if fs is None:
+            pytest.skip("cannot mount a tmpfs here (not root, or no CAP_SYS_ADMIN); the file-size limit test stands in")
+        run = fs / "run"
+        proc = subprocess.run(full_disk_args(corpus_file, run), capture_output=True, text=True, timeout=120, env=clean_env())
+        check_full_disk_outcome(run, proc.returncode, proc.stderr)
+
+
+def test_file_size_limit_ends_with_one_line_and_no_complete_claim(corpus_file, tmp_path):
+    """RLIMIT_FSIZE of 64 KiB in the child: writes beyond it fail with EFBIG (works without root)."""
     def limit():
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
         resource.setrlimit(resource.RLIMIT_FSIZE, (64 * 1024, 64 * 1024))
 
-    args = [sys.executable, "-m", "bpttbench", "run", "--corpus", str(corpus_file), "--out", str(run), "--scheme", "single",
-            "--steps", "20000", "--hidden", "8", "--k2", "4", "--eval-chars", "200", "--log-every", "5"]
-    proc = subprocess.run(args, capture_output=True, text=True, timeout=120, preexec_fn=limit)
+    run = tmp_path / "run"
+    proc = subprocess.run(full_disk_args(corpus_file, run), capture_output=True, text=True, timeout=120, env=clean_env(),
+                          preexec_fn=limit)
     check_full_disk_outcome(run, proc.returncode, proc.stderr)
+    assert manifest(run)["status"] == "failed"  # here the manifest still fits: it says how the run ended
 
 
 def test_injected_enospc_in_the_manifest_keeps_the_previous_one(corpus_file, tmp_path, capsys, monkeypatch):
