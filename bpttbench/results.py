@@ -357,8 +357,22 @@ class RunWriter:
         entry["status"] = status
         entry["error"] = error if error is not None else getattr(outcome, "error", None)
         entry["finished_at"] = _now()
+        if status in ("interrupted", "failed"):
+            self._recount_rows()
         entry["rows"] = [entry["rows"][0], self._rows]
         self._write_manifest()
+
+    def _recount_rows(self) -> None:
+        """Count the data rows curves.csv really holds. A signal that lands between a record's
+        write and its count (or with rows still buffered) leaves the running count behind, and the
+        manifest's row ranges must match the file."""
+        try:
+            self._curves_file.flush()
+            with open(self.path / CURVES, "rb") as f:
+                lines = sum(chunk.count(b"\n") for chunk in iter(lambda: f.read(1 << 20), b""))
+        except (OSError, ValueError):
+            return  # keep the running count: the ranges are checked against the file when read
+        self._rows = max(0, lines - 1)
 
     # -- other files
 
@@ -389,6 +403,8 @@ class RunWriter:
             return
         if status not in RUN_STATUSES:
             raise ValueError(f"run status must be one of {', '.join(RUN_STATUSES)}, got {status!r}")
+        if status != "complete":
+            self._recount_rows()
         self._closed = True
         # A unit still running when the run ends did not finish: it shares the run's fate.
         for entry in self.manifest["units"]:
