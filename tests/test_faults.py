@@ -368,3 +368,30 @@ def test_sigterm_during_gradcheck_marks_it_interrupted(corpus_file, tmp_path):
     assert code == 143, err
     assert err.strip().splitlines()[-1].startswith("terminated:")
     assert json.loads((out / "gradcheck.json").read_text())["status"] == "interrupted"
+
+
+def test_a_signal_between_writing_a_record_and_counting_it_keeps_the_row_ranges_true(tmp_path):
+    """The manifest's row range of an interrupted unit matches curves.csv, whenever the signal lands."""
+    from bpttbench.records import Record, RunOutcome
+    from bpttbench.results import RunWriter
+
+    cfg = TrainConfig(hidden=8, k2=4, budget_steps=100)
+    writer = RunWriter(tmp_path / "run", force=False, manifest={})
+    key = writer.start_unit(cfg, "tiny")
+    writer.add_record(key, Record(10, 10, 0.1, 3.0, 3.1))
+
+    class WritesThenInterrupted:
+        def __init__(self, inner):
+            self.inner = inner
+
+        def writerows(self, rows):
+            self.inner.writerows(rows)  # buffered, not yet flushed, not yet counted
+            raise KeyboardInterrupt
+
+    writer._csv = WritesThenInterrupted(writer._csv)
+    with pytest.raises(KeyboardInterrupt):
+        writer.add_record(key, Record(20, 20, 0.2, 2.9, 3.0))
+    writer.finish_unit(key, RunOutcome(status="interrupted", steps=20))
+    writer.close("interrupted")
+    m = manifest(tmp_path / "run")
+    assert m["units"][0]["rows"] == [0, len(read_curves(tmp_path / "run" / "curves.csv"))] == [0, 4]
