@@ -13,7 +13,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import tempfile
 from pathlib import Path
 
 import pytest
@@ -26,7 +25,6 @@ from bpttbench.errors import ConfigError, CorpusError
 from bpttbench.results import _write_json
 
 SETTINGS = settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-SCRATCH = Path(tempfile.mkdtemp(prefix="bpttbench-properties-"))
 
 # ----------------------------------------------------------------------------- corpora
 
@@ -40,6 +38,11 @@ corpus_bytes = st.one_of(
 )
 
 
+@pytest.fixture(scope="module")
+def scratch(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("properties")
+
+
 @SETTINGS
 @given(data=corpus_bytes)
 @example(data=b"")
@@ -47,8 +50,8 @@ corpus_bytes = st.one_of(
 @example(data=b"\xef\xbb\xbf\xef\xbb\xbf")
 @example(data=b"\xff\xfeh\x00i\x00")
 @example(data="é".encode("latin-1"))
-def test_corpus_loader_accepts_text_or_refuses_with_corpus_error(data):
-    path = SCRATCH / "corpus.txt"
+def test_corpus_loader_accepts_text_or_refuses_with_corpus_error(scratch, data):
+    path = scratch / "corpus.txt"
     path.write_bytes(data)
     try:
         corpus = load_corpus(str(path))
@@ -112,10 +115,10 @@ def valid_configs(draw) -> TrainConfig:
 
 @SETTINGS
 @given(cfg=valid_configs())
-def test_any_valid_config_round_trips_through_the_manifest(cfg):
+def test_any_valid_config_round_trips_through_the_manifest(scratch, cfg):
     assert TrainConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
     # ... and through the writer run directories use (strict JSON, atomic replace).
-    path = SCRATCH / "manifest.json"
+    path = scratch / "manifest.json"
     _write_json(path, {"configuration": [cfg.to_dict()]})
     back = TrainConfig.from_dict(json.loads(path.read_text(encoding="utf-8"))["configuration"][0])
     assert back == cfg and back.to_dict() == cfg.to_dict()
