@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import math
 import time
-from collections import deque
 from typing import Callable, Iterator
 
 import numpy as np
@@ -23,13 +22,13 @@ from bpttbench.schemes import make_scheme
 LN2 = math.log(2.0)
 BLOCK_SECONDS = 0.05  # time between budget checks
 MAX_BLOCK_STEPS = 1 << 20
-# Divergence is a non-finite loss, a non-finite weight (float32 overflows in the weights long
-# before the loss, since saturated gates hide it), or a mean online loss over the last
-# DIVERGED_WINDOW steps above DIVERGED_FACTOR times that of uniform guessing, log(V): SGD at a
-# huge learning rate keeps the loss finite (bounded gates) but at hundreds of bits/char, numbers
-# that mean nothing and would only squash every other curve of a plot.
+# Divergence is a non-finite loss (seen at the step it happens), or, checked at each log point, a
+# non-finite weight (float32 overflows in the weights long before the loss, since saturated gates
+# hide it) or a mean online loss above DIVERGED_FACTOR times that of uniform guessing, log(V): SGD
+# at a huge learning rate keeps the loss finite (bounded gates) but at hundreds of bits/char,
+# numbers that mean nothing and would only squash every other curve of a plot. Checking at log
+# points, not per block, keeps the reported step independent of the clock.
 DIVERGED_FACTOR = 4.0
-DIVERGED_WINDOW = 256
 
 
 def round_up(value: int, multiple: int) -> int:
@@ -96,44 +95,34 @@ class Training:
         eval_every = round_up(cfg.eval_every, log_every) if cfg.eval_every else 0
         max_steps = max(k1, cfg.budget_steps // k1 * k1) if cfg.budget_steps else None
         block = k1
-        loss_sum, loss_count = 0.0, 0
+        # Each log interval's per-step losses, summed in one go at the log point: block
+        # boundaries follow the clock, so summing per block would make the mean clock-dependent.
+        interval = np.empty(log_every)
+        count = 0
         limit = DIVERGED_FACTOR * max(math.log(self.vocab_size), LN2)  # nats per step
-        recent: deque[tuple[int, float]] = deque()  # (steps, loss sum) of the latest blocks
-        recent_steps, recent_sum = 0, 0.0
         while True:
-            next_log = (scheme.t // log_every + 1) * log_every
-            n = min(next_log - scheme.t, block)
+            n = min(log_every - count, block)
             if max_steps is not None:
                 n = min(n, max_steps - scheme.t)
-            losses = np.empty(n)
             start = self.clock()
-            done = scheme.run(n, losses)
+            done = scheme.run(n, interval[count : count + n])
             elapsed = self.clock() - start
             out.wall_s += elapsed
             out.steps, out.updates = scheme.t, scheme.updates
             if done < n:
                 out.status, out.diverged_at_step = "diverged", scheme.t
                 return
-            block_sum = float(losses.sum())
-            recent.append((done, block_sum))
-            recent_steps, recent_sum = recent_steps + done, recent_sum + block_sum
-            while recent_steps - recent[0][0] >= DIVERGED_WINDOW:
-                steps, total = recent.popleft()
-                recent_steps, recent_sum = recent_steps - steps, recent_sum - total
-            loss_sum += block_sum
-            loss_count += done
+            count += done
             block = min(MAX_BLOCK_STEPS, max(k1, round_up(int(done * BLOCK_SECONDS / max(elapsed, 1e-9)), k1)))
             finished = (cfg.budget_seconds is not None and out.wall_s >= cfg.budget_seconds) or (
                 max_steps is not None and scheme.t >= max_steps
             )
-            logging = finished or scheme.t % log_every == 0
-            # The loss rule waits for a full window, except where a record would show the loss.
-            exploded = (recent_steps >= DIVERGED_WINDOW or logging) and recent_sum > limit * recent_steps
-            if exploded or not np.isfinite(scheme.theta).all():
+            if count < log_every and not finished:
+                continue
+            mean_nats = float(interval[:count].sum()) / count
+            if mean_nats > limit or not np.isfinite(scheme.theta).all():
                 out.status, out.diverged_at_step = "diverged", scheme.t
                 return
-            if not logging:
-                continue
             val_bpc = None
             if finished or (eval_every and scheme.t % eval_every == 0):
                 start = self.clock()
@@ -143,9 +132,9 @@ class Training:
                     out.status, out.diverged_at_step = "diverged", scheme.t
                     return
                 out.final_val_bpc = val_bpc
-            out.final_train_bpc = loss_sum / loss_count / LN2
+            out.final_train_bpc = mean_nats / LN2
             yield Record(scheme.t, scheme.updates, out.wall_s, out.final_train_bpc, val_bpc, out.eval_s)
-            loss_sum, loss_count = 0.0, 0
+            count = 0
             if finished:
                 out.status = "complete"
                 return
