@@ -77,6 +77,14 @@ def test_same_seed_same_numbers_and_other_seed_other_numbers(corpus):
     assert key(first) != key(other)
 
 
+def test_records_do_not_depend_on_how_the_clock_cuts_blocks(corpus):
+    """Block sizes follow the clock; the numbers must not (same seed, same numbers)."""
+    cfg = config(log_every=64, budget_steps=640)
+    slow, _ = run_records(cfg, corpus, clock=fake_clock(0.5))  # blocks stay at one step
+    fast, _ = run_records(cfg, corpus, clock=fake_clock(1e-5))  # blocks grow to the log interval
+    assert [(r.step, r.train_bpc, r.val_bpc) for r in slow] == [(r.step, r.train_bpc, r.val_bpc) for r in fast]
+
+
 def test_every_scheme_starts_from_the_same_weights(corpus):
     thetas = [Training(config(scheme=s, k1=4 if s == "chunked" else 1), corpus).theta for s in ("chunked", "single", "stored", "sliding")]
     for theta in thetas[1:]:
