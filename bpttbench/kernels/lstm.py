@@ -14,6 +14,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from bpttbench.kernels.blas import gemm_tn
 from bpttbench.kernels.vecmath import JIT, vexp, vsigmoid, vtanh
 
 
@@ -56,31 +57,49 @@ def sigmoid(z):
 
 @njit(**JIT)
 def lstm_forward(W_ih, W_hh, b_ih, b_hh, x, h_prev, c_prev, gates, c, h, tanh_c):
-    """One LSTM step for all streams; writes gates (post-activation), c, h, tanh(c).
+    """One LSTM step for all streams; writes gates (post-activation), c, h, tanh(c)."""
+    lstm_forward_in(W_ih.T, W_hh, b_ih, b_hh, x, h_prev, c_prev, gates, c, h, tanh_c)
 
+
+@njit(**JIT)
+def lstm_forward_in(W_in, W_hh, b_ih, b_hh, x, h_prev, c_prev, gates, c, h, tanh_c):
+    """lstm_forward with the input weights given as W_in (V, 4H): row x is character x's column of W_ih.
+
+    W_in is W_ih.T (a strided view) or a row-major mirror of it, whose rows are contiguous.
     Each nonlinearity has a loop of its own over contiguous memory so that LLVM vectorises it.
     """
     B, H = h_prev.shape
     G = 4 * H
     np.dot(h_prev, W_hh.T, gates)  # B,G
     for b in range(B):
-        xb = x[b]
+        w_x = W_in[x[b]]
         z = gates[b]
         for j in range(G):
-            z[j] = z[j] + W_ih[j, xb] + b_ih[j] + b_hh[j]
-        for j in range(2 * H):  # i, f
-            z[j] = vsigmoid(z[j])
-        for j in range(2 * H, 3 * H):  # g
-            z[j] = vtanh(z[j])
-        for j in range(3 * H, G):  # o
-            z[j] = vsigmoid(z[j])
+            z[j] = z[j] + w_x[j] + b_ih[j] + b_hh[j]
+        # 0-based loops over slices: LLVM then knows every index is in range and vectorises
+        zi, zf, zg, zo = z[:H], z[H : 2 * H], z[2 * H : 3 * H], z[3 * H :]
+        _sigmoid_inplace(z[: 2 * H])
+        _tanh_inplace(zg)
+        _sigmoid_inplace(zo)
         cb, hb, tb, cpb = c[b], h[b], tanh_c[b], c_prev[b]
         for j in range(H):
-            cb[j] = z[H + j] * cpb[j] + z[j] * z[2 * H + j]
+            cb[j] = zf[j] * cpb[j] + zi[j] * zg[j]
         for j in range(H):
             tb[j] = vtanh(cb[j])
         for j in range(H):
-            hb[j] = z[3 * H + j] * tb[j]
+            hb[j] = zo[j] * tb[j]
+
+
+@njit(**JIT)
+def _sigmoid_inplace(z):
+    for j in range(z.size):
+        z[j] = vsigmoid(z[j])
+
+
+@njit(**JIT)
+def _tanh_inplace(z):
+    for j in range(z.size):
+        z[j] = vtanh(z[j])
 
 
 @njit(**JIT)
@@ -114,20 +133,41 @@ def head_forward(W_dec, b_dec, h, y, probs):
 @njit(**JIT)
 def forward_step(theta, V, H, ring, t, prev_slot):
     """Forward step t into ring slot t % R from the state in prev_slot; returns the summed loss (nats)."""
+    return forward_step_in(theta, V, H, ring, t, prev_slot, param_views(theta, V, H)[0].T, True)
+
+
+@njit(**JIT)
+def forward_step_in(theta, V, H, ring, t, prev_slot, W_in, with_head):
+    """forward_step reading the input weights from W_in (see lstm_forward_in); without the head
+    (returning 0) when with_head is False, for steps whose loss and softmax nobody reads."""
     x_r, y_r, gates_r, c_r, h_r, tanh_c_r, probs_r = ring
     W_ih, W_hh, b_ih, b_hh, W_dec, b_dec = param_views(theta, V, H)
     s = t % x_r.shape[0]
-    lstm_forward(W_ih, W_hh, b_ih, b_hh, x_r[s], h_r[prev_slot], c_r[prev_slot], gates_r[s], c_r[s], h_r[s], tanh_c_r[s])
+    lstm_forward_in(W_in, W_hh, b_ih, b_hh, x_r[s], h_r[prev_slot], c_r[prev_slot], gates_r[s], c_r[s], h_r[s],
+                    tanh_c_r[s])
+    if not with_head:
+        return 0.0
     return head_forward(W_dec, b_dec, h_r[s], y_r[s], probs_r[s])
 
 
 @njit(**JIT)
-def lstm_step_only(theta, V, H, ring, t, prev_slot):
-    """forward_step without the head: the state of step t, for steps whose loss nobody reads."""
-    x_r, y_r, gates_r, c_r, h_r, tanh_c_r, probs_r = ring
-    W_ih, W_hh, b_ih, b_hh, W_dec, b_dec = param_views(theta, V, H)
-    s = t % x_r.shape[0]
-    lstm_forward(W_ih, W_hh, b_ih, b_hh, x_r[s], h_r[prev_slot], c_r[prev_slot], gates_r[s], c_r[s], h_r[s], tanh_c_r[s])
+def mirror_input_weights(theta, V, H, W_in):
+    """W_in (V, 4H) = W_ih.T, row-major: the fused SGD path reads and updates W_ih through it."""
+    W_ih = param_views(theta, V, H)[0]
+    for j in range(4 * H):
+        Wj = W_ih[j]
+        for v in range(V):
+            W_in[v, j] = Wj[v]
+
+
+@njit(**JIT)
+def unmirror_input_weights(theta, V, H, W_in):
+    """Write the mirror back into theta's W_ih."""
+    W_ih = param_views(theta, V, H)[0]
+    for j in range(4 * H):
+        Wj = W_ih[j]
+        for v in range(V):
+            Wj[v] = W_in[v, j]
 
 
 @njit(**JIT)
@@ -137,17 +177,19 @@ def lstm_backward(W_hh, gates, c_prev, tanh_c, dh, dc, dz, dh_prev):
     one = dz.dtype.type(1.0)
     for b in range(B):
         gb, dzb, dcb, dhb, cpb, tcb = gates[b], dz[b], dc[b], dh[b], c_prev[b], tanh_c[b]
+        gi, gf, gg, go = gb[:H], gb[H : 2 * H], gb[2 * H : 3 * H], gb[3 * H :]
+        di, df, dg, do = dzb[:H], dzb[H : 2 * H], dzb[2 * H : 3 * H], dzb[3 * H :]
         for j in range(H):
-            i = gb[j]
-            f = gb[H + j]
-            g = gb[2 * H + j]
-            o = gb[3 * H + j]
+            i = gi[j]
+            f = gf[j]
+            g = gg[j]
+            o = go[j]
             tc = tcb[j]
             dcj = dcb[j] + dhb[j] * o * (one - tc * tc)
-            dzb[j] = dcj * g * i * (one - i)
-            dzb[H + j] = dcj * cpb[j] * f * (one - f)
-            dzb[2 * H + j] = dcj * i * (one - g * g)
-            dzb[3 * H + j] = dhb[j] * tc * o * (one - o)
+            di[j] = dcj * g * i * (one - i)
+            df[j] = dcj * cpb[j] * f * (one - f)
+            dg[j] = dcj * i * (one - g * g)
+            do[j] = dhb[j] * tc * o * (one - o)
             dcb[j] = dcj * f
     np.dot(dz, W_hh, dh_prev)  # B,G @ G,H
 
@@ -165,6 +207,25 @@ def window_backward(theta, grad, V, H, ring, t, first, first_injected, scale, W_
     previous contents do not matter). dW_hh and dW_dec are written by one GEMM each over the
     window, not summed per step; dW_ih's few nonzero columns (the window's characters) are
     summed row by row, then scattered.
+    """
+    index_work = np.empty((2, work[4].shape[0]), np.int64)
+    window_backward_sgd(theta, grad, V, H, ring, t, first, first_injected, scale, W_hh_stack, W_dec_stack, work,
+                        index_work, 0.0, param_views(theta, V, H)[0].T)
+
+
+@njit(**JIT)
+def window_backward_sgd(theta, grad, V, H, ring, t, first, first_injected, scale, W_hh_stack, W_dec_stack, work,
+                        index_work, lr, W_in):
+    """window_backward, then (lr > 0) the SGD step theta -= lr * gradient, fused into the backward pass.
+
+    index_work: int64 scratch of shape (2, k2 * B) (window_backward allocates its own).
+
+    With lr > 0 the step goes straight into the weights: W_hh by a GEMM that accumulates into
+    it (alpha = -lr, beta = 1); W_ih through W_in, its (V, 4H) row-major mirror (see
+    mirror_input_weights: the caller writes it back into theta), and only in the window's
+    characters' rows (elsewhere the gradient is 0 and x - lr * 0 = x); the rest element by
+    element. Each element gets theta - lr * g, the same arithmetic as apply_update's SGD; grad
+    is then scratch and does not hold the gradient. With lr = 0, W_in is not used.
     """
     x_r, y_r, gates_r, c_r, h_r, tanh_c_r, probs_r = ring
     dh, dc, dh_prev, dh_head, dz_all, hprev_all, dlog_all, hinj_all = work
@@ -187,89 +248,134 @@ def window_backward(theta, grad, V, H, ring, t, first, first_injected, scale, W_
                 for v in range(V):
                     db[v] = pb[v] * scale_t
                 db[y_r[s, b]] -= scale_t
-                hinj_all[k * B + b, :] = h_r[s, b, :]
+                src, dst = h_r[s, b], hinj_all[k * B + b]
+                for j in range(H):
+                    dst[j] = src[j]
             np.dot(dlog, W_dec_stack[w], dh_head)
-            dh += dh_head
+            for b in range(B):
+                dhb, headb = dh[b], dh_head[b]
+                for j in range(H):
+                    dhb[j] += headb[j]
         dz = dz_all[k * B : (k + 1) * B]
         ps = (tau - 1) % R
         lstm_backward(W_hh_stack[w], gates_r[s], c_r[ps], tanh_c_r[s], dh, dc, dz, dh_prev)
-        dh[:] = dh_prev
-        hprev_all[k * B : (k + 1) * B] = h_r[ps]
+        dh, dh_prev = dh_prev, dh  # the next step's dh is this step's dh_prev: swap, not copy
+        for b in range(B):
+            src, dst = h_r[ps, b], hprev_all[k * B + b]
+            for j in range(H):
+                dst[j] = src[j]
+    # The Jacobians are done: from here on theta may change.
+    fused = lr > 0.0
+    lr_t = theta.dtype.type(lr)
+    W_ih, W_hh, b_ih, b_hh, W_dec, b_dec = param_views(theta, V, H)
     rows = (t - first + 1) * B
-    np.dot(dz_all[:rows].T, hprev_all[:rows], g_hh)
+    if fused:
+        gemm_tn(-lr, dz_all[:rows], hprev_all[:rows], 1.0, W_hh)
+    else:
+        np.dot(dz_all[:rows].T, hprev_all[:rows], g_hh)
     # biases: the column sums of dz, in the order of the rows (newest step first)
     g_bih[:] = 0.0
     for r in range(rows):
         dzr = dz_all[r]
         for j in range(G):
             g_bih[j] += dzr[j]
-    g_bhh[:] = g_bih
-    _input_weight_gradient(g_ih, dz_all, x_r, t, rows, B, R)
+    if fused:
+        for j in range(G):
+            b_ih[j] -= lr_t * g_bih[j]
+        for j in range(G):
+            b_hh[j] -= lr_t * g_bih[j]
+    else:
+        g_bhh[:] = g_bih
+    if rows <= DEDUPLICATE_MAX_ROWS:
+        # dW_ih's nonzero columns are the window's distinct characters: sum their rows, then
+        # walk each such column once (a strided walk: W_ih is 4H x V).
+        n_chars = _sum_rows_by_character(dz_all, x_r, t, rows, B, R, index_work)
+        if not fused:
+            g_ih[:] = 0.0
+        for u in range(n_chars):
+            c = index_work[1, u]
+            acc = dz_all[index_work[0, u]]
+            if fused:
+                w_c = W_in[c]
+                for j in range(G):
+                    w_c[j] -= lr_t * acc[j]
+            else:
+                for j in range(G):
+                    g_ih[j, c] = acc[j]
+    else:
+        g_ih[:] = 0.0
+        for r in range(rows):
+            c = x_r[(t - r // B) % R, r % B]
+            dzr = dz_all[r]
+            for j in range(G):
+                g_ih[j, c] += dzr[j]
+        if fused:
+            for j in range(G):
+                gj = g_ih[j]
+                for v in range(V):
+                    W_in[v, j] -= lr_t * gj[v]
     rows_injected = (t - first_injected + 1) * B
     if rows_injected < SMALL_GEMM_ROWS:
         for v in range(V):
             gv = g_dec[v]
             d = dlog_all[0, v]
+            h0 = hinj_all[0]
             for j in range(H):
-                gv[j] = d * hinj_all[0, j]
+                gv[j] = d * h0[j]
             for r in range(1, rows_injected):
                 d = dlog_all[r, v]
                 hr = hinj_all[r]
                 for j in range(H):
                     gv[j] += d * hr[j]
+            if fused:
+                Wv = W_dec[v]
+                for j in range(H):
+                    Wv[j] -= lr_t * gv[j]
     else:
         np.dot(dlog_all[:rows_injected].T, hinj_all[:rows_injected], g_dec)
+        if fused:
+            for v in range(V):
+                Wv, gv = W_dec[v], g_dec[v]
+                for j in range(H):
+                    Wv[j] -= lr_t * gv[j]
     g_bdec[:] = 0.0
     for r in range(rows_injected):
         dr = dlog_all[r]
         for v in range(V):
             g_bdec[v] += dr[v]
+    if fused:
+        for v in range(V):
+            b_dec[v] -= lr_t * g_bdec[v]
 
 
 DEDUPLICATE_MAX_ROWS = 64  # windows up to this many rows (k2 * B) sum repeated characters' rows first
 
 
 @njit(**JIT)
-def _input_weight_gradient(g_ih, dz_all, x_r, t, rows, B, R):
-    """g_ih[:, c] = sum of the dz rows whose input character is c (row r is step t - r // B, stream r % B).
+def _sum_rows_by_character(dz_all, x_r, t, rows, B, R, index_work):
+    """Add every dz row into the first row with the same input character, in row order (so each
+    sum equals a plain accumulation from zero); returns the number of distinct characters n and
+    writes their first rows to index_work[0, :n] and the characters to index_work[1, :n].
 
-    g_ih is (4H, V) row-major, so a column is a strided walk. For small windows the rows of a
-    repeated character are first summed into that character's first row (contiguous, vectorised)
-    and each distinct character's column is then written once; larger windows accumulate
-    straight into the columns. Both add the rows in row order, so both give the same sums.
-    dz_all is clobbered: call this after dz's last reader.
+    Row r is step t - r // B, stream r % B. dz_all is clobbered: call this after dz's last reader.
     """
-    G = g_ih.shape[0]
-    g_ih[:] = 0.0
-    if rows > DEDUPLICATE_MAX_ROWS:
-        for r in range(rows):
-            c = x_r[(t - r // B) % R, r % B]
-            dzr = dz_all[r]
-            for j in range(G):
-                g_ih[j, c] += dzr[j]
-        return
+    G = dz_all.shape[1]
+    first_rows, chars = index_work[0], index_work[1]
+    n = 0
     for r in range(rows):
         c = x_r[(t - r // B) % R, r % B]
-        first_row = r
-        for q in range(r):
-            if x_r[(t - q // B) % R, q % B] == c:
-                first_row = q
-                break
-        if first_row < r:
-            acc, add = dz_all[first_row], dz_all[r]
+        u = 0
+        while u < n and chars[u] != c:
+            u += 1
+        if u == n:
+            first_rows[n] = r
+            chars[n] = c
+            n += 1
+        else:
+            acc, add = dz_all[first_rows[u]], dz_all[r]
             for j in range(G):
                 acc[j] += add[j]
-    for r in range(rows):
-        c = x_r[(t - r // B) % R, r % B]
-        repeated = False
-        for q in range(r):
-            if x_r[(t - q // B) % R, q % B] == c:
-                repeated = True
-                break
-        if not repeated:
-            acc = dz_all[r]
-            for j in range(G):
-                g_ih[j, c] = acc[j]
+    return n
 
 
 @njit(**JIT)

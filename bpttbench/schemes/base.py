@@ -15,9 +15,39 @@ import numpy as np
 from bpttbench.config import TrainConfig
 from bpttbench.kernels.optim import OPTIMIZER_CODES
 
+ALIGNMENT = 64  # bytes: a cache line, and whole AVX-512 loads
+
+
+def aligned_zeros(shape, dtype, alignment: int = ALIGNMENT) -> np.ndarray:
+    """np.zeros whose data starts on an `alignment`-byte boundary.
+
+    NumPy only guarantees 16 bytes; OpenBLAS's matrix-vector products at H = 128 run about 12 %
+    slower on a W_hh that is not 32-byte aligned, so which alignment malloc happened to return
+    showed up as noise between runs.
+    """
+    dtype = np.dtype(dtype)
+    shape = (shape,) if isinstance(shape, int) else tuple(shape)
+    nbytes = int(np.prod(shape)) * dtype.itemsize
+    buffer = np.zeros(nbytes + alignment, np.uint8)
+    start = -buffer.ctypes.data % alignment
+    return buffer[start : start + nbytes].view(dtype).reshape(shape)
+
+
+def aligned_copy(a: np.ndarray) -> np.ndarray:
+    out = aligned_zeros(a.shape, a.dtype)
+    out[...] = a
+    return out
+
 
 class Scheme:
+    """`grad` holds the gradient of the last update, except under plain SGD (lr > 0, no clipping):
+    there the step is applied inside the backward pass (see kernels.lstm.window_backward_sgd),
+    which saves a pass over the weights, and `grad` is scratch. Set `keep_gradient = True` on an
+    instance to keep it; `gradient_for_next_update()` always gives the gradient.
+    """
+
     name = "base"
+    keep_gradient = False
 
     def __init__(self, cfg: TrainConfig, theta: np.ndarray, vocab_size: int, train_ids: np.ndarray):
         dtype = theta.dtype
@@ -26,12 +56,12 @@ class Scheme:
         self.V, self.H, self.B = V, H, B
         self.k1, self.k2 = cfg.k1, cfg.k2
         self.inject_window = cfg.inject == "window"
-        self.theta = theta
-        self.grad = np.zeros_like(theta)
+        self.theta = aligned_copy(theta)  # the scheme's own parameters: read them back from scheme.theta
+        self.grad = aligned_zeros(theta.shape, dtype)
         self.optimizer = OPTIMIZER_CODES[cfg.optimizer]
         self.lr = float(cfg.lr)
         self.clip = float(cfg.clip)
-        self.opt_state = (np.zeros_like(theta), np.zeros_like(theta), np.zeros(1, np.int64))
+        self.opt_state = (aligned_zeros(theta.shape, dtype), aligned_zeros(theta.shape, dtype), np.zeros(1, np.int64))
         self.ids = np.ascontiguousarray(train_ids, dtype=np.int32)
         self.track_len = len(self.ids) // B
         if self.track_len < 2:
@@ -41,22 +71,24 @@ class Scheme:
         self.ring = (
             np.zeros((R, B), np.int32),  # x
             np.zeros((R, B), np.int32),  # y
-            np.zeros((R, B, G), dtype),  # gates (post-activation i, f, g, o)
-            np.zeros((R, B, H), dtype),  # c
-            np.zeros((R, B, H), dtype),  # h
-            np.zeros((R, B, H), dtype),  # tanh(c)
-            np.zeros((R, B, V), dtype),  # softmax probabilities
+            aligned_zeros((R, B, G), dtype),  # gates (post-activation i, f, g, o)
+            aligned_zeros((R, B, H), dtype),  # c
+            aligned_zeros((R, B, H), dtype),  # h
+            aligned_zeros((R, B, H), dtype),  # tanh(c)
+            aligned_zeros((R, B, V), dtype),  # softmax probabilities
         )
         self.work = (
-            np.zeros((B, H), dtype),  # dh
-            np.zeros((B, H), dtype),  # dc
-            np.zeros((B, H), dtype),  # dh_prev
-            np.zeros((B, H), dtype),  # dh from the head
-            np.zeros((k2 * B, G), dtype),  # dz of every step in the window
-            np.zeros((k2 * B, H), dtype),  # h before every step in the window
-            np.zeros((k2 * B, V), dtype),  # dlogits of every injected step
-            np.zeros((k2 * B, H), dtype),  # h of every injected step
+            aligned_zeros((B, H), dtype),  # dh
+            aligned_zeros((B, H), dtype),  # dc
+            aligned_zeros((B, H), dtype),  # dh_prev
+            aligned_zeros((B, H), dtype),  # dh from the head
+            aligned_zeros((k2 * B, G), dtype),  # dz of every step in the window
+            aligned_zeros((k2 * B, H), dtype),  # h before every step in the window
+            aligned_zeros((k2 * B, V), dtype),  # dlogits of every injected step
+            aligned_zeros((k2 * B, H), dtype),  # h of every injected step
         )
+        self.index_work = np.zeros((2, k2 * B), np.int64)  # the window's distinct characters and their rows
+        self.W_in_mirror = aligned_zeros((V, G), dtype)  # W_ih.T, row-major, while a fused-SGD block runs
         self.t = 0  # time steps done
         self.updates = 0
 
@@ -68,9 +100,15 @@ class Scheme:
         """
         raise NotImplementedError
 
+    def fuses_sgd(self) -> bool:
+        """Whether updates are applied inside the backward pass (plain SGD, no clipping)."""
+        return (self.optimizer == OPTIMIZER_CODES["sgd"] and self.clip == 0.0 and self.lr > 0.0
+                and not self.keep_gradient)
+
     def gradient_for_next_update(self) -> np.ndarray:
         """The gradient this scheme would apply at its next update, leaving self untouched."""
         probe = self.clone()
+        probe.keep_gradient = True
         probe.lr = 0.0
         probe.optimizer = OPTIMIZER_CODES["sgd"]
         probe.clip = 0.0
@@ -82,7 +120,7 @@ class Scheme:
 
     def resident_bytes(self) -> int:
         """Bytes of every array this scheme keeps (parameters, optimiser, rings, scratch)."""
-        arrays = [self.theta, self.grad, *self.opt_state, *self.ring, *self.work]
+        arrays = [self.theta, self.grad, *self.opt_state, *self.ring, *self.work, self.index_work, self.W_in_mirror]
         return int(sum(a.nbytes for a in arrays))
 
     def window_bounds(self, t: int) -> tuple[int, int]:

@@ -11,15 +11,33 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from bpttbench.kernels.lstm import JIT, forward_step, lstm_step_only, param_views, read_inputs, window_backward
+from bpttbench.kernels.lstm import (JIT, forward_step_in, mirror_input_weights, param_views, read_inputs,
+                                    unmirror_input_weights, window_backward_sgd)
 from bpttbench.kernels.optim import apply_update
 from bpttbench.schemes.base import Scheme
 
 
 @njit(**JIT)
-def run_sliding_block(theta, grad, V, H, ids, track_len, ring, work, opt_state, optimizer, lr, clip,
-                      t0, n_steps, k1, k2, inject_window, losses):
-    """Steps t0+1 .. t0+n_steps (a multiple of k1); returns (steps done, updates done)."""
+def run_sliding_block(theta, grad, V, H, ids, track_len, ring, work, index_work, W_in_mirror, opt_state, optimizer,
+                      lr, clip, t0, n_steps, k1, k2, inject_window, fuse_sgd, losses):
+    """Steps t0+1 .. t0+n_steps (a multiple of k1); returns (steps done, updates done).
+
+    With fuse_sgd (plain SGD, no clipping) the update is applied inside the backward pass, and
+    W_ih is read and updated through its row-major mirror for the block.
+    """
+    args = (theta, grad, V, H, ids, track_len, ring, work, index_work, opt_state, optimizer, lr, clip, t0, n_steps,
+            k1, k2, inject_window, fuse_sgd, losses)
+    if not fuse_sgd:
+        return _sliding_steps(*args, param_views(theta, V, H)[0].T)
+    mirror_input_weights(theta, V, H, W_in_mirror)
+    done = _sliding_steps(*args, W_in_mirror)
+    unmirror_input_weights(theta, V, H, W_in_mirror)
+    return done
+
+
+@njit(**JIT)
+def _sliding_steps(theta, grad, V, H, ids, track_len, ring, work, index_work, opt_state, optimizer, lr, clip,
+                   t0, n_steps, k1, k2, inject_window, fuse_sgd, losses, W_in):
     x_r, y_r = ring[0], ring[1]
     R = x_r.shape[0]
     B = x_r.shape[1]
@@ -36,19 +54,21 @@ def run_sliding_block(theta, grad, V, H, ids, track_len, ring, work, opt_state, 
         for tau in range(first, t + 1):
             s = tau % R
             if tau < first_injected:  # neither its loss nor its softmax is read: the state is all we need
-                lstm_step_only(theta, V, H, ring, tau, (tau - 1) % R)
+                forward_step_in(theta, V, H, ring, tau, (tau - 1) % R, W_in, False)
                 continue
             if tau >= newest:
                 read_inputs(ids, track_len, tau, x_r[s], y_r[s])
-            loss = forward_step(theta, V, H, ring, tau, (tau - 1) % R) / B
+            loss = forward_step_in(theta, V, H, ring, tau, (tau - 1) % R, W_in, True) / B
             if tau >= newest:
                 losses[n - (t - tau)] = loss
                 diverged = diverged or not np.isfinite(loss)
         if diverged:
             return n + 1, updates
         scale = 1.0 / ((t - first_injected + 1) * B)
-        window_backward(theta, grad, V, H, ring, t, first, first_injected, scale, W_hh_stack, W_dec_stack, work)
-        apply_update(theta, grad, opt_state, optimizer, lr, clip)
+        window_backward_sgd(theta, grad, V, H, ring, t, first, first_injected, scale, W_hh_stack, W_dec_stack, work,
+                            index_work, lr if fuse_sgd else 0.0, W_in)
+        if not fuse_sgd:
+            apply_update(theta, grad, opt_state, optimizer, lr, clip)
         updates += 1
     return n_steps, updates
 
@@ -60,9 +80,10 @@ class Sliding(Scheme):
         if n_steps % self.k1:
             raise ValueError(f"sliding advances whole update periods: {n_steps} is not a multiple of k1={self.k1}")
         done, updates = run_sliding_block(
-            self.theta, self.grad, self.V, self.H, self.ids, self.track_len, self.ring, self.work,
+            self.theta, self.grad, self.V, self.H, self.ids, self.track_len, self.ring, self.work, self.index_work,
+            self.W_in_mirror,
             self.opt_state, self.optimizer, self.lr, self.clip, self.t, n_steps, self.k1, self.k2,
-            self.inject_window, losses,
+            self.inject_window, self.fuses_sgd(), losses,
         )
         self.t += done
         self.updates += updates

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from bpttbench.schemes.base import aligned_zeros
 from bpttbench.schemes.single import Single
 
 
@@ -18,8 +19,8 @@ class Stored(Single):
     def __init__(self, cfg, theta, vocab_size, train_ids):
         super().__init__(cfg, theta, vocab_size, train_ids)
         H, V, k2 = self.H, self.V, self.k2
-        self.W_hh_snapshots = np.zeros((k2, 4 * H, H), theta.dtype)
-        self.W_dec_snapshots = np.zeros((k2, V, H), theta.dtype)
+        self.W_hh_snapshots = aligned_zeros((k2, 4 * H, H), theta.dtype)
+        self.W_dec_snapshots = aligned_zeros((k2, V, H), theta.dtype)
 
     def weight_stacks(self):
         return self.W_hh_snapshots, self.W_dec_snapshots
