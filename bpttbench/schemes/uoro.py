@@ -36,7 +36,7 @@ from numba import njit
 from bpttbench.kernels.lstm import JIT, forward_step, param_views, read_inputs
 from bpttbench.kernels.optim import apply_update
 from bpttbench.schemes.base import Scheme
-from bpttbench.schemes.rtrl import head_gradient
+from bpttbench.schemes.rtrl import head_gradient, single_threaded_blas
 
 UORO_EPS = 1e-7  # eps0 = eps1 of the paper: keeps the scalings finite when a factor is zero
 _GOLDEN = 0x9E3779B97F4A7C15
@@ -199,11 +199,12 @@ class Uoro(Scheme):
         self.rng = rng_state(cfg.seed)
 
     def run(self, n_steps: int, losses: np.ndarray) -> int:
-        done, updates = run_uoro_block(
-            self.theta, self.grad, self.V, self.H, self.ids, self.track_len, self.ring, self.opt_state,
-            self.optimizer, self.lr, self.clip, self.t, n_steps, self.k1, self.st_h, self.st_c, self.tt,
-            self.nu, self.zdot, self.dz, self.dh, self.rng, losses,
-        )
+        with single_threaded_blas():  # W_hh s~ is a GEMV OpenBLAS threads from H = 48 on
+            done, updates = run_uoro_block(
+                self.theta, self.grad, self.V, self.H, self.ids, self.track_len, self.ring, self.opt_state,
+                self.optimizer, self.lr, self.clip, self.t, n_steps, self.k1, self.st_h, self.st_c, self.tt,
+                self.nu, self.zdot, self.dz, self.dh, self.rng, losses,
+            )
         self.t += done
         self.updates += updates
         return done
