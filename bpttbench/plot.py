@@ -105,8 +105,11 @@ def _count_note(rows: pd.DataFrame) -> str:
     return f"({text})"
 
 
-def _draw(ax, data: pd.DataFrame, *, x: str, smooth: int, logx: bool) -> bool:
-    """Draw every configuration's median and band on ax; False if nothing could be drawn."""
+def _draw(ax, data: pd.DataFrame, *, x: str, smooth: int, logx: bool, optimum: float | None = None) -> bool:
+    """Draw every configuration's median and band on ax (and the corpus's optimum, if known, as a
+    dashed line); False if nothing could be drawn."""
+    if optimum is not None:
+        ax.axhline(optimum, color="0.25", linestyle="--", linewidth=1.2, label=f"optimum: entropy rate {optimum:.3f}")
     groups = ordered_groups(data)
     styles = _styles(groups)
     drawn = False
@@ -156,15 +159,18 @@ def _draw(ax, data: pd.DataFrame, *, x: str, smooth: int, logx: bool) -> bool:
     return drawn
 
 
-def _figure(data: pd.DataFrame, *, metric: str, x: str, smooth: int, logx: bool) -> Figure | None:
+def _figure(data: pd.DataFrame, *, metric: str, x: str, smooth: int, logx: bool,
+            optima: dict[str, float] | None = None) -> Figure | None:
     ylabel, what, _ = METRICS[metric]
     xlabel, xwhat = X_AXES[x]
     fig = Figure(figsize=(8.5, 5.2), layout="constrained")
     FigureCanvasAgg(fig)
     ax = fig.add_subplot()
-    if not _draw(ax, data, x=x, smooth=smooth if metric == "train_bpc" else 1, logx=logx):
-        return None
     corpora = sorted(data["corpus"].astype(str).unique())
+    # A generated corpus's entropy rate is the floor for every curve; drawn when the figure has one corpus.
+    optimum = (optima or {}).get(corpora[0]) if len(corpora) == 1 else None
+    if not _draw(ax, data, x=x, smooth=smooth if metric == "train_bpc" else 1, logx=logx, optimum=optimum):
+        return None
     corpus = f"corpus {corpora[0]}" if len(corpora) == 1 else f"corpora {', '.join(corpora)}"
     fig.suptitle(f"{what} vs {xwhat} — {corpus}")
     note = "median over seeds, band: interquartile range"
@@ -217,6 +223,8 @@ def plot_runs(
         raise ResultsError(f"no complete runs under {path} ({len(skipped)} skipped, e.g. {skipped[0][0]}: {why}); plot a run that finished")
 
     data = group_curves(complete)
+    optima = {run.manifest["corpus"]["name"]: run.manifest["corpus"]["optimum_bpc"] for run in complete
+              if isinstance(run.manifest.get("corpus"), dict) and run.manifest["corpus"].get("optimum_bpc") is not None}
     early = early_divergences(complete, data)
     skipped.extend((where, f"diverged at step {step} before its first log point, nothing to draw") for where, step in early)
     if not (data["metric"] == "train_bpc").any():
@@ -236,7 +244,7 @@ def plot_runs(
         if rows.empty:
             continue
         for x in ("wall_s", "step"):
-            fig = _figure(rows, metric=metric, x=x, smooth=smooth, logx=logx)
+            fig = _figure(rows, metric=metric, x=x, smooth=smooth, logx=logx, optima=optima)
             stem = f"{METRICS[metric][2]}_vs_{FILE_X[x]}"
             if fig is None:  # say so: a figure missing without a word looks like a crash
                 written.skipped.append((out / stem, f"nothing to draw: no configuration's seeds share a range of "

@@ -259,3 +259,21 @@ def test_bad_specs_are_one_line_errors(spec, words):
     with pytest.raises(CorpusError, match=words) as e:
         load_corpus(spec)
     assert "\n" not in str(e.value)
+
+
+def test_run_manifest_and_figures_carry_the_optimum(tmp_path):
+    from bpttbench.config import TrainConfig
+    from bpttbench.plot import plot_runs
+    from bpttbench.runner import execute
+
+    corpus = load_corpus("lag:3:n=3000")
+    cfg = TrainConfig(scheme="single", k2=4, hidden=4, budget_steps=200, log_every=100, eval_every=0, eval_chars=100)
+    execute([cfg], corpus, tmp_path / "run")
+    import json
+
+    manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
+    assert manifest["corpus"]["optimum_bpc"] == pytest.approx(1.0)  # (log2 4 cue + log2 4 noise) / 4 characters
+    assert manifest["corpus"]["generator"]["lag"] == 3
+    written = plot_runs(tmp_path / "run", formats=("svg",))
+    svg = next(p for p in written if p.name == "loss_vs_iter.svg").read_text()
+    assert "optimum: entropy rate 1.000" in svg
