@@ -221,7 +221,7 @@ def run(schemes, k1, k2, inject, hidden, batch, optimizer, lr, clip, dtype, budg
     diverged = [u for u in result.units if u.outcome.status == "diverged"]
     for unit in diverged:
         stderr.print(f"warning: {unit.cfg.scheme} seed {unit.cfg.seed} diverged at step {unit.outcome.diverged_at_step}; "
-                  "try a lower --lr or --clip 1")
+                  "try a lower --lr or a smaller --clip")
     if strict and diverged:
         sys.exit(1)
 

@@ -18,6 +18,7 @@ from bpttbench.kernels.lstm import evaluate
 from bpttbench.model import init_theta
 from bpttbench.records import Record, RunOutcome
 from bpttbench.schemes import make_scheme
+from bpttbench.threads import single_threaded_blas
 
 LN2 = math.log(2.0)
 BLOCK_SECONDS = 0.05  # time between budget checks
@@ -88,6 +89,10 @@ class Training:
         return nats / LN2
 
     def records(self) -> Iterator[Record]:
+        with single_threaded_blas():
+            yield from self._records()
+
+    def _records(self) -> Iterator[Record]:
         cfg, scheme, out = self.cfg, self.scheme, self.outcome
         k1 = cfg.k1
         # Log and evaluation points fall on update boundaries, so every record sees whole periods.
