@@ -193,11 +193,11 @@ def run(schemes, k1, k2, inject, hidden, batch, optimizer, lr, clip, dtype, budg
     if seeds is not None and seeds < 1:
         raise ConfigError(f"--seeds must be at least 1, got {seeds}")
     budget_seconds = parse_duration(budget if budget is not None else DEFAULT_BUDGET) if steps is None else None
-    base = TrainConfig(k1=k1 or DEFAULTS.k1, k2=k2, inject=inject, hidden=hidden, batch=batch, optimizer=optimizer,
-                       lr=lr, clip=clip, dtype=dtype, budget_seconds=budget_seconds, budget_steps=steps,
-                       log_every=log_every, eval_every=eval_every, eval_chars=eval_chars)
+    settings = dict(k1=DEFAULTS.k1 if k1 is None else k1, k2=k2, inject=inject, hidden=hidden, batch=batch,
+                    optimizer=optimizer, lr=lr, clip=clip, dtype=dtype, budget_seconds=budget_seconds,
+                    budget_steps=steps, log_every=log_every, eval_every=eval_every, eval_chars=eval_chars)
     seed_list = [seed] if seed is not None else list(range(seeds or 1))
-    units = plan_units(base, schemes or ("single", "sliding"), seed_list, k1_given=k1 is not None)
+    units = plan_units(settings, schemes or ("single", "sliding"), seed_list, k1_given=k1 is not None)
     out_dir = out or default_out_dir()
     check_out_dir(out_dir, force=force)
     text = load_corpus(corpus, progress=None if quiet or as_json else download_progress())

@@ -40,17 +40,18 @@ def expand_schemes(names) -> list[str]:
     return out
 
 
-def plan_units(base: TrainConfig, schemes, seeds, *, k1_given: bool) -> list[TrainConfig]:
-    """One config per (scheme, seed), schemes outermost.
+def plan_units(settings: dict, schemes, seeds, *, k1_given: bool) -> list[TrainConfig]:
+    """One config per (scheme, seed), schemes outermost; settings are every other TrainConfig field.
 
+    Each unit is validated on its own (rtrl and uoro accept a k1 above k2, the others do not).
     chunked has k1 = k2 by definition: unless k1 was set explicitly, it takes k1 = k2 (the
     chunk is the truncation length) so that `--scheme all` compares it at the same k2.
     """
     units = []
     for scheme in expand_schemes(schemes):
-        k1 = base.k2 if scheme == "chunked" and not k1_given else base.k1
+        k1 = settings["k2"] if scheme == "chunked" and not k1_given else settings["k1"]
         for seed in seeds:
-            units.append(base.replace(scheme=scheme, k1=k1, seed=seed))
+            units.append(TrainConfig(**{**settings, "scheme": scheme, "k1": k1, "seed": seed}))
     return units
 
 

@@ -91,6 +91,7 @@ def test_options_read_environment_variables(tmp_path, text_file, capsys, monkeyp
 @pytest.mark.parametrize("args,message", [
     (["run", "--scheme", "bogus"], "'bogus' is not one of"),
     (["run", "--k1", "5", "--k2", "3"], "k1=5 is larger than k2=3"),
+    (["run", "--k1", "0"], "k1 must be at least 1"),
     (["run", "--scheme", "chunked", "--k1", "2", "--k2", "4"], "chunked needs k1 == k2"),
     (["run", "--budget", "0"], "must be positive"),
     (["run", "--budget", "abc"], "cannot read 'abc' as a duration"),
