@@ -1,0 +1,472 @@
+"""How fast each truncation scheme runs, against the BLAS work it cannot avoid and against PyTorch.
+
+`measure_speed(...)` times every scheme over a grid of hidden sizes H, truncation lengths k2
+and batch sizes B (defaults: H = 128, V = 65, k1 = 1, k2 = 20, B = 1, float32, plain SGD, one
+BLAS thread) and returns one tidy row per configuration; `write_speed` saves the rows as CSV
+with a JSON note of the machine and a figure of cost against k2 and against H;
+`speed_targets` checks the rows against issue 5's targets. `bpttbench speed` is a thin
+command over these three.
+
+How a number is made. Each configuration gets a few timers: the scheme with SGD, the scheme
+with Adam, its lower bound, and (--against-torch) the PyTorch version from
+benchmarks/torch_baseline.py. Every timer is warmed up (compiled, caches filled), then
+sized so that one sample lasts `min_time` seconds, and the samples of all timers are taken
+in turns, `repeats` rounds, so that a burst of load from elsewhere hits them alike. A figure is
+the median over the samples. Each sample is read on two clocks: CPU time of this process
+(`us_per_step`, the primary one: on a machine shared with other work it does not count the
+time spent waiting for a core) and wall time (`wall_us_per_step`); on an idle machine they
+agree, since everything runs on one thread.
+
+Lower bounds (per time step; G = 4H; each product is the BLAS call the kernels make, on
+64-byte aligned arrays):
+- single: per update, k1 forward products h W_hh^T (B x H times H x G), k2 backward products
+  dz W_hh (B x G times G x H) and the dW_hh GEMM over the window (G x k2 B x H, accumulated into
+  W_hh as the fused SGD step does); divided by k1.
+- chunked: the same with k1 = k2 = k.
+- stored: as single, but the k2 backward products read k2 different matrices (the snapshots),
+  so their memory traffic counts.
+- sliding: per update, k2 forward products, k2 backward products and the GEMM; divided by k1.
+Left out on purpose: the decoder's products (V x H, an eighth of W_hh's at V = 65, H = 128),
+the gate nonlinearities and softmax, the updates of W_ih, the biases and the decoder, and the
+copying of stored's snapshots. `ratio` = us_per_step / bound_us is the price of all of that.
+
+Memory: `resident_bytes` is what the scheme keeps (Scheme.resident_bytes: parameters,
+optimiser state, rings, scratch, snapshots); `peak_bytes` is tracemalloc's peak while the
+scheme is built and runs one update period (the kernels allocate nothing per step).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+import os
+import time
+import tracemalloc
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Callable, Iterable, Sequence
+
+import numpy as np
+import pandas as pd
+from numba import njit
+
+from bpttbench.config import TRUNCATED_SCHEMES, TrainConfig
+from bpttbench.errors import UserError
+from bpttbench.kernels.blas import gemm_tn
+from bpttbench.kernels.vecmath import JIT
+from bpttbench.model import init_theta
+from bpttbench.schemes import make_scheme
+from bpttbench.schemes.base import aligned_zeros
+from bpttbench.threads import single_threaded_blas
+
+SCHEMES = TRUNCATED_SCHEMES
+DEFAULTS = dict(hidden=128, vocab_size=65, k1=1, k2=20, batch=1, dtype="float32")
+TORCH_BASELINE = Path(__file__).resolve().parent.parent / "benchmarks" / "torch_baseline.py"
+LR = 2e-3  # small enough that no timed run diverges; the rate does not change the work
+# Plain SGD without clipping, the issue's setting: its step is fused into the gradient GEMM.
+# Adam (adam_us_per_step) runs with the same rate and no clipping.
+COLUMNS = [
+    "scheme", "hidden", "k1", "k2", "batch", "dtype", "vocab_size",
+    "us_per_step", "steps_per_s", "bound_us", "ratio",
+    "wall_us_per_step", "wall_bound_us", "wall_ratio",
+    "adam_us_per_step", "adam_extra_us",
+    "torch_us_per_step", "torch_wall_us_per_step", "torch_speedup",
+    "resident_bytes", "peak_bytes", "samples", "steps_per_sample",
+]
+
+
+# ----------------------------------------------------------------------------- lower bounds
+
+@njit(**JIT)
+def bound_products(W_stack, h, gates, dz_all, dh, hprev, n_forward, n_backward, n_updates):
+    """n_updates times: n_forward products h W^T, n_backward products dz W, one dW GEMM.
+
+    W_stack[0] is the current W_hh (the forward products and the GEMM use it); the backward
+    product of window row k reads W_stack[k % len(W_stack)] (a stack of one, or stored's k2
+    snapshots). The GEMM adds 1e-30 times the gradient into W_stack[0]: a real accumulate
+    (BLAS skips the product when alpha is 0) that leaves W as it was in float32 and float64.
+    """
+    B = h.shape[0]
+    n_stack = W_stack.shape[0]
+    W = W_stack[0]
+    for _ in range(n_updates):
+        for _ in range(n_forward):
+            np.dot(h, W.T, gates)
+        for k in range(n_backward):
+            np.dot(dz_all[k * B : (k + 1) * B], W_stack[k % n_stack], dh)
+        gemm_tn(-1e-30, dz_all, hprev, 1.0, W)
+
+
+class BoundTimer:
+    """The unavoidable W_hh products of one scheme's update period, timed alone."""
+
+    def __init__(self, scheme: str, hidden: int, k1: int, k2: int, batch: int, dtype: str, seed: int = 0):
+        rng = np.random.default_rng(seed)
+        G, H, B = 4 * hidden, hidden, batch
+        scale = 1.0 / math.sqrt(H)
+
+        def filled(shape, s=1.0):
+            a = aligned_zeros(shape, dtype)
+            a[...] = rng.uniform(-s, s, size=shape)
+            return a
+
+        n_stack = k2 if scheme == "stored" else 1
+        self.args = (filled((n_stack, G, H), scale), filled((B, H)), filled((B, G)), filled((k2 * B, G), 0.1),
+                     filled((B, H)), filled((k2 * B, H)))
+        self.n_forward = k2 if scheme == "sliding" else k1
+        self.n_backward = k2
+        self.unit_steps = k1
+
+    def run(self, n_units: int) -> bool:
+        bound_products(*self.args, self.n_forward, self.n_backward, n_units)
+        return True
+
+
+def bound_us(scheme: str, hidden: int = 128, k1: int = 1, k2: int = 20, batch: int = 1, dtype: str = "float32",
+             *, repeats: int = 5, min_time: float = 0.02) -> float:
+    """The lower bound of one scheme alone, in microseconds of CPU time per step (median)."""
+    timer = BoundTimer(scheme, hidden, k2 if scheme == "chunked" else k1, k2, batch, dtype)
+    samples = _sample([timer], repeats, min_time)[0]
+    return float(np.median([cpu for cpu, _ in samples]) * 1e6)
+
+
+# ----------------------------------------------------------------------------- the timed things
+
+def synthetic_ids(vocab_size: int, n_chars: int = 200_000, seed: int = 0) -> np.ndarray:
+    """Uniformly random characters: every window holds many distinct ones, the costlier case for
+    the input weights' update (real text repeats characters more)."""
+    return np.random.default_rng(seed).integers(0, vocab_size, n_chars).astype(np.int32)
+
+
+class SchemeTimer:
+    """A bpttbench scheme advancing whole update periods; rebuilt if a run ever diverges."""
+
+    def __init__(self, cfg: TrainConfig, vocab_size: int, ids: np.ndarray):
+        self.cfg, self.V, self.ids = cfg, vocab_size, ids
+        self.unit_steps = cfg.k1
+        self.losses = np.empty(0)
+        self._build()
+
+    def _build(self):
+        theta = init_theta(self.V, self.cfg.hidden, self.cfg.seed, self.cfg.dtype)
+        self.scheme = make_scheme(self.cfg, theta, self.V, self.ids)
+
+    def run(self, n_units: int) -> bool:
+        n = n_units * self.unit_steps
+        if self.losses.size < n:
+            self.losses = np.empty(n)
+        done = self.scheme.run(n, self.losses[:n])
+        if done < n:  # a diverged run does less work per step: drop the sample, start again
+            self._build()
+            return False
+        return True
+
+
+class TorchTimer:
+    def __init__(self, scheme: str, cfg: TrainConfig, vocab_size: int, ids: np.ndarray):
+        module = load_torch_baseline()
+        theta = init_theta(vocab_size, cfg.hidden, cfg.seed, cfg.dtype)
+        self.model = module.TorchScheme(scheme, theta, vocab_size, cfg.hidden, ids, k1=cfg.k1, k2=cfg.k2,
+                                        batch=cfg.batch, lr=cfg.lr)
+        self.unit_steps = cfg.k1
+
+    def run(self, n_units: int) -> bool:
+        losses = self.model.run(n_units * self.unit_steps)
+        return all(math.isfinite(x) for x in losses)
+
+
+def load_torch_baseline():
+    """benchmarks/torch_baseline.py of this checkout, imported (PyTorch is an optional extra)."""
+    if not TORCH_BASELINE.is_file():
+        raise UserError(f"--against-torch needs {TORCH_BASELINE.name} from a source checkout "
+                        f"(looked in {TORCH_BASELINE.parent}); install bpttbench with pip install -e from its repository")
+    spec = importlib.util.spec_from_file_location("bpttbench_torch_baseline", TORCH_BASELINE)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    module.require_torch()
+    return module
+
+
+def _sample(timers: Sequence, repeats: int, min_time: float) -> list[list[tuple[float, float]]]:
+    """Warm each timer up, size its samples to about min_time seconds, then take `repeats`
+    rounds of one sample per timer in turn; returns per timer [(cpu s/step, wall s/step), ...]."""
+    sizes = []
+    for timer in timers:
+        timer.run(1)
+        timer.run(1)  # compiled, caches warm
+        n, elapsed = 1, 0.0
+        while True:
+            start = time.process_time()
+            timer.run(n)
+            elapsed = time.process_time() - start
+            if elapsed >= min_time / 4 or n >= 1 << 20:
+                break
+            n *= 4
+        sizes.append(max(1, round(n * min_time / max(elapsed, 1e-9))))
+    samples: list[list[tuple[float, float]]] = [[] for _ in timers]
+    for _ in range(repeats):
+        for timer, n, out in zip(timers, sizes, samples):
+            wall, cpu = time.perf_counter(), time.process_time()
+            ok = timer.run(n)
+            cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+            if ok:
+                steps = n * timer.unit_steps
+                out.append((cpu / steps, wall / steps))
+    for timer, n, out in zip(timers, sizes, samples):
+        timer.steps_per_sample = n * timer.unit_steps
+    return samples
+
+
+def _median_us(samples, clock: int) -> float:
+    return float(np.median([s[clock] for s in samples]) * 1e6) if samples else float("nan")
+
+
+def memory_bytes(cfg: TrainConfig, vocab_size: int, ids: np.ndarray) -> tuple[int, int]:
+    """(resident bytes, tracemalloc peak) of a freshly built scheme running one update period."""
+    tracemalloc.start()
+    try:
+        timer = SchemeTimer(cfg, vocab_size, ids)
+        timer.run(1)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    return timer.scheme.resident_bytes(), peak
+
+
+@contextmanager
+def one_thread(torch_too: bool = False):
+    """One BLAS thread (and one PyTorch thread) for the duration: the issue's setting.
+
+    bpttbench.threads loads SciPy's BLAS (the one numba's np.dot calls) before limiting it:
+    kernels loaded from numba's cache have not loaded it yet, and a limit set before it loads
+    misses it (its worker then competes for the second core: 3 to 80 times slower here).
+    """
+    torch_threads = None
+    if torch_too:
+        import torch
+
+        torch_threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+    try:
+        with single_threaded_blas():
+            yield
+    finally:
+        if torch_threads is not None:
+            import torch
+
+            torch.set_num_threads(torch_threads)
+
+
+# ----------------------------------------------------------------------------- the measurement
+
+def _as_tuple(values) -> tuple:
+    return tuple(values) if isinstance(values, Iterable) and not isinstance(values, (str, bytes)) else (values,)
+
+
+def measure_speed(schemes: Iterable[str] = SCHEMES, hidden: Iterable[int] = (128,), k2: Iterable[int] = (20,),
+                  batch: Iterable[int] = (1,), *, k1: int = 1, vocab_size: int = 65,
+                  dtypes: Iterable[str] = ("float32",), repeats: int = 7, min_time: float = 0.05,
+                  adam: bool = True, against_torch: bool = False, seed: int = 0,
+                  progress: Callable[[str], None] | None = None) -> pd.DataFrame:
+    """Time every scheme over the grid hidden x k2 x batch x dtypes; one row per configuration.
+
+    chunked always runs with k1 = k2 (its definition); the other schemes with the given k1.
+    Columns (times in microseconds per time step, medians over `repeats` samples):
+      us_per_step, steps_per_s    the scheme with plain SGD, CPU time
+      bound_us, ratio             its lower bound (see the module docstring) and us_per_step / bound_us
+      wall_*                      the same on the wall clock
+      adam_us_per_step            the scheme with Adam (adam=True), and adam_extra_us over SGD
+      torch_us_per_step           the PyTorch version (against_torch=True); torch_speedup =
+                                  torch_us_per_step / us_per_step
+      resident_bytes, peak_bytes  memory, see the module docstring
+    """
+    schemes, hidden, k2, batch, dtypes = map(_as_tuple, (schemes, hidden, k2, batch, dtypes))
+    for name in schemes:
+        if name not in SCHEMES:
+            raise UserError(f"unknown scheme {name!r}; bpttbench speed times {', '.join(SCHEMES)}")
+    if repeats < 1 or min_time <= 0:
+        raise UserError("--repeats must be at least 1 and the sample time positive")
+    if against_torch:
+        load_torch_baseline()  # fail before any timing if PyTorch is missing
+    ids = synthetic_ids(vocab_size, seed=seed)
+    rows = []
+    say = progress or (lambda message: None)
+    with one_thread(torch_too=against_torch):
+        for dtype in dtypes:
+            for H in hidden:
+                for K2 in k2:
+                    for B in batch:
+                        for name in schemes:
+                            K1 = K2 if name == "chunked" else k1
+                            try:
+                                cfg = TrainConfig(scheme=name, k1=K1, k2=K2, hidden=H, batch=B, optimizer="sgd", lr=LR,
+                                                  clip=0.0, dtype=dtype, seed=seed, budget_steps=1)
+                            except UserError as exc:
+                                raise UserError(f"bpttbench speed: {exc}") from exc
+                            say(f"{name} H={H} k2={K2} B={B} {dtype}")
+                            rows.append(_measure_one(name, cfg, vocab_size, ids, repeats, min_time, adam,
+                                                     against_torch))
+    return pd.DataFrame(rows, columns=COLUMNS)
+
+
+def _measure_one(name, cfg, vocab_size, ids, repeats, min_time, adam, against_torch) -> dict:
+    timers = {"sgd": SchemeTimer(cfg, vocab_size, ids),
+              "bound": BoundTimer(name, cfg.hidden, cfg.k1, cfg.k2, cfg.batch, cfg.dtype, cfg.seed)}
+    if adam:
+        timers["adam"] = SchemeTimer(cfg.replace(optimizer="adam"), vocab_size, ids)
+    if against_torch:
+        timers["torch"] = TorchTimer(name, cfg, vocab_size, ids)
+    samples = dict(zip(timers, _sample(list(timers.values()), repeats, min_time)))
+    us = _median_us(samples["sgd"], 0)
+    bound = _median_us(samples["bound"], 0)
+    wall, wall_bound = _median_us(samples["sgd"], 1), _median_us(samples["bound"], 1)
+    resident, peak = memory_bytes(cfg, vocab_size, ids)
+    row = dict(
+        scheme=name, hidden=cfg.hidden, k1=cfg.k1, k2=cfg.k2, batch=cfg.batch, dtype=cfg.dtype,
+        vocab_size=vocab_size, us_per_step=us, steps_per_s=1e6 / us, bound_us=bound, ratio=us / bound,
+        wall_us_per_step=wall, wall_bound_us=wall_bound, wall_ratio=wall / wall_bound,
+        resident_bytes=resident, peak_bytes=peak, samples=len(samples["sgd"]),
+        steps_per_sample=timers["sgd"].steps_per_sample,
+    )
+    if adam:
+        row["adam_us_per_step"] = _median_us(samples["adam"], 0)
+        row["adam_extra_us"] = row["adam_us_per_step"] - us
+    if against_torch:
+        row["torch_us_per_step"] = _median_us(samples["torch"], 0)
+        row["torch_wall_us_per_step"] = _median_us(samples["torch"], 1)
+        row["torch_speedup"] = row["torch_us_per_step"] / us
+    return row
+
+
+# ----------------------------------------------------------------------------- targets, files, figure
+
+def _pick(df: pd.DataFrame, **where) -> pd.DataFrame:
+    mask = np.ones(len(df), bool)
+    for key, value in where.items():
+        mask &= (df[key] == value).to_numpy()
+    return df[mask]
+
+
+def speed_targets(df: pd.DataFrame, *, hidden: int = 128, k2: int = 20) -> pd.DataFrame:
+    """Issue 5's targets against the rows: one row per target with measured, threshold, met.
+
+    Targets that the rows cannot decide (say, no torch column, or a single k2) say so in
+    `note` and have met = None.
+    """
+    out = []
+    base = dict(hidden=hidden, k2=k2, dtype="float32")
+
+    def one(scheme, batch=1, **extra):
+        rows = _pick(df, scheme=scheme, batch=batch, **{**base, **extra})
+        return rows.iloc[0] if len(rows) else None
+
+    def add(target, measured, threshold, met, note=""):
+        ok = None if measured is None or (isinstance(measured, float) and math.isnan(measured)) else bool(met)
+        out.append(dict(target=target, measured=measured, threshold=threshold, met=ok, note=note))
+
+    def has(row, column):
+        return row is not None and column in row and not pd.isna(row[column])
+
+    single, sliding, stored = one("single"), one("sliding"), one("stored")
+    chunked1, chunked32 = one("chunked"), one("chunked", batch=32)
+    add("single: time / BLAS lower bound", single["ratio"] if single is not None else None, "<= 1.15",
+        single is not None and single["ratio"] <= 1.15)
+    add("single: PyTorch time / ours", single["torch_speedup"] if has(single, "torch_speedup") else None, ">= 50",
+        has(single, "torch_speedup") and single["torch_speedup"] >= 50, "" if has(single, "torch_speedup") else "needs --against-torch")
+    add("sliding: time / BLAS lower bound", sliding["ratio"] if sliding is not None else None, "<= 1.25",
+        sliding is not None and sliding["ratio"] <= 1.25)
+    add("sliding: PyTorch time / ours", sliding["torch_speedup"] if has(sliding, "torch_speedup") else None, ">= 8",
+        has(sliding, "torch_speedup") and sliding["torch_speedup"] >= 8, "" if has(sliding, "torch_speedup") else "needs --against-torch")
+    stored_ratio = stored["us_per_step"] / single["us_per_step"] if stored is not None and single is not None else None
+    add("stored: time / single's", stored_ratio, "<= 1.1", stored_ratio is not None and stored_ratio <= 1.1)
+    add("chunked (B=1): PyTorch time / ours", chunked1["torch_speedup"] if has(chunked1, "torch_speedup") else None,
+        ">= 3", has(chunked1, "torch_speedup") and chunked1["torch_speedup"] >= 3,
+        "" if has(chunked1, "torch_speedup") else "needs --against-torch")
+    add("chunked (B=32): PyTorch time / ours", chunked32["torch_speedup"] if has(chunked32, "torch_speedup") else None,
+        ">= 1", has(chunked32, "torch_speedup") and chunked32["torch_speedup"] >= 1,
+        "" if has(chunked32, "torch_speedup") else "needs --batch 32 and --against-torch")
+    for scheme in SCHEMES:
+        rows = _pick(df, scheme=scheme, hidden=hidden, batch=1, dtype="float32").sort_values("k2")
+        if rows["k2"].nunique() < 3:
+            continue
+        x, y = rows["k2"].to_numpy(float), rows["us_per_step"].to_numpy(float)
+        slope, intercept = np.polyfit(x, y, 1)
+        worst = float(np.max(np.abs(intercept + slope * x - y) / y))
+        add(f"{scheme}: cost linear in k2 ({int(x.min())}..{int(x.max())}), worst deviation from the fit",
+            worst, "<= 0.1", worst <= 0.1, f"{slope:.2f} us per unit of k2")
+    if stored is not None and single is not None:
+        G, H, V = 4 * hidden, hidden, int(stored["vocab_size"])
+        snapshots = k2 * (G * H + V * H) * np.dtype("float32").itemsize
+        extra = (stored["peak_bytes"] - single["peak_bytes"]) / snapshots
+        add("stored: extra memory over single / k2 snapshots of W_hh and decoder", float(extra), "0.9 .. 1.1",
+            0.9 <= extra <= 1.1)
+    for scheme in SCHEMES:
+        r32 = _pick(df, scheme=scheme, hidden=hidden, k2=k2, batch=1, dtype="float32")
+        r64 = _pick(df, scheme=scheme, hidden=hidden, k2=k2, batch=1, dtype="float64")
+        if len(r32) and len(r64):
+            ratio = float(r64["us_per_step"].iloc[0] / r32["us_per_step"].iloc[0])
+            add(f"{scheme}: float64 time / float32", ratio, "<= 2.5", ratio <= 2.5)
+    return pd.DataFrame(out, columns=["target", "measured", "threshold", "met", "note"])
+
+
+def blas_info() -> list[dict]:
+    try:
+        from threadpoolctl import threadpool_info
+    except ImportError:
+        return []
+    return [{k: v for k, v in lib.items() if k in ("internal_api", "prefix", "version", "num_threads", "architecture")}
+            for lib in threadpool_info()]
+
+
+def write_speed(df: pd.DataFrame, out: Path, *, parameters: dict | None = None) -> list[Path]:
+    """speed.csv (the rows), speed.json (machine, parameters, targets) and speed.png into out."""
+    from bpttbench.results import atomic_write
+    from bpttbench.runner import machine_info
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    csv, meta, png = out / "speed.csv", out / "speed.json", out / "speed.png"
+    atomic_write(csv, lambda f: df.to_csv(f, index=False))
+    info = {"machine": machine_info(), "blas": blas_info(), "load_average": list(os.getloadavg()),
+            "parameters": parameters or {}, "targets": speed_targets(df).to_dict(orient="records")}
+    try:
+        import torch
+
+        info["machine"]["torch"] = torch.__version__
+    except ImportError:
+        pass
+    atomic_write(meta, lambda f: json.dump(info, f, indent=2, default=str))
+    plot_speed(df, png)
+    return [csv, meta, png]
+
+
+def plot_speed(df: pd.DataFrame, path: Path) -> Path:
+    """Cost per step against k2 (left) and against H (right), each scheme with its bound dashed."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(11, 4.2))
+    FigureCanvasAgg(fig)
+    colours = {"chunked": "tab:green", "single": "tab:red", "stored": "tab:orange", "sliding": "tab:blue"}
+    rows = df[(df["batch"] == df["batch"].min()) & (df["dtype"] == df["dtype"].iloc[0])] if len(df) else df
+    for ax, along, fixed in ((fig.add_subplot(1, 2, 1), "k2", "hidden"), (fig.add_subplot(1, 2, 2), "hidden", "k2")):
+        if len(rows):
+            at = rows[fixed].mode().iloc[0]
+            for scheme, group in rows[rows[fixed] == at].groupby("scheme"):
+                group = group.sort_values(along)
+                c = colours.get(scheme)
+                ax.plot(group[along], group["us_per_step"], "o-", color=c, label=scheme)
+                ax.plot(group[along], group["bound_us"], "--", color=c, alpha=0.6)
+                if "torch_us_per_step" in group and group["torch_us_per_step"].notna().any():
+                    ax.plot(group[along], group["torch_us_per_step"], ":", marker="x", color=c, alpha=0.6)
+            ax.set_title(f"{'H' if fixed == 'hidden' else 'k2'} = {at}")
+        ax.set_xlabel("k2 (steps backpropagated)" if along == "k2" else "H (hidden units)")
+        ax.set_ylabel("CPU microseconds per time step")
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.grid(True, which="both", alpha=0.3)
+    fig.axes[0].legend(title="solid: scheme, dashed: BLAS bound, dotted: PyTorch", fontsize=8, title_fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    return Path(path)
