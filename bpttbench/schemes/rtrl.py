@@ -35,8 +35,6 @@ References:
 
 from __future__ import annotations
 
-import contextlib
-
 import numpy as np
 from numba import njit
 
@@ -44,33 +42,10 @@ from bpttbench.errors import ConfigError
 from bpttbench.kernels.lstm import JIT, forward_step, param_views, read_inputs
 from bpttbench.kernels.optim import apply_update
 from bpttbench.schemes.base import Scheme
+from bpttbench.threads import single_threaded_blas
 
 # The sensitivity arrays of all streams together may not exceed this (a shared machine).
 RTRL_MAX_BYTES = 2 << 30
-
-
-_blas_controller = None
-
-
-def single_threaded_blas():
-    """A context in which BLAS runs on one thread (a no-op without threadpoolctl).
-
-    rtrl's W_hh S_h product is just large enough for OpenBLAS to split it over threads; on a
-    shared 2-core machine each threaded call then waits for a busy core: H = 16 measured 4.7 ms
-    per step threaded against 59 us on one thread. One thread is also what a sweep worker gets.
-    """
-    global _blas_controller
-    if _blas_controller is None:
-        try:
-            import scipy.linalg.cython_blas  # noqa: F401  the BLAS Numba's np.dot calls, loaded first
-            from threadpoolctl import ThreadpoolController
-
-            _blas_controller = ThreadpoolController()
-        except ImportError:
-            _blas_controller = False
-    if not _blas_controller:
-        return contextlib.nullcontext()
-    return _blas_controller.limit(limits=1, user_api="blas")
 
 
 def sensitivity_columns(V: int, H: int) -> int:
@@ -213,6 +188,8 @@ class Rtrl(Scheme):
         self.dh = np.zeros(H, dtype)
 
     def run(self, n_steps: int, losses: np.ndarray) -> int:
+        # OpenBLAS threads the W_hh S_h product; on a shared 2-core machine each threaded call waited
+        # for a busy core (H = 16: 4.7 ms per step threaded against 59 us on one thread).
         with single_threaded_blas():
             done, updates = run_rtrl_block(
                 self.theta, self.grad, self.V, self.H, self.ids, self.track_len, self.ring, self.opt_state,

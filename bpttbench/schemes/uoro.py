@@ -36,7 +36,8 @@ from numba import njit
 from bpttbench.kernels.lstm import JIT, forward_step, param_views, read_inputs
 from bpttbench.kernels.optim import apply_update
 from bpttbench.schemes.base import Scheme
-from bpttbench.schemes.rtrl import head_gradient, single_threaded_blas
+from bpttbench.schemes.rtrl import head_gradient
+from bpttbench.threads import single_threaded_blas
 
 UORO_EPS = 1e-7  # eps0 = eps1 of the paper: keeps the scalings finite when a factor is zero
 _GOLDEN = 0x9E3779B97F4A7C15
