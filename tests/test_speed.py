@@ -1,0 +1,208 @@
+"""The speed work, for correctness only (timings belong in benchmarks/): measure_speed's rows,
+the lower-bound kernels, the fused SGD path against the plain one, the PyTorch baseline against
+our losses."""
+
+from __future__ import annotations
+
+import math
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from bpttbench import reference as ref
+from bpttbench.config import TrainConfig
+from bpttbench.errors import UserError
+from bpttbench.kernels.blas import gemm_tn
+from bpttbench.model import init_theta, split_theta
+from bpttbench.schemes import make_scheme
+from bpttbench.speed import COLUMNS, BoundTimer, bound_us, measure_speed, speed_targets, write_speed
+
+from conftest import synthetic_ids
+
+V, H, B = 6, 5, 2
+IDS = synthetic_ids(V, 600, seed=3)
+SCHEMES = ("chunked", "single", "stored", "sliding")
+
+
+def make(scheme, k1, k2, *, dtype="float64", batch=B, lr=0.3, keep_gradient=False, optimizer="sgd", clip=0.0):
+    cfg = TrainConfig(scheme=scheme, k1=k1, k2=k2, hidden=H, batch=batch, optimizer=optimizer, lr=lr, clip=clip,
+                      dtype=dtype, seed=1, budget_steps=1)
+    scheme = make_scheme(cfg, init_theta(V, H, 1, dtype), V, IDS)
+    scheme.keep_gradient = keep_gradient
+    return scheme
+
+
+# ----------------------------------------------------------------------------- measure_speed
+
+
+def test_measure_speed_returns_one_row_per_configuration_with_every_column():
+    df = measure_speed(SCHEMES, hidden=(8,), k2=(3, 4), batch=(1,), vocab_size=7, repeats=2, min_time=0.002)
+    assert list(df.columns) == COLUMNS
+    assert len(df) == 8
+    assert set(df["scheme"]) == set(SCHEMES)
+    assert (df[df["scheme"] == "chunked"]["k1"] == df[df["scheme"] == "chunked"]["k2"]).all()
+    assert (df[df["scheme"] != "chunked"]["k1"] == 1).all()
+    for column in ("us_per_step", "bound_us", "ratio", "wall_us_per_step", "adam_us_per_step", "resident_bytes",
+                   "peak_bytes"):
+        assert (df[column] > 0).all(), column
+    assert np.allclose(df["ratio"], df["us_per_step"] / df["bound_us"])
+    assert np.allclose(df["steps_per_s"], 1e6 / df["us_per_step"])
+    assert df["torch_us_per_step"].isna().all()
+    stored, single = (df[(df["scheme"] == s) & (df["k2"] == 4)].iloc[0] for s in ("stored", "single"))
+    assert stored["resident_bytes"] - single["resident_bytes"] == 4 * (4 * 8 * 8 + 7 * 8) * 4
+
+
+def test_measure_speed_refuses_unknown_schemes_and_bad_repeats():
+    with pytest.raises(UserError, match="unknown scheme"):
+        measure_speed(["bogus"], hidden=(4,), repeats=1)
+    with pytest.raises(UserError, match="repeats"):
+        measure_speed(["single"], hidden=(4,), repeats=0)
+
+
+def test_write_speed_writes_csv_json_and_figure(tmp_path):
+    df = measure_speed(["single", "stored"], hidden=(4, 8), k2=(2, 3, 4), vocab_size=5, repeats=1, min_time=0.001,
+                       adam=False)
+    paths = write_speed(df, tmp_path / "speed", parameters={"repeats": 1})
+    assert [p.name for p in paths] == ["speed.csv", "speed.json", "speed.png"]
+    assert all(p.stat().st_size > 0 for p in paths)
+    import json
+
+    import pandas as pd
+
+    assert len(pd.read_csv(paths[0])) == len(df)
+    meta = json.loads(paths[1].read_text())
+    assert meta["parameters"] == {"repeats": 1} and "cpu" in meta["machine"]
+
+
+def test_speed_targets_read_the_rows():
+    import pandas as pd
+
+    rows = []
+    for scheme, us, bound in (("single", 100.0, 90.0), ("sliding", 200.0, 150.0), ("stored", 105.0, 95.0),
+                              ("chunked", 10.0, 7.0)):
+        rows.append(dict(scheme=scheme, hidden=128, k1=1, k2=20, batch=1, dtype="float32", vocab_size=65,
+                         us_per_step=us, bound_us=bound, ratio=us / bound, peak_bytes=1000,
+                         torch_speedup=float("nan")))
+    table = speed_targets(pd.DataFrame(rows)).set_index("target")
+    assert table.loc["single: time / BLAS lower bound", "met"]
+    assert not table.loc["sliding: time / BLAS lower bound", "met"]
+    assert table.loc["stored: time / single's", "met"]
+    assert table.loc["single: PyTorch time / ours", "met"] is None
+
+
+# ----------------------------------------------------------------------------- lower bounds
+
+
+@pytest.mark.parametrize("scheme", SCHEMES)
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_lower_bound_kernels_run_and_leave_the_weights_alone(scheme, dtype):
+    timer = BoundTimer(scheme, hidden=8, k1=2, k2=4, batch=3, dtype=dtype)
+    W = timer.args[0].copy()
+    assert timer.run(3)
+    assert np.array_equal(W, timer.args[0])  # the GEMM accumulates 1e-30 x the gradient
+    assert timer.args[0].shape[0] == (4 if scheme == "stored" else 1)
+    assert timer.n_forward == (4 if scheme == "sliding" else 2)
+    us = bound_us(scheme, hidden=8, k2=4, repeats=2, min_time=0.001)
+    assert math.isfinite(us) and us > 0
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_gemm_tn_accumulates_like_numpy(dtype):
+    rng = np.random.default_rng(0)
+    X, Y = rng.normal(size=(7, 12)).astype(dtype), rng.normal(size=(7, 5)).astype(dtype)
+    C = rng.normal(size=(12, 5)).astype(dtype)
+    expected = 0.5 * C.astype(np.float64) - 0.25 * X.T.astype(np.float64) @ Y
+    gemm_tn(-0.25, X, Y, 0.5, C)
+    np.testing.assert_allclose(C, expected, rtol=1e-5 if dtype == "float32" else 1e-12, atol=1e-6)
+
+
+# ----------------------------------------------------------------------------- the fused SGD step
+
+
+@pytest.mark.parametrize("scheme,k1,k2,batch", [("chunked", 4, 4, 2), ("single", 1, 5, 2), ("single", 3, 5, 1),
+                                                ("stored", 1, 5, 2), ("stored", 2, 5, 1), ("sliding", 1, 5, 2),
+                                                ("sliding", 2, 5, 1), ("single", 1, 40, 2)])
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_fused_sgd_gives_the_trajectory_of_gradient_then_update(scheme, k1, k2, batch, dtype):
+    """window_backward_sgd's step inside the backward pass = window_backward then apply_update.
+
+    k2 = 40 at B = 2 (80 rows) takes the path for windows too long to sum characters first.
+    """
+    fused, plain = make(scheme, k1, k2, dtype=dtype, batch=batch), make(scheme, k1, k2, dtype=dtype, batch=batch,
+                                                                        keep_gradient=True)
+    assert fused.fuses_sgd() and not plain.fuses_sgd()
+    n = 30 * k1
+    a, b = np.zeros(n), np.zeros(n)
+    assert fused.run(n, a) == n and plain.run(n, b) == n
+    tol = 1e-12 if dtype == "float64" else 1e-5
+    np.testing.assert_allclose(a, b, rtol=tol)
+    np.testing.assert_allclose(fused.theta, plain.theta, rtol=tol, atol=tol)
+
+
+@pytest.mark.parametrize("scheme,k1,k2", [("single", 1, 5), ("sliding", 2, 5), ("stored", 1, 4), ("chunked", 3, 3)])
+def test_fused_sgd_matches_the_reference(scheme, k1, k2):
+    theta0 = init_theta(V, H, 1, "float64")
+    s = make(scheme, k1, k2)
+    losses = np.zeros(24)
+    s.run(24, losses)
+    ref_losses, ref_p = ref.train(scheme, split_theta(theta0, V, H), IDS, batch=B, k1=k1, k2=k2, n_steps=24,
+                                  optimizer="sgd", lr=0.3, clip=0.0)
+    np.testing.assert_allclose(losses, ref_losses, rtol=1e-10)
+    for name, view in split_theta(s.theta, V, H).items():
+        np.testing.assert_allclose(view, ref_p[name], rtol=1e-10, atol=1e-12, err_msg=name)
+
+
+def test_plain_sgd_fuses_and_keeps_no_gradient_unless_asked():
+    assert make("single", 1, 5).fuses_sgd()
+    assert not make("single", 1, 5, lr=0.0).fuses_sgd()  # nothing to apply: the gradient is kept
+    assert not make("single", 1, 5, clip=1.0).fuses_sgd()  # the norm needs the whole gradient first
+    assert not make("single", 1, 5, optimizer="adam").fuses_sgd()
+    kept = make("single", 1, 5, keep_gradient=True)
+    probe = kept.gradient_for_next_update()
+    kept.run(1, np.zeros(1))
+    np.testing.assert_array_equal(kept.grad, probe)
+
+
+def test_scheme_arrays_are_cache_line_aligned():
+    s = make("stored", 1, 3, dtype="float32")
+    for a in (s.theta, s.grad, *s.opt_state[:2], *s.ring[2:], *s.work, s.W_in_mirror, s.W_hh_snapshots):
+        assert a.ctypes.data % 64 == 0
+
+
+# ----------------------------------------------------------------------------- the PyTorch baseline
+
+
+def torch_baseline():
+    pytest.importorskip("torch")
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
+    try:
+        import torch_baseline as module
+    finally:
+        sys.path.pop(0)
+    return module
+
+
+@pytest.mark.parametrize("scheme,k1,k2,batch", [("chunked", 4, 4, 2), ("single", 1, 5, 2), ("single", 2, 5, 1),
+                                                ("stored", 1, 5, 2), ("stored", 3, 5, 1), ("sliding", 1, 5, 2),
+                                                ("sliding", 2, 5, 1)])
+def test_torch_baseline_follows_our_trajectory(scheme, k1, k2, batch):
+    """Same losses from step 1 on, through a dozen updates: the two implement the same scheme."""
+    module = torch_baseline()
+    theta = init_theta(V, H, 0, "float64")
+    ours = make(scheme, k1, k2, batch=batch)
+    ours.theta[:] = theta
+    n = 12 * k1
+    losses = np.zeros(n)
+    ours.run(n, losses)
+    theirs = module.TorchScheme(scheme, theta, V, H, IDS, k1=k1, k2=k2, batch=batch, lr=0.3).run(n)
+    np.testing.assert_allclose(theirs, losses, rtol=1e-10)
+
+
+def test_measure_speed_against_torch_fills_the_torch_columns():
+    torch_baseline()
+    df = measure_speed(["chunked", "single"], hidden=(4,), k2=(3,), vocab_size=5, repeats=1, min_time=0.001,
+                       adam=False, against_torch=True)
+    assert (df["torch_us_per_step"] > 0).all()
+    assert np.allclose(df["torch_speedup"], df["torch_us_per_step"] / df["us_per_step"])
