@@ -126,10 +126,8 @@ def test_gemm_tn_accumulates_like_numpy(dtype):
                                                 ("sliding", 2, 5, 1), ("single", 1, 40, 2)])
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 def test_fused_sgd_gives_the_trajectory_of_gradient_then_update(scheme, k1, k2, batch, dtype):
-    """window_backward_sgd's step inside the backward pass = window_backward then apply_update.
-
-    k2 = 40 at B = 2 (80 rows) takes the path for windows too long to sum characters first.
-    """
+    """window_backward_sgd's step inside the backward pass = window_backward then apply_update
+    (k2 = 40 at B = 2: a window with more rows than characters)."""
     fused, plain = make(scheme, k1, k2, dtype=dtype, batch=batch), make(scheme, k1, k2, dtype=dtype, batch=batch,
                                                                         keep_gradient=True)
     assert fused.fuses_sgd() and not plain.fuses_sgd()

@@ -208,7 +208,7 @@ def window_backward(theta, grad, V, H, ring, t, first, first_injected, scale, W_
     window, not summed per step; dW_ih's few nonzero columns (the window's characters) are
     summed row by row, then scattered.
     """
-    index_work = np.empty((2, work[4].shape[0]), np.int64)
+    index_work = np.full((3, max(work[4].shape[0], V)), -1, np.int64)
     window_backward_sgd(theta, grad, V, H, ring, t, first, first_injected, scale, W_hh_stack, W_dec_stack, work,
                         index_work, 0.0, param_views(theta, V, H)[0].T)
 
@@ -218,7 +218,7 @@ def window_backward_sgd(theta, grad, V, H, ring, t, first, first_injected, scale
                         index_work, lr, W_in):
     """window_backward, then (lr > 0) the SGD step theta -= lr * gradient, fused into the backward pass.
 
-    index_work: int64 scratch of shape (2, k2 * B) (window_backward allocates its own).
+    index_work: int64 scratch from index_scratch(k2, B, V) (window_backward allocates its own).
 
     With lr > 0 the step goes straight into the weights: W_hh by a GEMM that accumulates into
     it (alpha = -lr, beta = 1); W_ih through W_in, its (V, 4H) row-major mirror (see
@@ -286,34 +286,22 @@ def window_backward_sgd(theta, grad, V, H, ring, t, first, first_injected, scale
             b_hh[j] -= lr_t * g_bih[j]
     else:
         g_bhh[:] = g_bih
-    if rows <= DEDUPLICATE_MAX_ROWS:
-        # dW_ih's nonzero columns are the window's distinct characters: sum their rows, then
-        # walk each such column once (a strided walk: W_ih is 4H x V).
-        n_chars = _sum_rows_by_character(dz_all, x_r, t, rows, B, R, index_work)
-        if not fused:
-            g_ih[:] = 0.0
-        for u in range(n_chars):
-            c = index_work[1, u]
-            acc = dz_all[index_work[0, u]]
-            if fused:
-                w_c = W_in[c]
-                for j in range(G):
-                    w_c[j] -= lr_t * acc[j]
-            else:
-                for j in range(G):
-                    g_ih[j, c] = acc[j]
-    else:
+    # dW_ih's nonzero columns are the window's distinct characters: sum their rows (contiguous),
+    # then write each such column once (a strided walk: W_ih is 4H x V) or, fused, update the
+    # character's row of the row-major mirror W_in.
+    n_chars = _sum_rows_by_character(dz_all, x_r, t, rows, B, R, index_work)
+    if not fused:
         g_ih[:] = 0.0
-        for r in range(rows):
-            c = x_r[(t - r // B) % R, r % B]
-            dzr = dz_all[r]
-            for j in range(G):
-                g_ih[j, c] += dzr[j]
+    for u in range(n_chars):
+        c = index_work[1, u]
+        acc = dz_all[index_work[0, u]]
         if fused:
+            w_c = W_in[c]
             for j in range(G):
-                gj = g_ih[j]
-                for v in range(V):
-                    W_in[v, j] -= lr_t * gj[v]
+                w_c[j] -= lr_t * acc[j]
+        else:
+            for j in range(G):
+                g_ih[j, c] = acc[j]
     rows_injected = (t - first_injected + 1) * B
     if rows_injected < SMALL_GEMM_ROWS:
         for v in range(V):
@@ -348,7 +336,9 @@ def window_backward_sgd(theta, grad, V, H, ring, t, first, first_injected, scale
             b_dec[v] -= lr_t * g_bdec[v]
 
 
-DEDUPLICATE_MAX_ROWS = 64  # windows up to this many rows (k2 * B) sum repeated characters' rows first
+def index_scratch(k2, B, V):
+    """The int64 scratch window_backward_sgd needs: (3, max(k2 * B, V))."""
+    return np.full((3, max(k2 * B, V)), -1, np.int64)
 
 
 @njit(**JIT)
@@ -357,17 +347,18 @@ def _sum_rows_by_character(dz_all, x_r, t, rows, B, R, index_work):
     sum equals a plain accumulation from zero); returns the number of distinct characters n and
     writes their first rows to index_work[0, :n] and the characters to index_work[1, :n].
 
-    Row r is step t - r // B, stream r % B. dz_all is clobbered: call this after dz's last reader.
+    Row r is step t - r // B, stream r % B. index_work[2, c] maps character c to its slot (-1:
+    not seen); it is -1 everywhere on entry and on exit. dz_all is clobbered: call this after
+    dz's last reader.
     """
     G = dz_all.shape[1]
-    first_rows, chars = index_work[0], index_work[1]
+    first_rows, chars, slot = index_work[0], index_work[1], index_work[2]
     n = 0
     for r in range(rows):
         c = x_r[(t - r // B) % R, r % B]
-        u = 0
-        while u < n and chars[u] != c:
-            u += 1
-        if u == n:
+        u = slot[c]
+        if u < 0:
+            slot[c] = n
             first_rows[n] = r
             chars[n] = c
             n += 1
@@ -375,6 +366,8 @@ def _sum_rows_by_character(dz_all, x_r, t, rows, B, R, index_work):
             acc, add = dz_all[first_rows[u]], dz_all[r]
             for j in range(G):
                 acc[j] += add[j]
+    for u in range(n):
+        slot[chars[u]] = -1
     return n
 
 

@@ -13,6 +13,7 @@ import copy
 import numpy as np
 
 from bpttbench.config import TrainConfig
+from bpttbench.kernels.lstm import index_scratch
 from bpttbench.kernels.optim import OPTIMIZER_CODES
 
 ALIGNMENT = 64  # bytes: a cache line, and whole AVX-512 loads
@@ -87,7 +88,7 @@ class Scheme:
             aligned_zeros((k2 * B, V), dtype),  # dlogits of every injected step
             aligned_zeros((k2 * B, H), dtype),  # h of every injected step
         )
-        self.index_work = np.zeros((2, k2 * B), np.int64)  # the window's distinct characters and their rows
+        self.index_work = index_scratch(k2, B, V)  # the window's distinct characters and their rows
         self.W_in_mirror = aligned_zeros((V, G), dtype)  # W_ih.T, row-major, while a fused-SGD block runs
         self.t = 0  # time steps done
         self.updates = 0
