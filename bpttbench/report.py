@@ -27,7 +27,17 @@ Definitions used throughout (they are also written into report.md):
   text whose difficulty varies along the stream would decide instead of the models; "ahead per
   second" and "same minimum" are judged on the validation loss (the same held-out text for
   every model) whenever the runs recorded it;
-- diverged seeds are left out of the statistics (and listed in the warnings).
+- diverged seeds are left out of the statistics (and listed in the warnings);
+- rtrl and uoro do not use k2: their runs are grouped under k2 = 1 whatever k2 they recorded.
+
+On a generated corpus (synthetic.py) the manifest carries the process's entropy rate, the best
+loss any predictor reaches in the long run. The report then gives each configuration's gap to it:
+the final online loss, as the step-weighted mean over the last GAP_FRACTION of the run's steps,
+minus the optimum (online loss, because the validation loss is read from a zero state, which on
+lag:L was found misleading). With several k2 it tabulates scheme x k2, and on lag:L, where a
+predictor that forgets the cue loses log2(M)/(L+1) bits/char (from the manifest's generator
+parameters), it says from which k2 on each truncated scheme's gap is below that cost: where it
+stops learning the dependency.
 
 References:
 - R. J. Williams and J. Peng, "An efficient gradient-based algorithm for on-line training of
@@ -47,11 +57,13 @@ from typing import Any, Iterable
 import numpy as np
 import pandas as pd
 
+from bpttbench.config import ONLINE_SCHEMES
 from bpttbench.errors import ResultsError
 from bpttbench.results import (
     step_weights,
     smooth_curve,
     GROUP_KEY,
+    ONLINE_K2,
     PLOTTED_UNIT_STATUSES,
     Run,
     atomic_write,
@@ -80,6 +92,7 @@ IDENTICAL_TOL = 1e-6  # bits/char: "identical" curves differ by no more than thi
 COSINE_MIN = 0.99  # a "very good approximation" has cosine similarity at least this with the exact gradient
 EXACT_TOL = 1e-6  # relative error below which a gradient counts as exact (the gradcheck's own fd tolerance)
 LATE_FRACTION = 0.75  # "still improving": the smoothed loss fell by more than delta after this fraction of the steps
+GAP_FRACTION = 0.1  # the gap to the optimum reads the mean online loss over this last fraction of each run's steps
 
 FAMILY_KEY = tuple(c for c in GROUP_KEY if c not in ("scheme", "k1"))
 
@@ -243,6 +256,46 @@ class Claim:
 
 
 @dataclass
+class GapRow:
+    """One configuration's final online loss and its gap to the optimum, medians over seeds."""
+
+    label: str
+    scheme: str
+    k1: int
+    k2: int | None  # None for the online schemes, which do not use it
+    row: str  # its row in the scheme x k2 table, e.g. 'single', 'chunked (k1 = k2)'
+    config: dict
+    seeds: list[int]
+    final: Interval  # online loss over the last GAP_FRACTION of the steps
+    gap: Interval  # final - optimum
+    from_step: float  # median over seeds of the first step the final online loss covers
+
+
+@dataclass
+class GapTable:
+    """Every configuration on one generated corpus with one setting (inject, hidden, batch,
+    optimizer, lr): gaps per configuration, and on lag:L the k2 from which each truncated scheme
+    learns the dependency."""
+
+    corpus: str
+    optimum: float
+    setting: dict
+    label: str
+    rows: list[GapRow]
+    k2s: list[int]  # the truncated configurations' k2 values, ascending
+    dependency: str | None  # what forgetting the long-range dependency costs, in words; None when unknown
+    cost: float  # bits/char; NaN when unknown
+    findings: list[str]  # one sentence per scheme
+
+    def cell(self, row: str, k2: int | None) -> GapRow | None:
+        return next((r for r in self.rows if r.row == row and r.k2 == k2), None)
+
+    @property
+    def row_names(self) -> list[str]:
+        return list(dict.fromkeys(r.row for r in self.rows))
+
+
+@dataclass
 class GradSummary:
     """gradcheck.csv, per configuration and estimator: cosine and relative error over checkpoints."""
 
@@ -266,6 +319,7 @@ class Report:
     gradcheck_files: list[Path]
     gradcheck: list[GradSummary]
     notes: list[str] = field(default_factory=list)  # facts about the runs for the header
+    gaps: list[GapTable] = field(default_factory=list)  # on corpora with a known optimum
 
     @property
     def summary_rows(self) -> list[dict]:
@@ -311,6 +365,12 @@ class Report:
             "gradcheck_files": [str(p) for p in self.gradcheck_files],
             "gradcheck": [{"config": g.config, "estimator": g.estimator, "cosine": g.cosine.to_dict(),
                            "rel_error": g.rel_error.to_dict()} for g in self.gradcheck],
+            "gaps": [{"corpus": t.corpus, "optimum_bpc": t.optimum, "setting": t.setting, "label": t.label,
+                      "final_fraction": self.settings.get("gap_fraction", GAP_FRACTION),
+                      "dependency": t.dependency, "dependency_cost_bpc": t.cost, "k2": t.k2s, "findings": t.findings,
+                      "rows": [{"label": r.label, "scheme": r.scheme, "k1": r.k1, "k2": r.k2, "row": r.row,
+                                "config": r.config, "seeds": r.seeds, "final_online": r.final.to_dict(),
+                                "gap": r.gap.to_dict()} for r in t.rows]} for t in self.gaps],
         })
 
 
@@ -379,8 +439,10 @@ def _g(x: Any) -> str:
     return str(x)
 
 
-def _family_label(key: dict) -> str:
-    return (f"{key['corpus']} · k2={_g(key['k2'])} · inject {key['inject']} · hidden {_g(key['hidden'])} · "
+def _family_label(key: dict, *, online_only: bool = False) -> str:
+    """The family's corpus and settings; k2 is left out when only rtrl/uoro (which do not use it) are in it."""
+    k2 = "no truncation" if online_only else f"k2={_g(key['k2'])}"
+    return (f"{key['corpus']} · {k2} · inject {key['inject']} · hidden {_g(key['hidden'])} · "
             f"batch {_g(key['batch'])} · {key['optimizer']} lr={_g(key['lr'])}")
 
 
@@ -449,10 +511,12 @@ def _curves(runs: list[Run], data: pd.DataFrame, smooth: int) -> list[_Curve]:
         val = rows[rows["metric"] == "val_bpc"].sort_values("step", kind="stable").drop_duplicates("step", keep="last")
         step = train["step"].to_numpy(dtype=float)
         raw = train["value"].to_numpy(dtype=float)
-        group = tuple(_plain(first[c]) for c in GROUP_KEY)
+        config = {c: _plain(first[c]) for c in GROUP_KEY}
+        if config["scheme"] in ONLINE_SCHEMES:  # k2 unused: runs that differ only in it are one configuration
+            config["k2"] = ONLINE_K2
         out.append(_Curve(
-            id=cid, run=run, unit=unit or {}, label=str(first["label"]), group=group,
-            family=tuple(_plain(first[c]) for c in FAMILY_KEY),
+            id=cid, run=run, unit=unit or {}, label=str(first["label"]), group=tuple(config[c] for c in GROUP_KEY),
+            family=tuple(config[c] for c in FAMILY_KEY),
             scheme=str(first["scheme"]), k1=int(first["k1"]), seed=int(first["seed"]),
             diverged=bool(rows["diverged"].any()),
             step=step, wall=train["wall_s"].to_numpy(dtype=float), raw=raw, smooth=smooth_curve(step, raw, smooth),
@@ -520,7 +584,7 @@ def build_report(
 
     settings = {"delta": delta, "bootstrap": bootstrap, "seed": seed, "smooth": smooth, "target_loss": target_loss,
                 "at_time": at_time, "at_steps": at_steps, "identical_tol": identical_tol, "cosine_min": cosine_min,
-                "exact_tol": exact_tol}
+                "exact_tol": exact_tol, "gap_fraction": GAP_FRACTION}
     warnings: list[str] = []
     curves = _curves(complete, data, smooth)
     families = []
@@ -535,10 +599,11 @@ def build_report(
     grad, grad_problem = _read_gradcheck(grad_files, settings, warnings)
     claims = _claims(families, grad, grad_problem, settings)
     notes = _notes(complete, curves)
+    gaps = _gaps(curves, settings, warnings)
     return Report(path=path, settings=settings, runs=[r.path for r in complete], families=families, claims=claims,
                   warnings=warnings, skipped=skipped, figures=_figures(path, complete) + _gradcheck_figures(grad_files),
                   gradcheck_files=grad_files,
-                  gradcheck=grad, notes=notes)
+                  gradcheck=grad, notes=notes, gaps=gaps)
 
 
 def _sort(v: Any) -> tuple:
@@ -571,7 +636,7 @@ def _check_settings(**kw) -> None:
 
 
 def _family(key: dict, curves: list[_Curve], settings: dict, warnings: list[str]) -> Family:
-    label = _family_label(key)
+    label = _family_label(key, online_only=all(c.scheme in ONLINE_SCHEMES for c in curves))
     live = [c for c in curves if not c.diverged]
     for c in curves:
         if c.diverged:
@@ -681,6 +746,171 @@ def _family(key: dict, curves: list[_Curve], settings: dict, warnings: list[str]
                 warnings.append(f"the comparison {comp.name} ({label}) rests on a single seed; run more with --seeds")
     return fam
 
+
+# ----------------------------------------------------------------------------- gap to the optimum
+
+
+def tail_mean(steps: np.ndarray, values: np.ndarray, fraction: float) -> tuple[float, float]:
+    """(step-weighted mean online loss over the last `fraction` of the steps, the step it starts
+    after): the log points whose whole interval lies in that stretch, at least the last one."""
+    steps = np.asarray(steps, dtype=float)
+    values = np.asarray(values, dtype=float)
+    w = step_weights(steps)
+    begins = steps - w  # each log point's mean covers the steps (begins, step]
+    keep = begins >= (1.0 - fraction) * steps[-1]
+    keep[-1] = True
+    wk = w[keep]
+    mean = float(np.sum(values[keep] * wk) / np.sum(wk)) if np.sum(wk) > 0 else float(values[-1])
+    return mean, float(begins[keep][0])
+
+
+def dependency_cost(generator: dict | None) -> tuple[float, str] | None:
+    """(bits/char, in words) that a predictor loses by forgetting the corpus's long-range
+    dependency, from the generator parameters a generated corpus records in the manifest; None
+    when the process has no single such dependency. For lag:L (bpttbench/synthetic.py) the repeat
+    of the cue, once per episode of L + 1 characters, is one of M equally likely symbols to a
+    predictor without the cue and certain to one with it: log2(M) / (L + 1)."""
+    if not isinstance(generator, dict) or generator.get("kind") != "lag":
+        return None
+    try:
+        L, M = int(generator["lag"]), int(generator["symbols"])
+    except (KeyError, TypeError, ValueError):
+        return None
+    if L < 1 or M < 1:
+        return None
+    cost = math.log2(M) / (L + 1)
+    return cost, (f"forgetting the cue, L = {L} steps back, costs log2(M)/(L+1) = log2({M})/{L + 1} = {cost:.4f} "
+                  f"bits/char (the repeat is one of M = {M} equally likely symbols, once per episode of {L + 1} "
+                  "characters)")
+
+
+def _gap_row_name(scheme: str, k1: int, k2: int) -> str:
+    if scheme in ONLINE_SCHEMES:
+        return f"{scheme} (no truncation)" if k1 == 1 else f"{scheme} k1={k1} (no truncation)"
+    if scheme == "chunked" and k1 == k2:
+        return "chunked (k1 = k2)"
+    if k1 == 1:
+        return scheme
+    return f"{scheme} (k1 = k2)" if k1 == k2 else f"{scheme} k1={k1}"
+
+
+def _corpus_facts(c: _Curve) -> tuple[float | None, dict | None]:
+    corpus = c.run.manifest.get("corpus") if c.run is not None else None
+    if not isinstance(corpus, dict):
+        return None, None
+    optimum = corpus.get("optimum_bpc")
+    ok = isinstance(optimum, (int, float)) and not isinstance(optimum, bool) and math.isfinite(optimum)
+    return (float(optimum) if ok else None), corpus.get("generator")
+
+
+def _gaps(curves: list[_Curve], settings: dict, warnings: list[str]) -> list[GapTable]:
+    """Per generated corpus and setting: every configuration's gap to the optimum (see the module docstring)."""
+    fraction = settings["gap_fraction"]
+    rng = dict(n_boot=settings["bootstrap"], seed=settings["seed"])
+    setting_keys = [k for k in FAMILY_KEY if k not in ("corpus", "k2")]
+    by_setting: dict[tuple, list[_Curve]] = {}
+    facts: dict[str, tuple[float, dict | None]] = {}
+    for c in curves:
+        corpus = str(c.family[FAMILY_KEY.index("corpus")])
+        optimum, generator = _corpus_facts(c)
+        if optimum is None:
+            continue
+        if corpus in facts and not math.isclose(facts[corpus][0], optimum, rel_tol=1e-9):
+            warnings.append(f"runs on {corpus} record different optima ({facts[corpus][0]:.6g} and {optimum:.6g}): "
+                            "were they generated with different parameters? the first is used")
+        facts.setdefault(corpus, (optimum, generator))
+        cfg = dict(zip(GROUP_KEY, c.group))
+        by_setting.setdefault((corpus, *(cfg[k] for k in setting_keys)), []).append(c)
+    tables = []
+    for key in sorted(by_setting, key=lambda k: tuple(_sort(v) for v in k)):
+        corpus, setting = key[0], dict(zip(setting_keys, key[1:]))
+        optimum, generator = facts[corpus]
+        dep = dependency_cost(generator)
+        by_group: dict[tuple, list[_Curve]] = {}
+        for c in by_setting[key]:
+            by_group.setdefault(c.group, []).append(c)
+        rows = []
+        for g in sorted(by_group, key=lambda g: config_sort_key(*g)):
+            live = [c for c in by_group[g] if not c.diverged]
+            for c in live:
+                c.values["gap_final"], c.values["gap_from"] = tail_mean(c.step, c.raw, fraction)
+                c.values["gap"] = c.values["gap_final"] - optimum
+            cfg = dict(zip(GROUP_KEY, g))
+            first = by_group[g][0]
+            online = first.scheme in ONLINE_SCHEMES
+            starts = list(_per_seed(live, "gap_from").values())
+            rows.append(GapRow(
+                label=first.label, scheme=first.scheme, k1=int(cfg["k1"]), k2=None if online else int(cfg["k2"]),
+                row=_gap_row_name(first.scheme, int(cfg["k1"]), int(cfg["k2"])), config=cfg,
+                seeds=sorted({c.seed for c in live}),
+                final=bootstrap_median(_per_seed(live, "gap_final").values(), **rng),
+                gap=bootstrap_median(_per_seed(live, "gap").values(), **rng),
+                from_step=float(np.median(starts)) if starts else math.nan))
+        k2s = sorted({r.k2 for r in rows if r.k2 is not None})
+        table = GapTable(corpus=corpus, optimum=optimum, setting=setting,
+                         label=f"{corpus} · inject {setting['inject']} · hidden {_g(setting['hidden'])} · batch "
+                               f"{_g(setting['batch'])} · {setting['optimizer']} lr={_g(setting['lr'])}",
+                         rows=rows, k2s=k2s, dependency=dep[1] if dep else None, cost=dep[0] if dep else math.nan,
+                         findings=[])
+        if dep:
+            table.findings = _gap_findings(table)
+        tables.append(table)
+    return tables
+
+
+def _gap_cell(r: GapRow) -> str:
+    return format_interval(r.gap, "bits/char", signed=True)
+
+
+def _gap_findings(t: GapTable) -> list[str]:
+    """Per row of the table: from which k2 on its median gap is below the cost of forgetting the
+    dependency (truncated schemes), or whether it is below at all (online schemes)."""
+    cost = t.cost
+    out = []
+
+    def below(r: GapRow) -> bool:
+        return r.gap.n > 0 and r.gap.median < cost
+
+    def disagree(r: GapRow) -> str:
+        return (f" its seeds disagree (the interval contains the cost {cost:.3f})"
+                if r.gap.n > 1 and r.gap.lo < cost < r.gap.hi else "")
+
+    for name in t.row_names:
+        cells = [r for r in t.rows if r.row == name and r.gap.n > 0]
+        if not cells:
+            out.append(f"{name}: no seed left to measure (every one diverged)")
+            continue
+        if cells[0].k2 is None:
+            r = cells[0]
+            verdict = ("below the cost: it learns the dependency" if below(r)
+                       else "not below the cost: it does not learn the dependency within these runs")
+            unsure = disagree(r)
+            out.append(f"{name}: gap {_gap_cell(r)} bits/char, {verdict}{';' + unsure if unsure else ''}.")
+            continue
+        cells.sort(key=lambda r: r.k2)
+        by_k2 = "; ".join(f"k2 = {r.k2}: {_gap_cell(r)}" for r in cells)
+        start = None
+        for i in range(len(cells)):
+            if all(below(r) for r in cells[i:]):
+                start = i
+                break
+        odd = [r for r in cells[: len(cells) if start is None else start] if below(r)]
+        also = f" (though its gap is below the cost at k2 = {', '.join(str(r.k2) for r in odd)})" if odd else ""
+        if start is None:
+            text = (f"{name}: its gap stays at or above the cost at every k2 swept, up to k2 = {cells[-1].k2}: it does "
+                    f"not learn the dependency{also}")
+            edge = [cells[-1]]
+        elif start == 0:
+            text = (f"{name}: its gap is below the cost at every k2 swept, from k2 = {cells[0].k2} on: it learns the "
+                    "dependency throughout")
+            edge = [cells[0]]
+        else:
+            text = (f"{name}: stops learning the dependency below k2 = {cells[start].k2}: its gap is below the cost "
+                    f"from k2 = {cells[start].k2} on, not at k2 = {cells[start - 1].k2}{also}")
+            edge = [cells[start - 1], cells[start]]
+        unsure = "".join(f" at k2 = {r.k2}" + disagree(r) for r in edge if disagree(r))
+        out.append(f"{text} (gap by k2: {by_k2}){';' + unsure if unsure else ''}.")
+    return out
 
 # ----------------------------------------------------------------------------- warnings about the runs
 
@@ -1125,6 +1355,8 @@ def render_markdown(report: Report, out_dir: Path) -> str:
     for c in report.claims:
         lines += ["", f"**{c.number}. {c.text}** — {c.verdict}.", "", f"Rule: {c.rule}", ""]
         lines += [f"- {e}" for e in c.evidence]
+    if report.gaps:
+        lines += ["", "## Gap to the optimum", ""] + _md_gaps(report)
     lines += ["", "## Warnings", ""]
     lines += [f"- {w}" for w in report.warnings] or ["- none"]
 
@@ -1199,6 +1431,44 @@ def render_markdown(report: Report, out_dir: Path) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _gap_intro(report: Report) -> str:
+    frac = report.settings["gap_fraction"]
+    return (f"On a generated corpus the optimum is the generating process's entropy rate, the lowest loss any predictor "
+            f"reaches in the long run. Gap = final online loss − optimum, where the final online loss is the step-weighted "
+            f"mean online loss over the last {frac:.0%} of each run's steps; medians over seeds with 95% bootstrap "
+            "intervals, in bits/char. The online loss, not the validation loss: validation is read from a zero state, "
+            "which on lag:L was found misleading.")
+
+
+def _gap_pivot(t: GapTable) -> tuple[list[str], list[list[str]]]:
+    """The scheme x k2 table: truncated schemes by k2, the online ones in a column of their own."""
+    online = any(r.k2 is None for r in t.rows)
+    header = ["scheme"] + [f"k2 = {k}" for k in t.k2s] + (["no truncation"] if online else [])
+    rows = []
+    for name in t.row_names:
+        cells = [t.cell(name, k) for k in t.k2s] + ([t.cell(name, None)] if online else [])
+        rows.append([name] + ["–" if r is None else _gap_cell(r) for r in cells])
+    return header, rows
+
+
+def _md_gaps(report: Report) -> list[str]:
+    lines = [_gap_intro(report)]
+    for t in report.gaps:
+        lines += ["", f"### {t.label}", "", f"Optimum {t.optimum:.4f} bits/char." + (
+            f" On this corpus {t.dependency}." if t.dependency else "")]
+        lines += [""] + _md_table(
+            ["configuration", "seeds", "final online loss", "gap", "mean over the steps after"],
+            [[r.label, str(len(r.seeds)), format_interval(r.final), _gap_cell(r),
+              "–" if math.isnan(r.from_step) else f"{r.from_step:,.0f}"] for r in t.rows])
+        if len(t.k2s) >= 2:
+            lines += ["", "Gap by scheme and k2:", ""] + _md_table(*_gap_pivot(t))
+        if t.findings:
+            lines += ["", f"Where each scheme stops learning the dependency: a configuration learns it when its median "
+                      f"gap is below the cost of forgetting it, {t.cost:.4f} bits/char.", ""]
+            lines += [f"- {f}" for f in t.findings]
+    return lines
+
+
 def _rel_path(p: Path, out_dir: Path) -> str:
     try:
         return Path(os.path.relpath(Path(p).resolve(), Path(out_dir).resolve())).as_posix()
@@ -1237,6 +1507,7 @@ def rich_renderables(report: Report) -> list:
     """Tables for a terminal (the CLI prints them to stdout): the claims, then per family its
     configurations and paired differences on the columns of `terminal_metrics` (report.md has all)."""
     from rich.table import Table
+    from rich.text import Text
 
     styles = {SUPPORTED: "green", CONTRADICTED: "red", INCONCLUSIVE: "yellow", MIXED: "yellow", NOT_MEASURED: "dim"}
     out = []
@@ -1246,6 +1517,20 @@ def rich_renderables(report: Report) -> list:
     for c in report.claims:
         claims.add_row(c.number, c.text, f"[{styles.get(c.verdict, '')}]{c.verdict}[/]", c.deciding)
     out.append(claims)
+    for t in report.gaps:
+        g = Table(title=f"gap to the optimum ({t.optimum:.4f} bits/char), {t.label}\nfinal online loss over the last "
+                        f"{report.settings['gap_fraction']:.0%} of the steps − optimum; medians [95% interval]")
+        header, rows = _gap_pivot(t) if len(t.k2s) >= 2 else (
+            ["configuration", "seeds", "gap"], [[r.label, str(len(r.seeds)), _gap_cell(r)] for r in t.rows])
+        for i, name in enumerate(header):
+            g.add_column(name, justify="left" if i == 0 else "right")
+        for row in rows:
+            g.add_row(*row)
+        out.append(g)
+        if t.findings:  # Text, not markup: the findings hold intervals in brackets
+            out.append(Text(f"where each scheme stops learning the dependency (learned: median gap < {t.cost:.4f} "
+                            "bits/char):"))
+            out.extend(Text(f"  {f.split(' (gap by k2: ')[0]}") for f in t.findings)  # the table has the gaps
     for fam in report.families:
         names = terminal_metrics(fam)
         t = Table(title=f"{fam.label}: medians over seeds [95% interval]\nT = {_num(fam.at_time, 's')} s, "

@@ -38,7 +38,7 @@ import numpy as np
 import pandas as pd
 
 from bpttbench import __version__
-from bpttbench.config import TrainConfig
+from bpttbench.config import ONLINE_SCHEMES, TrainConfig
 from bpttbench.errors import ResultsError
 from bpttbench.records import Record, RunOutcome
 
@@ -61,6 +61,10 @@ RUN_STATUSES = ("complete", "interrupted", "failed")
 UNIT_STATUSES = ("complete", "diverged", "interrupted", "failed")
 # Units whose curves describe a finished piece of training; the others are partial.
 PLOTTED_UNIT_STATUSES = ("complete", "diverged")
+
+# The k2 under which an online scheme (rtrl, uoro: no truncation, k2 unused) is swept and grouped,
+# so that runs differing only in k2 count as one configuration.
+ONLINE_K2 = 1
 
 # Sorting and colours follow the question: sliding window first (blue), single pass (red).
 SCHEME_ORDER = ("sliding", "single", "stored", "chunked")
@@ -671,9 +675,17 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
+def config_label(scheme: str, k1: Any, k2: Any) -> str:
+    """'single k1=1 k2=20'; the online schemes (rtrl, uoro) do not use k2, so 'rtrl', or 'rtrl k1=5'."""
+    if scheme in ONLINE_SCHEMES:
+        return scheme if _fmt(k1) == "1" else f"{scheme} k1={_fmt(k1)}"
+    return f"{scheme} k1={_fmt(k1)} k2={_fmt(k2)}"
+
+
 def add_labels(data: pd.DataFrame) -> pd.DataFrame:
-    """Add a `label` per configuration: scheme, k1, k2 always; inject when 'window'; hidden,
-    batch, optimizer, lr and corpus only when they differ between the groups present."""
+    """Add a `label` per configuration: scheme, k1, k2 (see `config_label`); inject when 'window';
+    hidden, batch, optimizer, lr and corpus only when they differ between the groups present.
+    Online-scheme configurations that differ only in k2 get one label: they are the same run."""
     data = data.copy()
     if data.empty:
         data["label"] = pd.Series(dtype=str)
@@ -682,7 +694,7 @@ def add_labels(data: pd.DataFrame) -> pd.DataFrame:
     varying = [c for c in ("hidden", "batch", "optimizer", "lr", "corpus") if groups[c].nunique(dropna=False) > 1]
 
     def label(row) -> str:
-        text = f"{row['scheme']} k1={_fmt(row['k1'])} k2={_fmt(row['k2'])}"
+        text = config_label(row["scheme"], row["k1"], row["k2"])
         if row["inject"] == "window":
             text += " inject=window"
         for c in varying:

@@ -16,6 +16,9 @@ A spec, read with tomllib (keys as in W&B sweeps, `method = "grid"` only):
 `parameters` may set any TrainConfig field except scheme, seed and the budget. The grid is the
 product of schemes, parameter values and seeds; as in `bpttbench run`, chunked takes k1 = k2 unless
 k1 is a parameter. Combinations TrainConfig refuses (k1 > k2, say) are left out with a warning.
+rtrl and uoro do not use k2: their k2 is set to 1 (results.ONLINE_K2), so a grid over k2 runs each
+of their configurations once, not once per k2. Every point is checked against the schemes' size
+limits (rtrl's memory) before anything runs.
 
 Layout, so that `bpttbench plot` and `report` read a sweep like any folder of runs:
 
@@ -58,9 +61,9 @@ from pathlib import Path
 from statistics import median
 from typing import Any, Callable
 
-from bpttbench.config import DTYPES, INJECTS, OPTIMIZERS, TrainConfig, format_duration, parse_duration
+from bpttbench.config import DTYPES, INJECTS, ONLINE_SCHEMES, OPTIMIZERS, TrainConfig, format_duration, parse_duration
 from bpttbench.errors import ConfigError, ResultsError, UserError
-from bpttbench.results import MANIFEST, _write_json
+from bpttbench.results import MANIFEST, ONLINE_K2, _write_json
 
 SWEEP_MANIFEST = "sweep.json"
 LOCK_FILE = ".sweep.lock"
@@ -369,6 +372,8 @@ def expand_grid(spec: SweepSpec, corpus_sha256: str) -> tuple[list[GridPoint], l
             values = dict(zip(names, combo))
             if scheme == "chunked" and "k1" not in values:
                 values["k1"] = values.get("k2", base.k2)
+            if scheme in ONLINE_SCHEMES:  # k2 unused: one point however many k2 the grid has
+                values["k2"] = ONLINE_K2
             for seed in spec.seeds:
                 try:
                     cfg = base.replace(scheme=scheme, seed=seed, **values)
@@ -598,9 +603,15 @@ def plan_sweep(spec: SweepSpec, corpus) -> SweepPlan:
     """The grid on this corpus; refuses a corpus too short for any of its runs."""
     from bpttbench.corpus import check_corpus_fits
 
+    from bpttbench.schemes import check_fits
+
     points, refused = expand_grid(spec, corpus.sha256)
     for p in points:
         check_corpus_fits(corpus, k2=p.cfg.k2, eval_chars=p.cfg.eval_chars, batch=p.cfg.batch)
+        try:
+            check_fits(p.cfg, corpus.vocab_size)  # rtrl's memory: refuse the grid before any run starts
+        except ConfigError as exc:
+            raise SpecError(f"{spec.source}: {exc}") from None
     return SweepPlan(spec, corpus, points, refused)
 
 

@@ -107,6 +107,28 @@ def test_grid_ids_and_overrides(tmp_path, text_file):
     assert [(p.cfg.k1, p.cfg.k2) for p in points] == [(1, 4), (1, 8), (8, 8)] and "k1=8 is larger than k2=4" in refused[0]
 
 
+def test_online_schemes_run_once_however_many_k2(tmp_path, text_file):
+    # rtrl and uoro do not use k2: points that differ only in k2 are one point, with k2 set to 1.
+    spec = parse_spec('steps = 100\nseeds = 2\nschemes = ["single", "rtrl", "uoro"]\n[parameters.k2]\nvalues = [5, 10, 20]\n'
+                      "[parameters.k1]\nvalues = [1, 2]\n", "g.toml")
+    points, refused = expand_grid(spec, "sha")
+    by_scheme = {s: sorted((p.cfg.k1, p.cfg.k2, p.cfg.seed) for p in points if p.cfg.scheme == s) for s in ("single", "rtrl", "uoro")}
+    assert len(by_scheme["single"]) == 3 * 2 * 2 and not refused
+    for online in ("rtrl", "uoro"):
+        assert by_scheme[online] == [(1, 1, 0), (1, 1, 1), (2, 1, 0), (2, 1, 1)]
+    assert len({p.id for p in points}) == len(points)
+
+
+def test_a_grid_rtrl_cannot_fit_is_refused_before_it_runs(tmp_path, text_file, capsys):
+    spec = write_spec(tmp_path, text_file, 'steps = 100\nschemes = ["single", "rtrl"]').replace(tmp_path / "big.toml")
+    spec.write_text(spec.read_text(encoding="utf-8").replace("value = 8", "value = 1024", 1), encoding="utf-8")
+    with pytest.raises(SpecError, match=r"big.toml: rtrl at hidden=1024.*GiB.*or uoro"):
+        plan_sweep(load_spec(spec), load_corpus(str(text_file)))
+    code, out, err = invoke(["sweep", spec, "--dry-run", "--out", tmp_path / "sweep"], capsys)
+    assert code == 2 and out == "" and len(err.strip().splitlines()) == 1 and "rtrl at hidden=1024" in err
+    assert not (tmp_path / "sweep").exists()
+
+
 @pytest.mark.parametrize("body,expected", [
     ('steps = 100\nbudgte = "5s"\n', ["budgte", "line 2", "unknown key"]),
     ('steps = 100\n\n[parameters.k3]\nvalues = [1]\n', ["parameters.k3", "line 3", "unknown parameter"]),
