@@ -269,6 +269,7 @@ class GapRow:
     final: Interval  # online loss over the last GAP_FRACTION of the steps
     gap: Interval  # final - optimum
     from_step: float  # median over seeds of the first step the final online loss covers
+    us_per_step: Interval  # training time per step (compilation and evaluation excluded), microseconds
 
 
 @dataclass
@@ -370,7 +371,8 @@ class Report:
                       "dependency": t.dependency, "dependency_cost_bpc": t.cost, "k2": t.k2s, "findings": t.findings,
                       "rows": [{"label": r.label, "scheme": r.scheme, "k1": r.k1, "k2": r.k2, "row": r.row,
                                 "config": r.config, "seeds": r.seeds, "final_online": r.final.to_dict(),
-                                "gap": r.gap.to_dict()} for r in t.rows]} for t in self.gaps],
+                                "gap": r.gap.to_dict(), "us_per_step": r.us_per_step.to_dict()}
+                               for r in t.rows]} for t in self.gaps],
         })
 
 
@@ -405,6 +407,8 @@ def _num(x: float, unit: str) -> str:
         return f"{x:.2f}×"
     if unit == "cos":
         return f"{x:.4f}"
+    if unit == "us":
+        return f"{x:.3g}" if abs(x) < 100 else f"{x:,.0f}"
     return f"{x:.3f}"
 
 
@@ -835,6 +839,8 @@ def _gaps(curves: list[_Curve], settings: dict, warnings: list[str]) -> list[Gap
             for c in live:
                 c.values["gap_final"], c.values["gap_from"] = tail_mean(c.step, c.raw, fraction)
                 c.values["gap"] = c.values["gap_final"] - optimum
+                rate = _steps_per_s(c)
+                c.values["us_per_step"] = 1e6 / rate if rate > 0 else math.nan
             cfg = dict(zip(GROUP_KEY, g))
             first = by_group[g][0]
             online = first.scheme in ONLINE_SCHEMES
@@ -845,7 +851,8 @@ def _gaps(curves: list[_Curve], settings: dict, warnings: list[str]) -> list[Gap
                 seeds=sorted({c.seed for c in live}),
                 final=bootstrap_median(_per_seed(live, "gap_final").values(), **rng),
                 gap=bootstrap_median(_per_seed(live, "gap").values(), **rng),
-                from_step=float(np.median(starts)) if starts else math.nan))
+                from_step=float(np.median(starts)) if starts else math.nan,
+                us_per_step=bootstrap_median(_per_seed(live, "us_per_step").values(), **rng)))
         k2s = sorted({r.k2 for r in rows if r.k2 is not None})
         table = GapTable(corpus=corpus, optimum=optimum, setting=setting,
                          label=f"{corpus} · inject {setting['inject']} · hidden {_g(setting['hidden'])} · batch "
@@ -1457,9 +1464,10 @@ def _md_gaps(report: Report) -> list[str]:
         lines += ["", f"### {t.label}", "", f"Optimum {t.optimum:.4f} bits/char." + (
             f" On this corpus {t.dependency}." if t.dependency else "")]
         lines += [""] + _md_table(
-            ["configuration", "seeds", "final online loss", "gap", "mean over the steps after"],
+            ["configuration", "seeds", "final online loss", "gap", "mean over the steps after", "µs per step"],
             [[r.label, str(len(r.seeds)), format_interval(r.final), _gap_cell(r),
-              "–" if math.isnan(r.from_step) else f"{r.from_step:,.0f}"] for r in t.rows])
+              "–" if math.isnan(r.from_step) else f"{r.from_step:,.0f}", format_interval(r.us_per_step, "us")]
+             for r in t.rows])
         if len(t.k2s) >= 2:
             lines += ["", "Gap by scheme and k2:", ""] + _md_table(*_gap_pivot(t))
         if t.findings:

@@ -125,6 +125,7 @@ def test_gap_closes_from_a_k2_on_per_scheme(tmp_path):
             assert (row.gap.median, row.gap.lo, row.gap.hi, row.gap.n) == pytest.approx((gap + 0.01, gap, gap + 0.02, 3))
             assert row.final.median == pytest.approx(OPTIMUM + gap + 0.01)
             assert row.from_step == STEPS * (1 - GAP_FRACTION)
+            assert row.us_per_step.median == pytest.approx(1000.0)  # STEPS in STEPS / 1000 s
     rtrl = t.cell("rtrl (no truncation)", None)  # seeds recorded at k2 = 5 and 20 pool into one row
     assert rtrl.seeds == [0, 1, 2] and rtrl.gap.median == pytest.approx(0.015) and rtrl.label == "rtrl"
     assert [r.row for r in t.rows if r.k2 is None] == ["rtrl (no truncation)", "uoro (no truncation)"]
@@ -143,6 +144,7 @@ def test_gap_closes_from_a_k2_on_per_scheme(tmp_path):
     section = md.split("## Gap to the optimum", 1)[1].split("\n## ", 1)[0]
     assert f"Optimum {OPTIMUM:.4f} bits/char" in section and "log2(4)/21 = 0.0952" in section
     assert "last 10% of each run's steps" in section and "zero state" in section
+    assert "| rtrl | 3 | 1.825 [1.815, 1.835] | +0.015 [+0.005, +0.025] | 9,000 | 1,000 [1,000, 1,000] |" in section
     assert "| scheme | k2 = 5 | k2 = 10 | k2 = 20 | k2 = 40 | no truncation |" in section
     assert "| single | +0.310 [+0.300, +0.320] | +0.210 [+0.200, +0.220] | +0.030 [+0.020, +0.040] | " \
            "+0.020 [+0.010, +0.030] | – |" in section
