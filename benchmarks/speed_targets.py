@@ -43,6 +43,7 @@ def main() -> None:
         print(title, flush=True)
         frames.append(measure_speed(repeats=args.repeats, progress=say, **kw))
     df = pd.concat(frames, ignore_index=True)
+    df.attrs.update(frames[0].attrs, load_average_after=frames[-1].attrs.get("load_average_after"))
     write_speed(df, args.out, parameters={"repeats": args.repeats, "k2": k2s, "hidden": hs,
                                           "command": "python benchmarks/speed_targets.py"})
     pd.set_option("display.width", 200)

@@ -292,7 +292,9 @@ def measure_speed(schemes: Iterable[str] = SCHEMES, hidden: Iterable[int] = (128
     ids = synthetic_ids(vocab_size, seed=seed)
     rows = []
     say = progress or (lambda message: None)
+    load_before = list(os.getloadavg())
     with one_thread(torch_too=against_torch):
+        blas = blas_info()  # as limited for the measurement
         for dtype in dtypes:
             for H in hidden:
                 for K2 in k2:
@@ -307,7 +309,9 @@ def measure_speed(schemes: Iterable[str] = SCHEMES, hidden: Iterable[int] = (128
                             say(f"{name} H={H} k2={K2} B={B} {dtype}")
                             rows.append(_measure_one(name, cfg, vocab_size, ids, repeats, min_time, adam,
                                                      against_torch))
-    return pd.DataFrame(rows, columns=COLUMNS)
+    df = pd.DataFrame(rows, columns=COLUMNS)
+    df.attrs.update(blas=blas, load_average_before=load_before, load_average_after=list(os.getloadavg()))
+    return df
 
 
 def _measure_one(name, cfg, vocab_size, ids, repeats, min_time, adam, against_torch) -> dict:
@@ -428,7 +432,9 @@ def write_speed(df: pd.DataFrame, out: Path, *, parameters: dict | None = None) 
     out.mkdir(parents=True, exist_ok=True)
     csv, meta, png = out / "speed.csv", out / "speed.json", out / "speed.png"
     atomic_write(csv, lambda f: df.to_csv(f, index=False))
-    info = {"machine": machine_info(), "blas": blas_info(), "load_average": list(os.getloadavg()),
+    info = {"machine": machine_info(), "blas_while_measuring": df.attrs.get("blas", blas_info()),
+            "load_average_before": df.attrs.get("load_average_before"),
+            "load_average_after": df.attrs.get("load_average_after", list(os.getloadavg())),
             "parameters": parameters or {}, "targets": speed_targets(df).to_dict(orient="records")}
     try:
         import torch
