@@ -362,6 +362,86 @@ def gradcheck(scheme, k1, k2s, lrs, inject, optimizer, clip, hidden, batch, dtyp
     result.raise_if_failed()
 
 
+# ----------------------------------------------------------------------------- speed
+
+
+def int_list(values, name: str) -> tuple[int, ...]:
+    """Whole numbers from repeated options and comma lists (`--k2 5,10 --k2 20`), duplicates dropped."""
+    out = []
+    for value in values:
+        for part in str(value).split(","):
+            if part.strip():
+                try:
+                    out.append(int(part))
+                except ValueError:
+                    raise UserError(f"{name} takes whole numbers, e.g. {name} 5,10,20; got {part!r}") from None
+    return tuple(dict.fromkeys(out))
+
+
+@cli.command(context_settings={"show_default": True})
+@option("--scheme", "schemes", multiple=True, type=click.Choice(["chunked", "single", "stored", "sliding", "all"]),
+        help="Repeatable. [default: all]")
+@option("--hidden", multiple=True, help="Hidden sizes; repeatable or a comma list. [default: 128]")
+@option("--k2", multiple=True, help="Truncation lengths; repeatable or a comma list (chunked: k1 = k2). [default: 20]")
+@option("--batch", multiple=True, help="Batch sizes; repeatable or a comma list. [default: 1]")
+@option("--k1", type=int, default=1, help="Steps between updates (single, stored, sliding).")
+@option("--dtype", "dtypes", multiple=True, type=click.Choice(["float32", "float64"]), help="[default: float32]")
+@option("--repeats", type=int, default=7, help="Samples per timer; medians are reported.")
+@option("--min-time", type=float, default=0.05, help="Seconds per sample.")
+@option("--adam/--no-adam", default=True, help="Also time Adam and report its extra cost.")
+@option("--against-torch", is_flag=True, help="Also time the PyTorch versions (pip install -e '.[torch]').")
+@option("--out", type=click.Path(path_type=Path), default=None, help="Folder for speed.csv/.json/.png. [default: results/speed-<time>]")
+@option("--json", "as_json", is_flag=True, help="Print the rows as JSON on stdout.")
+def speed(schemes, hidden, k2, batch, k1, dtypes, repeats, min_time, adam, against_torch, out, as_json):
+    """Microseconds per time step of each scheme beside its BLAS lower bound (and PyTorch).
+
+    Plain SGD, one BLAS thread, medians of interleaved samples; ratios are taken within one run.
+
+    \b
+    Examples:
+      bpttbench speed
+      bpttbench speed --k2 5,20,50,200 --scheme single --scheme sliding
+      bpttbench speed --against-torch --batch 1,32
+    """
+    from bpttbench.runner import default_out_dir
+    from bpttbench.speed import SCHEMES as TIMED, measure_speed, speed_targets, write_speed
+
+    names = list(dict.fromkeys(s for n in (schemes or ("all",)) for s in (TIMED if n == "all" else (n,))))
+    grid = dict(hidden=int_list(hidden, "--hidden") or (128,), k2=int_list(k2, "--k2") or (20,),
+                batch=int_list(batch, "--batch") or (1,))
+    out_dir = out or default_out_dir(prefix="speed")
+    with stderr.status("timing") as status:
+        rows = measure_speed(names, grid["hidden"], grid["k2"], grid["batch"], k1=k1, dtypes=dtypes or ("float32",),
+                             repeats=repeats, min_time=min_time, adam=adam, against_torch=against_torch,
+                             progress=lambda message: status.update(f"timing {message}"))
+    parameters = dict(schemes=names, k1=k1, dtypes=list(dtypes or ("float32",)), repeats=repeats, min_time=min_time,
+                      adam=adam, against_torch=against_torch, **{k: list(v) for k, v in grid.items()})
+    paths = write_speed(rows, out_dir, parameters=parameters)
+    if as_json:
+        stdout.print_json(rows.to_json(orient="records"))
+        return
+    table = Table(title="microseconds per time step (CPU, median; plain SGD, one BLAS thread)")
+    columns = [("scheme", "scheme", "{}"), ("H", "hidden", "{}"), ("k2", "k2", "{}"), ("B", "batch", "{}"),
+               ("dtype", "dtype", "{}"), ("us/step", "us_per_step", "{:.1f}"), ("bound", "bound_us", "{:.1f}"),
+               ("ratio", "ratio", "{:.2f}"), ("Adam extra", "adam_extra_us", "{:+.0f}"),
+               ("torch", "torch_us_per_step", "{:.0f}"), ("torch/ours", "torch_speedup", "{:.1f}x")]
+    columns = [c for c in columns if c[1] in rows.columns]
+    for title, _, _ in columns:
+        table.add_column(title, justify="left" if title in ("scheme", "dtype") else "right")
+    for row in rows.to_dict("records"):
+        table.add_row(*("-" if row[key] is None or row[key] != row[key] else fmt.format(row[key]) for _, key, fmt in columns))
+    stdout.print(table)
+    targets = speed_targets(rows)
+    if len(targets):
+        check = Table(title="issue 5's targets")
+        for name in targets.columns:
+            check.add_column(str(name))
+        for row in targets.itertuples(index=False):
+            check.add_row(*("-" if v is None or v != v else f"{v:.3g}" if isinstance(v, float) else str(v) for v in row))
+        stdout.print(check)
+    stdout.print(f"results in {out_dir}: " + ", ".join(p.name for p in paths))
+
+
 # ----------------------------------------------------------------------------- report
 
 

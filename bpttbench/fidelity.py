@@ -35,7 +35,6 @@ import math
 import shutil
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Iterator, Sequence
 
@@ -436,13 +435,9 @@ def summarize(data: pd.DataFrame, tensor: str = "all") -> pd.DataFrame:
 
 def default_out_dir(root: Path = Path("results")) -> Path:
     """results/gradcheck-<UTC time>, with a suffix if that exists already."""
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
-    path = root / f"gradcheck-{stamp}"
-    n = 1
-    while path.exists():
-        n += 1
-        path = root / f"gradcheck-{stamp}-{n}"
-    return path
+    from bpttbench.runner import default_out_dir as timestamped
+
+    return timestamped(root, prefix="gradcheck")
 
 
 def _prepare_out_dir(out_dir: Path, force: bool) -> None:

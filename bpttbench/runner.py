@@ -145,13 +145,14 @@ class RunResult:
         return rows
 
 
-def default_out_dir(root: Path = Path("results")) -> Path:
+def default_out_dir(root: Path = Path("results"), prefix: str = "run") -> Path:
+    """results/<prefix>-<UTC time>, with a counter if that exists already."""
     stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
-    path = root / f"run-{stamp}"
+    path = root / f"{prefix}-{stamp}"
     n = 1
     while path.exists():
         n += 1
-        path = root / f"run-{stamp}-{n}"
+        path = root / f"{prefix}-{stamp}-{n}"
     return path
 
 
