@@ -262,8 +262,9 @@ def test_k2_is_not_used_and_steps_may_be_split(kind):
 @pytest.mark.parametrize("kind", ["rtrl", "uoro"])
 def test_training_loop_runs_and_learns(kind):
     corpus = tiny_corpus()
-    cfg = TrainConfig(scheme=kind, k1=1, k2=1, hidden=8, lr=0.01, budget_steps=1500, log_every=500, eval_every=0,
-                      eval_chars=300)
+    # Unclipped, as tuned: clipping uoro's high-variance estimates at norm 1 slows it past 1500 steps.
+    cfg = TrainConfig(scheme=kind, k1=1, k2=1, hidden=8, lr=0.01, clip=0.0, budget_steps=1500, log_every=500,
+                      eval_every=0, eval_chars=300)
     training = Training(cfg, corpus)
     training.compile()
     records = list(training.records())
