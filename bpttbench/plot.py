@@ -25,18 +25,16 @@ from matplotlib.lines import Line2D
 
 from bpttbench.errors import ResultsError
 from bpttbench.results import (
+    complete_runs,
     smooth_curve,
-    PLOTTED_UNIT_STATUSES,
     aggregation_rows,
     atomic_write,
     early_divergences,
     group_curves,
-    load_runs,
     median_band,
     nothing_to_show,
     ordered_groups,
     seed_curves,
-    split_complete,
 )
 
 DEFAULT_SMOOTH = 5  # log points in the moving average of the training loss
@@ -211,13 +209,7 @@ def plot_runs(
     if bad or not formats:
         raise ResultsError(f"cannot write plot format(s) {', '.join(bad) or '(none)'}; choose from {', '.join(sorted(supported))}")
 
-    runs = load_runs(path)
-    complete, skipped_runs = split_complete(runs)
-    skipped: list[tuple[Path, str]] = [(run.path, reason) for run, reason in skipped_runs]
-    for run in complete:
-        for unit in run.units:
-            if unit.get("status") not in PLOTTED_UNIT_STATUSES:
-                skipped.append((run.path / str(unit.get("key", "?")), f"unit status is {unit.get('status')!r}"))
+    complete, skipped = complete_runs(path)
     if not complete:
         why = skipped[0][1] if skipped else "none found"
         raise ResultsError(f"no complete runs under {path} ({len(skipped)} skipped, e.g. {skipped[0][0]}: {why}); plot a run that finished")

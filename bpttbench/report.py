@@ -60,19 +60,17 @@ import pandas as pd
 from bpttbench.config import ONLINE_SCHEMES
 from bpttbench.errors import ResultsError
 from bpttbench.results import (
+    complete_runs,
     step_weights,
     smooth_curve,
     GROUP_KEY,
     ONLINE_K2,
-    PLOTTED_UNIT_STATUSES,
     Run,
     atomic_write,
     config_sort_key,
     early_divergences,
     group_curves,
-    load_runs,
     nothing_to_show,
-    split_complete,
 )
 
 REPORT = "report.md"
@@ -570,13 +568,7 @@ def build_report(
     path = Path(path)
     _check_settings(target_loss=target_loss, at_time=at_time, at_steps=at_steps, bootstrap=bootstrap, delta=delta,
                     smooth=smooth, identical_tol=identical_tol, cosine_min=cosine_min, exact_tol=exact_tol)
-    runs = load_runs(path)
-    complete, skipped_runs = split_complete(runs)
-    skipped: list[tuple[Path, str]] = [(run.path, reason) for run, reason in skipped_runs]
-    for run in complete:
-        for unit in run.units:
-            if unit.get("status") not in PLOTTED_UNIT_STATUSES:
-                skipped.append((run.path / str(unit.get("key", "?")), f"unit status is {unit.get('status')!r}"))
+    complete, skipped = complete_runs(path)
     if not complete:
         example = f", e.g. {skipped[0][0]}: {skipped[0][1]}" if skipped else ""
         raise ResultsError(f"no complete runs under {path} ({len(skipped)} skipped{example}); report on a run that finished")

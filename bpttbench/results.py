@@ -583,6 +583,17 @@ def split_complete(runs: Iterable[Run]) -> tuple[list[Run], list[tuple[Run, str]
 # ----------------------------------------------------------------------------- grouping
 
 
+def complete_runs(path: Path) -> tuple[list[Run], list[tuple[Path, str]]]:
+    """The complete runs under path, and every run or unit that plots and reports leave out, with why."""
+    complete, skipped_runs = split_complete(load_runs(path))
+    skipped: list[tuple[Path, str]] = [(run.path, reason) for run, reason in skipped_runs]
+    for run in complete:
+        for unit in run.units:
+            if unit.get("status") not in PLOTTED_UNIT_STATUSES:
+                skipped.append((run.path / str(unit.get("key", "?")), f"unit status is {unit.get('status')!r}"))
+    return complete, skipped
+
+
 def _corpus_name(run: Run, unit: dict | None) -> str:
     if unit and unit.get("corpus"):
         return str(unit["corpus"])

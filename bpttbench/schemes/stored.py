@@ -6,8 +6,6 @@ Only what the backward pass needs is kept: a ring of k2 snapshots of W_hh and th
 
 from __future__ import annotations
 
-import numpy as np
-
 from bpttbench.schemes.base import aligned_zeros
 from bpttbench.schemes.single import Single
 
