@@ -76,3 +76,25 @@ def serving(directory: Path, *, truncate: bool = False):
         server.shutdown()
         server.server_close()
         thread.join(timeout=5)
+
+
+def invoke(args, capsys):
+    """Run `bpttbench ARGS` in-process; returns (exit code, stdout, stderr)."""
+    from bpttbench.cli import main
+
+    try:
+        main([str(a) for a in args])
+        code = 0
+    except SystemExit as exc:
+        code = exc.code or 0
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+@pytest.fixture
+def text_file(tmp_path):
+    """A 30,000-character synthetic text file (12 symbols) for runs through the CLI."""
+    ids = synthetic_ids(12, 30000, seed=5)
+    path = tmp_path / "tiny.txt"
+    path.write_text("".join("abcdefghijk "[i] for i in ids), encoding="utf-8")
+    return path

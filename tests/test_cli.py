@@ -7,28 +7,7 @@ import json
 import pandas as pd
 import pytest
 
-from bpttbench.cli import main
-
-from conftest import synthetic_ids
-
-
-def invoke(args, capsys):
-    """Run `bpttbench ARGS` in-process; returns (exit code, stdout, stderr)."""
-    try:
-        main(list(args))
-        code = 0
-    except SystemExit as exc:
-        code = exc.code or 0
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
-
-
-@pytest.fixture
-def text_file(tmp_path):
-    ids = synthetic_ids(12, 30000, seed=5)
-    path = tmp_path / "tiny.txt"
-    path.write_text("".join("abcdefghijk "[i] for i in ids), encoding="utf-8")
-    return path
+from conftest import invoke
 
 
 FAST = ["--hidden", "8", "--k2", "4", "--eval-chars", "200", "--log-every", "100", "--eval-every", "200"]

@@ -20,12 +20,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bpttbench.cli import main
 from bpttbench.corpus import load_corpus
 from bpttbench.runner import execute
 from bpttbench.sweep import SpecError, expand_grid, load_spec, parse_spec, plan_sweep, run_sweep
 
-from conftest import synthetic_ids
+from conftest import invoke
 
 # The fault-injecting hook below runs inside Dask workers, which cannot import this test module.
 cloudpickle.register_pickle_by_value(sys.modules[__name__])
@@ -42,28 +41,10 @@ value = 1000
 """
 
 
-@pytest.fixture
-def text_file(tmp_path):
-    ids = synthetic_ids(12, 30000, seed=5)
-    path = tmp_path / "tiny.txt"
-    path.write_text("".join("abcdefghijk "[i] for i in ids), encoding="utf-8")
-    return path
-
-
 def write_spec(tmp_path, text_file, body: str, name: str = "grid.toml") -> Path:
     path = tmp_path / name
     path.write_text(f'method = "grid"\ncorpus = "{text_file}"\n{body}\n{FAST}', encoding="utf-8")
     return path
-
-
-def invoke(args, capsys):
-    try:
-        main([str(a) for a in args])
-        code = 0
-    except SystemExit as exc:
-        code = exc.code or 0
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 def read_json(path: Path) -> dict:
