@@ -379,8 +379,8 @@ def int_list(values, name: str) -> tuple[int, ...]:
 
 
 @cli.command(context_settings={"show_default": True})
-@option("--scheme", "schemes", multiple=True, type=click.Choice(["chunked", "single", "stored", "sliding", "all"]),
-        help="Repeatable. [default: all]")
+@option("--scheme", "schemes", multiple=True, type=click.Choice([*SCHEMES, "all"]),
+        help="Repeatable; 'all' is the four truncated schemes (rtrl and uoro only when named, without a bound). [default: all]")
 @option("--hidden", multiple=True, help="Hidden sizes; repeatable or a comma list. [default: 128]")
 @option("--k2", multiple=True, help="Truncation lengths; repeatable or a comma list (chunked: k1 = k2). [default: 20]")
 @option("--batch", multiple=True, help="Batch sizes; repeatable or a comma list. [default: 1]")

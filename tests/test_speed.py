@@ -54,6 +54,16 @@ def test_measure_speed_returns_one_row_per_configuration_with_every_column():
     assert stored["resident_bytes"] - single["resident_bytes"] == 4 * (4 * 8 * 8 + 7 * 8) * 4
 
 
+def test_rtrl_and_uoro_are_timed_when_named_without_a_bound():
+    df = measure_speed(["rtrl", "uoro", "single"], hidden=(4,), k2=(3,), vocab_size=5, repeats=2, min_time=0.002)
+    online = df[df["scheme"].isin(["rtrl", "uoro"])]
+    assert len(online) == 2 and (online["us_per_step"] > 0).all() and (online["adam_us_per_step"] > 0).all()
+    assert online["bound_us"].isna().all() and online["ratio"].isna().all()
+    assert (df[df["scheme"] == "single"]["bound_us"] > 0).all()
+    with pytest.raises(UserError, match="rtrl at hidden=4096"):
+        measure_speed(["rtrl"], hidden=(4096,), repeats=1)
+
+
 def test_measure_speed_refuses_unknown_schemes_and_bad_repeats():
     with pytest.raises(UserError, match="unknown scheme"):
         measure_speed(["bogus"], hidden=(4,), repeats=1)
