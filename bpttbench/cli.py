@@ -296,7 +296,8 @@ class GradcheckProgress:
 
 
 @cli.command(context_settings={"show_default": True})
-@option("--scheme", type=click.Choice(["single", "stored"]), default="single", help="The scheme whose trajectory is followed.")
+@option("--scheme", type=click.Choice(["single", "stored", "rtrl"]), default="single",
+        help="The scheme whose trajectory is followed; rtrl adds each gradient's error against rtrl's untruncated one (use a small --hidden).")
 @option("--k1", type=int, default=1, help="Steps between updates.")
 @option("--k2", "k2s", type=int, multiple=True, help="Truncation length; repeat for several. [default: 5, 20, 50]")
 @option("--lr", "lrs", type=float, multiple=True, help="Learning rate; repeat for several. [default: 0.002, 0.02]")

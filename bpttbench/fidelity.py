@@ -54,7 +54,9 @@ from bpttbench.model import init_theta, param_shapes, split_theta
 from bpttbench.results import atomic_write, check_out_dir
 from bpttbench.schemes import make_scheme
 
-FOLLOWABLE = ("single", "stored")
+# rtrl is followed to compare the truncated gradients with the untruncated one it carries
+# (its sensitivities go back to step 1, through the weights of every past step).
+FOLLOWABLE = ("single", "stored", "rtrl")
 # Tensors reported one by one; bias_hh_l0's gradient is bias_ih_l0's, so it only counts in 'all'.
 TENSORS = ("weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "decoder.weight", "decoder.bias", "all")
 # single and stored against the exact gradient, single against stored (what storing past weights
@@ -118,6 +120,7 @@ class WindowGradients:
     exact: np.ndarray
     theta: np.ndarray  # the current weights (a copy)
     drift: float  # ||W_now - W_oldest|| / ||W_now|| over W_hh and the decoder, across the window
+    rtrl: np.ndarray | None = None  # when following rtrl: the untruncated gradient it will apply
 
 
 def next_window(scheme) -> Window:
@@ -278,8 +281,11 @@ def metric_rows(grads: WindowGradients, V: int, H: int, fd: tuple[np.ndarray, np
     """One row per (estimator, tensor); fd = (indices, g_exact in float64 at them, FD estimates) or None."""
     slices = tensor_slices(V, H)
     rows = []
-    pairs = (("single", grads.single, grads.exact), ("stored", grads.stored, grads.exact),
-             ("single_vs_stored", grads.single, grads.stored))
+    pairs = [("single", grads.single, grads.exact), ("stored", grads.stored, grads.exact),
+             ("single_vs_stored", grads.single, grads.stored)]
+    if grads.rtrl is not None:
+        pairs += [(f"{name}_vs_rtrl", g, grads.rtrl) for name, g in
+                  (("single", grads.single), ("stored", grads.stored), ("exact", grads.exact))]
     for estimator, g, against in pairs:
         for tensor in TENSORS:
             sl = slice(None) if tensor == "all" else slices[tensor]
@@ -322,7 +328,7 @@ class Follower:
 
     def __init__(self, cfg: TrainConfig, train_ids: np.ndarray, vocab_size: int, theta: np.ndarray | None = None):
         if cfg.scheme not in FOLLOWABLE:
-            raise ConfigError(f"gradcheck follows single or stored, not {cfg.scheme!r}; choose --scheme single or stored")
+            raise ConfigError(f"gradcheck follows single, stored or rtrl, not {cfg.scheme!r}; choose one of those with --scheme")
         theta = init_theta(vocab_size, cfg.hidden, cfg.seed, cfg.dtype) if theta is None else theta.astype(cfg.dtype)
         self.scheme = make_scheme(cfg, theta, vocab_size, train_ids)
         self.past_weights = {0: _snapshot(self.scheme)}  # update count -> (W_hh, W_dec) after it
@@ -361,8 +367,9 @@ class Follower:
             window = next_window(scheme)
             single, stored = truncated_gradients(scheme, window, self.past_weights)
             exact = exact_gradient(scheme, window)
+            rtrl = scheme.gradient_for_next_update() if scheme.name == "rtrl" else None
             grads = WindowGradients(window, single, stored, exact, scheme.theta.copy(),
-                                    _drift(scheme, window, self.past_weights))
+                                    _drift(scheme, window, self.past_weights), rtrl)
             bpc = self._loss_sum / self._loss_count / LN2 if self._loss_count else float("nan")
             self._loss_sum, self._loss_count = 0.0, 0
             yield Checkpoint(scheme.t, scheme.updates, bpc, grads, scheme, self.past_weights)
@@ -497,7 +504,7 @@ def gradcheck(
     gradcheck.csv (after every trajectory), gradcheck.json and the figures there.
     """
     if scheme not in FOLLOWABLE:
-        raise ConfigError(f"gradcheck follows single or stored, not {scheme!r}; choose --scheme single or stored")
+        raise ConfigError(f"gradcheck follows single, stored or rtrl, not {scheme!r}; choose one of those with --scheme")
     k2s = list(dict.fromkeys(int(k) for k in k2s))
     lrs = list(dict.fromkeys(float(lr) for lr in lrs))
     if not k2s or not lrs:

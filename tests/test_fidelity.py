@@ -12,7 +12,7 @@ from bpttbench import fidelity
 from bpttbench import reference as ref
 from bpttbench.config import TrainConfig
 from bpttbench.errors import ConfigError, ResultsError
-from bpttbench.fidelity import COLUMNS, FD_TOLERANCE, Follower, GradientCheckError, gradcheck
+from bpttbench.fidelity import COLUMNS, FD_TOLERANCE, Follower, GradientCheckError, gradcheck, metric_rows
 from bpttbench.model import init_theta, param_shapes, split_theta
 
 from conftest import synthetic_ids, tiny_corpus
@@ -161,6 +161,25 @@ def test_moving_weights_separate_single_and_stored_from_exact():
         assert rel(g.single, g.stored) > 1e-6
 
 
+def test_following_rtrl_measures_truncation_against_its_untruncated_gradient():
+    # lr = 0: rtrl's gradient is full BPTT from step 1. A window reaching back to step 1 is all of
+    # it (exact == rtrl); a 3-step window is not, and that bias is what the _vs_rtrl rows report.
+    for cp in Follower(config("rtrl", k2=40, lr=0.0), IDS, V).checkpoints([6, 20]):
+        assert cp.gradients.window.first == 1
+        assert rel(cp.gradients.exact, cp.gradients.rtrl) < 1e-10
+    for cp in Follower(config("rtrl", k2=3, lr=0.0), IDS, V).checkpoints([12, 20]):
+        g = cp.gradients
+        assert rel(g.exact, g.rtrl) > 1e-4
+        assert np.array_equal(g.single, g.stored)
+        rows = {(r["estimator"], r["tensor"]): r for r in metric_rows(g, V, H, None)}
+        assert rows[("exact_vs_rtrl", "all")]["rel_error"] == pytest.approx(rel(g.exact, g.rtrl))
+        assert ("single_vs_rtrl", "all") in rows and ("stored_vs_rtrl", "all") in rows
+    # a single trajectory has no rtrl gradient to compare with
+    cp = next(Follower(config(k2=3), IDS, V).checkpoints([5]))
+    assert cp.gradients.rtrl is None
+    assert not any(r["estimator"].endswith("_vs_rtrl") for r in metric_rows(cp.gradients, V, H, None))
+
+
 def test_stored_weights_are_those_of_each_step():
     """Following `stored`, the past weights kept by gradcheck are the scheme's own snapshots."""
     follower = Follower(config("stored", k1=1, k2=5, lr=0.1), IDS, V)
@@ -250,7 +269,7 @@ def test_skipping_finite_differences_is_not_a_failure():
 
 
 @pytest.mark.parametrize("kw,match", [
-    (dict(scheme="sliding"), "single or stored"),
+    (dict(scheme="sliding"), "single, stored or rtrl"),
     (dict(every=1000), "no checkpoint"),
     (dict(k2s=(0,)), "k2 must be at least 1"),
     (dict(n_fd=-1), "fd-weights"),
