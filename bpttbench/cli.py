@@ -296,7 +296,7 @@ class GradcheckProgress:
 
 
 @cli.command(context_settings={"show_default": True})
-@option("--scheme", type=click.Choice(["single", "stored", "rtrl"]), default="single",
+@option("--scheme", type=click.Choice(["single", "stored", "rtrl", "uoro"]), default="single",
         help="The scheme whose trajectory is followed; rtrl adds each gradient's error against rtrl's untruncated one (use a small --hidden).")
 @option("--k1", type=int, default=1, help="Steps between updates.")
 @option("--k2", "k2s", type=int, multiple=True, help="Truncation length; repeat for several. [default: 5, 20, 50]")

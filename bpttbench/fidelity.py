@@ -55,8 +55,9 @@ from bpttbench.results import atomic_write, check_out_dir
 from bpttbench.schemes import make_scheme
 
 # rtrl is followed to compare the truncated gradients with the untruncated one it carries
-# (its sensitivities go back to step 1, through the weights of every past step).
-FOLLOWABLE = ("single", "stored", "rtrl")
+# (its sensitivities go back to step 1, through the weights of every past step); uoro to see the
+# truncated gradients along its trajectory.
+FOLLOWABLE = ("single", "stored", "rtrl", "uoro")
 # Tensors reported one by one; bias_hh_l0's gradient is bias_ih_l0's, so it only counts in 'all'.
 TENSORS = ("weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "decoder.weight", "decoder.bias", "all")
 # single and stored against the exact gradient, single against stored (what storing past weights
@@ -328,7 +329,7 @@ class Follower:
 
     def __init__(self, cfg: TrainConfig, train_ids: np.ndarray, vocab_size: int, theta: np.ndarray | None = None):
         if cfg.scheme not in FOLLOWABLE:
-            raise ConfigError(f"gradcheck follows single, stored or rtrl, not {cfg.scheme!r}; choose one of those with --scheme")
+            raise ConfigError(f"gradcheck follows single, stored, rtrl or uoro, not {cfg.scheme!r}; choose one of those with --scheme")
         theta = init_theta(vocab_size, cfg.hidden, cfg.seed, cfg.dtype) if theta is None else theta.astype(cfg.dtype)
         self.scheme = make_scheme(cfg, theta, vocab_size, train_ids)
         self.past_weights = {0: _snapshot(self.scheme)}  # update count -> (W_hh, W_dec) after it
@@ -504,7 +505,7 @@ def gradcheck(
     gradcheck.csv (after every trajectory), gradcheck.json and the figures there.
     """
     if scheme not in FOLLOWABLE:
-        raise ConfigError(f"gradcheck follows single, stored or rtrl, not {scheme!r}; choose one of those with --scheme")
+        raise ConfigError(f"gradcheck follows single, stored, rtrl or uoro, not {scheme!r}; choose one of those with --scheme")
     k2s = list(dict.fromkeys(int(k) for k in k2s))
     lrs = list(dict.fromkeys(float(lr) for lr in lrs))
     if not k2s or not lrs:

@@ -174,10 +174,11 @@ def test_following_rtrl_measures_truncation_against_its_untruncated_gradient():
         rows = {(r["estimator"], r["tensor"]): r for r in metric_rows(g, V, H, None)}
         assert rows[("exact_vs_rtrl", "all")]["rel_error"] == pytest.approx(rel(g.exact, g.rtrl))
         assert ("single_vs_rtrl", "all") in rows and ("stored_vs_rtrl", "all") in rows
-    # a single trajectory has no rtrl gradient to compare with
-    cp = next(Follower(config(k2=3), IDS, V).checkpoints([5]))
-    assert cp.gradients.rtrl is None
-    assert not any(r["estimator"].endswith("_vs_rtrl") for r in metric_rows(cp.gradients, V, H, None))
+    # single and uoro trajectories have no rtrl gradient to compare with
+    for scheme in ("single", "uoro"):
+        cp = next(Follower(config(scheme, k2=3), IDS, V).checkpoints([5]))
+        assert cp.gradients.rtrl is None and cp.step == 5
+        assert not any(r["estimator"].endswith("_vs_rtrl") for r in metric_rows(cp.gradients, V, H, None))
 
 
 def test_stored_weights_are_those_of_each_step():
@@ -269,7 +270,7 @@ def test_skipping_finite_differences_is_not_a_failure():
 
 
 @pytest.mark.parametrize("kw,match", [
-    (dict(scheme="sliding"), "single, stored or rtrl"),
+    (dict(scheme="sliding"), "single, stored, rtrl or uoro"),
     (dict(every=1000), "no checkpoint"),
     (dict(k2s=(0,)), "k2 must be at least 1"),
     (dict(n_fd=-1), "fd-weights"),
