@@ -12,8 +12,6 @@ import pytest
 
 from bpttbench.corpus import Corpus, corpus_from_text
 
-SHARED_CORPORA = Path(__file__).resolve().parents[2] / "shared" / "corpora"
-
 
 def synthetic_ids(vocab_size: int, n: int, seed: int = 0) -> np.ndarray:
     """A stream with some structure (a noisy cycle), so training has something to learn."""
@@ -36,12 +34,19 @@ def corpus():
     return tiny_corpus()
 
 
-@pytest.fixture(scope="session")
-def shakespeare_path() -> Path:
-    path = SHARED_CORPORA / "tinyshakespeare.txt"
-    if not path.exists():
-        pytest.skip(f"{path} not found (the shared corpora sit beside the checkout)")
-    return path
+def central_differences(f, theta, indices=None, eps=1e-5) -> np.ndarray:
+    """Central finite differences of f at theta (all entries, or those at indices); theta is restored."""
+    indices = np.arange(theta.size) if indices is None else indices
+    estimate = np.zeros(len(indices))
+    for n, i in enumerate(indices):
+        saved = theta[i]
+        theta[i] = saved + eps
+        up = f(theta)
+        theta[i] = saved - eps
+        down = f(theta)
+        theta[i] = saved
+        estimate[n] = (up - down) / (2 * eps)
+    return estimate
 
 
 @contextlib.contextmanager

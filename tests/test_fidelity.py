@@ -15,7 +15,7 @@ from bpttbench.errors import ConfigError, ResultsError
 from bpttbench.fidelity import COLUMNS, FD_TOLERANCE, Follower, GradientCheckError, gradcheck, metric_rows
 from bpttbench.model import init_theta, param_shapes, split_theta
 
-from conftest import synthetic_ids, tiny_corpus
+from conftest import central_differences, synthetic_ids, tiny_corpus
 
 V, H, B = 6, 5, 2
 IDS = synthetic_ids(V, 600, seed=3)
@@ -90,20 +90,6 @@ class RefTrajectory:
         return flat(single), flat(stored), flat(exact), loss, flat(self.p)
 
 
-def central_differences(f, theta, eps=1e-5):
-    theta = theta.copy()
-    out = np.zeros(theta.size)
-    for i in range(theta.size):
-        saved = theta[i]
-        theta[i] = saved + eps
-        up = f(theta)
-        theta[i] = saved - eps
-        down = f(theta)
-        theta[i] = saved
-        out[i] = (up - down) / (2 * eps)
-    return out
-
-
 # Checkpoints 4 and 7 are closer than k2 (the period-by-period stepping carries on), 9 and 20 are
 # reached through one scheme.run call first; with k1 = 2 they are update counts (steps 8, 14, ...).
 CHECKPOINTS = [4, 7, 9, 20]
@@ -128,7 +114,7 @@ def test_gradients_match_the_reference(scheme, k1, k2):
         applied = cp.scheme.gradient_for_next_update()
         assert rel(g.single if scheme == "single" else g.stored, applied) < 1e-12
         # and the exact one is the gradient of the window loss, by finite differences of the reference
-        assert rel(g.exact, central_differences(loss, theta)) < 1e-6
+        assert rel(g.exact, central_differences(loss, theta.copy())) < 1e-6
         seen += 1
     assert seen == len(CHECKPOINTS)
 

@@ -10,7 +10,7 @@ from bpttbench.config import TrainConfig
 from bpttbench.model import init_theta, split_theta
 from bpttbench.schemes import make_scheme
 
-from conftest import synthetic_ids
+from conftest import central_differences, synthetic_ids
 
 V, H, B = 6, 5, 2
 IDS = synthetic_ids(V, 600, seed=3)
@@ -58,19 +58,6 @@ def test_kernel_trajectory_matches_reference(scheme, k1, k2, inject, dtype, tol)
     for name, view in split_theta(theta, V, H).items():
         scale = np.max(np.abs(ref_p[name]))
         assert np.max(np.abs(view - ref_p[name])) / scale < tol, name
-
-
-def central_differences(f, theta, indices, eps=1e-5):
-    estimate = np.zeros(len(indices))
-    for n, i in enumerate(indices):
-        saved = theta[i]
-        theta[i] = saved + eps
-        up = f(theta)
-        theta[i] = saved - eps
-        down = f(theta)
-        theta[i] = saved
-        estimate[n] = (up - down) / (2 * eps)
-    return estimate
 
 
 def window_objective(scheme, first, t_next, injected_from, h0, c0):
