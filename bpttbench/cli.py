@@ -183,7 +183,7 @@ def run(schemes, k1, k2, inject, hidden, batch, optimizer, lr, clip, dtype, budg
       bpttbench run --scheme all --steps 300 --strict
     """
     from bpttbench.corpus import load_corpus
-    from bpttbench.results import check_out_dir
+    from bpttbench.files import check_out_dir
     from bpttbench.runner import check_units_fit, default_out_dir, execute, plan_units
 
     if budget is not None and steps is not None:
@@ -196,7 +196,7 @@ def run(schemes, k1, k2, inject, hidden, batch, optimizer, lr, clip, dtype, budg
     settings = dict(k1=DEFAULTS.k1 if k1 is None else k1, k2=k2, inject=inject, hidden=hidden, batch=batch,
                     optimizer=optimizer, lr=lr, clip=clip, dtype=dtype, budget_seconds=budget_seconds,
                     budget_steps=steps, log_every=log_every, eval_every=eval_every, eval_chars=eval_chars)
-    seed_list = [seed] if seed is not None else list(range(seeds or 1))
+    seed_list = [seed] if seed is not None else range(seeds or 1)
     units = plan_units(settings, schemes or ("single", "sliding"), seed_list, k1_given=k1 is not None)
     out_dir = out or default_out_dir()
     check_out_dir(out_dir, force=force)

@@ -51,7 +51,7 @@ from bpttbench.corpus import check_corpus_fits
 from bpttbench.errors import BpttbenchError, ConfigError, ResultsError
 from bpttbench.kernels.lstm import forward_step, param_views, read_inputs, window_backward
 from bpttbench.model import init_theta, param_shapes, split_theta
-from bpttbench.results import atomic_write, check_out_dir
+from bpttbench.files import atomic_write, check_out_dir
 from bpttbench.schemes import make_scheme
 
 # rtrl is followed to compare the truncated gradients with the untruncated one it carries

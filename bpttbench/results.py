@@ -22,14 +22,11 @@ seed of the group has data.
 from __future__ import annotations
 
 import csv
-import errno
 import json
 import math
 import os
 import re
-import shutil
-import tempfile
-from dataclasses import asdict, dataclass, field, is_dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterable
@@ -40,6 +37,7 @@ import pandas as pd
 from bpttbench import __version__
 from bpttbench.config import ONLINE_SCHEMES, TrainConfig
 from bpttbench.errors import ResultsError
+from bpttbench.files import atomic_write, clear_dir, make_dir, now as _now, write_error as _write_error, write_json as _write_json
 from bpttbench.records import Record, RunOutcome
 
 MANIFEST = "manifest.json"
@@ -69,168 +67,17 @@ ONLINE_K2 = 1
 # Sorting and colours follow the question: sliding window first (blue), single pass (red).
 SCHEME_ORDER = ("sliding", "single", "stored", "chunked")
 
-_UMASK = os.umask(0)
-os.umask(_UMASK)
-
 _NAME_RE = re.compile(r"^[A-Za-z0-9_=+-][A-Za-z0-9._=+-]*$")
 
 
 # ----------------------------------------------------------------------------- helpers
 
 
-def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
-
-
-def _hint(exc: OSError) -> str:
-    code = getattr(exc, "errno", None)
-    if code in (errno.ENOSPC, getattr(errno, "EDQUOT", -1)):
-        return "free space or choose --out elsewhere"
-    if code in (errno.EACCES, errno.EPERM):
-        return "check its permissions or choose --out elsewhere"
-    if code == errno.EROFS:
-        return "the filesystem is read-only; choose --out elsewhere"
-    return "choose --out elsewhere"
-
-
-def _write_error(path: Path, exc: OSError, verb: str = "write") -> ResultsError:
-    reason = exc.strerror or str(exc) or type(exc).__name__
-    return ResultsError(f"could not {verb} {path}: {reason}; {_hint(exc)}")
-
-
-def _json_default(obj: Any) -> Any:
-    if isinstance(obj, Path):
-        return str(obj)
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    if is_dataclass(obj) and not isinstance(obj, type):
-        return asdict(obj)
-    if isinstance(obj, (set, frozenset, tuple)):
-        return list(obj)
-    return str(obj)
-
-
-def _finite_json(obj: Any) -> Any:
-    """Strict JSON has no NaN or Infinity: a diverged loss is recorded as null."""
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
-    if isinstance(obj, dict):
-        return {str(k): _finite_json(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_finite_json(v) for v in obj]
-    return obj
-
-
-def _fsync_dir(directory: Path) -> None:
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass  # some filesystems refuse fsync on directories; the file itself was synced
-    finally:
-        os.close(fd)
-
-
-def atomic_write(path: Path, write, *, binary: bool = False) -> None:
-    """Write path through a temp file in the same directory, fsync, os.replace.
-
-    `write` receives the open file. Any OSError becomes a one-line ResultsError and the old
-    file, if any, is left as it was.
-    """
-    path = Path(path)
-    tmp = None
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp makes 0600; results are meant to be shared
-        with os.fdopen(fd, "wb" if binary else "w", **({} if binary else {"encoding": "utf-8", "newline": ""})) as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-        tmp = None
-    except OSError as exc:
-        raise _write_error(path, exc) from exc
-    finally:
-        if tmp is not None:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
-    _fsync_dir(path.parent)
-
-
-def _write_json(path: Path, data: Any) -> None:
-    text = json.dumps(_finite_json(json.loads(json.dumps(data, default=_json_default))), indent=2) + "\n"
-    atomic_write(path, lambda f: f.write(text))
-
-
 def _format_float(x: float) -> str:
     return repr(float(x))
 
 
-def _dangerous_to_clear(path: Path) -> str | None:
-    """Why --force must not empty this directory, or None if it may."""
-    resolved = path.resolve()
-    if resolved == Path(resolved.anchor):
-        return "it is the filesystem root"
-    if resolved == Path.home().resolve():
-        return "it is your home directory"
-    cwd = Path.cwd().resolve()
-    if resolved == cwd or resolved in cwd.parents:
-        return "it holds the current directory"
-    if (resolved / ".git").exists():
-        return "it is a git checkout"
-    return None
-
-
 # ----------------------------------------------------------------------------- writing
-
-
-def _probe_writable(directory: Path, shown: Path) -> None:
-    """ResultsError unless a directory can be made in `directory` (and removes it again).
-
-    Permission bits do not tell: a read-only mount, a full quota, procfs, or root (who ignores
-    them) all answer differently from what os.access says.
-    """
-    try:
-        os.rmdir(tempfile.mkdtemp(prefix=".bpttbench-probe-", dir=directory))
-    except OSError as exc:
-        raise _write_error(shown, exc, "create") from exc
-
-
-def check_out_dir(path: Path, *, force: bool) -> list[Path]:
-    """Refuse an output directory that cannot become a run directory; returns what --force would remove.
-
-    Callers run it before any work starts, so a bad --out fails in the first second.
-    """
-    path = Path(path)
-    if not (path.exists() or path.is_symlink()):
-        ancestor = path.absolute().parent
-        while not (ancestor.exists() or ancestor.is_symlink()):
-            ancestor = ancestor.parent
-        if not ancestor.is_dir():
-            raise ResultsError(f"could not create {path}: {ancestor} is a file, not a directory; choose another --out")
-        _probe_writable(ancestor, path)
-        return []
-    if not path.is_dir():
-        raise ResultsError(f"{path} is a file, not a directory; choose another --out")
-    try:
-        children = list(path.iterdir())
-    except OSError as exc:
-        raise _write_error(path, exc, "read") from exc
-    _probe_writable(path, path)
-    if children:
-        if not force:
-            raise ResultsError(f"{path} already holds files; choose another --out or pass --force to replace them")
-        danger = _dangerous_to_clear(path)
-        if danger:
-            raise ResultsError(f"refusing to clear {path} with --force: {danger}; choose a dedicated --out directory")
-    return children
 
 
 class RunWriter:
@@ -243,7 +90,7 @@ class RunWriter:
 
     def __init__(self, out_dir: Path, *, force: bool, manifest: dict):
         self.path = Path(out_dir)
-        self._prepare_dir(force)
+        clear_dir(self.path, force=force)
         self._closed = False
         self._curves_file = None
         self._rows = 0
@@ -273,27 +120,6 @@ class RunWriter:
     @property
     def run_id(self) -> str:
         return str(self.manifest["run_id"])
-
-    def _prepare_dir(self, force: bool) -> None:
-        path = self.path
-        children = check_out_dir(path, force=force)
-        if path.exists() or path.is_symlink():
-            if children:
-                for child in children:
-                    try:
-                        if child.is_dir() and not child.is_symlink():
-                            shutil.rmtree(child)
-                        else:
-                            child.unlink()
-                    except OSError as exc:
-                        raise _write_error(child, exc, "remove") from exc
-        else:
-            try:
-                path.mkdir(parents=True)
-            except OSError as exc:
-                raise _write_error(path, exc, "create") from exc
-        if not os.access(path, os.W_OK | os.X_OK):
-            raise ResultsError(f"could not write {path}: Permission denied; check its permissions or choose --out elsewhere")
 
     def _write_manifest(self) -> None:
         self.manifest["updated_at"] = _now()
@@ -384,11 +210,7 @@ class RunWriter:
         """Save arrays as weights/<name>.npz; returns the path."""
         if not _NAME_RE.match(name) or name.endswith(".npz"):
             raise ResultsError(f"invalid weights name {name!r}; use letters, digits and . _ = + - without the .npz suffix")
-        folder = self.path / WEIGHTS_DIR
-        try:
-            folder.mkdir(exist_ok=True)
-        except OSError as exc:
-            raise _write_error(folder, exc, "create") from exc
+        folder = make_dir(self.path / WEIGHTS_DIR)
         path = folder / f"{name}.npz"
         arrays = {str(k): np.asarray(v) for k, v in state_dict.items()}
         atomic_write(path, lambda f: np.savez(f, **arrays), binary=True)

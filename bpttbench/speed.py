@@ -437,7 +437,7 @@ def blas_info() -> list[dict]:
 
 def write_speed(df: pd.DataFrame, out: Path, *, parameters: dict | None = None) -> list[Path]:
     """speed.csv (the rows), speed.json (machine, parameters, targets) and speed.png into out."""
-    from bpttbench.results import atomic_write
+    from bpttbench.files import atomic_write
     from bpttbench.runner import machine_info
 
     out = Path(out)

@@ -63,7 +63,8 @@ from typing import Any, Callable
 
 from bpttbench.config import DTYPES, INJECTS, ONLINE_SCHEMES, OPTIMIZERS, TrainConfig, format_duration, parse_duration
 from bpttbench.errors import ConfigError, ResultsError, UserError
-from bpttbench.results import MANIFEST, ONLINE_K2, _write_json
+from bpttbench.files import write_json as _write_json
+from bpttbench.results import MANIFEST, ONLINE_K2
 
 SWEEP_MANIFEST = "sweep.json"
 LOCK_FILE = ".sweep.lock"

@@ -44,17 +44,35 @@ def eval_scratch(hidden: int, vocab_size: int, dtype) -> tuple:
     )
 
 
-def warm_up(cfg: TrainConfig) -> float:
-    """Compile (or load from Numba's cache) every kernel cfg's run will call; returns seconds taken."""
+def warm_up(cfg: TrainConfig, train_ids: np.ndarray | None = None, val_ids: np.ndarray | None = None) -> float:
+    """Compile (or load from Numba's cache) every kernel cfg's run will call; returns seconds taken.
+
+    Numba specialises on every argument's type, read-only flag and layout included, and a size-1
+    axis can change a view's layout: so the warm-up runs a tiny copy of cfg whose every size keeps
+    cfg's size-1-ness, on id arrays flagged like the ones the run will read (a corpus's are read-only).
+    Otherwise the first real block compiles new specialisations on the training clock.
+    """
     start = time.perf_counter()
-    k = 2 if cfg.scheme == "chunked" else 1
-    tiny = TrainConfig(scheme=cfg.scheme, k1=k, k2=2, inject=cfg.inject, hidden=2, batch=1, optimizer=cfg.optimizer,
-                       dtype=cfg.dtype, budget_steps=2 * k)
-    ids = np.array([0, 1, 2, 1, 0, 2, 1, 0], np.int32)
-    scheme = make_scheme(tiny, init_theta(3, 2, 0, cfg.dtype), 3, ids)
-    scheme.run(2 * k, np.zeros(2 * k))
-    evaluate(scheme.theta, 3, 2, ids, 4, eval_scratch(2, 3, np.dtype(cfg.dtype)))
+    small = {name: min(getattr(cfg, name), 2) for name in ("k1", "k2", "hidden", "batch")}
+    if cfg.scheme == "chunked":
+        small["k1"] = small["k2"]
+    periods = 2 * small["k1"]
+    tiny = cfg.replace(**small, budget_seconds=None, budget_steps=periods)
+    vocab_size = 3
+    pattern = np.array([0, 1, 2, 1, 0, 2, 1, 0], np.int32)
+    train = _warm_up_ids(train_ids, pattern, 4 * small["batch"] + 4)
+    val = _warm_up_ids(val_ids, pattern, 8)
+    scheme = make_scheme(tiny, init_theta(vocab_size, tiny.hidden, 0, cfg.dtype), vocab_size, train)
+    scheme.run(periods, np.zeros(periods))
+    evaluate(scheme.theta, vocab_size, tiny.hidden, val, min(4, len(val)), eval_scratch(tiny.hidden, vocab_size, np.dtype(cfg.dtype)))
     return time.perf_counter() - start
+
+
+def _warm_up_ids(like: np.ndarray | None, pattern: np.ndarray, n: int) -> np.ndarray:
+    """n ids of the pattern, typed like `like` (writable or not; read-only, as a corpus's, by default)."""
+    ids = np.resize(pattern, n).astype(np.int32)
+    ids.flags.writeable = bool(like is not None and like.flags.writeable)
+    return ids
 
 
 class Training:
@@ -81,7 +99,7 @@ class Training:
         return self.scheme.theta
 
     def compile(self) -> float:
-        self.outcome.compile_s = warm_up(self.cfg)
+        self.outcome.compile_s = warm_up(self.cfg, self.scheme.ids, self.val_ids)
         return self.outcome.compile_s
 
     def validation_bpc(self) -> float:

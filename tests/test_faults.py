@@ -275,18 +275,18 @@ def test_file_size_limit_ends_with_one_line_and_no_complete_claim(corpus_file, t
 
 def test_injected_enospc_in_the_manifest_keeps_the_previous_one(corpus_file, tmp_path, capsys, monkeypatch):
     """The manifest is replaced atomically: a write that fails leaves the previous, parseable one."""
-    import bpttbench.results as results
+    import bpttbench.files as files
 
-    real = results.atomic_write
+    real = files.atomic_write
     calls = {"n": 0}
 
     def failing(path, write, *, binary=False):
         calls["n"] += 1
         if Path(path).name == "manifest.json" and calls["n"] > 2:  # the first two: start, first unit
-            raise results._write_error(Path(path), OSError(errno.ENOSPC, os.strerror(errno.ENOSPC)))
+            raise files.write_error(Path(path), OSError(errno.ENOSPC, os.strerror(errno.ENOSPC)))
         return real(path, write, binary=binary)
 
-    monkeypatch.setattr(results, "atomic_write", failing)
+    monkeypatch.setattr(files, "atomic_write", failing)
     run = tmp_path / "run"
     code, _, err = invoke(["run", "--scheme", "single", "--steps", "300", "--corpus", str(corpus_file), "--out", str(run),
                            "-q", *TINY], capsys)

@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 from bpttbench.config import DTYPES, INJECTS, MAX_HIDDEN, ONLINE_SCHEMES, OPTIMIZERS, SCHEMES, TrainConfig, parse_duration
 from bpttbench.corpus import check_corpus_fits, corpus_from_text, load_corpus
 from bpttbench.errors import ConfigError, CorpusError
-from bpttbench.results import _write_json
+from bpttbench.files import write_json
 
 SETTINGS = settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -119,7 +119,7 @@ def test_any_valid_config_round_trips_through_the_manifest(scratch, cfg):
     assert TrainConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
     # ... and through the writer run directories use (strict JSON, atomic replace).
     path = scratch / "manifest.json"
-    _write_json(path, {"configuration": [cfg.to_dict()]})
+    write_json(path, {"configuration": [cfg.to_dict()]})
     back = TrainConfig.from_dict(json.loads(path.read_text(encoding="utf-8"))["configuration"][0])
     assert back == cfg and back.to_dict() == cfg.to_dict()
     assert cfg.replace() == cfg

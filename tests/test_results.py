@@ -16,7 +16,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bpttbench import results
+from bpttbench import files, results
 from bpttbench.config import TrainConfig
 from bpttbench.errors import ResultsError
 from bpttbench.records import Record, RunOutcome
@@ -253,7 +253,7 @@ def test_unwritable_dir_injected(tmp_path, monkeypatch):
     def denied(*args, **kwargs):
         raise PermissionError(errno.EACCES, "Permission denied")
 
-    monkeypatch.setattr(results.tempfile, "mkstemp", denied)
+    monkeypatch.setattr(files.tempfile, "mkstemp", denied)
     with pytest.raises(ResultsError) as e:
         RunWriter(tmp_path / "run", force=False, manifest={})
     text = one_line(e)
@@ -269,7 +269,7 @@ def test_disk_full_on_manifest_keeps_the_old_one(tmp_path, monkeypatch):
     w = RunWriter(out, force=False, manifest={"run_id": "r"})
     key = w.start_unit(cfg(), "tiny")
     w.add_record(key, Record(step=10, updates=10, wall_s=1.0, train_bpc=3.0))
-    monkeypatch.setattr(results.os, "fsync", _disk_full)
+    monkeypatch.setattr(files.os, "fsync", _disk_full)
     with pytest.raises(ResultsError) as e:
         w.finish_unit(key, RunOutcome(status="complete", steps=10))
     assert one_line(e) == f"could not write {out / 'manifest.json'}: No space left on device; free space or choose --out elsewhere"
@@ -283,7 +283,7 @@ def test_disk_full_inside_context_manager_still_leaves_a_parseable_manifest(tmp_
     with pytest.raises(ResultsError, match="No space left on device"):
         with RunWriter(out, force=False, manifest={}) as w:
             key = w.start_unit(cfg(), "tiny")
-            monkeypatch.setattr(results.os, "fsync", _disk_full)
+            monkeypatch.setattr(files.os, "fsync", _disk_full)
             w.finish_unit(key, RunOutcome(status="complete"))
     assert manifest(out)["status"] == "running"
 

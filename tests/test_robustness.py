@@ -133,6 +133,9 @@ BAD_INPUTS = [
     ("run-budget-nan", ["run", "--budget", "nan"], 2, "must be positive", None),
     ("run-steps-negative", ["run", "--steps=-5"], 2, "step budget must be a positive whole number", None),
     ("run-seeds-zero", ["run", "--seeds", "0", "--steps", "50"], 2, "--seeds must be at least 1", None),
+    # Refused from its size, before a list of 10^8 seeds is built (it used to take 8 GB).
+    ("run-seeds-huge", ["run", "--seeds", "100000000", "--steps", "10", "--hidden", "4"], 2,
+     "200,000,000 runs (2 schemes × 100,000,000 seeds), more than the limit of 10,000", None),
     ("run-unknown-scheme", ["run", "--scheme", "rtr", "--steps", "50"], 2, "'rtr' is not one of", None),
     # output directories
     ("run-out-exists", ["run", "--corpus", "{d}/good.txt", "--steps", "50", "--out", "{d}/full"], 2,

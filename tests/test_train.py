@@ -111,9 +111,56 @@ def test_training_learns_the_synthetic_structure(corpus):
     assert records[-1].train_bpc < records[0].train_bpc - 0.3
 
 
-def test_train_generator_compiles_first(corpus):
+def compiled_signatures() -> dict[str, int]:
+    """How many specialisations each of bpttbench's Numba dispatchers holds now."""
+    import importlib
+    import pkgutil
+
+    from numba.core.dispatcher import Dispatcher
+
+    import bpttbench.kernels
+    import bpttbench.schemes
+
+    counts = {}
+    for package in (bpttbench.kernels, bpttbench.schemes):
+        for info in pkgutil.iter_modules(package.__path__, package.__name__ + "."):
+            module = importlib.import_module(info.name)
+            for name, obj in vars(module).items():
+                if isinstance(obj, Dispatcher) and obj.__module__ == info.name:
+                    counts[f"{info.name}.{name}"] = len(obj.signatures)
+    return counts
+
+
+NO_COMPILE_CASES = [
+    dict(scheme=scheme, dtype=dtype, optimizer=optimizer, clip=clip, batch=batch)
+    for scheme in ("chunked", "single", "stored", "sliding", "rtrl", "uoro")
+    for dtype in ("float32", "float64")
+    for optimizer, clip in (("adam", 1.0), ("sgd", 0.0))
+    for batch in (1, 3)
+] + [dict(scheme="single", k2=1, hidden=1), dict(scheme="sliding", k1=2, k2=2, batch=2, hidden=2)]
+
+
+@pytest.mark.parametrize("case", NO_COMPILE_CASES, ids=lambda c: "-".join(f"{v}" for v in c.values()))
+def test_nothing_compiles_once_the_clock_runs(corpus, case):
+    """compile() must leave the budgeted loop nothing to compile: on a cold cache that time would
+    land on the training clock (a corpus's ids are read-only, and Numba types them apart)."""
+    settings = dict(k1=4 if case["scheme"] == "chunked" else 1, k2=4, hidden=4, budget_steps=40, log_every=20,
+                    eval_every=20, eval_chars=50, lr=0.01)
+    cfg = config(**{**settings, **case})
+    assert not corpus.train_ids.flags.writeable  # as every real corpus's
+    training = Training(cfg, corpus, clock=fake_clock())
+    training.compile()
+    before = compiled_signatures()
+    assert before, "no Numba dispatchers found: the test would pass vacuously"
+    records = list(training.records())
+    assert training.outcome.status == "complete" and records[-1].step == 40
+    grown = {name: (before.get(name, 0), n) for name, n in compiled_signatures().items() if n > before.get(name, 0)}
+    assert not grown, f"compiled on the clock (before, after): {grown}"
+
+
+def test_train_generator_yields_every_log_point(corpus):
     records = list(train(config(budget_steps=100), corpus))
-    assert records[-1].step == 100
+    assert [r.step for r in records] == [50, 100]
 
 
 # First ten online losses (nats) of a fixed tiny run: catches any silent change in the numerics.

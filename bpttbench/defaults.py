@@ -1,0 +1,47 @@
+"""Every default bpttbench uses that is not a field of `TrainConfig`, in one commented place.
+
+Training defaults are `TrainConfig`'s own fields (config.py). Commands, the library and the
+figures read everything else from here, so a default is changed once and a figure drawn by one
+command looks like the same figure drawn by another.
+"""
+
+from __future__ import annotations
+
+from bpttbench.config import TrainConfig
+
+TRAIN = TrainConfig(budget_steps=1)  # TrainConfig's field defaults (the budget is set per run)
+
+# ----------------------------------------------------------------------------- runs and sweeps
+BUDGET = "60s"  # wall-clock training time per (scheme, seed) when neither a budget nor steps is given
+SCHEMES = ("single", "sliding")  # the question's red and blue curves
+CORPUS = "stdlib-docs"  # built without network from this Python's standard library
+# Refused before anything is allocated: a plan past these is a typo, not an experiment.
+MAX_RUN_UNITS = 10_000  # (scheme, seed) units in one `bpttbench run`
+MAX_GRID_POINTS = 100_000  # runs in one sweep
+
+# ----------------------------------------------------------------------------- plots and reports
+SMOOTH = 5  # log points in the moving average of the online training loss, in figures and reports
+DELTA = 0.05  # bits/char: "about the same" means the paired difference stays within ±DELTA
+BOOTSTRAP = 2000  # resamples of the seeds for each interval
+BOOTSTRAP_SEED = 0
+
+# Fixed per scheme, as in the question: sliding window blue, single forward pass red.
+SCHEME_COLORS = {
+    "sliding": "#1f77b4",
+    "single": "#d62728",
+    "stored": "#2ca02c",
+    "chunked": "#9467bd",
+    "rtrl": "#ff7f0e",
+    "uoro": "#8c564b",
+}
+OTHER_COLORS = ("#7f7f7f", "#bcbd22", "#17becf", "#e377c2", "#393b79", "#637939")
+FD_COLOR = "#7f7f7f"  # finite differences, wherever they are drawn
+
+# ----------------------------------------------------------------------------- gradcheck
+GRADCHECK_K2S = (5, 20, 50)
+GRADCHECK_LRS = (2e-3, 2e-2)
+GRADCHECK_DTYPE = "float64"  # float64 makes the finite-difference check meaningful
+GRADCHECK_CLIP = TRAIN.clip  # the same as training's, so the trajectory followed is the one trained
+GRADCHECK_STEPS = 20_000
+GRADCHECK_EVERY = 1000  # updates between checkpoints
+GRADCHECK_FD_WEIGHTS = 24
