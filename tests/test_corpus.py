@@ -367,9 +367,24 @@ def test_stdlib_docs_extraction_rules(tmp_path):
     for skipped in ("test/t.py", "pkg/tests/t.py", "idlelib/i.py", "site-packages/s.py", "lib2to3/tests/l.py"):
         put(skipped, '"""Skipped."""\n')
 
-    expected = ["Module a.", "Module b.", "Class C.\n\nIndented detail.", "Method m.", "Async a.", "Inner.",
-                "Café.", "Function g."]
-    assert stdlib_docs_text(tmp_path) == "\n\n".join(expected)
+    # Each docstring is keyed by (file, position in the file); the text orders them by the seeded key.
+    expected = [("Module a.", "a.py", 0), ("Module b.", "b.py", 0), ("Class C.\n\nIndented detail.", "b.py", 1),
+                ("Method m.", "b.py", 2), ("Async a.", "b.py", 3), ("Inner.", "b.py", 4), ("Café.", "latin.py", 0),
+                ("Function g.", "pkg/mod.py", 0)]
+    expected.sort(key=lambda row: corpus_mod._order_key(row[1], row[2]))
+    assert stdlib_docs_text(tmp_path) == "\n\n".join(doc for doc, _, _ in expected)
+
+
+def test_stdlib_docs_order_is_shuffled_not_source_order(tmp_path):
+    """Source order put one module's near-identical docstrings side by side (the decimal doctests):
+    the seeded order must spread a file's docstrings over the text."""
+    (tmp_path / "m.py").write_text("".join(f'def f{i}():\n    """Doc {i:03d}."""\n' for i in range(200)))
+    docs = stdlib_docs_text(tmp_path).split("\n\n")
+    positions = [int(d[4:7]) for d in docs]
+    assert sorted(positions) == list(range(200))
+    assert positions != list(range(200))
+    # Far from source order: a rank correlation near 0, not 1.
+    assert abs(np.corrcoef(positions, np.arange(200))[0, 1]) < 0.3
 
 
 # ---------------------------------------------------------------- packaging
