@@ -164,7 +164,7 @@ def sigterm_as_interrupt():
 @option("--seed", type=int, default=None, help="Run this one seed.")
 @option("--corpus", default=None, help="A built-in corpus name (see `bpttbench corpus list`) or a text file. [default: stdlib-docs]")
 @option("--eval-every", type=int, default=DEFAULTS.eval_every, help="Steps between validation evaluations (0 = only at the end).")
-@option("--eval-chars", type=int, default=DEFAULTS.eval_chars, help="Validation characters per evaluation.")
+@option("--eval-chars", type=int, default=DEFAULTS.eval_chars, help="Validation characters per evaluation (0 = the whole split, read as parallel streams).")
 @option("--log-every", type=int, default=DEFAULTS.log_every, help="Steps between log points.")
 @option("--out", type=click.Path(path_type=Path), default=None, help="Run directory. [default: results/run-<time>]")
 @option("--force", is_flag=True, help="Replace what is already in --out.")

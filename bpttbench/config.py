@@ -44,7 +44,9 @@ class TrainConfig:
     budget_steps: int | None = None  # or a number of time steps
     log_every: int = 1000  # steps between records of the mean online loss
     eval_every: int = 20000  # steps between validation evaluations; 0 = only at the end
-    eval_chars: int = 10000  # validation characters per evaluation, read from a zero state
+    # Validation characters per evaluation (0 = the whole split), read as parallel streams from a
+    # zero state with a burn-in (kernels/evaluate.py; defaults.EVAL_*).
+    eval_chars: int = 0
 
     def __post_init__(self) -> None:
         validate(self)
@@ -124,8 +126,8 @@ def validate(cfg: TrainConfig) -> None:
         raise ConfigError(f"log_every must be at least 1 step, got {cfg.log_every}")
     if cfg.eval_every < 0:
         raise ConfigError(f"eval_every must be >= 0 steps (0 = evaluate only at the end), got {cfg.eval_every}")
-    if cfg.eval_chars < 2:
-        raise ConfigError(f"eval_chars must be at least 2, got {cfg.eval_chars}")
+    if cfg.eval_chars < 0 or cfg.eval_chars == 1:
+        raise ConfigError(f"eval_chars must be 0 (the whole validation split) or at least 2, got {cfg.eval_chars}")
 
 
 _DURATION_UNITS = {"": 1.0, "s": 1.0, "m": 60.0, "h": 3600.0}

@@ -242,7 +242,8 @@ def list_corpora() -> list[dict]:
 
 def check_corpus_fits(corpus: Corpus, *, k2: int, eval_chars: int, batch: int) -> None:
     """Raise CorpusError unless the training split feeds `batch` streams of at least k2 + 2
-    characters each, and the validation split holds at least eval_chars + 1 characters."""
+    characters each, and the validation split holds at least eval_chars + 1 characters (2 when
+    eval_chars is 0, the whole split)."""
     per_stream = k2 + 2
     if corpus.n_train < batch * per_stream:
         raise CorpusError(
@@ -250,7 +251,7 @@ def check_corpus_fits(corpus: Corpus, *, k2: int, eval_chars: int, batch: int) -
             f"of at least k2 + 2 = {per_stream} characters each (needs {batch * per_stream}); "
             "lower --batch or --k2, or use a longer corpus"
         )
-    if corpus.n_val < eval_chars + 1:
+    if corpus.n_val < max(eval_chars, 1) + 1:
         fix = "use a longer corpus"
         if corpus.n_val >= 2:
             fix = f"lower --eval-chars to at most {corpus.n_val - 1}, or {fix}"

@@ -19,6 +19,14 @@ CORPUS = "stdlib-docs"  # built without network from this Python's standard libr
 MAX_RUN_UNITS = 10_000  # (scheme, seed) units in one `bpttbench run`
 MAX_GRID_POINTS = 100_000  # runs in one sweep
 
+# ----------------------------------------------------------------------------- validation
+# The validation split is read as parallel streams from a zero state (kernels/evaluate.py): as many
+# as give each EVAL_MIN_SCORED scored characters, at most EVAL_STREAMS, each reading EVAL_BURN_IN
+# characters before its predictions count, so that no prediction is made from a cold state.
+EVAL_STREAMS = 256
+EVAL_BURN_IN = 64
+EVAL_MIN_SCORED = 256
+
 # ----------------------------------------------------------------------------- plots and reports
 SMOOTH = 5  # log points in the moving average of the online training loss, in figures and reports
 DELTA = 0.05  # bits/char: "about the same" means the paired difference stays within ±DELTA

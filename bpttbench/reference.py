@@ -210,3 +210,18 @@ def evaluate(p, ids, n_chars):
         (h, c), loss, _ = step(p, ids[i : i + 1], ids[i + 1 : i + 2], h, c)
         total += loss[0]
     return total / (n_chars - 1)
+
+
+def evaluate_streams(p, ids, starts, lengths, burn_in):
+    """(summed loss in nats, predictions scored): each stream read alone from the zero state,
+    `burn_in` unscored steps, then lengths[s] scored predictions (kernels/evaluate.py's plan)."""
+    H = p["weight_hh_l0"].shape[1]
+    total, count = 0.0, 0
+    for start, length in zip(starts, lengths):
+        h = c = np.zeros((1, H), dtype=p["weight_hh_l0"].dtype)
+        for q in range(start, start + burn_in + length):
+            (h, c), loss, _ = step(p, ids[q : q + 1], ids[q + 1 : q + 2], h, c)
+            if q >= start + burn_in:
+                total += loss[0]
+                count += 1
+    return total, count

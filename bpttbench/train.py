@@ -14,7 +14,8 @@ from typing import Callable, Iterator
 import numpy as np
 
 from bpttbench.config import TrainConfig
-from bpttbench.kernels.lstm import evaluate
+from bpttbench.defaults import EVAL_BURN_IN, EVAL_MIN_SCORED, EVAL_STREAMS
+from bpttbench.kernels.evaluate import evaluate_streams, stream_plan, stream_scratch
 from bpttbench.model import init_theta
 from bpttbench.records import Record, RunOutcome
 from bpttbench.schemes import make_scheme
@@ -36,12 +37,9 @@ def round_up(value: int, multiple: int) -> int:
     return -(-value // multiple) * multiple
 
 
-def eval_scratch(hidden: int, vocab_size: int, dtype) -> tuple:
-    H, V = hidden, vocab_size
-    return (
-        np.zeros(1, np.int32), np.zeros(1, np.int32), np.zeros((1, 4 * H), dtype), np.zeros((1, H), dtype),
-        np.zeros((1, H), dtype), np.zeros((1, H), dtype), np.zeros((1, H), dtype), np.zeros((1, V), dtype),
-    )
+def validation_plan(n_chars: int) -> tuple[np.ndarray, np.ndarray, int]:
+    """The parallel streams validation reads n_chars characters in (kernels/evaluate.py)."""
+    return stream_plan(n_chars, max_streams=EVAL_STREAMS, burn_in=EVAL_BURN_IN, min_scored=EVAL_MIN_SCORED)
 
 
 def warm_up(cfg: TrainConfig, train_ids: np.ndarray | None = None, val_ids: np.ndarray | None = None) -> float:
@@ -64,7 +62,9 @@ def warm_up(cfg: TrainConfig, train_ids: np.ndarray | None = None, val_ids: np.n
     val = _warm_up_ids(val_ids, pattern, 8)
     scheme = make_scheme(tiny, init_theta(vocab_size, tiny.hidden, 0, cfg.dtype), vocab_size, train)
     scheme.run(periods, np.zeros(periods))
-    evaluate(scheme.theta, vocab_size, tiny.hidden, val, min(4, len(val)), eval_scratch(tiny.hidden, vocab_size, np.dtype(cfg.dtype)))
+    starts, lengths, burn_in = validation_plan(len(val))
+    evaluate_streams(scheme.theta, vocab_size, tiny.hidden, val, starts, lengths, burn_in,
+                     stream_scratch(len(starts), tiny.hidden, vocab_size, np.dtype(cfg.dtype)))
     return time.perf_counter() - start
 
 
@@ -86,13 +86,15 @@ class Training:
         self.cfg = cfg
         self.clock = clock
         self.vocab_size = corpus.vocab_size
-        self.val_ids = np.ascontiguousarray(corpus.val_ids, dtype=np.int32)
-        self.eval_chars = min(cfg.eval_chars + 1, len(self.val_ids))
+        val_ids = np.ascontiguousarray(corpus.val_ids, dtype=np.int32)
+        # eval_chars = 0 reads the whole validation split; otherwise its first eval_chars predictions.
+        self.val_ids = val_ids[: cfg.eval_chars + 1] if cfg.eval_chars else val_ids
+        self.val_plan = validation_plan(len(self.val_ids))
         theta = init_theta(corpus.vocab_size, cfg.hidden, cfg.seed, cfg.dtype)
         self.initial_theta = theta.copy()
         self.scheme = make_scheme(cfg, theta, corpus.vocab_size, corpus.train_ids)
         self.outcome = RunOutcome()
-        self._scratch = eval_scratch(cfg.hidden, corpus.vocab_size, theta.dtype)
+        self._scratch = stream_scratch(len(self.val_plan[0]), cfg.hidden, corpus.vocab_size, theta.dtype)
 
     @property
     def theta(self) -> np.ndarray:
@@ -103,8 +105,10 @@ class Training:
         return self.outcome.compile_s
 
     def validation_bpc(self) -> float:
-        nats = evaluate(self.theta, self.vocab_size, self.cfg.hidden, self.val_ids, self.eval_chars, self._scratch)
-        return nats / LN2
+        """Mean validation loss (bits/char) over the parallel streams of val_plan, each from a zero state."""
+        total, count = evaluate_streams(self.theta, self.vocab_size, self.cfg.hidden, self.val_ids, *self.val_plan,
+                                        self._scratch)
+        return total / count / LN2
 
     def records(self) -> Iterator[Record]:
         with single_threaded_blas():
