@@ -676,6 +676,48 @@ def sweep(spec_file, overrides, out, workers, scheduler, dry_run, quiet, as_json
                              "rerun the same command to retry them")
 
 
+@cli.command(context_settings={"show_default": True})
+@option("--out", type=click.Path(path_type=Path), default=Path("results/study"),
+        help="Study directory; rerunning with the same one resumes.")
+@option("--workers", type=int, default=None, help="Local worker processes, one thread each. [default: the machine's cores]")
+@option("--scheduler", default=None, help="A running Dask scheduler (tcp://HOST:8786) to use instead of a local cluster.")
+@option("--quick", is_flag=True, help="A smaller study that takes a few minutes: a first look, and for CI.")
+@option("--corpus", "corpora", multiple=True,
+        help="Corpus to study, repeatable (the map uses the first). [default: stdlib-docs and tinyshakespeare]")
+@option("--quiet", "-q", is_flag=True, help="Print only the study directory.")
+@option("--json", "as_json", is_flag=True, help="Print the summary as JSON on stdout.")
+def study(out, workers, scheduler, quick, corpora, quiet, as_json):
+    """Run the preset experiment that answers the question, and write its report.
+
+    single, stored and sliding at k1 = 1, k2 = 20 and chunked at k = 20, with enough seeds for a
+    decision, on each corpus; k2 = 1 (claim 5); a gradcheck (claim 6); and the map of single
+    against sliding over k2, H and k1. Runs as sweeps on Dask; a rerun resumes.
+
+    \b
+    Examples:
+      bpttbench study --quick
+      bpttbench study --out results/study --workers 2
+    """
+    from bpttbench.study import DEFAULT_CORPORA, run_study
+
+    if scheduler and workers:
+        raise ConfigError("--workers sizes the local cluster; with --scheduler the cluster's own workers are used")
+    chatty = not (quiet or as_json)
+    say = (lambda message: stderr.print(message, markup=False)) if chatty else (lambda message: None)
+    with sigterm_as_interrupt():
+        result = run_study(out, quick=quick, corpora=tuple(corpora) or DEFAULT_CORPORA, workers=workers,
+                           scheduler=scheduler, progress=say)
+    if as_json:
+        stdout.print_json(json.dumps({"out": str(result.path), "status": result.status, "parts": result.parts,
+                                      "report": str(result.report)}))
+    elif quiet:
+        stdout.print(str(result.path))
+    else:
+        stdout.print(f"report in {result.report}")
+    if result.status != "complete":
+        raise BpttbenchError(f"some parts of the study did not complete ({result.parts}); rerun the same command to retry them")
+
+
 # ----------------------------------------------------------------------------- entry point
 
 

@@ -1,0 +1,58 @@
+"""`bpttbench study`: the whole pipeline (sweeps on Dask, gradcheck, report, map) on a generated corpus."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from bpttbench import study
+from bpttbench.study import Preset
+
+from conftest import invoke
+
+# The quick preset shrunk further, so the pipeline runs in well under a minute.
+TINY = Preset(seeds=2, budget="1s", hidden=8, identity_steps=400, gradcheck_steps=300, gradcheck_every=100,
+              map_k2=(4, 8), map_hidden=(4, 8), map_seeds=2, map_budget="0.5s", eval_every=500)
+
+
+@pytest.mark.slow
+def test_study_quick_runs_every_part_writes_the_report_and_resumes(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(study, "QUICK", TINY)
+    out = tmp_path / "study"
+    argv = ["study", "--quick", "--corpus", "lag:3:n=20000", "--out", str(out), "--workers", "1", "--json"]
+    code, stdout, err = invoke(argv, capsys)
+    assert code == 0, err
+    summary = json.loads(stdout)
+    assert summary["status"] == "complete" and summary["out"] == str(out)
+    parts = summary["parts"]
+    assert set(parts) == {"claims/lag-3-n=20000", "claims/identity-lag-3-n=20000", "map/k1-1", "map/k1-half-k2-4",
+                          "map/k1-half-k2-8", "claims/gradcheck-lag-3-n=20000"}
+    assert set(parts.values()) == {"complete"}
+    manifest = json.loads((out / "study.json").read_text())
+    assert manifest["status"] == "complete" and manifest["parts"] == parts
+
+    report = (out / "report.md").read_text()
+    assert "## The question's claims" in report and "## The map" in report and (out / "map.png").stat().st_size > 0
+    # One row per (k1 rule, H), one column per k2: every cell measured.
+    the_map = report.split("## The map")[1]
+    rows = [line for line in the_map.splitlines() if line.startswith("| 1 |") or line.startswith("| k2 / 2 |")]
+    assert len(rows) == 4 and all(line.count("×") == 2 for line in rows), rows
+    claims = (out / "claims" / "lag-3-n=20000" / "sweep.json")
+    points = json.loads(claims.read_text())["points"]
+    assert {p["config"]["scheme"] for p in points} == {"chunked", "single", "stored", "sliding"}
+    assert len(points) == 4 * TINY.seeds
+
+    # A rerun resumes: nothing is run again, every run directory is left as it was.
+    manifests = sorted(out.glob("**/manifest.json"))
+    before = {p: p.stat().st_mtime_ns for p in manifests}
+    code, stdout, err = invoke(argv, capsys)
+    assert code == 0, err
+    assert {p: p.stat().st_mtime_ns for p in manifests} == before
+
+
+def test_study_refuses_an_unknown_corpus_before_running_anything(tmp_path, capsys):
+    code, _, err = invoke(["study", "--quick", "--corpus", str(tmp_path / "missing.txt"), "--out", str(tmp_path / "s")],
+                          capsys)
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "s" / "study.json").exists()
