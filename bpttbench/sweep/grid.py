@@ -102,8 +102,9 @@ def check_grid_size(spec: SweepSpec) -> None:
     if count * seeds <= MAX_GRID_POINTS:
         return
     at_most = "" if exact else "at most "
-    raise SpecError(f"{spec.source}: the grid has {at_most}{budget_text(count * seeds, spec)} ({at_most}{count:,} "
-                    f"configurations × {seeds:,} seeds), more than the limit of {MAX_GRID_POINTS:,} runs in one sweep; "
+    configurations_text = f"{count:,} configuration{'s' * (count != 1)} × {seeds:,} seed{'s' * (seeds != 1)}"
+    raise SpecError(f"{spec.source}: the grid has {at_most}{budget_text(count * seeds, spec)} ({at_most}{configurations_text}), "
+                    f"more than the limit of {MAX_GRID_POINTS:,} runs in one sweep; "
                     "use fewer seeds or parameter values, or split the grid into several sweeps")
 
 
