@@ -91,7 +91,7 @@ def check_grid_size(spec: SweepSpec) -> None:
     combinations TrainConfig refuses when there are few enough to check; otherwise it is an
     upper bound and the message says "at most".
     """
-    lengths = [len(v) for k, v in spec.parameters.items()]
+    lengths = [len(v) for v in spec.parameters.values()]
     without_k2 = [len(v) for k, v in spec.parameters.items() if k != "k2"]
     upper = sum(math.prod(without_k2 if s in ONLINE_SCHEMES else lengths) for s in spec.schemes)
     seeds = len(spec.seeds)
