@@ -24,7 +24,7 @@ import pytest
 from bpttbench.corpus import load_corpus
 from bpttbench.defaults import MAX_GRID_POINTS
 from bpttbench.runner import execute, expand_schemes
-from bpttbench.sweep import SpecError, check_grid_size, expand_grid, grid, load_spec, parse_spec, plan_sweep, run_sweep
+from bpttbench.sweep import SpecError, check_grid_size, driver, expand_grid, grid, load_spec, parse_spec, plan_sweep, run_sweep
 
 from conftest import invoke
 
@@ -214,6 +214,22 @@ def test_dry_run_of_a_large_grid_streams_its_points(tmp_path, text_file, capsys)
     assert lines[1] == "id\tstate" and len(lines) == 2 + 600
     assert lines[2].startswith("single-k1=1-k2=20-seed0-") and lines[-1].startswith("sliding-k1=1-k2=20-seed299-")
     assert all(line.endswith("\tpending") for line in lines[2:])
+
+
+@pytest.mark.parametrize("raised,status", [(RuntimeError("no compiler"), "failed"), (KeyboardInterrupt(), "interrupted")])
+def test_sweep_json_says_how_the_driver_stopped(tmp_path, text_file, monkeypatch, raised, status):
+    # Before any cluster starts: the kernels' warm-up fails, or Ctrl-C arrives during it.
+    def warm_up(configs):
+        raise raised
+
+    monkeypatch.setattr(driver, "warm_up_kernels", warm_up)
+    plan = plan_sweep(load_spec(write_spec(tmp_path, text_file, "steps = 100\nseeds = 2")), load_corpus(str(text_file)))
+    with pytest.raises(type(raised)):
+        run_sweep(plan, tmp_path / "sweep", workers=1)
+    sweep = read_json(tmp_path / "sweep" / "sweep.json")
+    assert sweep["status"] == status and sweep["finished_at"] and sweep["started_at"]
+    assert sweep.get("error") == ("RuntimeError: no compiler" if status == "failed" else None)
+    assert [p["state"] for p in sweep["points"]] == ["pending"] * 4 and sweep["counts"]["pending"] == 4
 
 
 # ----------------------------------------------------------------------------- on a cluster
