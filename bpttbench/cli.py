@@ -604,6 +604,34 @@ def sweep_table(rows: list[dict], swept) -> Table:
     return table
 
 
+def _sweep_headline(plan, out_dir: Path, complete: int, workers: int, scheduler: str | None) -> str:
+    """The runs, their total budget, how long they take on the workers, and where they go."""
+    todo = plan.count - complete
+    where = scheduler or f"{workers} local workers"
+    per_worker = f" ≈ {format_duration(plan.spec.budget_seconds * todo / workers)} on {where}" if (
+        plan.spec.budget_seconds and not scheduler) else f" on {where}"
+    return (f"{plan.total_budget()}; {todo:,} to run{per_worker} (plus compilation and evaluation), "
+            f"{complete:,} already complete; corpus {plan.corpus.name} → {out_dir}")
+
+
+def print_grid(plan, states: dict, swept) -> None:
+    """The dry run's list of points with their states: a table for a small grid, streamed lines for a large one."""
+    extra = [k for k in swept if k not in ("k1", "k2")]
+    rows = ((point.id, *(str(getattr(point.cfg, k)) for k in extra), states.get(point.id, "pending"))
+            for point in plan.iter_points())
+    if plan.count > 500:  # a table costs milliseconds a row and holds every row until printed
+        click.echo("\t".join(("id", *extra, "state")))
+        for row in rows:
+            click.echo("\t".join(row))
+        return
+    table = Table()
+    for name in ("id", *extra, "state"):
+        table.add_column(name)
+    for row in rows:
+        table.add_row(*row)
+    stdout.print(table)
+
+
 @cli.command(context_settings={"show_default": True})
 @click.argument("spec_file", metavar="SPEC.toml", type=click.Path(path_type=Path))
 @option("--set", "overrides", multiple=True, metavar="KEY=V1,V2",
@@ -628,32 +656,24 @@ def sweep(spec_file, overrides, out, workers, scheduler, dry_run, quiet, as_json
       bpttbench sweep k2.toml --scheduler tcp://10.0.0.5:8786 --out /shared/results/k2
     """
     from bpttbench.corpus import load_corpus
-    from bpttbench.sweep import check_sweep_dir, default_workers, disk_states, load_spec, plan_sweep, run_sweep
+    from bpttbench.sweep import (check_grid_size, check_sweep_dir, count_complete, default_workers, disk_states, load_spec,
+                                 plan_sweep, run_sweep)
 
     if scheduler and workers:
         raise ConfigError("--workers sizes the local cluster; with --scheduler the cluster's own workers are used")
     if workers is not None and workers < 1:
         raise ConfigError(f"--workers must be at least 1, got {workers}")
     spec = load_spec(spec_file, overrides)
+    check_grid_size(spec)  # from the axes' lengths, before the corpus loads or any point is built
     chatty = not (quiet or as_json)
     plan = plan_sweep(spec, load_corpus(spec.corpus, progress=download_progress() if chatty else None))
     out_dir = out or Path("results") / spec.name
     check_sweep_dir(out_dir)  # before the plan is printed, so a refusal is the only line
-    states = disk_states(out_dir, plan.points)
-    todo = sum(s != "complete" for s in states.values())
-    where = scheduler or f"{workers or default_workers()} local workers"
-    per_worker = f" ≈ {format_duration(spec.budget_seconds * todo / (workers or default_workers()))} on {where}" if (
-        spec.budget_seconds and not scheduler) else f" on {where}"
-    headline = (f"{plan.total_budget()}; {todo} to run{per_worker} (plus compilation and evaluation), "
-                f"{len(plan.points) - todo} already complete; corpus {plan.corpus.name} → {out_dir}")
+    complete = count_complete(out_dir, plan)
+    headline = _sweep_headline(plan, out_dir, complete, workers or default_workers(), scheduler)
     if dry_run:
-        extra = [k for k in spec.swept if k not in ("k1", "k2")]
-        table = Table(title=headline)
-        for name in ("id", *extra, "state"):
-            table.add_column(name)
-        for point in plan.points:
-            table.add_row(point.id, *(str(getattr(point.cfg, k)) for k in extra), states[point.id])
-        stdout.print(table)
+        stdout.print(headline, markup=False)  # first, on its own: listing a large grid takes a while
+        print_grid(plan, disk_states(out_dir, plan.points) if complete else {}, spec.swept)
         for reason in plan.refused:
             stderr.print(f"warning: left out of the grid: {reason}", markup=False)
         return

@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 import time
+import tracemalloc
 from pathlib import Path
 
 import cloudpickle
@@ -21,8 +22,9 @@ import pandas as pd
 import pytest
 
 from bpttbench.corpus import load_corpus
-from bpttbench.runner import execute
-from bpttbench.sweep import SpecError, expand_grid, load_spec, parse_spec, plan_sweep, run_sweep
+from bpttbench.defaults import MAX_GRID_POINTS
+from bpttbench.runner import execute, expand_schemes
+from bpttbench.sweep import SpecError, check_grid_size, driver, expand_grid, grid, load_spec, parse_spec, plan_sweep, run_sweep
 
 from conftest import invoke
 
@@ -149,6 +151,85 @@ def test_dry_run_lists_runs_and_budget_without_running(tmp_path, text_file, caps
     assert "24 runs × 5s = 2m00s of training" in stdout and "≈ 1m00s on 2 local workers" in stdout
     assert stdout.count("pending") == 24 and "single-k1=1-k2=50-seed2-" in stdout
     assert not out.exists()
+
+
+def test_spec_schemes_follow_the_runners_rule():
+    # spec.py expands "all" itself (importing runner would import Numba); the two must agree.
+    for names in (["all"], ["rtrl", "all", "single"], ["uoro", "sliding", "uoro"]):
+        spec = parse_spec(f"steps = 1\nschemes = {json.dumps(names)}\n", "g.toml")
+        assert spec.schemes == tuple(expand_schemes(names))
+
+
+def test_oversized_grid_is_refused_from_its_axes_before_anything_is_built(tmp_path, text_file, capsys, monkeypatch):
+    # Issue 11: 1,000,000 seeds x 10 k2 x 2 schemes once ran for minutes and took 1.5 GB before anything happened.
+    assert MAX_GRID_POINTS == 100_000
+    spec = write_spec(tmp_path, text_file, 'budget = "5s"\nseeds = 1000000\n[parameters.k2]\nvalues = [5, 10, 15, 20, 25, 30, 35, 40, 45, 50]')
+
+    def no_points(*args):
+        raise AssertionError("a point was built for a grid that is refused")
+
+    monkeypatch.setattr(grid, "_iter_points", no_points)
+    invoke(["sweep", "--help"], capsys)  # imports the CLI before memory is measured
+    tracemalloc.start()
+    try:
+        code, out, err = invoke(["sweep", spec, "--dry-run", "--out", tmp_path / "sweep"], capsys)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert code == 2 and out == "" and len(err.strip().splitlines()) == 1, err
+    assert "the grid has 20,000,000 runs × 5s" in err and "(20 configurations × 1,000,000 seeds)" in err
+    assert "more than the limit of 100,000 runs in one sweep" in err
+    assert peak < 5_000_000, f"{peak:,} bytes at peak: the seeds or the grid were built"  # a million seeds alone: 36 MB
+    assert not (tmp_path / "sweep").exists()
+
+
+def test_grid_size_counts_refused_combinations_out_or_says_at_most(tmp_path, text_file):
+    # k1 = 8 > k2 = 4 is refused: 3 configurations x 30,000 seeds = 90,000 runs, within the limit,
+    # though the axes' product is 120,000. The plan is counted without building its points.
+    spec = parse_spec(f'corpus = "{text_file}"\nsteps = 10\nschemes = "single"\nseeds = 30000\n'
+                      "[parameters.k1]\nvalues = [1, 8]\n[parameters.k2]\nvalues = [4, 8]\n" + FAST, "g.toml")
+    check_grid_size(spec)
+    plan = plan_sweep(spec, load_corpus(str(text_file)))
+    assert plan.count == 90_000 and "points" not in vars(plan)
+    assert plan.total_budget() == "90,000 runs × 10 steps = 900,000 steps"
+
+    # A list of seeds counts as its distinct seeds.
+    seeds = json.dumps(list(range(150_000)) + [0, 1])
+    with pytest.raises(SpecError, match=r"g.toml: the grid has 150,000 runs .*\(1 configuration × 150,000 seeds\)"):
+        check_grid_size(parse_spec(f'steps = 10\nschemes = "single"\nseeds = {seeds}\n', "g.toml"))
+
+    # Too many combinations to check one by one: the limit holds against their product, and says so.
+    values = json.dumps(list(range(2, 12_002)))
+    spec = parse_spec(f'steps = 10\nschemes = "single"\nseeds = 10\n[parameters.eval_chars]\nvalues = {values}\n', "g.toml")
+    with pytest.raises(SpecError, match=r"has at most 120,000 runs .*\(at most 12,000 configurations × 10 seeds\)"):
+        check_grid_size(spec)
+
+
+def test_dry_run_of_a_large_grid_streams_its_points(tmp_path, text_file, capsys):
+    spec = write_spec(tmp_path, text_file, "steps = 100\nseeds = 300")
+    code, out, err = invoke(["sweep", spec, "--dry-run", "--out", tmp_path / "sweep"], capsys)
+    assert code == 0, err
+    lines = out.splitlines()
+    assert lines[0].startswith("600 runs × 100 steps = 60,000 steps; 600 to run")
+    assert lines[1] == "id\tstate" and len(lines) == 2 + 600
+    assert lines[2].startswith("single-k1=1-k2=20-seed0-") and lines[-1].startswith("sliding-k1=1-k2=20-seed299-")
+    assert all(line.endswith("\tpending") for line in lines[2:])
+
+
+@pytest.mark.parametrize("raised,status", [(RuntimeError("no compiler"), "failed"), (KeyboardInterrupt(), "interrupted")])
+def test_sweep_json_says_how_the_driver_stopped(tmp_path, text_file, monkeypatch, raised, status):
+    # Before any cluster starts: the kernels' warm-up fails, or Ctrl-C arrives during it.
+    def warm_up(configs):
+        raise raised
+
+    monkeypatch.setattr(driver, "warm_up_kernels", warm_up)
+    plan = plan_sweep(load_spec(write_spec(tmp_path, text_file, "steps = 100\nseeds = 2")), load_corpus(str(text_file)))
+    with pytest.raises(type(raised)):
+        run_sweep(plan, tmp_path / "sweep", workers=1)
+    sweep = read_json(tmp_path / "sweep" / "sweep.json")
+    assert sweep["status"] == status and sweep["finished_at"] and sweep["started_at"]
+    assert sweep.get("error") == ("RuntimeError: no compiler" if status == "failed" else None)
+    assert [p["state"] for p in sweep["points"]] == ["pending"] * 4 and sweep["counts"]["pending"] == 4
 
 
 # ----------------------------------------------------------------------------- on a cluster
