@@ -604,13 +604,13 @@ def plan_sweep(spec: SweepSpec, corpus) -> SweepPlan:
     """The grid on this corpus; refuses a corpus too short for any of its runs."""
     from bpttbench.corpus import check_corpus_fits
 
-    from bpttbench.schemes import check_fits
+    from bpttbench.schemes import SCHEMES
 
     points, refused = expand_grid(spec, corpus.sha256)
     for p in points:
         check_corpus_fits(corpus, k2=p.cfg.k2, eval_chars=p.cfg.eval_chars, batch=p.cfg.batch)
         try:
-            check_fits(p.cfg, corpus.vocab_size)  # rtrl's memory: refuse the grid before any run starts
+            SCHEMES[p.cfg.scheme].check_fits(p.cfg, corpus.vocab_size)  # rtrl's memory: refuse the grid before any run starts
         except ConfigError as exc:
             raise SpecError(f"{spec.source}: {exc}") from None
     return SweepPlan(spec, corpus, points, refused)

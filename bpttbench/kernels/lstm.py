@@ -58,11 +58,11 @@ def sigmoid(z):
 @njit(**JIT)
 def lstm_forward(W_ih, W_hh, b_ih, b_hh, x, h_prev, c_prev, gates, c, h, tanh_c):
     """One LSTM step for all streams; writes gates (post-activation), c, h, tanh(c)."""
-    lstm_forward_in(W_ih.T, W_hh, b_ih, b_hh, x, h_prev, c_prev, gates, c, h, tanh_c)
+    lstm_forward_with_input_weights(W_ih.T, W_hh, b_ih, b_hh, x, h_prev, c_prev, gates, c, h, tanh_c)
 
 
 @njit(**JIT)
-def lstm_forward_in(W_in, W_hh, b_ih, b_hh, x, h_prev, c_prev, gates, c, h, tanh_c):
+def lstm_forward_with_input_weights(W_in, W_hh, b_ih, b_hh, x, h_prev, c_prev, gates, c, h, tanh_c):
     """lstm_forward with the input weights given as W_in (V, 4H): row x is character x's column of W_ih.
 
     W_in is W_ih.T (a strided view) or a row-major mirror of it, whose rows are contiguous.
@@ -133,17 +133,17 @@ def head_forward(W_dec, b_dec, h, y, probs):
 @njit(**JIT)
 def forward_step(theta, V, H, ring, t, prev_slot):
     """Forward step t into ring slot t % R from the state in prev_slot; returns the summed loss (nats)."""
-    return forward_step_in(theta, V, H, ring, t, prev_slot, param_views(theta, V, H)[0].T, True)
+    return forward_step_with_input_weights(theta, V, H, ring, t, prev_slot, param_views(theta, V, H)[0].T, True)
 
 
 @njit(**JIT)
-def forward_step_in(theta, V, H, ring, t, prev_slot, W_in, with_head):
-    """forward_step reading the input weights from W_in (see lstm_forward_in); without the head
+def forward_step_with_input_weights(theta, V, H, ring, t, prev_slot, W_in, with_head):
+    """forward_step reading the input weights from W_in (see lstm_forward_with_input_weights); without the head
     (returning 0) when with_head is False, for steps whose loss and softmax nobody reads."""
     x_r, y_r, gates_r, c_r, h_r, tanh_c_r, probs_r = ring
     W_ih, W_hh, b_ih, b_hh, W_dec, b_dec = param_views(theta, V, H)
     s = t % x_r.shape[0]
-    lstm_forward_in(W_in, W_hh, b_ih, b_hh, x_r[s], h_r[prev_slot], c_r[prev_slot], gates_r[s], c_r[s], h_r[s],
+    lstm_forward_with_input_weights(W_in, W_hh, b_ih, b_hh, x_r[s], h_r[prev_slot], c_r[prev_slot], gates_r[s], c_r[s], h_r[s],
                     tanh_c_r[s])
     if not with_head:
         return 0.0
@@ -209,12 +209,12 @@ def window_backward(theta, grad, V, H, ring, t, first, first_injected, scale, W_
     summed row by row, then scattered.
     """
     index_work = np.full((3, max(work[4].shape[0], V)), -1, np.int64)
-    window_backward_sgd(theta, grad, V, H, ring, t, first, first_injected, scale, W_hh_stack, W_dec_stack, work,
+    window_gradient_or_sgd_step(theta, grad, V, H, ring, t, first, first_injected, scale, W_hh_stack, W_dec_stack, work,
                         index_work, 0.0, param_views(theta, V, H)[0].T)
 
 
 @njit(**JIT)
-def window_backward_sgd(theta, grad, V, H, ring, t, first, first_injected, scale, W_hh_stack, W_dec_stack, work,
+def window_gradient_or_sgd_step(theta, grad, V, H, ring, t, first, first_injected, scale, W_hh_stack, W_dec_stack, work,
                         index_work, lr, W_in):
     """window_backward, then (lr > 0) the SGD step theta -= lr * gradient, fused into the backward pass.
 
@@ -337,7 +337,7 @@ def window_backward_sgd(theta, grad, V, H, ring, t, first, first_injected, scale
 
 
 def index_scratch(k2, B, V):
-    """The int64 scratch window_backward_sgd needs: (3, max(k2 * B, V))."""
+    """The int64 scratch window_gradient_or_sgd_step needs: (3, max(k2 * B, V))."""
     return np.full((3, max(k2 * B, V)), -1, np.int64)
 
 
