@@ -138,13 +138,14 @@ def forward_step(theta, V, H, ring, t, prev_slot):
 
 @njit(**JIT)
 def forward_step_with_input_weights(theta, V, H, ring, t, prev_slot, W_in, with_head):
-    """forward_step reading the input weights from W_in (see lstm_forward_with_input_weights); without the head
-    (returning 0) when with_head is False, for steps whose loss and softmax nobody reads."""
+    """forward_step reading the input weights from W_in (see lstm_forward_with_input_weights);
+    without the head (returning 0) when with_head is False, for steps whose loss and softmax
+    nobody reads."""
     x_r, y_r, gates_r, c_r, h_r, tanh_c_r, probs_r = ring
     W_ih, W_hh, b_ih, b_hh, W_dec, b_dec = param_views(theta, V, H)
     s = t % x_r.shape[0]
-    lstm_forward_with_input_weights(W_in, W_hh, b_ih, b_hh, x_r[s], h_r[prev_slot], c_r[prev_slot], gates_r[s], c_r[s], h_r[s],
-                    tanh_c_r[s])
+    lstm_forward_with_input_weights(W_in, W_hh, b_ih, b_hh, x_r[s], h_r[prev_slot], c_r[prev_slot], gates_r[s], c_r[s],
+                                    h_r[s], tanh_c_r[s])
     if not with_head:
         return 0.0
     return head_forward(W_dec, b_dec, h_r[s], y_r[s], probs_r[s])
@@ -209,14 +210,15 @@ def window_backward(theta, grad, V, H, ring, t, first, first_injected, scale, W_
     summed row by row, then scattered.
     """
     index_work = np.full((3, max(work[4].shape[0], V)), -1, np.int64)
-    window_gradient_or_sgd_step(theta, grad, V, H, ring, t, first, first_injected, scale, W_hh_stack, W_dec_stack, work,
-                        index_work, 0.0, param_views(theta, V, H)[0].T)
+    window_gradient_or_sgd_step(theta, grad, V, H, ring, t, first, first_injected, scale, W_hh_stack, W_dec_stack,
+                                work, index_work, 0.0, param_views(theta, V, H)[0].T)
 
 
 @njit(**JIT)
-def window_gradient_or_sgd_step(theta, grad, V, H, ring, t, first, first_injected, scale, W_hh_stack, W_dec_stack, work,
-                        index_work, lr, W_in):
-    """window_backward, then (lr > 0) the SGD step theta -= lr * gradient, fused into the backward pass.
+def window_gradient_or_sgd_step(theta, grad, V, H, ring, t, first, first_injected, scale, W_hh_stack, W_dec_stack,
+                                work, index_work, lr, W_in):
+    """With lr = 0, window_backward: the window's gradient into grad. With lr > 0, the SGD step
+    theta -= lr * gradient instead, fused into the backward pass (grad is then scratch).
 
     index_work: int64 scratch from index_scratch(k2, B, V) (window_backward allocates its own).
 
@@ -224,8 +226,8 @@ def window_gradient_or_sgd_step(theta, grad, V, H, ring, t, first, first_injecte
     it (alpha = -lr, beta = 1); W_ih through W_in, its (V, 4H) row-major mirror (see
     mirror_input_weights: the caller writes it back into theta), and only in the window's
     characters' rows (elsewhere the gradient is 0 and x - lr * 0 = x); the rest element by
-    element. Each element gets theta - lr * g, the same arithmetic as apply_update's SGD; grad
-    is then scratch and does not hold the gradient. With lr = 0, W_in is not used.
+    element. Each element gets theta - lr * g, the same arithmetic as apply_update's SGD.
+    With lr = 0, W_in is not used.
     """
     x_r, y_r, gates_r, c_r, h_r, tanh_c_r, probs_r = ring
     dh, dc, dh_prev, dh_head, dz_all, hprev_all, dlog_all, hinj_all = work
