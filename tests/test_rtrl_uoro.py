@@ -79,7 +79,7 @@ def test_rtrl_gradient_equals_full_backpropagation_from_step_1(k1):
 
 @pytest.mark.parametrize("kind", ["rtrl", "uoro"])
 @pytest.mark.parametrize("k1,optimizer,clip", [(1, "adam", 1.0), (3, "sgd", 0.0), (2, "adam", 0.05)])
-def test_kernel_trajectory_matches_numpy(kind, k1, optimizer, clip):
+def test_kernel_trajectory_matches_the_reference(kind, k1, optimizer, clip):
     n = 18
     lr = 0.05 if optimizer == "adam" else 0.5
     scheme = make(kind, k1=k1, optimizer=optimizer, lr=lr, clip=clip)
@@ -90,19 +90,6 @@ def test_kernel_trajectory_matches_numpy(kind, k1, optimizer, clip):
     assert np.max(np.abs(losses - ref_losses) / ref_losses) < 1e-10
     for name, view in split_theta(scheme.theta, V, H).items():
         assert np.max(np.abs(view - ref_p[name])) / np.max(np.abs(ref_p[name])) < 1e-10, name
-
-
-@pytest.mark.parametrize("kind", ["rtrl", "uoro"])
-def test_float32_kernel_matches_numpy(kind):
-    n = 12
-    scheme = make(kind, optimizer="adam", lr=0.02, clip=1.0, dtype="float32")
-    p0 = {k: v.astype(np.float64) for k, v in unflat(scheme.theta.copy()).items()}
-    losses = run(scheme, n)
-    ref_losses, ref_p = ref.train(kind, p0, IDS, batch=B, k1=1, k2=5, n_steps=n, optimizer="adam", lr=0.02, clip=1.0,
-                                  seed=1)
-    assert np.max(np.abs(losses - ref_losses) / ref_losses) < 1e-4
-    for name, view in split_theta(scheme.theta, V, H).items():
-        assert np.max(np.abs(view - ref_p[name])) / np.max(np.abs(ref_p[name])) < 1e-4, name
 
 
 # ---------------------------------------------------------------- uoro is unbiased
