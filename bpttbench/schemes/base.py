@@ -5,16 +5,18 @@ of the last k2 + 1 steps' activations, and scratch space. `run(n)` advances n ti
 one JIT call (the scheme's block kernel) and writes each step's online loss; Python never enters
 the per-step loop.
 
-Writing a scheme: subclass `Scheme` (or `TruncatedScheme` for one that backprops through a window
-of stored steps) and provide
-- `name`: as listed in bpttbench/scheme_names.py; add the class to the registry in schemes/__init__.py.
+Writing a scheme: subclass `Scheme` (as rtrl.py and uoro.py do; or `TruncatedScheme`, as single.py
+does, for one that backprops through a window of stored steps) and provide
+- `name`: listed in bpttbench/scheme_names.py (whether it truncates), with the class added to the
+  registry in schemes/__init__.py.
 - `block_kernel`: an @njit function, wrapped in staticmethod, that `run` calls as
       block_kernel(theta, grad, V, H, ids, track_len, ring, opt_state, optimizer, lr, clip,
                    t0, n_steps, k1, *self.kernel_arguments(), losses)
   It runs steps t0+1 .. t0+n_steps (kernels.lstm.read_inputs and forward_step do a step's input
   and forward pass into the ring), writes step t0+n+1's batch-mean loss in nats to losses[n],
-  updates after every step that is a multiple of k1 (kernels.optim.apply_update), stops right
-  after the first step whose loss is not finite, and returns (steps done, updates done).
+  updates after every step that is a multiple of k1 (kernels.optim.apply_update), stops after
+  the first step whose loss is not finite (or after its update period, if it forwards whole
+  periods at a time as sliding does), and returns (steps done, updates done).
 - `kernel_arguments()`: the scheme's own arrays and settings, in block_kernel's order.
 - `own_arrays()`: the arrays it allocates in __init__ (after super().__init__, with aligned_zeros),
   so that resident_bytes counts them. tests/test_contract.py checks all of this for every scheme
