@@ -9,13 +9,12 @@ import math
 from dataclasses import asdict, dataclass, fields
 
 from bpttbench.errors import ConfigError
+from bpttbench.scheme_names import ONLINE_SCHEMES, SCHEMES, TRUNCATED_SCHEMES  # noqa: F401 (re-exported)
 
-TRUNCATED_SCHEMES = ("chunked", "single", "stored", "sliding")
-# No truncation: the gradient of each step's loss through the whole past, exact (rtrl) or an
-# unbiased rank-one estimate (uoro). They update every k1 steps and do not use k2 (any k2 >= 1 is
-# accepted, so grids over k2 run them unchanged); inject must be `new`.
-ONLINE_SCHEMES = ("rtrl", "uoro")
-SCHEMES = TRUNCATED_SCHEMES + ONLINE_SCHEMES
+# ONLINE_SCHEMES have no truncation: the gradient of each step's loss through the whole past, exact
+# (rtrl) or an unbiased rank-one estimate (uoro). They update every k1 steps and do not use k2 (any
+# k2 >= 1 is accepted, so grids over k2 run them unchanged); inject must be `new`.
+
 INJECTS = ("new", "window")
 OPTIMIZERS = ("sgd", "adam")
 DTYPES = ("float32", "float64")

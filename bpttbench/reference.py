@@ -10,6 +10,10 @@ References:
   recurrent network trajectories", Neural Computation 2(4), 1990 (BPTT(h; h')).
 - I. Sutskever, "Training Recurrent Neural Networks", PhD thesis, Toronto, 2013, section 2.8.6
   (TBPTT(k1, k2)).
+- R. J. Williams and D. Zipser, "A learning algorithm for continually running fully recurrent
+  neural networks", Neural Computation 1(2), 1989 (RTRL).
+- C. Tallec and Y. Ollivier, "Unbiased online recurrent optimization", ICLR 2018 (UORO, Algorithm 1).
+- S. Vigna, splitmix64 (public-domain reference code, 2015), for uoro's random signs.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from __future__ import annotations
 import numpy as np
 
 LN2 = np.log(2.0)
+SCHEMES = ("chunked", "single", "stored", "sliding", "rtrl", "uoro")  # those `train` runs
 
 
 def sigmoid(z):
@@ -151,11 +156,18 @@ def stream_inputs(train_ids, batch, t):
     return train_ids[starts + pos], train_ids[starts + pos + 1]
 
 
-def train(scheme, p, train_ids, *, batch, k1, k2, n_steps, inject="new", optimizer="sgd", lr=0.1, clip=0.0):
+def train(scheme, p, train_ids, *, batch, k1, k2, n_steps, inject="new", optimizer="sgd", lr=0.1, clip=0.0,
+          seed=0):
     """Run a scheme for n_steps online from the zero state; returns (per-step mean losses in nats, final p).
 
-    Written straight from each scheme's definition; `scheme` is chunked, single, stored or sliding.
+    Written straight from each scheme's definition; `scheme` is chunked, single, stored, sliding,
+    rtrl or uoro (these two ignore k2 and inject; seed picks uoro's signs).
     """
+    if scheme not in SCHEMES:
+        raise ValueError(f"the reference has no scheme {scheme!r}; it has {', '.join(SCHEMES)}")
+    if scheme in ("rtrl", "uoro"):
+        return train_online(scheme, p, train_ids, batch=batch, k1=k1, n_steps=n_steps, optimizer=optimizer, lr=lr,
+                            clip=clip, seed=seed)
     opt = Optimizer(p, optimizer, lr, clip)
     B, H = batch, p["weight_hh_l0"].shape[1]
     zero = np.zeros((B, H), dtype=p["weight_hh_l0"].dtype)
@@ -201,15 +213,94 @@ def train(scheme, p, train_ids, *, batch, k1, k2, n_steps, inject="new", optimiz
     return losses, p
 
 
-def evaluate(p, ids, n_chars):
-    """Mean loss (nats) predicting ids[1:n_chars] with one stream from the zero state."""
+LSTM_NAMES = ("weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "bias_hh_l0")
+UORO_EPS = 1e-7  # Tallec & Ollivier's eps0 = eps1: keeps the scalings finite when a factor is zero
+_MASK = (1 << 64) - 1
+
+
+def state_jacobians(p, cache):
+    """d(h, c)/d(h_prev, c_prev) (2H x 2H) and d(h, c)/d theta_lstm (2H x P, LSTM_NAMES order) of one
+    stream's step, one row per state unit: the backward pass of each unit vector."""
     H = p["weight_hh_l0"].shape[1]
-    h = c = np.zeros((1, H), dtype=p["weight_hh_l0"].dtype)
-    total = 0.0
-    for i in range(n_chars - 1):
-        (h, c), loss, _ = step(p, ids[i : i + 1], ids[i + 1 : i + 2], h, c)
-        total += loss[0]
-    return total / (n_chars - 1)
+    J_s = np.zeros((2 * H, 2 * H))
+    J_theta = np.zeros((2 * H, sum(p[name].size for name in LSTM_NAMES)))
+    for r in range(2 * H):
+        dh, dc = np.zeros((1, H)), np.zeros((1, H))
+        (dh if r < H else dc)[0, r % H] = 1.0
+        dh_prev, dc_prev, grads = lstm_backward(dh, dc, cache, p)
+        J_s[r] = np.concatenate([dh_prev[0], dc_prev[0]])
+        J_theta[r] = np.concatenate([grads[name].ravel() for name in LSTM_NAMES])
+    return J_s, J_theta
+
+
+class SignStream:
+    """uoro's random signs: splitmix64 from the state seed * 0x9E3779B97F4A7C15 + 0x243F6A8885A308D3
+    (mod 2^64); a draw of n signs takes a fresh 64-bit output per 64 signs, bit r giving sign r (1: +1)."""
+
+    def __init__(self, seed):
+        self.state = (seed * 0x9E3779B97F4A7C15 + 0x243F6A8885A308D3) & _MASK
+
+    def next64(self):
+        self.state = (self.state + 0x9E3779B97F4A7C15) & _MASK
+        z = self.state
+        z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _MASK
+        z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _MASK
+        return z ^ (z >> 31)
+
+    def draw(self, n):
+        signs = np.empty(n)
+        for i in range(n):
+            if i % 64 == 0:
+                bits = self.next64()
+            signs[i] = 1.0 if (bits >> (i % 64)) & 1 else -1.0
+        return signs
+
+
+def train_online(kind, p, train_ids, *, batch, k1, n_steps, optimizer="sgd", lr=0.1, clip=0.0, seed=0):
+    """rtrl (carry S = d(h, c)/d theta_lstm: S = J_s S + J_theta) or uoro (Tallec & Ollivier's
+    Algorithm 1: a rank-one s~ theta~^T in place of S), each stream on its own; every k1 steps the
+    mean over the k1 newest losses and the streams. Returns (per-step mean losses in nats, final p)."""
+    opt = Optimizer(p, optimizer, lr, clip)
+    H = p["weight_hh_l0"].shape[1]
+    n_lstm = sum(p[name].size for name in LSTM_NAMES)
+    state = [(np.zeros((1, H)), np.zeros((1, H))) for _ in range(batch)]
+    S = [np.zeros((2 * H, n_lstm)) for _ in range(batch)]
+    s_tilde = [np.zeros(2 * H) for _ in range(batch)]
+    theta_tilde = [np.zeros(n_lstm) for _ in range(batch)]
+    signs = SignStream(seed)
+    losses = np.zeros(n_steps)
+    for t in range(1, n_steps + 1):
+        if (t - 1) % k1 == 0:
+            grads = zero_grads(p)
+        xs, ys = stream_inputs(train_ids, batch, t)
+        for b in range(batch):
+            (h, c), cache = lstm_forward(p, xs[b : b + 1], *state[b])
+            loss, head_cache = head_forward(p, h, ys[b : b + 1])
+            dh, head_grads = head_backward(np.array([1.0 / (k1 * batch)]), head_cache, p)
+            J_s, J_theta = state_jacobians(p, cache)
+            if kind == "rtrl":
+                S[b] = J_s @ S[b] + J_theta
+                g_lstm = dh[0] @ S[b][:H]
+            else:
+                tangent = J_s @ s_tilde[b]
+                nu = signs.draw(2 * H)
+                v = nu @ J_theta
+                rho0 = np.sqrt(np.linalg.norm(theta_tilde[b]) / (np.linalg.norm(tangent) + UORO_EPS)) + UORO_EPS
+                rho1 = np.sqrt(np.linalg.norm(v) / (np.linalg.norm(nu) + UORO_EPS)) + UORO_EPS
+                s_tilde[b] = rho0 * tangent + rho1 * nu
+                theta_tilde[b] = theta_tilde[b] / rho0 + v / rho1
+                g_lstm = (dh[0] @ s_tilde[b][:H]) * theta_tilde[b]
+            offset = 0
+            for name in LSTM_NAMES:
+                size = p[name].size
+                grads[name] = grads[name] + g_lstm[offset : offset + size].reshape(p[name].shape)
+                offset += size
+            add_grads(grads, head_grads)
+            state[b] = (h, c)
+            losses[t - 1] += loss[0] / batch
+        if t % k1 == 0:
+            p = opt.step(p, grads)
+    return losses, p
 
 
 def evaluate_streams(p, ids, starts, lengths, burn_in):

@@ -24,7 +24,7 @@ from bpttbench.errors import ConfigError
 from bpttbench.model import state_dict
 from bpttbench.records import Record, RunOutcome
 from bpttbench.results import RunWriter
-from bpttbench.schemes import check_fits
+from bpttbench.schemes import SCHEMES as REGISTRY
 from bpttbench.train import Training
 
 
@@ -167,7 +167,7 @@ def check_units_fit(units: list[TrainConfig], corpus: Corpus) -> None:
     """CorpusError unless the corpus is long enough for every unit (k2, batch, eval_chars)."""
     for cfg in units:
         check_corpus_fits(corpus, k2=cfg.k2, eval_chars=cfg.eval_chars, batch=cfg.batch)
-        check_fits(cfg, corpus.vocab_size)  # rtrl's memory limit, before any unit runs
+        REGISTRY[cfg.scheme].check_fits(cfg, corpus.vocab_size)  # rtrl's memory limit, before any unit runs
 
 
 def _finish_quietly(writer: RunWriter, key: str, outcome: RunOutcome, error: str | None = None) -> None:

@@ -1,4 +1,5 @@
-"""Each Numba kernel against the NumPy reference, piece by piece (llm.c style: reference first)."""
+"""Each Numba kernel against the NumPy reference, piece by piece (llm.c style: reference first);
+the GEMM and the SGD step fused into the backward pass against their plain versions."""
 
 from __future__ import annotations
 
@@ -6,10 +7,15 @@ import numpy as np
 import pytest
 
 from bpttbench import reference as ref
-from bpttbench.kernels.lstm import evaluate, head_forward, lstm_backward, lstm_forward, param_views
+from bpttbench.config import TrainConfig
+from bpttbench.kernels.blas import gemm_tn
+from bpttbench.kernels.lstm import (head_forward, lstm_backward, lstm_forward, mirror_input_weights,
+                                    param_views, unmirror_input_weights, window_gradient_or_sgd_step)
 from bpttbench.kernels.optim import OPTIMIZER_CODES, apply_update
 from bpttbench.model import init_theta, split_theta
-from bpttbench.train import eval_scratch
+from bpttbench.schemes import make_scheme
+
+from conftest import synthetic_ids
 
 V, H, B = 6, 5, 3
 TOL = {"float64": 1e-10, "float32": 1e-4}
@@ -100,10 +106,89 @@ def test_optimizer_matches_reference(optimizer, clip):
         assert rel_err(view, p[name]) < 1e-12, name
 
 
-def test_evaluate_matches_reference(dtype):
-    rng = np.random.default_rng(2)
-    theta = init_theta(V, H, 3, dtype) * 3
-    ids = rng.integers(0, V, 50).astype(np.int32)
-    nats = evaluate(theta, V, H, ids, 40, eval_scratch(H, V, np.dtype(dtype)))
-    p64 = {k: v.astype(np.float64) for k, v in split_theta(theta, V, H).items()}
-    assert abs(nats - ref.evaluate(p64, ids, 40)) / nats < TOL[dtype]
+
+# ----------------------------------------------------------------------------- GEMM and the fused SGD step
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_gemm_tn_accumulates_like_numpy(dtype):
+    """C = beta C + alpha X^T Y, in place (the fused step's W_hh -= lr dz^T h_prev)."""
+    rng = np.random.default_rng(0)
+    X, Y = rng.normal(size=(7, 12)).astype(dtype), rng.normal(size=(7, 5)).astype(dtype)
+    C = rng.normal(size=(12, 5)).astype(dtype)
+    expected = 0.5 * C.astype(np.float64) - 0.25 * X.T.astype(np.float64) @ Y
+    gemm_tn(-0.25, X, Y, 0.5, C)
+    np.testing.assert_allclose(C, expected, rtol=1e-5 if dtype == "float32" else 1e-12, atol=1e-6)
+
+
+IDS = synthetic_ids(V, 600, seed=3)
+
+
+def scheme(name, k1, k2, *, dtype="float64", batch=2, optimizer="sgd", lr=0.3, clip=0.0, keep_gradient=False):
+    cfg = TrainConfig(scheme=name, k1=k1, k2=k2, hidden=H, batch=batch, optimizer=optimizer, lr=lr, clip=clip,
+                      dtype=dtype, seed=1, budget_steps=1)
+    made = make_scheme(cfg, init_theta(V, H, 1, dtype), V, IDS)
+    made.keep_gradient = keep_gradient
+    return made
+
+
+@pytest.mark.parametrize("k1,k2,batch", [(1, 5, 2), (3, 5, 1), (2, 4, 3), (1, 40, 2)])  # k2 = 40: more rows than characters
+def test_fused_sgd_step_is_the_gradient_step_in_place(dtype, k1, k2, batch):
+    """window_gradient_or_sgd_step with lr > 0 (W_ih through its mirror) = theta - lr * its gradient at lr = 0."""
+    lr = 0.3
+    warm = scheme("single", k1, k2, dtype=dtype, batch=batch, optimizer="adam", lr=0.05)
+    n = 45 * k1
+    warm.run(n, np.zeros(n))  # a ring of real steps and weights away from their start
+    t = warm.t
+    first, first_injected = warm.window_bounds(t)
+    scale = 1.0 / ((t - first_injected + 1) * batch)
+
+    def backward(step_lr):
+        theta, grad = warm.theta.copy(), np.zeros_like(warm.theta)
+        views = param_views(theta, V, H)
+        stacks = views[1][None], views[4][None]
+        W_in = np.zeros((V, 4 * H), theta.dtype) if step_lr else views[0].T
+        if step_lr:
+            mirror_input_weights(theta, V, H, W_in)
+        window_gradient_or_sgd_step(theta, grad, V, H, warm.ring, t, first, first_injected, scale, *stacks,
+                                    tuple(a.copy() for a in warm.work), warm.index_work.copy(), step_lr, W_in)
+        if step_lr:
+            unmirror_input_weights(theta, V, H, W_in)
+        return theta, grad
+
+    theta, grad = backward(0.0)
+    assert np.array_equal(theta, warm.theta) and np.any(grad != 0)  # lr = 0: the weights stay, the gradient is written
+    stepped, _ = backward(lr)
+    tol = TOL[dtype] * 1e-2
+    np.testing.assert_allclose(stepped, theta - lr * grad, rtol=tol, atol=tol * np.abs(theta).max())
+    assert not np.allclose(stepped, theta, rtol=0, atol=tol)
+
+
+@pytest.mark.parametrize("name,k1,k2,batch", [("chunked", 4, 4, 2), ("single", 1, 5, 2), ("single", 3, 5, 1),
+                                              ("stored", 1, 5, 2), ("stored", 2, 5, 1), ("sliding", 1, 5, 2),
+                                              ("sliding", 2, 5, 1), ("single", 1, 40, 2)])
+def test_fused_sgd_gives_the_trajectory_of_gradient_then_update(dtype, name, k1, k2, batch):
+    """Each scheme's fused blocks follow the trajectory of gradient, then apply_update's SGD step."""
+    fused = scheme(name, k1, k2, dtype=dtype, batch=batch)
+    plain = scheme(name, k1, k2, dtype=dtype, batch=batch, keep_gradient=True)
+    assert fused.fuses_sgd() and not plain.fuses_sgd()
+    n = 30 * k1
+    a, b = np.zeros(n), np.zeros(n)
+    assert fused.run(n, a) == n and plain.run(n, b) == n
+    tol = TOL[dtype] * 1e-2
+    np.testing.assert_allclose(a, b, rtol=tol)
+    np.testing.assert_allclose(fused.theta, plain.theta, rtol=tol, atol=tol)
+
+
+def test_only_plain_sgd_fuses_and_a_kept_gradient_is_the_one_applied():
+    assert scheme("single", 1, 5).fuses_sgd()
+    assert not scheme("single", 1, 5, lr=0.0).fuses_sgd()  # nothing to apply: the gradient is kept
+    assert not scheme("single", 1, 5, clip=1.0).fuses_sgd()  # the norm needs the whole gradient first
+    assert not scheme("single", 1, 5, optimizer="adam").fuses_sgd()
+    assert not scheme("rtrl", 1, 5).fuses_sgd()  # rtrl and uoro form the gradient before the update
+    kept = scheme("single", 1, 5, keep_gradient=True)
+    probe = kept.gradient_for_next_update()
+    before = kept.theta.copy()
+    kept.run(1, np.zeros(1))
+    np.testing.assert_array_equal(kept.grad, probe)
+    np.testing.assert_allclose(kept.theta, before - 0.3 * probe, rtol=0, atol=1e-15)

@@ -1,4 +1,4 @@
-"""rtrl and uoro: the exact gradient against full backpropagation, the kernels against plain NumPy,
+"""rtrl and uoro: the exact gradient against full backpropagation, the kernels against the reference,
 uoro's unbiasedness by a statistical test, the sign stream, and the configuration rules."""
 
 from __future__ import annotations
@@ -13,9 +13,9 @@ from bpttbench.config import TrainConfig
 from bpttbench.errors import ConfigError
 from bpttbench.model import init_theta, param_shapes, split_theta
 from bpttbench.runner import expand_schemes
-from bpttbench.schemes import SCHEMES, check_fits, make_scheme
+from bpttbench.schemes import SCHEMES, make_scheme
 from bpttbench.schemes.rtrl import RTRL_MAX_BYTES, rtrl_bytes
-from bpttbench.schemes.uoro import UORO_EPS, random_signs, rng_state, splitmix64
+from bpttbench.schemes.uoro import random_signs, rng_state, splitmix64
 from bpttbench.train import Training
 
 from conftest import synthetic_ids, tiny_corpus
@@ -51,65 +51,6 @@ def rel(a, b):
     return np.linalg.norm(a - b) / np.linalg.norm(b)
 
 
-# ---------------------------------------------------------------- plain NumPy versions
-
-
-def step_jacobians(p, cache):
-    """d(h_t, c_t)/d(h_{t-1}, c_{t-1}) (2H x 2H) and d(h_t, c_t)/d theta_lstm (2H x P) of one stream's
-    step, one row per state unit, each row by the reference's backward pass of a unit vector."""
-    n_lstm = sum(p[name].size for name in LSTM)
-    J_s, J_theta = np.zeros((2 * H, 2 * H)), np.zeros((2 * H, n_lstm))
-    for r in range(2 * H):
-        dh, dc = np.zeros((1, H)), np.zeros((1, H))
-        (dh if r < H else dc)[0, r % H] = 1.0
-        dh_prev, dc_prev, grads = ref.lstm_backward(dh, dc, cache, p)
-        J_s[r] = np.concatenate([dh_prev[0], dc_prev[0]])
-        J_theta[r] = np.concatenate([grads[name].ravel() for name in LSTM])
-    return J_s, J_theta
-
-
-def numpy_online(kind, p, ids, *, batch, k1, n_steps, optimizer="sgd", lr=0.0, clip=0.0, seed=1):
-    """rtrl (S = J_s S + J_theta) or uoro (Tallec & Ollivier's Algorithm 1) from their definitions."""
-    opt = ref.Optimizer(p, optimizer, lr, clip)
-    n_lstm = sum(p[name].size for name in LSTM)
-    state = [(np.zeros((1, H)), np.zeros((1, H))) for _ in range(batch)]
-    S = [np.zeros((2 * H, n_lstm)) for _ in range(batch)]
-    s_tilde = [np.zeros(2 * H) for _ in range(batch)]
-    theta_tilde = [np.zeros(n_lstm) for _ in range(batch)]
-    rng = rng_state(seed)
-    losses, grads_applied = np.zeros(n_steps), []
-    for t in range(1, n_steps + 1):
-        if (t - 1) % k1 == 0:
-            acc = np.zeros(sum(v.size for v in p.values()))
-        xs, ys = ref.stream_inputs(ids, batch, t)
-        for b in range(batch):
-            (h, c), cache = ref.lstm_forward(p, xs[b : b + 1], *state[b])
-            loss, head_cache = ref.head_forward(p, h, ys[b : b + 1])
-            dh, head_grads = ref.head_backward(np.array([1.0 / (k1 * batch)]), head_cache, p)
-            J_s, J_theta = step_jacobians(p, cache)
-            if kind == "rtrl":
-                S[b] = J_s @ S[b] + J_theta
-                g_lstm = dh[0] @ S[b][:H]
-            else:
-                tangent = J_s @ s_tilde[b]
-                nu = np.zeros(2 * H)
-                random_signs(rng, nu)
-                v = nu @ J_theta
-                rho0 = math.sqrt(np.linalg.norm(theta_tilde[b]) / (np.linalg.norm(tangent) + UORO_EPS)) + UORO_EPS
-                rho1 = math.sqrt(np.linalg.norm(v) / (np.linalg.norm(nu) + UORO_EPS)) + UORO_EPS
-                s_tilde[b] = rho0 * tangent + rho1 * nu
-                theta_tilde[b] = theta_tilde[b] / rho0 + v / rho1
-                g_lstm = (dh[0] @ s_tilde[b][:H]) * theta_tilde[b]
-            acc[:n_lstm] += g_lstm
-            acc[n_lstm:] += np.concatenate([head_grads["decoder.weight"].ravel(), head_grads["decoder.bias"]])
-            state[b] = (h, c)
-            losses[t - 1] += loss[0] / batch
-        if t % k1 == 0:
-            grads_applied.append(acc.copy())
-            p = opt.step(p, unflat(acc))
-    return losses, p, grads_applied
-
-
 # ---------------------------------------------------------------- rtrl is exact
 
 
@@ -138,28 +79,17 @@ def test_rtrl_gradient_equals_full_backpropagation_from_step_1(k1):
 
 @pytest.mark.parametrize("kind", ["rtrl", "uoro"])
 @pytest.mark.parametrize("k1,optimizer,clip", [(1, "adam", 1.0), (3, "sgd", 0.0), (2, "adam", 0.05)])
-def test_kernel_trajectory_matches_numpy(kind, k1, optimizer, clip):
+def test_kernel_trajectory_matches_the_reference(kind, k1, optimizer, clip):
     n = 18
     lr = 0.05 if optimizer == "adam" else 0.5
     scheme = make(kind, k1=k1, optimizer=optimizer, lr=lr, clip=clip)
     p0 = unflat(scheme.theta.copy())
     losses = run(scheme, n)
-    ref_losses, ref_p, _ = numpy_online(kind, p0, IDS, batch=B, k1=k1, n_steps=n, optimizer=optimizer, lr=lr, clip=clip)
+    ref_losses, ref_p = ref.train(kind, p0, IDS, batch=B, k1=k1, k2=5, n_steps=n, optimizer=optimizer, lr=lr, clip=clip,
+                                  seed=1)
     assert np.max(np.abs(losses - ref_losses) / ref_losses) < 1e-10
     for name, view in split_theta(scheme.theta, V, H).items():
         assert np.max(np.abs(view - ref_p[name])) / np.max(np.abs(ref_p[name])) < 1e-10, name
-
-
-@pytest.mark.parametrize("kind", ["rtrl", "uoro"])
-def test_float32_kernel_matches_numpy(kind):
-    n = 12
-    scheme = make(kind, optimizer="adam", lr=0.02, clip=1.0, dtype="float32")
-    p0 = {k: v.astype(np.float64) for k, v in unflat(scheme.theta.copy()).items()}
-    losses = run(scheme, n)
-    ref_losses, ref_p, _ = numpy_online(kind, p0, IDS, batch=B, k1=1, n_steps=n, optimizer="adam", lr=0.02, clip=1.0)
-    assert np.max(np.abs(losses - ref_losses) / ref_losses) < 1e-4
-    for name, view in split_theta(scheme.theta, V, H).items():
-        assert np.max(np.abs(view - ref_p[name])) / np.max(np.abs(ref_p[name])) < 1e-4, name
 
 
 # ---------------------------------------------------------------- uoro is unbiased
@@ -213,21 +143,15 @@ def test_signs_are_balanced_and_uncorrelated():
     assert np.abs(draws.T @ draws / len(draws) - np.eye(8)).max() < 0.03
 
 
-def test_sign_stream_is_splitmix64():
-    def reference(x):
-        mask = (1 << 64) - 1
-        x = (x + 0x9E3779B97F4A7C15) & mask
-        z = x
-        z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & mask
-        z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & mask
-        return x, z ^ (z >> 31)
-
-    state = np.zeros(1, np.uint64)
-    x = 0
-    for _ in range(5):
-        x, expected = reference(x)
-        assert int(splitmix64(state)) == expected
-    assert int(splitmix64(np.zeros(1, np.uint64))) == 0xE220A8397B1DCDAF  # Vigna's first output from seed 0
+def test_sign_stream_is_the_references_splitmix64():
+    stream, state = ref.SignStream(0), np.zeros(1, np.uint64)
+    stream.state = 0
+    outputs = [stream.next64() for _ in range(5)]
+    assert outputs[0] == 0xE220A8397B1DCDAF  # Vigna's first output from state 0
+    assert [int(splitmix64(state)) for _ in range(5)] == outputs
+    signs = np.empty(150)  # more than two 64-bit draws
+    random_signs(rng_state(7), signs)
+    assert np.array_equal(signs, ref.SignStream(7).draw(150))
 
 
 def test_uoro_is_deterministic_given_the_seed():
@@ -287,12 +211,12 @@ def test_rtrl_refuses_sizes_that_do_not_fit():
     cfg = TrainConfig(scheme="rtrl", hidden=512, budget_steps=1)
     assert rtrl_bytes(65, 512, 1, "float32") > RTRL_MAX_BYTES
     with pytest.raises(ConfigError) as e:
-        check_fits(cfg, 65)
+        SCHEMES["rtrl"].check_fits(cfg, 65)
     message = str(e.value)
     assert "\n" not in message and "GiB" in message and "--hidden" in message
     fits = int(message.split("--hidden ")[1].split()[0])
     assert rtrl_bytes(65, fits, 1, "float32") <= RTRL_MAX_BYTES < rtrl_bytes(65, fits + 1, 1, "float32")
-    check_fits(cfg.replace(hidden=32), 65)
-    check_fits(cfg.replace(scheme="uoro"), 65)  # uoro has no such limit
+    SCHEMES["rtrl"].check_fits(cfg.replace(hidden=32), 65)
+    SCHEMES["uoro"].check_fits(cfg.replace(scheme="uoro"), 65)  # uoro has no such limit
     with pytest.raises(ConfigError):
         make_scheme(cfg, init_theta(65, 512, 0, "float32"), 65, np.arange(65, dtype=np.int32).repeat(3))

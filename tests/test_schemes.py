@@ -142,17 +142,6 @@ def test_stored_differs_from_single_when_weights_move():
     assert not np.allclose(trajectory("single", 1, 6, 30)[0], trajectory("stored", 1, 6, 30)[0], rtol=1e-9, atol=0)
 
 
-@pytest.mark.parametrize("scheme_name,k1,k2", [("single", 1, 5), ("stored", 2, 5), ("sliding", 2, 5), ("chunked", 3, 3)])
-def test_one_call_equals_many_shorter_calls(scheme_name, k1, k2):
-    """T one-period calls carrying the state equal one T-period call (block boundaries change nothing)."""
-    whole = make(scheme_name, k1, k2)
-    pieces = make(scheme_name, k1, k2)
-    expected = run(whole, 12 * k1)
-    got = np.concatenate([run(pieces, k1) for _ in range(12)])
-    assert np.array_equal(expected, got)
-    assert np.array_equal(whole.theta, pieces.theta)
-
-
 def test_reference_one_step_calls_equal_a_window():
     """Karpathy's checkSequentialMatchesBatch for the reference: T steps carrying (h, c) = one window pass."""
     p = split_theta(init_theta(V, H, 0, "float64"), V, H)
@@ -163,15 +152,6 @@ def test_reference_one_step_calls_equal_a_window():
         (h, c), loss, _ = ref.step(p, x, y, h, c)
         total += loss.sum()
     assert ref.window_loss(p, xs, ys, np.zeros((B, H)), np.zeros((B, H)), [True] * 8) == pytest.approx(total / (8 * B), rel=1e-14)
-
-
-def test_gradient_probe_leaves_the_scheme_untouched():
-    scheme = make("stored", 2, 5)
-    run(scheme, 8)
-    theta, t = scheme.theta.copy(), scheme.t
-    first = scheme.gradient_for_next_update()
-    assert np.array_equal(scheme.theta, theta) and scheme.t == t
-    assert np.array_equal(first, scheme.gradient_for_next_update())
 
 
 def test_diverging_run_stops_and_reports_the_step():

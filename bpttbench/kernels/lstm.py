@@ -1,4 +1,4 @@
-"""LSTM + softmax head: one forward step, one backward step, a window backward, evaluation.
+"""LSTM + softmax head: one forward step, one backward step, a window backward (evaluation: kernels/evaluate.py).
 
 Shapes: B streams, H hidden units, V characters, G = 4H gate pre-activations (i, f, g, o).
 Activations of past steps live in rings indexed by `t % R` (R = k2 + 1, slot 0 = the zero state
@@ -58,11 +58,11 @@ def sigmoid(z):
 @njit(**JIT)
 def lstm_forward(W_ih, W_hh, b_ih, b_hh, x, h_prev, c_prev, gates, c, h, tanh_c):
     """One LSTM step for all streams; writes gates (post-activation), c, h, tanh(c)."""
-    lstm_forward_in(W_ih.T, W_hh, b_ih, b_hh, x, h_prev, c_prev, gates, c, h, tanh_c)
+    lstm_forward_with_input_weights(W_ih.T, W_hh, b_ih, b_hh, x, h_prev, c_prev, gates, c, h, tanh_c)
 
 
 @njit(**JIT)
-def lstm_forward_in(W_in, W_hh, b_ih, b_hh, x, h_prev, c_prev, gates, c, h, tanh_c):
+def lstm_forward_with_input_weights(W_in, W_hh, b_ih, b_hh, x, h_prev, c_prev, gates, c, h, tanh_c):
     """lstm_forward with the input weights given as W_in (V, 4H): row x is character x's column of W_ih.
 
     W_in is W_ih.T (a strided view) or a row-major mirror of it, whose rows are contiguous.
@@ -133,18 +133,19 @@ def head_forward(W_dec, b_dec, h, y, probs):
 @njit(**JIT)
 def forward_step(theta, V, H, ring, t, prev_slot):
     """Forward step t into ring slot t % R from the state in prev_slot; returns the summed loss (nats)."""
-    return forward_step_in(theta, V, H, ring, t, prev_slot, param_views(theta, V, H)[0].T, True)
+    return forward_step_with_input_weights(theta, V, H, ring, t, prev_slot, param_views(theta, V, H)[0].T, True)
 
 
 @njit(**JIT)
-def forward_step_in(theta, V, H, ring, t, prev_slot, W_in, with_head):
-    """forward_step reading the input weights from W_in (see lstm_forward_in); without the head
-    (returning 0) when with_head is False, for steps whose loss and softmax nobody reads."""
+def forward_step_with_input_weights(theta, V, H, ring, t, prev_slot, W_in, with_head):
+    """forward_step reading the input weights from W_in (see lstm_forward_with_input_weights);
+    without the head (returning 0) when with_head is False, for steps whose loss and softmax
+    nobody reads."""
     x_r, y_r, gates_r, c_r, h_r, tanh_c_r, probs_r = ring
     W_ih, W_hh, b_ih, b_hh, W_dec, b_dec = param_views(theta, V, H)
     s = t % x_r.shape[0]
-    lstm_forward_in(W_in, W_hh, b_ih, b_hh, x_r[s], h_r[prev_slot], c_r[prev_slot], gates_r[s], c_r[s], h_r[s],
-                    tanh_c_r[s])
+    lstm_forward_with_input_weights(W_in, W_hh, b_ih, b_hh, x_r[s], h_r[prev_slot], c_r[prev_slot], gates_r[s], c_r[s],
+                                    h_r[s], tanh_c_r[s])
     if not with_head:
         return 0.0
     return head_forward(W_dec, b_dec, h_r[s], y_r[s], probs_r[s])
@@ -209,14 +210,15 @@ def window_backward(theta, grad, V, H, ring, t, first, first_injected, scale, W_
     summed row by row, then scattered.
     """
     index_work = np.full((3, max(work[4].shape[0], V)), -1, np.int64)
-    window_backward_sgd(theta, grad, V, H, ring, t, first, first_injected, scale, W_hh_stack, W_dec_stack, work,
-                        index_work, 0.0, param_views(theta, V, H)[0].T)
+    window_gradient_or_sgd_step(theta, grad, V, H, ring, t, first, first_injected, scale, W_hh_stack, W_dec_stack,
+                                work, index_work, 0.0, param_views(theta, V, H)[0].T)
 
 
 @njit(**JIT)
-def window_backward_sgd(theta, grad, V, H, ring, t, first, first_injected, scale, W_hh_stack, W_dec_stack, work,
-                        index_work, lr, W_in):
-    """window_backward, then (lr > 0) the SGD step theta -= lr * gradient, fused into the backward pass.
+def window_gradient_or_sgd_step(theta, grad, V, H, ring, t, first, first_injected, scale, W_hh_stack, W_dec_stack,
+                                work, index_work, lr, W_in):
+    """With lr = 0, window_backward: the window's gradient into grad. With lr > 0, the SGD step
+    theta -= lr * gradient instead, fused into the backward pass (grad is then scratch).
 
     index_work: int64 scratch from index_scratch(k2, B, V) (window_backward allocates its own).
 
@@ -224,8 +226,8 @@ def window_backward_sgd(theta, grad, V, H, ring, t, first, first_injected, scale
     it (alpha = -lr, beta = 1); W_ih through W_in, its (V, 4H) row-major mirror (see
     mirror_input_weights: the caller writes it back into theta), and only in the window's
     characters' rows (elsewhere the gradient is 0 and x - lr * 0 = x); the rest element by
-    element. Each element gets theta - lr * g, the same arithmetic as apply_update's SGD; grad
-    is then scratch and does not hold the gradient. With lr = 0, W_in is not used.
+    element. Each element gets theta - lr * g, the same arithmetic as apply_update's SGD.
+    With lr = 0, W_in is not used.
     """
     x_r, y_r, gates_r, c_r, h_r, tanh_c_r, probs_r = ring
     dh, dc, dh_prev, dh_head, dz_all, hprev_all, dlog_all, hinj_all = work
@@ -337,7 +339,7 @@ def window_backward_sgd(theta, grad, V, H, ring, t, first, first_injected, scale
 
 
 def index_scratch(k2, B, V):
-    """The int64 scratch window_backward_sgd needs: (3, max(k2 * B, V))."""
+    """The int64 scratch window_gradient_or_sgd_step needs: (3, max(k2 * B, V))."""
     return np.full((3, max(k2 * B, V)), -1, np.int64)
 
 
@@ -369,23 +371,3 @@ def _sum_rows_by_character(dz_all, x_r, t, rows, B, R, index_work):
     for u in range(n):
         slot[chars[u]] = -1
     return n
-
-
-@njit(**JIT)
-def evaluate(theta, V, H, ids, n_chars, state):
-    """Mean cross-entropy (nats) of predicting ids[1:n_chars] one stream from a zero state.
-
-    state = (x, y, gates, c, h, h2, tanh_c, probs) scratch arrays for B = 1.
-    """
-    x, y, gates, c, h, h2, tanh_c, probs = state
-    W_ih, W_hh, b_ih, b_hh, W_dec, b_dec = param_views(theta, V, H)
-    h[:] = 0.0
-    c[:] = 0.0
-    total = 0.0
-    for p in range(n_chars - 1):
-        x[0] = ids[p]
-        y[0] = ids[p + 1]
-        lstm_forward(W_ih, W_hh, b_ih, b_hh, x, h, c, gates, c, h2, tanh_c)
-        h[:] = h2
-        total += head_forward(W_dec, b_dec, h, y, probs)
-    return total / (n_chars - 1)

@@ -1,6 +1,10 @@
-"""Truncation schemes, one module each, behind the `Scheme` interface; `SCHEMES` maps names to classes."""
+"""Learning rules, one module each, behind the `Scheme` interface; `SCHEMES` maps names to classes.
 
-from bpttbench.schemes import rtrl
+The registry: a scheme listed here (and named in bpttbench/scheme_names.py) can be run, swept,
+timed and checked, and tests/test_contract.py holds it to the interface.
+"""
+
+from bpttbench import scheme_names
 from bpttbench.schemes.base import Scheme
 from bpttbench.schemes.chunked import Chunked
 from bpttbench.schemes.rtrl import Rtrl
@@ -10,6 +14,9 @@ from bpttbench.schemes.stored import Stored
 from bpttbench.schemes.uoro import Uoro
 
 SCHEMES: dict[str, type[Scheme]] = {cls.name: cls for cls in (Chunked, Single, Stored, Sliding, Rtrl, Uoro)}
+if tuple(SCHEMES) != scheme_names.SCHEMES:
+    raise ImportError(f"the registry {tuple(SCHEMES)} and bpttbench/scheme_names.py {scheme_names.SCHEMES} "
+                      "disagree: list each scheme in both, in the same order")
 
 
 def make_scheme(cfg, theta, vocab_size, train_ids) -> Scheme:
@@ -17,10 +24,8 @@ def make_scheme(cfg, theta, vocab_size, train_ids) -> Scheme:
 
 
 def check_fits(cfg, vocab_size: int) -> None:
-    """ConfigError if cfg's scheme cannot run at this size on this vocabulary (rtrl's memory limit);
-    call it before starting a run, so that a grid fails before its first unit rather than midway."""
-    if cfg.scheme == "rtrl":
-        rtrl.check_fits(cfg, vocab_size)
+    """SCHEMES[cfg.scheme].check_fits, for bpttbench/speed.py until it calls the class itself."""
+    SCHEMES[cfg.scheme].check_fits(cfg, vocab_size)
 
 
-__all__ = ["SCHEMES", "Scheme", "check_fits", "make_scheme"]
+__all__ = ["SCHEMES", "Scheme", "make_scheme"]

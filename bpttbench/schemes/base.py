@@ -1,20 +1,43 @@
-"""The interface every truncation scheme implements, and the arrays they share.
+"""The interface every scheme implements, and the arrays they share.
 
-A scheme owns the online state of one training run: the parameters, the optimiser state,
-a ring of the last k2 + 1 steps' activations, and scratch space. `run(n)` advances n time
-steps (a whole number of update periods k1) inside one JIT call and writes each step's
-online loss; Python never enters the per-step loop.
+A scheme owns the online state of one training run: the parameters, the optimiser state, a ring
+of the last k2 + 1 steps' activations, and scratch space. `run(n)` advances n time steps inside
+one JIT call (the scheme's block kernel) and writes each step's online loss; Python never enters
+the per-step loop.
+
+Writing a scheme: subclass `Scheme` (as rtrl.py and uoro.py do; or `TruncatedScheme`, as single.py
+does, for one that backprops through a window of stored steps) and provide
+- `name`: listed in bpttbench/scheme_names.py (whether it truncates), with the class added to the
+  registry in schemes/__init__.py.
+- `block_kernel`: an @njit function, wrapped in staticmethod, that `run` calls as
+      block_kernel(theta, grad, V, H, ids, track_len, ring, opt_state, optimizer, lr, clip,
+                   t0, n_steps, k1, *self.kernel_arguments(), losses)
+  It runs steps t0+1 .. t0+n_steps (kernels.lstm.read_inputs and forward_step do a step's input
+  and forward pass into the ring), writes step t0+n+1's batch-mean loss in nats to losses[n],
+  updates after every step that is a multiple of k1 (kernels.optim.apply_update), stops after
+  the first step whose loss is not finite (or after its update period, if it forwards whole
+  periods at a time as sliding does), and returns (steps done, updates done).
+- `kernel_arguments()`: the scheme's own arrays and settings, in block_kernel's order.
+- `own_arrays()`: the arrays it allocates in __init__ (after super().__init__, with aligned_zeros),
+  so that resident_bytes counts them. tests/test_contract.py checks all of this for every scheme
+  in the registry, and the trajectory against bpttbench/reference.py where it has the scheme.
+Optionally: `check_fits` (a classmethod refusing sizes that cannot run, as rtrl's memory check),
+`single_threaded_blas = True` (the block runs with BLAS on one thread), `whole_periods = True`
+(run's n must be a multiple of k1).
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 
 import numpy as np
 
 from bpttbench.config import TrainConfig
-from bpttbench.kernels.lstm import index_scratch
+from bpttbench.kernels.lstm import index_scratch, mirror_input_weights, unmirror_input_weights
 from bpttbench.kernels.optim import OPTIMIZER_CODES
+from bpttbench.model import split_theta
+from bpttbench.threads import single_threaded_blas
 
 ALIGNMENT = 64  # bytes: a cache line, and whole AVX-512 loads
 
@@ -41,13 +64,15 @@ def aligned_copy(a: np.ndarray) -> np.ndarray:
 
 
 class Scheme:
-    """`grad` holds the gradient of the last update, except under plain SGD (lr > 0, no clipping):
-    there the step is applied inside the backward pass (see kernels.lstm.window_backward_sgd),
-    which saves a pass over the weights, and `grad` is scratch. Set `keep_gradient = True` on an
-    instance to keep it; `gradient_for_next_update()` always gives the gradient.
+    """One training run's online state; see the module docstring for what a subclass provides.
+
+    `grad` holds the gradient of the last update, except where `fuses_sgd()` (see TruncatedScheme).
     """
 
     name = "base"
+    block_kernel = None
+    single_threaded_blas = False
+    whole_periods = False
     keep_gradient = False
 
     def __init__(self, cfg: TrainConfig, theta: np.ndarray, vocab_size: int, train_ids: np.ndarray):
@@ -62,16 +87,17 @@ class Scheme:
         self.optimizer = OPTIMIZER_CODES[cfg.optimizer]
         self.lr = float(cfg.lr)
         self.clip = float(cfg.clip)
-        self.opt_state = (aligned_zeros(theta.shape, dtype), aligned_zeros(theta.shape, dtype), np.zeros(1, np.int64))
-        self.ids = np.ascontiguousarray(train_ids, dtype=np.int32)
+        self.opt_state = (aligned_zeros(theta.shape, dtype), aligned_zeros(theta.shape, dtype),
+                          aligned_zeros(1, np.int64))
+        self.ids = np.ascontiguousarray(train_ids, dtype=np.int32)  # borrowed, not counted as resident
         self.track_len = len(self.ids) // B
         if self.track_len < 2:
             raise ValueError(f"{len(self.ids)} training characters cannot feed {B} streams")
         R = k2 + 1
         G = 4 * H
         self.ring = (
-            np.zeros((R, B), np.int32),  # x
-            np.zeros((R, B), np.int32),  # y
+            aligned_zeros((R, B), np.int32),  # x
+            aligned_zeros((R, B), np.int32),  # y
             aligned_zeros((R, B, G), dtype),  # gates (post-activation i, f, g, o)
             aligned_zeros((R, B, H), dtype),  # c
             aligned_zeros((R, B, H), dtype),  # h
@@ -88,10 +114,13 @@ class Scheme:
             aligned_zeros((k2 * B, V), dtype),  # dlogits of every injected step
             aligned_zeros((k2 * B, H), dtype),  # h of every injected step
         )
-        self.index_work = index_scratch(k2, B, V)  # the window's distinct characters and their rows
-        self.W_in_mirror = aligned_zeros((V, G), dtype)  # W_ih.T, row-major, while a fused-SGD block runs
         self.t = 0  # time steps done
         self.updates = 0
+
+    @classmethod
+    def check_fits(cls, cfg: TrainConfig, vocab_size: int) -> None:
+        """ConfigError if cfg cannot run at this size on this vocabulary; call it before starting
+        a run, so that a grid fails before its first unit rather than midway. Fits by default."""
 
     def run(self, n_steps: int, losses: np.ndarray) -> int:
         """Advance n_steps (a multiple of k1), writing each step's batch-mean online loss (nats).
@@ -99,12 +128,42 @@ class Scheme:
         Returns the number of steps done: fewer than n_steps only when a loss was not finite,
         in which case the run has diverged and must stop.
         """
+        if self.whole_periods and n_steps % self.k1:
+            raise ValueError(f"{self.name} advances whole update periods: {n_steps} is not a multiple of k1={self.k1}")
+        # Where the kernel's GEMVs are small, OpenBLAS's threads only wait for busy cores.
+        blas = single_threaded_blas() if self.single_threaded_blas else contextlib.nullcontext()
+        with blas:
+            done, updates = self.run_block(n_steps, losses)
+        self.t += done
+        self.updates += updates
+        return done
+
+    def run_block(self, n_steps: int, losses: np.ndarray) -> tuple[int, int]:
+        """One call of the block kernel from step self.t on; returns (steps done, updates done)."""
+        return self.block_kernel(
+            self.theta, self.grad, self.V, self.H, self.ids, self.track_len, self.ring, self.opt_state,
+            self.optimizer, self.lr, self.clip, self.t, n_steps, self.k1, *self.kernel_arguments(), losses,
+        )
+
+    def kernel_arguments(self) -> tuple:
+        """The scheme's own arguments of block_kernel, between k1 and losses."""
         raise NotImplementedError
 
+    def own_arrays(self) -> tuple:
+        """The arrays the subclass allocates beyond the shared ones."""
+        return ()
+
+    def arrays(self) -> tuple:
+        """Every array this scheme keeps (parameters, optimiser, ring, scratch, its own)."""
+        return (self.theta, self.grad, *self.opt_state, *self.ring, *self.work, *self.own_arrays())
+
+    def resident_bytes(self) -> int:
+        """Bytes of every array this scheme keeps."""
+        return int(sum(a.nbytes for a in self.arrays()))
+
     def fuses_sgd(self) -> bool:
-        """Whether updates are applied inside the backward pass (plain SGD, no clipping)."""
-        return (self.optimizer == OPTIMIZER_CODES["sgd"] and self.clip == 0.0 and self.lr > 0.0
-                and not self.keep_gradient)
+        """Whether updates are applied inside the backward pass, leaving `grad` as scratch."""
+        return False
 
     def gradient_for_next_update(self) -> np.ndarray:
         """The gradient this scheme would apply at its next update, leaving self untouched."""
@@ -119,13 +178,46 @@ class Scheme:
     def clone(self) -> "Scheme":
         return copy.deepcopy(self)
 
-    def resident_bytes(self) -> int:
-        """Bytes of every array this scheme keeps (parameters, optimiser, rings, scratch)."""
-        arrays = [self.theta, self.grad, *self.opt_state, *self.ring, *self.work, self.index_work, self.W_in_mirror]
-        return int(sum(a.nbytes for a in arrays))
-
     def window_bounds(self, t: int) -> tuple[int, int]:
         """(first step of the window, first step whose loss is injected) for an update after step t."""
         first = max(1, t - self.k2 + 1)
         first_injected = first if self.inject_window else max(first, t - self.k1 + 1)
         return first, first_injected
+
+
+class TruncatedScheme(Scheme):
+    """A scheme whose update backprops through a window of stored steps
+    (kernels.lstm.window_gradient_or_sgd_step).
+
+    Under plain SGD (lr > 0, no clipping) the step is applied inside the backward pass, which
+    saves a pass over the weights, and `grad` is scratch; set `keep_gradient = True` on an
+    instance to keep it (`gradient_for_next_update()` always gives the gradient). For such a
+    block W_ih is read and updated through a row-major mirror of its transpose, written back after
+    the block: kernel_arguments() passes `input_weights()`, the matrix to read it from.
+    """
+
+    def __init__(self, cfg, theta, vocab_size, train_ids):
+        super().__init__(cfg, theta, vocab_size, train_ids)
+        self.index_work = aligned_copy(index_scratch(self.k2, self.B, self.V))  # the window's distinct characters
+        self.W_in_mirror = aligned_zeros((self.V, 4 * self.H), theta.dtype)  # W_ih.T, row-major, during fused SGD
+
+    def fuses_sgd(self) -> bool:
+        return (self.optimizer == OPTIMIZER_CODES["sgd"] and self.clip == 0.0 and self.lr > 0.0
+                and not self.keep_gradient)
+
+    def input_weights(self) -> np.ndarray:
+        """The (V, 4H) matrix the block reads W_ih from: the mirror under fused SGD, else a view of W_ih.T."""
+        if self.fuses_sgd():
+            return self.W_in_mirror
+        return split_theta(self.theta, self.V, self.H)["weight_ih_l0"].T
+
+    def run_block(self, n_steps: int, losses: np.ndarray) -> tuple[int, int]:
+        if not self.fuses_sgd():
+            return super().run_block(n_steps, losses)
+        mirror_input_weights(self.theta, self.V, self.H, self.W_in_mirror)
+        done = super().run_block(n_steps, losses)
+        unmirror_input_weights(self.theta, self.V, self.H, self.W_in_mirror)
+        return done
+
+    def own_arrays(self) -> tuple:
+        return (self.index_work, self.W_in_mirror)

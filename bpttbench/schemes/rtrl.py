@@ -41,8 +41,7 @@ from numba import njit
 from bpttbench.errors import ConfigError
 from bpttbench.kernels.lstm import JIT, forward_step, param_views, read_inputs
 from bpttbench.kernels.optim import apply_update
-from bpttbench.schemes.base import Scheme
-from bpttbench.threads import single_threaded_blas
+from bpttbench.schemes.base import Scheme, aligned_zeros
 
 # The sensitivity arrays of all streams together may not exceed this (a shared machine).
 RTRL_MAX_BYTES = 2 << 30
@@ -63,18 +62,6 @@ def max_hidden_that_fits(V: int, B: int, dtype, limit: int = RTRL_MAX_BYTES) -> 
     while rtrl_bytes(V, H + 1, B, dtype) <= limit:
         H += 1
     return H
-
-
-def check_fits(cfg, vocab_size: int) -> None:
-    """ConfigError (one line, with the estimate and the fix) if rtrl's arrays would not fit."""
-    need = rtrl_bytes(vocab_size, cfg.hidden, cfg.batch, cfg.dtype)
-    if need > RTRL_MAX_BYTES:
-        best = max_hidden_that_fits(vocab_size, cfg.batch, cfg.dtype)
-        raise ConfigError(
-            f"rtrl at hidden={cfg.hidden}, batch={cfg.batch}, {cfg.dtype}, {vocab_size} symbols needs "
-            f"{need / 2**30:.1f} GiB of sensitivities (limit {RTRL_MAX_BYTES / 2**30:.0f} GiB); "
-            f"use --hidden {best} or less, or uoro"
-        )
 
 
 @njit(**JIT)
@@ -175,30 +162,36 @@ def run_rtrl_block(theta, grad, V, H, ids, track_len, ring, opt_state, optimizer
 
 class Rtrl(Scheme):
     name = "rtrl"
+    block_kernel = staticmethod(run_rtrl_block)
+    # OpenBLAS threads the W_hh S_h product; on a shared 2-core machine each threaded call waited
+    # for a busy core (H = 16: 4.7 ms per step threaded against 59 us on one thread).
+    single_threaded_blas = True
 
     def __init__(self, cfg, theta, vocab_size, train_ids):
-        check_fits(cfg, vocab_size)
+        self.check_fits(cfg, vocab_size)
         super().__init__(cfg, theta, vocab_size, train_ids)
         B, H, V = self.B, self.H, self.V
         n_cols = sensitivity_columns(V, H)
         dtype = theta.dtype
-        self.S_h = np.zeros((B, H, n_cols), dtype)
-        self.S_c = np.zeros((B, H, n_cols), dtype)
-        self.Dz = np.zeros((4 * H, n_cols), dtype)
-        self.dh = np.zeros(H, dtype)
+        self.S_h = aligned_zeros((B, H, n_cols), dtype)
+        self.S_c = aligned_zeros((B, H, n_cols), dtype)
+        self.Dz = aligned_zeros((4 * H, n_cols), dtype)
+        self.dh = aligned_zeros(H, dtype)
 
-    def run(self, n_steps: int, losses: np.ndarray) -> int:
-        # OpenBLAS threads the W_hh S_h product; on a shared 2-core machine each threaded call waited
-        # for a busy core (H = 16: 4.7 ms per step threaded against 59 us on one thread).
-        with single_threaded_blas():
-            done, updates = run_rtrl_block(
-                self.theta, self.grad, self.V, self.H, self.ids, self.track_len, self.ring, self.opt_state,
-                self.optimizer, self.lr, self.clip, self.t, n_steps, self.k1, self.S_h, self.S_c, self.Dz, self.dh,
-                losses,
+    @classmethod
+    def check_fits(cls, cfg, vocab_size: int) -> None:
+        """ConfigError (one line, with the estimate and the fix) if rtrl's arrays would not fit."""
+        need = rtrl_bytes(vocab_size, cfg.hidden, cfg.batch, cfg.dtype)
+        if need > RTRL_MAX_BYTES:
+            best = max_hidden_that_fits(vocab_size, cfg.batch, cfg.dtype)
+            raise ConfigError(
+                f"rtrl at hidden={cfg.hidden}, batch={cfg.batch}, {cfg.dtype}, {vocab_size} symbols needs "
+                f"{need / 2**30:.1f} GiB of sensitivities (limit {RTRL_MAX_BYTES / 2**30:.0f} GiB); "
+                f"use --hidden {best} or less, or uoro"
             )
-        self.t += done
-        self.updates += updates
-        return done
 
-    def resident_bytes(self) -> int:
-        return super().resident_bytes() + self.S_h.nbytes + self.S_c.nbytes + self.Dz.nbytes + self.dh.nbytes
+    def kernel_arguments(self) -> tuple:
+        return (self.S_h, self.S_c, self.Dz, self.dh)
+
+    def own_arrays(self) -> tuple:
+        return self.kernel_arguments()

@@ -10,30 +10,10 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from bpttbench.kernels.lstm import (JIT, forward_step_in, mirror_input_weights, param_views, read_inputs,
-                                    unmirror_input_weights, window_backward_sgd)
+from bpttbench.kernels.lstm import (JIT, forward_step_with_input_weights, param_views, read_inputs,
+                                    window_gradient_or_sgd_step)
 from bpttbench.kernels.optim import apply_update
-from bpttbench.schemes.base import Scheme
-
-
-@njit(**JIT)
-def run_single_block(theta, grad, V, H, ids, track_len, ring, work, index_work, W_in_mirror, opt_state, optimizer,
-                     lr, clip, t0, n_steps, k1, k2, inject_window, W_hh_stack, W_dec_stack, snapshot, fuse_sgd, losses):
-    """Steps t0+1 .. t0+n_steps of single/stored/chunked; returns (steps done, updates done).
-
-    With snapshot, the weights each step's forward used are copied into slot t % k2 of the
-    stacks before the step (the `stored` scheme); otherwise the stacks are views of theta.
-    With fuse_sgd (plain SGD, no clipping) the update is applied inside the backward pass, and
-    W_ih is read and updated through its row-major mirror for the block.
-    """
-    args = (theta, grad, V, H, ids, track_len, ring, work, index_work, opt_state, optimizer, lr, clip, t0, n_steps,
-            k1, k2, inject_window, W_hh_stack, W_dec_stack, snapshot, fuse_sgd, losses)
-    if not fuse_sgd:
-        return _single_steps(*args, param_views(theta, V, H)[0].T)
-    mirror_input_weights(theta, V, H, W_in_mirror)
-    done = _single_steps(*args, W_in_mirror)
-    unmirror_input_weights(theta, V, H, W_in_mirror)
-    return done
+from bpttbench.schemes.base import TruncatedScheme
 
 
 @njit(**JIT)
@@ -45,8 +25,15 @@ def copy_matrix(dst, src):
 
 
 @njit(**JIT)
-def _single_steps(theta, grad, V, H, ids, track_len, ring, work, index_work, opt_state, optimizer, lr, clip,
-                  t0, n_steps, k1, k2, inject_window, W_hh_stack, W_dec_stack, snapshot, fuse_sgd, losses, W_in):
+def run_single_block(theta, grad, V, H, ids, track_len, ring, opt_state, optimizer, lr, clip, t0, n_steps, k1,
+                     k2, inject_window, work, index_work, W_in, W_hh_stack, W_dec_stack, snapshot, fuse_sgd, losses):
+    """Steps t0+1 .. t0+n_steps of single/stored/chunked; returns (steps done, updates done).
+
+    With snapshot, the weights each step's forward used are copied into slot t % k2 of the
+    stacks before the step (the `stored` scheme); otherwise the stacks are views of theta.
+    W_in is W_ih's transpose, or its row-major mirror with fuse_sgd (plain SGD, no clipping:
+    the update is applied inside the backward pass).
+    """
     x_r, y_r = ring[0], ring[1]
     R = x_r.shape[0]
     B = x_r.shape[1]
@@ -59,7 +46,7 @@ def _single_steps(theta, grad, V, H, ids, track_len, ring, work, index_work, opt
         if snapshot:
             copy_matrix(W_hh_stack[t % k2], W_hh)
             copy_matrix(W_dec_stack[t % k2], W_dec)
-        loss = forward_step_in(theta, V, H, ring, t, (t - 1) % R, W_in, True) / B
+        loss = forward_step_with_input_weights(theta, V, H, ring, t, (t - 1) % R, W_in, True) / B
         losses[n] = loss
         if not np.isfinite(loss):
             return n + 1, updates
@@ -67,16 +54,17 @@ def _single_steps(theta, grad, V, H, ids, track_len, ring, work, index_work, opt
             first = max(1, t - k2 + 1)
             first_injected = first if inject_window else max(first, t - k1 + 1)
             scale = 1.0 / ((t - first_injected + 1) * B)
-            window_backward_sgd(theta, grad, V, H, ring, t, first, first_injected, scale, W_hh_stack, W_dec_stack,
-                                work, index_work, lr if fuse_sgd else 0.0, W_in)
+            window_gradient_or_sgd_step(theta, grad, V, H, ring, t, first, first_injected, scale, W_hh_stack,
+                                        W_dec_stack, work, index_work, lr if fuse_sgd else 0.0, W_in)
             if not fuse_sgd:
                 apply_update(theta, grad, opt_state, optimizer, lr, clip)
             updates += 1
     return n_steps, updates
 
 
-class Single(Scheme):
+class Single(TruncatedScheme):
     name = "single"
+    block_kernel = staticmethod(run_single_block)
     snapshot = False
 
     def weight_stacks(self):
@@ -85,14 +73,6 @@ class Single(Scheme):
         W_hh, W_dec = views[1], views[4]
         return W_hh.reshape((1,) + W_hh.shape), W_dec.reshape((1,) + W_dec.shape)
 
-    def run(self, n_steps: int, losses: np.ndarray) -> int:
-        W_hh_stack, W_dec_stack = self.weight_stacks()
-        done, updates = run_single_block(
-            self.theta, self.grad, self.V, self.H, self.ids, self.track_len, self.ring, self.work, self.index_work,
-            self.W_in_mirror,
-            self.opt_state, self.optimizer, self.lr, self.clip, self.t, n_steps, self.k1, self.k2,
-            self.inject_window, W_hh_stack, W_dec_stack, self.snapshot, self.fuses_sgd(), losses,
-        )
-        self.t += done
-        self.updates += updates
-        return done
+    def kernel_arguments(self) -> tuple:
+        return (self.k2, self.inject_window, self.work, self.index_work, self.input_weights(), *self.weight_stacks(),
+                self.snapshot, self.fuses_sgd())

@@ -11,33 +11,20 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from bpttbench.kernels.lstm import (JIT, forward_step_in, mirror_input_weights, param_views, read_inputs,
-                                    unmirror_input_weights, window_backward_sgd)
+from bpttbench.kernels.lstm import (JIT, forward_step_with_input_weights, param_views, read_inputs,
+                                    window_gradient_or_sgd_step)
 from bpttbench.kernels.optim import apply_update
-from bpttbench.schemes.base import Scheme
+from bpttbench.schemes.base import TruncatedScheme
 
 
 @njit(**JIT)
-def run_sliding_block(theta, grad, V, H, ids, track_len, ring, work, index_work, W_in_mirror, opt_state, optimizer,
-                      lr, clip, t0, n_steps, k1, k2, inject_window, fuse_sgd, losses):
+def run_sliding_block(theta, grad, V, H, ids, track_len, ring, opt_state, optimizer, lr, clip, t0, n_steps, k1,
+                      k2, inject_window, work, index_work, W_in, fuse_sgd, losses):
     """Steps t0+1 .. t0+n_steps (a multiple of k1); returns (steps done, updates done).
 
-    With fuse_sgd (plain SGD, no clipping) the update is applied inside the backward pass, and
-    W_ih is read and updated through its row-major mirror for the block.
+    W_in is W_ih's transpose, or its row-major mirror with fuse_sgd (plain SGD, no clipping:
+    the update is applied inside the backward pass).
     """
-    args = (theta, grad, V, H, ids, track_len, ring, work, index_work, opt_state, optimizer, lr, clip, t0, n_steps,
-            k1, k2, inject_window, fuse_sgd, losses)
-    if not fuse_sgd:
-        return _sliding_steps(*args, param_views(theta, V, H)[0].T)
-    mirror_input_weights(theta, V, H, W_in_mirror)
-    done = _sliding_steps(*args, W_in_mirror)
-    unmirror_input_weights(theta, V, H, W_in_mirror)
-    return done
-
-
-@njit(**JIT)
-def _sliding_steps(theta, grad, V, H, ids, track_len, ring, work, index_work, opt_state, optimizer, lr, clip,
-                   t0, n_steps, k1, k2, inject_window, fuse_sgd, losses, W_in):
     x_r, y_r = ring[0], ring[1]
     R = x_r.shape[0]
     B = x_r.shape[1]
@@ -54,37 +41,29 @@ def _sliding_steps(theta, grad, V, H, ids, track_len, ring, work, index_work, op
         for tau in range(first, t + 1):
             s = tau % R
             if tau < first_injected:  # neither its loss nor its softmax is read: the state is all we need
-                forward_step_in(theta, V, H, ring, tau, (tau - 1) % R, W_in, False)
+                forward_step_with_input_weights(theta, V, H, ring, tau, (tau - 1) % R, W_in, False)
                 continue
             if tau >= newest:
                 read_inputs(ids, track_len, tau, x_r[s], y_r[s])
-            loss = forward_step_in(theta, V, H, ring, tau, (tau - 1) % R, W_in, True) / B
+            loss = forward_step_with_input_weights(theta, V, H, ring, tau, (tau - 1) % R, W_in, True) / B
             if tau >= newest:
                 losses[n - (t - tau)] = loss
                 diverged = diverged or not np.isfinite(loss)
         if diverged:
             return n + 1, updates
         scale = 1.0 / ((t - first_injected + 1) * B)
-        window_backward_sgd(theta, grad, V, H, ring, t, first, first_injected, scale, W_hh_stack, W_dec_stack, work,
-                            index_work, lr if fuse_sgd else 0.0, W_in)
+        window_gradient_or_sgd_step(theta, grad, V, H, ring, t, first, first_injected, scale, W_hh_stack, W_dec_stack,
+                                    work, index_work, lr if fuse_sgd else 0.0, W_in)
         if not fuse_sgd:
             apply_update(theta, grad, opt_state, optimizer, lr, clip)
         updates += 1
     return n_steps, updates
 
 
-class Sliding(Scheme):
+class Sliding(TruncatedScheme):
     name = "sliding"
+    block_kernel = staticmethod(run_sliding_block)
+    whole_periods = True
 
-    def run(self, n_steps: int, losses: np.ndarray) -> int:
-        if n_steps % self.k1:
-            raise ValueError(f"sliding advances whole update periods: {n_steps} is not a multiple of k1={self.k1}")
-        done, updates = run_sliding_block(
-            self.theta, self.grad, self.V, self.H, self.ids, self.track_len, self.ring, self.work, self.index_work,
-            self.W_in_mirror,
-            self.opt_state, self.optimizer, self.lr, self.clip, self.t, n_steps, self.k1, self.k2,
-            self.inject_window, self.fuses_sgd(), losses,
-        )
-        self.t += done
-        self.updates += updates
-        return done
+    def kernel_arguments(self) -> tuple:
+        return (self.k2, self.inject_window, self.work, self.index_work, self.input_weights(), self.fuses_sgd())

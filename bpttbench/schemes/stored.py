@@ -23,5 +23,5 @@ class Stored(Single):
     def weight_stacks(self):
         return self.W_hh_snapshots, self.W_dec_snapshots
 
-    def resident_bytes(self) -> int:
-        return super().resident_bytes() + self.W_hh_snapshots.nbytes + self.W_dec_snapshots.nbytes
+    def own_arrays(self) -> tuple:
+        return (*super().own_arrays(), self.W_hh_snapshots, self.W_dec_snapshots)

@@ -35,9 +35,8 @@ from numba import njit
 
 from bpttbench.kernels.lstm import JIT, forward_step, param_views, read_inputs
 from bpttbench.kernels.optim import apply_update
-from bpttbench.schemes.base import Scheme
+from bpttbench.schemes.base import Scheme, aligned_copy, aligned_zeros
 from bpttbench.schemes.rtrl import head_gradient
-from bpttbench.threads import single_threaded_blas
 
 UORO_EPS = 1e-7  # eps0 = eps1 of the paper: keeps the scalings finite when a factor is zero
 _GOLDEN = 0x9E3779B97F4A7C15
@@ -185,31 +184,24 @@ def run_uoro_block(theta, grad, V, H, ids, track_len, ring, opt_state, optimizer
 
 class Uoro(Scheme):
     name = "uoro"
+    block_kernel = staticmethod(run_uoro_block)
+    single_threaded_blas = True  # W_hh s~ is a GEMV OpenBLAS threads from H = 48 on
 
     def __init__(self, cfg, theta, vocab_size, train_ids):
         super().__init__(cfg, theta, vocab_size, train_ids)
         B, H, V = self.B, self.H, self.V
         dtype = theta.dtype
-        self.st_h = np.zeros((B, H), dtype)  # s~, h part
-        self.st_c = np.zeros((B, H), dtype)  # s~, c part
-        self.tt = np.zeros((B, 4 * H * (V + H + 2)), dtype)  # theta~ over the LSTM's parameters
-        self.nu = np.zeros(2 * H, dtype)
-        self.zdot = np.zeros(4 * H, dtype)
-        self.dz = np.zeros(4 * H, dtype)
-        self.dh = np.zeros(H, dtype)
-        self.rng = rng_state(cfg.seed)
+        self.st_h = aligned_zeros((B, H), dtype)  # s~, h part
+        self.st_c = aligned_zeros((B, H), dtype)  # s~, c part
+        self.tt = aligned_zeros((B, 4 * H * (V + H + 2)), dtype)  # theta~ over the LSTM's parameters
+        self.nu = aligned_zeros(2 * H, dtype)
+        self.zdot = aligned_zeros(4 * H, dtype)
+        self.dz = aligned_zeros(4 * H, dtype)
+        self.dh = aligned_zeros(H, dtype)
+        self.rng = aligned_copy(rng_state(cfg.seed))
 
-    def run(self, n_steps: int, losses: np.ndarray) -> int:
-        with single_threaded_blas():  # W_hh s~ is a GEMV OpenBLAS threads from H = 48 on
-            done, updates = run_uoro_block(
-                self.theta, self.grad, self.V, self.H, self.ids, self.track_len, self.ring, self.opt_state,
-                self.optimizer, self.lr, self.clip, self.t, n_steps, self.k1, self.st_h, self.st_c, self.tt,
-                self.nu, self.zdot, self.dz, self.dh, self.rng, losses,
-            )
-        self.t += done
-        self.updates += updates
-        return done
+    def kernel_arguments(self) -> tuple:
+        return (self.st_h, self.st_c, self.tt, self.nu, self.zdot, self.dz, self.dh, self.rng)
 
-    def resident_bytes(self) -> int:
-        extra = [self.st_h, self.st_c, self.tt, self.nu, self.zdot, self.dz, self.dh, self.rng]
-        return super().resident_bytes() + int(sum(a.nbytes for a in extra))
+    def own_arrays(self) -> tuple:
+        return self.kernel_arguments()

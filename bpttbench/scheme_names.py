@@ -1,0 +1,22 @@
+"""The schemes' names, listed once, in a module that imports nothing.
+
+`bpttbench.schemes.SCHEMES` registers one class per name here (and refuses to import if the two
+disagree); `config` validates against these names without importing the schemes (and Numba), so
+that reading results stays fast. To add a scheme: write its class (see schemes/base.py), add its
+name here, and add the class to the registry in schemes/__init__.py.
+"""
+
+# name -> whether it truncates: True for the windowed schemes (k2 is the window they backprop
+# through), False for those whose gradient reaches through the whole past (k2 unused, inject 'new').
+TRUNCATES: dict[str, bool] = {
+    "chunked": True,
+    "single": True,
+    "stored": True,
+    "sliding": True,
+    "rtrl": False,
+    "uoro": False,
+}
+
+SCHEMES = tuple(TRUNCATES)
+TRUNCATED_SCHEMES = tuple(name for name, truncates in TRUNCATES.items() if truncates)
+ONLINE_SCHEMES = tuple(name for name, truncates in TRUNCATES.items() if not truncates)

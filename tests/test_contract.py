@@ -1,0 +1,177 @@
+"""The contract every registered scheme keeps, checked for each entry of the registry (so a new
+scheme is held to it the day it is registered): block boundaries change nothing, the gradient
+probe changes nothing, a non-finite loss stops the run, every array is cache-line aligned,
+resident_bytes is what it holds, and the trajectory is the NumPy reference's where it has one."""
+
+from __future__ import annotations
+
+import tracemalloc
+
+import numpy as np
+import pytest
+
+from bpttbench import reference as ref
+from bpttbench import scheme_names
+from bpttbench.config import TrainConfig
+from bpttbench.errors import ConfigError
+from bpttbench.model import init_theta, split_theta
+from bpttbench.schemes import SCHEMES, Scheme, make_scheme
+from bpttbench.schemes.base import ALIGNMENT
+
+from conftest import synthetic_ids
+
+V, H, B = 6, 5, 2
+IDS = synthetic_ids(V, 600, seed=3)
+NAMES = list(SCHEMES)
+OPTIMIZERS = {"adam": dict(optimizer="adam", lr=0.05, clip=1.0),
+              "sgd": dict(optimizer="sgd", lr=0.3, clip=0.0)}  # plain SGD: the truncated schemes fuse the step
+
+
+def config(name, *, hidden=H, vocab_size=V, batch=B, dtype="float64", optimizer="adam", **changes) -> TrainConfig:
+    """A small configuration of the scheme: k1 = 2 inside a 5-step window, or k1 = k2 = 2 where the
+    scheme needs them equal (chunked)."""
+    settings = dict(scheme=name, k1=2, k2=5, hidden=hidden, batch=batch, dtype=dtype, seed=1, budget_steps=1,
+                    **OPTIMIZERS[optimizer], **changes)
+    try:
+        return TrainConfig(**settings)
+    except ConfigError:
+        return TrainConfig(**{**settings, "k2": settings["k1"]})
+
+
+def make(name, **kw) -> Scheme:
+    cfg = config(name, **kw)
+    V_ = kw.get("vocab_size", V)
+    ids = IDS if V_ == V else synthetic_ids(V_, 600, seed=3)
+    return make_scheme(cfg, init_theta(V_, cfg.hidden, 1, cfg.dtype), V_, ids)
+
+
+def run(scheme, n):
+    losses = np.full(n, -1.0)
+    assert scheme.run(n, losses) == n
+    return losses
+
+
+def held_arrays(scheme) -> list[np.ndarray]:
+    """Every distinct array the scheme holds, found by walking its attributes (through tuples,
+    lists and dicts), without asking the scheme; the training ids are borrowed, not held."""
+    found: dict[int, np.ndarray] = {}
+
+    def walk(value):
+        if isinstance(value, np.ndarray):
+            found.setdefault(id(value), value)
+        elif isinstance(value, (tuple, list)):
+            for item in value:
+                walk(item)
+        elif isinstance(value, dict):
+            for item in value.values():
+                walk(item)
+
+    for name, value in vars(scheme).items():
+        if name != "ids":
+            walk(value)
+    return list(found.values())
+
+
+def snapshot(scheme) -> tuple:
+    return scheme.t, scheme.updates, [a.tobytes() for a in held_arrays(scheme)]
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_registered_under_its_name(name):
+    cls = SCHEMES[name]
+    assert issubclass(cls, Scheme) and cls.name == name and name in scheme_names.SCHEMES
+    assert cls.block_kernel is not None
+    assert cls.check_fits(config(name), V) is None  # a small model fits
+
+
+@pytest.mark.parametrize("optimizer", OPTIMIZERS)
+@pytest.mark.parametrize("name", NAMES)
+def test_one_call_equals_many_shorter_calls(name, optimizer):
+    """Block boundaries change nothing: T periods in one call = the same periods in calls of 1, 2, 3, ... periods."""
+    whole, pieces = make(name, optimizer=optimizer), make(name, optimizer=optimizer)
+    k1 = whole.k1
+    expected = run(whole, 12 * k1)
+    got = np.concatenate([run(pieces, periods * k1) for periods in (1, 2, 3, 1, 5)])
+    assert np.array_equal(expected, got) and np.all(np.isfinite(got))
+    assert np.array_equal(whole.theta, pieces.theta)
+    assert (whole.t, whole.updates) == (pieces.t, pieces.updates) == (12 * k1, 12)
+
+
+@pytest.mark.parametrize("optimizer", OPTIMIZERS)
+@pytest.mark.parametrize("name", NAMES)
+def test_gradient_probe_leaves_the_scheme_untouched(name, optimizer):
+    probed, twin = make(name, optimizer=optimizer), make(name, optimizer=optimizer)
+    run(probed, 4 * probed.k1)
+    run(twin, 4 * twin.k1)
+    before = snapshot(probed)
+    gradient = probed.gradient_for_next_update()
+    assert snapshot(probed) == before
+    assert np.all(np.isfinite(gradient)) and np.any(gradient != 0)
+    assert np.array_equal(gradient, probed.gradient_for_next_update())
+    # and it goes on exactly as a scheme never probed
+    assert np.array_equal(run(probed, 3 * probed.k1), run(twin, 3 * twin.k1))
+    assert np.array_equal(probed.theta, twin.theta)
+
+
+@pytest.mark.parametrize("optimizer", OPTIMIZERS)
+@pytest.mark.parametrize("name", NAMES)
+def test_a_non_finite_loss_stops_the_run(name, optimizer):
+    scheme = make(name, optimizer=optimizer)
+    run(scheme, 3 * scheme.k1)
+    t = scheme.t
+    split_theta(scheme.theta, V, H)["decoder.bias"][0] = np.nan  # every softmax from here on is NaN
+    losses = np.full(10 * scheme.k1, -1.0)
+    done = scheme.run(len(losses), losses)
+    assert 1 <= done <= scheme.k1, "it should stop within the update period whose loss was not finite"
+    assert not np.all(np.isfinite(losses[:done]))
+    assert np.all(losses[done:] == -1.0), "steps after the stop were run"
+    assert scheme.t == t + done
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("name", NAMES)
+def test_every_array_is_cache_line_aligned(name, dtype):
+    arrays = held_arrays(make(name, dtype=dtype))
+    assert len(arrays) >= 10  # the walk found the shared arrays
+    misaligned = [a.shape for a in arrays if a.ctypes.data % ALIGNMENT]
+    assert not misaligned, f"not {ALIGNMENT}-byte aligned: arrays of shapes {misaligned}"
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_resident_bytes_is_what_the_scheme_holds(name):
+    kw = dict(name=name, hidden=12, vocab_size=9, batch=3, dtype="float32")
+    make(**kw)  # anything allocated once per process is allocated now, not below
+    tracemalloc.start()
+    try:
+        start = tracemalloc.get_traced_memory()[0]
+        scheme = make(**kw)
+        allocated = tracemalloc.get_traced_memory()[0] - start
+    finally:
+        tracemalloc.stop()
+    arrays = held_arrays(scheme)
+    held = sum(a.nbytes for a in arrays)
+    assert scheme.resident_bytes() == held
+    # No two arrays share memory (resident_bytes would count it twice) ...
+    bounds = sorted((a.ctypes.data, a.ctypes.data + a.nbytes) for a in arrays)  # all are contiguous
+    assert all(end <= next_start for (_, end), (next_start, _) in zip(bounds, bounds[1:]))
+    # ... and construction allocated nothing the walk missed: beyond the arrays, only an
+    # alignment pad and a Python object per array, and the instance itself.
+    assert held <= allocated <= held + 400 * len(arrays) + 4096, (held, allocated)
+
+
+@pytest.mark.parametrize("dtype,optimizer,tol", [("float64", "adam", 1e-10), ("float64", "sgd", 1e-10),
+                                                 ("float32", "adam", 1e-4)])
+@pytest.mark.parametrize("name", NAMES)
+def test_trajectory_matches_the_reference(name, dtype, optimizer, tol):
+    if name not in ref.SCHEMES:
+        pytest.skip(f"bpttbench/reference.py has no {name}")
+    scheme = make(name, dtype=dtype, optimizer=optimizer)
+    p0 = {k: v.astype(np.float64) for k, v in split_theta(scheme.theta, V, H).items()}
+    n = 8 * scheme.k1
+    losses = run(scheme, n)
+    cfg = scheme.cfg
+    ref_losses, ref_p = ref.train(name, p0, IDS, batch=B, k1=cfg.k1, k2=cfg.k2, n_steps=n, inject=cfg.inject,
+                                  optimizer=cfg.optimizer, lr=cfg.lr, clip=cfg.clip, seed=cfg.seed)
+    assert np.max(np.abs(losses - ref_losses) / ref_losses) < tol
+    for param, view in split_theta(scheme.theta, V, H).items():
+        assert np.max(np.abs(view - ref_p[param])) / np.max(np.abs(ref_p[param])) < tol, param
