@@ -160,10 +160,14 @@ def _equals(column: pd.Series, value: Any) -> pd.Series:
     return column.astype(str) == str(value)
 
 
-def _matches(unit: dict, rows: pd.DataFrame) -> pd.Series:
+# The columns that tell a unit's rows from another's in one run (curves.csv has always had them).
+_IDENTITY = ("scheme", "k1", "k2", "inject", "hidden", "batch", "dtype", "seed")
+
+
+def _matches(unit: dict, rows: pd.DataFrame, columns: Iterable[str] = CONFIG_FIELDS) -> pd.Series:
     cfg = unit.get("config") or {}
     ok = pd.Series(True, index=rows.index)
-    for c in CONFIG_FIELDS:
+    for c in columns:
         if c in cfg and c in rows.columns:
             ok &= _equals(rows[c], cfg[c])
     return ok
@@ -171,7 +175,9 @@ def _matches(unit: dict, rows: pd.DataFrame) -> pd.Series:
 
 def _assign_units(curves: pd.DataFrame, units: list[dict]) -> pd.Series:
     """Which unit (by key) each row of curves.csv belongs to: by the manifest's row ranges,
-    checked against the configuration columns; by those columns alone if the ranges disagree."""
+    checked against the columns that identify a unit; by every configuration column alone if
+    the ranges disagree. Where the two files differ in another field, the manifest, the record of
+    what ran, is what annotate_curves reports."""
     n = len(curves)
     keys = pd.Series([None] * n, index=curves.index, dtype=object)
     consistent = True
@@ -185,7 +191,7 @@ def _assign_units(curves: pd.DataFrame, units: list[dict]) -> pd.Series:
             consistent = False
             break
         block = curves.iloc[start:stop]
-        if not _matches(unit, block).all():
+        if not _matches(unit, block, _IDENTITY).all():
             consistent = False
             break
         keys.iloc[start:stop] = unit.get("key")
