@@ -545,6 +545,8 @@ def test_labels_name_only_the_fields_that_differ():
     # rtrl ignores k2: it neither shows k2 nor makes k2 a difference.
     assert config_labels([dict(base, scheme="rtrl", k2=5), dict(base, scheme="rtrl", k2=40), base]) == [
         "rtrl", "rtrl", "single"]
+    # Values are shown short, but two values never read alike.
+    assert config_labels([base, dict(base, lr=0.0020000001)]) == ["single lr=0.002", "single lr=0.0020000001"]
     # chunked's k1 is its k2: a chunked length is a k2, not also a k1.
     assert config_labels([base, dict(base, scheme="chunked", k1=5, k2=5)]) == ["single k2=20", "chunked k2=5"]
     # Another corpus is named; its text's checksum only when one name stands for two texts.

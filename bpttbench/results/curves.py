@@ -73,8 +73,9 @@ def _fmt(value: Any) -> str:
     value = plain(value)
     if value is None:
         return "?"
-    if isinstance(value, float):
-        return f"{value:g}"
+    if isinstance(value, float):  # short, but never so short that two values read alike
+        short = f"{value:g}"
+        return short if float(short) == value else repr(value)
     return str(value)
 
 
@@ -94,12 +95,12 @@ def varying_fields(configs: Sequence[Mapping[str, Any]]) -> list[str]:
     out = []
     for c in GROUP_KEY[1:]:
         among = [k for k in keys if _NOT_CHOSEN.get(k["scheme"]) != c]
-        if len({_fmt(k[c]) for k in among}) > 1:
+        if len({k[c] for k in among}) > 1:
             out.append(c)
     if "corpus_sha256" in out:
         texts_per_name = {}
         for k in keys:
-            texts_per_name.setdefault(_fmt(k["corpus"]), set()).add(_fmt(k["corpus_sha256"]))
+            texts_per_name.setdefault(k["corpus"], set()).add(k["corpus_sha256"])
         if all(len(texts) == 1 for texts in texts_per_name.values()):
             out.remove("corpus_sha256")
     return out
@@ -138,7 +139,9 @@ def add_labels(data: pd.DataFrame) -> pd.DataFrame:
         data["label"] = pd.Series(dtype=str)
         return data
     present = [c for c in GROUP_KEY if c in data.columns]
-    keys = [group_key(dict(zip(present, row))) for row in data[present].itertuples(index=False)]
+    seen: dict[tuple, tuple] = {}  # rows repeat their unit's configuration: compute each key once
+    keys = [seen.get(row) or seen.setdefault(row, group_key(dict(zip(present, row))))
+            for row in data[present].itertuples(index=False, name=None)]
     distinct = list(dict.fromkeys(keys))
     labels = dict(zip(distinct, config_labels([dict(zip(GROUP_KEY, k)) for k in distinct])))
     data["label"] = [labels[k] for k in keys]
