@@ -108,10 +108,11 @@ class RunWriter:
         self._check_open()
         index = len(self.manifest["units"])
         key = f"{index:03d}-{cfg.scheme}-k1={cfg.k1}-k2={cfg.k2}-seed{cfg.seed}"
+        config = cfg.to_dict()
         entry = {
             "key": key,
             "corpus": corpus_name,
-            "config": cfg.to_dict(),
+            "config": config,
             "status": "running",
             "started_at": now(),
             "finished_at": None,
@@ -119,7 +120,6 @@ class RunWriter:
         }
         self.manifest["units"].append(entry)
         self._units[key] = entry
-        config = cfg.to_dict()
         self._cells[key] = [_cell(v) for v in (self.run_id, corpus_name, self._corpus_sha256)] + [
             _cell(config[c]) for c in CONFIG_FIELDS]
         self._manifest.save()
