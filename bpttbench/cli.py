@@ -250,7 +250,8 @@ def download_progress():
 @click.argument("path", type=click.Path(path_type=Path), default=Path("results"))
 @option("--out", type=click.Path(path_type=Path), default=None, help="Where the figures go. [default: PATH]")
 @option("--logx", is_flag=True, help="Logarithmic x axis.")
-@option("--smooth", type=int, default=None, help="Moving average over this many log points (1 = none). [default: 5]")
+@option("--smooth", type=int, default=None, help="Step-weighted moving average over this many log points, as in "
+                                                      "`report` (1 = none). [default: 5]")
 @option("--format", "formats", multiple=True, type=click.Choice(["png", "svg", "pdf"]), help="[default: png and svg]")
 def plot(path, out, logx, smooth, formats):
     """Draw loss against time and against steps from a run directory or a folder of runs.

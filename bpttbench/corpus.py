@@ -131,7 +131,9 @@ class Corpus:
         return info
 
     def vocab_json(self) -> dict[str, str]:
-        """The vocabulary as vocab.json holds it: index (as a string, JSON keys are strings) -> character."""
+        """The vocabulary as a JSON object: index (as a string, JSON keys are strings) -> character.
+
+        A run's vocab.json is not this: it is the plain list `vocab`, character i at index i."""
         return {str(i): ch for i, ch in enumerate(self.vocab)}
 
     def decode(self, ids) -> str:

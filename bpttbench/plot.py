@@ -5,7 +5,9 @@ K2 > K1" (https://stats.stackexchange.com/q/278806): online training loss agains
 time and against time steps, sliding window in blue, single forward pass in red. Each
 configuration is drawn as the median over its seeds with the interquartile range as a band,
 after resampling every seed onto a common grid (see `bpttbench.results.median_band`); the
-validation loss gets the same two figures when the runs evaluated it.
+validation loss gets the same two figures when the runs evaluated it. The training loss is
+smoothed exactly as `bpttbench report` smooths it (`bpttbench.results.smooth_curve`), so a
+figure and the report's numbers come from the same curves.
 
 Figures are drawn on matplotlib's Agg canvas directly, without pyplot, so nothing needs a
 display and no global backend is switched.
@@ -23,12 +25,12 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
+from bpttbench.defaults import OTHER_COLORS, SCHEME_COLORS, SMOOTH
 from bpttbench.errors import ResultsError
+from bpttbench.files import atomic_write
 from bpttbench.results import (
-    complete_runs,
-    smooth_curve,
     aggregation_rows,
-    atomic_write,
+    complete_runs,
     early_divergences,
     group_curves,
     median_band,
@@ -37,16 +39,6 @@ from bpttbench.results import (
     seed_curves,
 )
 
-DEFAULT_SMOOTH = 5  # log points in the moving average of the training loss
-
-# Fixed per scheme, as in the question: sliding window blue, single forward pass red.
-SCHEME_COLORS = {
-    "sliding": "#1f77b4",
-    "single": "#d62728",
-    "stored": "#2ca02c",
-    "chunked": "#9467bd",
-}
-OTHER_COLORS = ("#7f7f7f", "#8c564b", "#bcbd22", "#17becf", "#e377c2", "#ff7f0e")
 LINESTYLES = ("-", "--", ":", "-.", (0, (5, 1, 1, 1)), (0, (1, 1)), (0, (8, 2)))
 
 X_AXES = {
@@ -115,8 +107,7 @@ def _draw(ax, data: pd.DataFrame, *, x: str, smooth: int, logx: bool, optimum: f
     ends: list[tuple[float, float, str]] = []  # (x, y, colour) where a diverged seed's curve stops
     for label, rows in groups:
         color, ls = styles[label]
-        curves = [(xs, smooth_curve(None, ys, smooth)) for xs, ys in seed_curves(aggregation_rows(rows), x)]
-        curves = [(xs, ys) for xs, ys in curves if len(xs)]
+        curves = [(xs, ys) for xs, ys in seed_curves(aggregation_rows(rows), x, smooth) if len(xs)]
         if not curves:
             continue
         # Common grid: every seed's own x, from 0 to where the shortest seed ends.
@@ -135,7 +126,7 @@ def _draw(ax, data: pd.DataFrame, *, x: str, smooth: int, logx: bool, optimum: f
         if len(curves) > 1:
             ax.fill_between(grid[ok], q25[ok], q75[ok], color=color, alpha=0.18, linewidth=0)
         drawn = True
-        ends.extend((xs[-1], smooth_curve(None, ys, smooth)[-1], color) for xs, ys in seed_curves(rows[rows["diverged"]], x) if len(xs))
+        ends.extend((xs[-1], ys[-1], color) for xs, ys in seed_curves(rows[rows["diverged"]], x, smooth) if len(xs))
     if ends:
         # Diverged seeds: an 'x' where each one's curve ends, never the garbage after it. A loss
         # already blowing up there would squash the other curves, so it sits on the top edge.
@@ -173,7 +164,7 @@ def _figure(data: pd.DataFrame, *, metric: str, x: str, smooth: int, logx: bool,
     fig.suptitle(f"{what} vs {xwhat} — {corpus}")
     note = "median over seeds, band: interquartile range"
     if metric == "train_bpc" and smooth > 1:
-        note += f"; moving average over {smooth} log points"
+        note += f"; step-weighted moving average over {smooth} log points"
     ax.set_title(note, fontsize="small", color="0.35")
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
@@ -200,7 +191,7 @@ def plot_runs(
     is a manifest file).
     """
     path = Path(path)
-    smooth = DEFAULT_SMOOTH if smooth is None else smooth
+    smooth = SMOOTH if smooth is None else smooth
     if isinstance(smooth, bool) or not isinstance(smooth, int) or smooth < 1:
         raise ResultsError(f"smoothing must be a whole number of log points >= 1 (1 = none), got {smooth!r}")
     supported = FigureCanvasAgg(Figure()).get_supported_filetypes()

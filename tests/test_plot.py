@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import json
+import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from bpttbench import plot
 from bpttbench.config import TrainConfig
+from bpttbench.defaults import SCHEME_COLORS, SMOOTH
 from bpttbench.errors import ResultsError
-from bpttbench.plot import SCHEME_COLORS, plot_runs
+from bpttbench.plot import plot_runs
 from bpttbench.records import Record, RunOutcome
 from bpttbench.results import RunWriter
 
@@ -62,7 +66,7 @@ def test_writes_train_and_val_figures(tmp_path):
             assert data.startswith(PNG_MAGIC)
     svg = (run / "loss_vs_time.svg").read_text()
     for text in ("online training loss (bits/char)", "training time (s)", "tinyshakespeare",
-                 "sliding k1=1 k2=20 (3 seeds)", "single k1=1 k2=20 (3 seeds)"):
+                 "sliding (3 seeds)", "single (3 seeds)"):
         assert text in svg
     # The question's colours: sliding window blue, single forward pass red.
     assert SCHEME_COLORS["sliding"] in svg and SCHEME_COLORS["single"] in svg
@@ -88,7 +92,7 @@ def test_root_with_nested_sweep_skips_incomplete_runs(tmp_path):
     assert all(Path(p).parent == out for p in written)
     assert [(p.name, "running" in why) for p, why in written.skipped] == [("broken", True)]
     svg = (out / "loss_vs_iter.svg").read_text()
-    for label in ("single k1=1 k2=5 (2 seeds)", "stored k1=1 k2=5 (2 seeds)", "sliding k1=1 k2=20 (2 seeds)"):
+    for label in ("single k2=5 (2 seeds)", "stored k2=5 (2 seeds)", "sliding k2=20 (2 seeds)", "single k2=20 (2 seeds)"):
         assert label in svg
     assert SCHEME_COLORS["stored"] in svg
 
@@ -104,7 +108,7 @@ def test_diverged_seed_is_marked_not_drawn(tmp_path):
     run = write_run(tmp_path / "run", diverge=("single", 1))
     plot_runs(run, formats=("svg",))
     svg = (run / "loss_vs_iter.svg").read_text()
-    assert "single k1=1 k2=20 (3 seeds, 1 diverged)" in svg
+    assert "single (3 seeds, 1 diverged)" in svg
     assert "where a seed diverged" in svg
 
 
@@ -121,3 +125,35 @@ def test_bad_options_are_refused(tmp_path):
         plot_runs(run, smooth=0)
     with pytest.raises(ResultsError, match="format"):
         plot_runs(run, formats=("bmpx",))
+
+
+def test_a_copy_with_another_clip_is_another_line(tmp_path):
+    """Issue 11, as reported: copy a run, change only clip in the copy's manifest (the record of what
+    ran; its curves.csv still says clip 1), and the two are two configurations, not '2 runs of 1 seed'."""
+    root = tmp_path / "root"
+    run = write_run(root / "a", schemes=(("single", 20, 1.0),), seeds=(0,), n=10)
+    shutil.copytree(run, root / "b")
+    m = json.loads((root / "b" / "manifest.json").read_text())
+    for unit in m["units"]:
+        unit["config"]["clip"] = 0.5
+    (root / "b" / "manifest.json").write_text(json.dumps(m))
+    plot_runs(root, formats=("svg",))
+    svg = (root / "loss_vs_iter.svg").read_text()
+    assert "single clip=0.5 (1 seed)" in svg and "single clip=1 (1 seed)" in svg
+    assert "runs of" not in svg
+
+
+def test_plot_smooths_as_the_report_does(tmp_path, monkeypatch):
+    """One smoothing for figures and reports: step-weighted, over defaults.SMOOTH log points."""
+    calls = []
+    real = plot.seed_curves
+
+    def spy(rows, x, smooth=1):
+        calls.append(smooth)
+        return real(rows, x, smooth)
+
+    monkeypatch.setattr(plot, "seed_curves", spy)
+    run = write_run(tmp_path / "run", seeds=(0,), n=12, val=False)
+    plot_runs(run, formats=("svg",))
+    assert calls and set(calls) == {SMOOTH}
+    assert f"step-weighted moving average over {SMOOTH} log points" in (run / "loss_vs_iter.svg").read_text()

@@ -8,6 +8,8 @@ import errno
 import json
 import math
 import os
+import shutil
+from dataclasses import fields
 from pathlib import Path
 
 import numpy as np
@@ -16,17 +18,22 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bpttbench import files, results
+from bpttbench import files
 from bpttbench.config import TrainConfig
 from bpttbench.errors import ResultsError
 from bpttbench.records import Record, RunOutcome
 from bpttbench.results import (
     CURVE_COLUMNS,
+    GROUP_KEY,
     RunWriter,
+    config_labels,
     group_curves,
+    group_key,
     load_runs,
     median_band,
     resample,
+    seed_curves,
+    smooth_curve,
     split_complete,
 )
 
@@ -89,6 +96,9 @@ def test_curves_csv_columns_and_rows(tmp_path):
     first = df.iloc[0]
     assert (first.run_id, first.scheme, first.k1, first.k2, first.inject, first.hidden, first.batch, first["dtype"]) == (
         "r1", "single", 1, 20, "new", 128, 1, "float32")
+    assert (first.corpus, first.optimizer, first.lr, first["clip"], first.budget_steps, first.eval_chars) == (
+        "tiny", "adam", 0.002, 1.0, 1000, 10000)
+    assert math.isnan(first.budget_seconds) and math.isnan(first.corpus_sha256)  # None: an empty cell
     # values round-trip exactly
     s1 = df[(df.scheme == "single") & (df.seed == 1) & (df.metric == "train_bpc")]
     assert list(zip(s1.step, s1.wall_s, s1.value)) == SINGLE[1]
@@ -110,10 +120,11 @@ def test_records_are_on_disk_before_close(tmp_path):
 def test_wide_medians_match_hand_computed(tmp_path):
     run = write_run(tmp_path / "run")
     it = pd.read_csv(run / "loss_vs_iter.csv")
-    assert list(it.columns) == ["step", "sliding k1=1 k2=20", "single k1=1 k2=20"]
+    # One configuration per scheme: each column is named by its scheme alone.
+    assert list(it.columns) == ["step", "sliding", "single"]
     assert list(it.step) == [10, 20, 30]
-    assert list(it["single k1=1 k2=20"]) == [4.5, 3.5, 2.5]
-    assert list(it["sliding k1=1 k2=20"][:2]) == [5.0, 4.0] and math.isnan(it["sliding k1=1 k2=20"][2])
+    assert list(it["single"]) == [4.5, 3.5, 2.5]
+    assert list(it["sliding"][:2]) == [5.0, 4.0] and math.isnan(it["sliding"][2])
 
     tm = pd.read_csv(run / "loss_vs_time.csv")
     assert list(tm.wall_s) == [1.0, 1.5, 2.0, 2.5, 3.0, 3.5, 4.0]
@@ -121,8 +132,8 @@ def test_wide_medians_match_hand_computed(tmp_path):
     # At 2.0: seed 0 = 3.0, seed 1 = interp(5, 4) halfway = 4.5 -> 3.75.
     expect_single = [np.nan, (3.5 + 5.0) / 2, (3.0 + 4.5) / 2, (2.5 + 4.0) / 2, (2.0 + 3.5) / 2, np.nan, np.nan]
     expect_sliding = [np.nan, np.nan, 5.0, (5.75 + 3.75) / 2, 4.5, (5.25 + 3.25) / 2, 4.0]
-    np.testing.assert_allclose(tm["single k1=1 k2=20"], expect_single, equal_nan=True)
-    np.testing.assert_allclose(tm["sliding k1=1 k2=20"], expect_sliding, equal_nan=True)
+    np.testing.assert_allclose(tm["single"], expect_single, equal_nan=True)
+    np.testing.assert_allclose(tm["sliding"], expect_sliding, equal_nan=True)
 
 
 def test_manifest_life_cycle(tmp_path):
@@ -211,6 +222,11 @@ def test_refuses_non_empty_dir_unless_forced(tmp_path):
 def test_empty_existing_dir_is_fine(tmp_path):
     (tmp_path / "run").mkdir()
     RunWriter(tmp_path / "run", force=False, manifest={}).close("complete")
+    m = manifest(tmp_path / "run")
+    assert m["status"] == "complete" and m["units"] == [] and m["finished_at"]
+    assert (tmp_path / "run" / "curves.csv").read_text() == ",".join(CURVE_COLUMNS) + "\n"
+    assert (tmp_path / "run" / "loss_vs_iter.csv").read_text().strip() == "step"
+    assert (tmp_path / "run" / "loss_vs_time.csv").read_text().strip() == "wall_s"
 
 
 def test_force_will_not_clear_the_current_directory(tmp_path, monkeypatch):
@@ -399,19 +415,18 @@ def test_group_curves_columns_and_labels(tmp_path):
     wide = {"single": cfg("single", hidden=64, inject="window", k1=2, k2=10)}
     write_run(tmp_path / "root" / "b", corpus="tiny", configs=wide, curves={"single": SINGLE})
     data = group_curves(load_runs(tmp_path / "root"))
-    for c in CURVE_COLUMNS + ("corpus", "optimizer", "lr", "label", "curve", "diverged"):
+    for c in CURVE_COLUMNS + ("label", "curve", "diverged", "status"):
         assert c in data.columns
     assert set(data.corpus) == {"tiny"} and set(data.optimizer) == {"adam"} and set(data.lr) == {0.002}
     assert set(data.label) == {
-        "single k1=1 k2=20 hidden=128",
-        "sliding k1=1 k2=20 hidden=128",
+        "single k1=1 k2=20 inject=new hidden=128",
+        "sliding k1=1 k2=20 inject=new hidden=128",
         "single k1=2 k2=10 inject=window hidden=64",
     }
-    assert data.groupby("label").curve.nunique().to_dict()["single k1=1 k2=20 hidden=128"] == 2
+    assert data.groupby("label").curve.nunique().to_dict()["single k1=1 k2=20 inject=new hidden=128"] == 2
 
 
 def test_units_that_differ_only_in_lr_keep_their_own_lr(tmp_path):
-    """curves.csv has no lr column: rows are matched to units through the manifest."""
     w = RunWriter(tmp_path / "run", force=False, manifest={"corpus": {"name": "tiny"}})
     for lr, bpc in ((0.01, 2.0), (0.001, 3.0)):
         key = w.start_unit(cfg(lr=lr), "tiny")
@@ -420,9 +435,9 @@ def test_units_that_differ_only_in_lr_keep_their_own_lr(tmp_path):
     w.close("complete")
     data = group_curves(load_runs(tmp_path / "run"))
     assert dict(zip(data.lr, data.value)) == {0.01: 2.0, 0.001: 3.0}
-    assert set(data.label) == {"single k1=1 k2=20 lr=0.01", "single k1=1 k2=20 lr=0.001"}
+    assert set(data.label) == {"single lr=0.01", "single lr=0.001"}
     wide = pd.read_csv(tmp_path / "run" / "loss_vs_iter.csv")
-    assert wide["single k1=1 k2=20 lr=0.01"].tolist() == [2.0]
+    assert wide["single lr=0.01"].tolist() == [2.0]
 
 
 def test_diverged_units_are_cut_and_flagged(tmp_path):
@@ -439,7 +454,106 @@ def test_diverged_units_are_cut_and_flagged(tmp_path):
     assert not data[data.seed == 0].diverged.any() and len(data[data.seed == 0]) == 4
     # The median of a group leaves the diverged seed out, so it runs to the end.
     wide = pd.read_csv(tmp_path / "run" / "loss_vs_iter.csv")
-    assert wide["single k1=1 k2=20"].tolist() == [3.0, 2.5, 2.0, 1.9]
+    assert wide["single"].tolist() == [3.0, 2.5, 2.0, 1.9]
+
+
+def copy_with(run: Path, to: Path, *, rewrite_curves=True, **changes) -> Path:
+    """A copy of a run whose units differ from the original's only in `changes`, in the manifest
+    and (unless the copy stands for an older run) in curves.csv."""
+    shutil.copytree(run, to)
+    m = manifest(to)
+    m["run_id"] = to.name
+    for unit in m["units"]:
+        unit["config"].update(changes)
+    (to / "manifest.json").write_text(json.dumps(m))
+    if rewrite_curves:
+        df = pd.read_csv(to / "curves.csv", keep_default_na=False)
+        for c, v in changes.items():
+            df[c] = v
+        df.to_csv(to / "curves.csv", index=False)
+    return to
+
+
+def test_curves_csv_has_every_config_field(tmp_path):
+    run = write_run(tmp_path / "run", configs={"single": cfg("single", clip=0.25, eval_every=500, log_every=10)},
+                    curves={"single": SINGLE})
+    df = pd.read_csv(run / "curves.csv")
+    assert {f.name for f in fields(TrainConfig)} <= set(df.columns)
+    assert {"corpus", "corpus_sha256", "run_id"} <= set(df.columns)
+    assert set(df["clip"]) == {0.25} and set(df.eval_every) == {500} and set(df.log_every) == {10}
+    # Every row describes its unit: the columns hold exactly the manifest's configuration.
+    units = manifest(run)["units"]
+    for unit in units:
+        start, stop = unit["rows"]
+        for f in fields(TrainConfig):
+            want = unit["config"][f.name]
+            got = df[f.name].iloc[start:stop]
+            assert (got.isna().all() if want is None else (got == want).all()), f.name
+
+
+def test_runs_that_differ_only_in_clip_are_two_configurations(tmp_path):
+    """Issue 11: a copy of a run with another clip is another configuration, not more seeds."""
+    run = write_run(tmp_path / "root" / "a", curves={"single": SINGLE})
+    copy_with(run, tmp_path / "root" / "b", clip=0.5)
+    data = group_curves(load_runs(tmp_path / "root"))
+    assert set(data.label) == {"single clip=0.5", "single clip=1"}
+    assert data.groupby("label").curve.nunique().to_dict() == {"single clip=0.5": 2, "single clip=1": 2}
+    keys = {group_key(row) for _, row in data.iterrows()}
+    assert len(keys) == 2 and {dict(zip(GROUP_KEY, k))["clip"] for k in keys} == {0.5, 1.0}
+
+
+def test_runs_with_different_budgets_or_dtypes_are_not_pooled(tmp_path):
+    run = write_run(tmp_path / "root" / "a", curves={"single": SINGLE})
+    copy_with(run, tmp_path / "root" / "b", budget_steps=None, budget_seconds=60.0)
+    copy_with(run, tmp_path / "root" / "c", dtype="float64")
+    data = group_curves(load_runs(tmp_path / "root"))
+    assert set(data.label) == {"single dtype=float32 budget=1000 steps", "single dtype=float32 budget=60s",
+                               "single dtype=float64 budget=1000 steps"}
+
+
+def test_old_curves_csv_takes_its_configuration_from_the_manifest(tmp_path):
+    """A run written before curves.csv carried the whole configuration still reads, and a copy
+    that differs only in the manifest's clip (the issue's case) is still its own configuration."""
+    old_columns = ["run_id", "scheme", "k1", "k2", "inject", "hidden", "batch", "dtype", "seed",
+                   "step", "updates", "wall_s", "metric", "value"]
+    run = write_run(tmp_path / "root" / "a", curves={"single": SINGLE})
+    df = pd.read_csv(run / "curves.csv")[old_columns]
+    df.to_csv(run / "curves.csv", index=False)
+    copy_with(run, tmp_path / "root" / "b", rewrite_curves=False, clip=0.5)
+    data = group_curves(load_runs(tmp_path / "root"))
+    assert set(data.label) == {"single clip=0.5", "single clip=1"}
+    assert set(data.lr) == {0.002} and set(data.budget_steps) == {1000} and set(data.corpus) == {"tiny"}
+    assert list(data.budget_seconds.unique()) == [None]
+    assert len(data) == 2 * len(pd.read_csv(run / "curves.csv"))  # no row lost
+
+
+def test_online_schemes_pool_whatever_k2_they_recorded(tmp_path):
+    configs = {"rtrl": cfg("rtrl", k2=5)}
+    run = write_run(tmp_path / "root" / "a", configs=configs, curves={"rtrl": SINGLE})
+    copy_with(run, tmp_path / "root" / "b", k2=20)
+    data = group_curves(load_runs(tmp_path / "root"))
+    assert set(data.label) == {"rtrl"} and data.curve.nunique() == 4 and set(data.k2) == {5, 20}
+
+
+def test_labels_name_only_the_fields_that_differ():
+    base = dict(cfg().to_dict(), corpus="tiny", corpus_sha256="a" * 64)
+    assert config_labels([base]) == ["single"]
+    assert config_labels([base, dict(base, scheme="sliding")]) == ["single", "sliding"]
+    assert config_labels([base, dict(base, clip=0.5)]) == ["single clip=1", "single clip=0.5"]
+    assert config_labels([base, dict(base, scheme="sliding", k2=5, lr=0.01)]) == [
+        "single k2=20 lr=0.002", "sliding k2=5 lr=0.01"]
+    # rtrl ignores k2: it neither shows k2 nor makes k2 a difference.
+    assert config_labels([dict(base, scheme="rtrl", k2=5), dict(base, scheme="rtrl", k2=40), base]) == [
+        "rtrl", "rtrl", "single"]
+    # Values are shown short, but two values never read alike.
+    assert config_labels([base, dict(base, lr=0.0020000001)]) == ["single lr=0.002", "single lr=0.0020000001"]
+    # chunked's k1 is its k2: a chunked length is a k2, not also a k1.
+    assert config_labels([base, dict(base, scheme="chunked", k1=5, k2=5)]) == ["single k2=20", "chunked k2=5"]
+    # Another corpus is named; its text's checksum only when one name stands for two texts.
+    assert config_labels([base, dict(base, corpus="big", corpus_sha256="b" * 64)]) == [
+        "single corpus=tiny", "single corpus=big"]
+    assert config_labels([base, dict(base, corpus_sha256="b" * 64)]) == [
+        "single corpus_sha256=aaaaaaaaaaaa", "single corpus_sha256=bbbbbbbbbbbb"]
 
 
 # ----------------------------------------------------------------------------- aggregation
@@ -467,3 +581,17 @@ def test_median_band_needs_every_seed():
     np.testing.assert_allclose(med, [3.0, 3.5, 4.0, np.nan])
     np.testing.assert_allclose(q25, [2.0, 2.5, 3.0, np.nan])  # at 0.5: 1.5, 3.5, 7
     np.testing.assert_allclose(q75, [4.0, 5.25, 6.5, np.nan])
+
+
+def test_seed_curves_smooth_by_steps_whatever_the_x_axis():
+    """Figures and reports smooth alike: each log point weighs the steps its mean covers."""
+    steps = [100, 200, 1200, 1300, 1400]
+    values = [5.0, 4.0, 1.0, 3.0, 2.0]
+    rows = pd.DataFrame({"curve": "c", "step": steps, "wall_s": [s / 100 for s in steps], "value": values})
+    [(xs, ys)] = seed_curves(rows, "wall_s", 3)
+    np.testing.assert_allclose(xs, [1.0, 2.0, 12.0, 13.0, 14.0])
+    # Point 2 (step 200) averages steps 100, 200 and 1200 with weights 100, 100 and 1000.
+    assert ys[1] == pytest.approx((5.0 * 100 + 4.0 * 100 + 1.0 * 1000) / 1200)
+    np.testing.assert_allclose(ys, smooth_curve(np.array(steps, float), np.array(values), 3))
+    [(_, unsmoothed)] = seed_curves(rows, "step")
+    np.testing.assert_allclose(unsmoothed, values)
