@@ -34,6 +34,7 @@ from bpttbench.corpus import check_corpus_fits
 from bpttbench.errors import BpttbenchError, ConfigError
 from bpttbench.fidelity import (
     ESTIMATORS,
+    RTRL_ESTIMATORS,
     FD_STEP,
     FD_TOLERANCE,
     WindowGradients,
@@ -414,6 +415,13 @@ def plot_gradcheck(data: pd.DataFrame, out_dir: Path, *, tensor: str = "all",
     out_dir = Path(out_dir)
     corpus = ", ".join(sorted(rows["corpus"].astype(str).unique()))
     followed = ", ".join(sorted(rows["scheme"].astype(str).unique()))
+    written = _save(_error_vs_step(rows, tensor, corpus, followed), out_dir / FIGURE_STEMS[0], formats)
+    written += _save(_error_vs_k2(data, tensor, corpus, followed), out_dir / FIGURE_STEMS[1], formats)
+    return written
+
+
+def _error_vs_step(rows: pd.DataFrame, tensor: str, corpus: str, followed: str) -> Figure:
+    """One panel per (lr, k2): each estimator's relative error at every checkpoint."""
     k2s = sorted(rows["k2"].unique())
     lrs = sorted(rows["lr"].unique())
     log_y = bool(np.isfinite(_positive(rows["rel_error"].to_numpy(float))).any())  # else nothing to draw on it
@@ -449,12 +457,17 @@ def plot_gradcheck(data: pd.DataFrame, out_dir: Path, *, tensor: str = "all",
                 ax.set_ylabel("relative error ||g − g_ref|| / ||g_ref||")
     handles, labels = axes[0][0].get_legend_handles_labels()
     if handles:
-        fig.legend(handles, labels, loc="outside lower center", ncols=len(handles), fontsize="small")
+        fig.legend(handles, labels, loc="outside lower center", ncols=min(len(handles), 4), fontsize="small")
     fig.suptitle(f"Gradient error along a {followed} trajectory — corpus {corpus}, tensor: {tensor} "
                  f"(dotted: FD tolerance {FD_TOLERANCE:g})")
-    written = _save(fig, out_dir / FIGURE_STEMS[0], formats)
+    return fig
 
-    # The same numbers against truncation length: median over checkpoints, one line per (estimator, lr).
+
+def _error_vs_k2(data: pd.DataFrame, tensor: str, corpus: str, followed: str) -> Figure:
+    """The same numbers against truncation length: median over checkpoints, one line per (estimator, lr)."""
+    rows = data[data["tensor"] == tensor]
+    k2s = sorted(rows["k2"].unique())
+    lrs = sorted(rows["lr"].unique())
     summary = summarize(data, tensor)
     summary = summary[summary["estimator"] != "exact_vs_fd"]
     fig = Figure(figsize=(7.5, 4.8), layout="constrained")
@@ -466,10 +479,9 @@ def plot_gradcheck(data: pd.DataFrame, out_dir: Path, *, tensor: str = "all",
         if line.empty:
             continue
         color, _, label = ESTIMATOR_STYLE[estimator]
-        rank = lrs.index(lr)
         ax.plot(line["k2"], _positive(line["rel_error_median"].to_numpy(float)), color=color,
-                linestyle=lr_styles[rank % len(lr_styles)], marker="o", markersize=4,
-                label=f"{label}, lr = {lr:g}")
+                linestyle=lr_styles[lrs.index(lr) % len(lr_styles)], label=f"{label}, lr = {lr:g}",
+                marker="s" if estimator in RTRL_ESTIMATORS else "o", markersize=4)  # against rtrl: same colour, squares
     ax.set_xscale("log")
     if np.isfinite(_positive(summary["rel_error_median"].to_numpy(float))).any():
         ax.set_yscale("log")
@@ -482,5 +494,4 @@ def plot_gradcheck(data: pd.DataFrame, out_dir: Path, *, tensor: str = "all",
     fig.suptitle(f"Gradient error against truncation length — {followed} trajectory, corpus {corpus}")
     optimizers = ", ".join(sorted(rows["optimizer"].astype(str).unique()))
     ax.set_title(f"{optimizers}; median over checkpoints; tensor: {tensor}", fontsize="small", color="0.35")
-    written += _save(fig, out_dir / FIGURE_STEMS[1], formats)
-    return written
+    return fig
