@@ -597,3 +597,17 @@ def test_report_json_is_strict_with_null_where_a_target_is_not_reached(tmp_path)
     assert group0["final_train"]["median"] == pytest.approx(report.families[0].groups[0].stats["final_train"].median)
     assert "inf" not in text.replace("info", "") and "NaN" not in text
     assert data["claims"][1]["verdict"] == INCONCLUSIVE  # one seed decides nothing
+
+
+def test_the_command_and_the_library_share_their_defaults():
+    import inspect
+
+    from bpttbench import defaults
+    from bpttbench.cli import report as command
+
+    options = {p.name: p.default for p in command.params}
+    library = inspect.signature(build_report).parameters
+    for option, parameter, value in (("delta", "delta", defaults.DELTA), ("bootstrap", "bootstrap", defaults.BOOTSTRAP),
+                                     ("bootstrap_seed", "seed", defaults.BOOTSTRAP_SEED),
+                                     ("smooth", "smooth", defaults.SMOOTH)):
+        assert options[option] == library[parameter].default == value, option
