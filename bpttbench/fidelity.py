@@ -1,4 +1,4 @@
-"""Gradient fidelity: in one window of a real trajectory, how far the gradients `single` and `stored` use are from the exact one.
+"""Gradient fidelity: in one window of a trajectory, how far `single`'s and `stored`'s gradients are from the exact one.
 
 For the window of a scheme's next update, with the same current weights:
 

@@ -34,9 +34,9 @@ from bpttbench.corpus import check_corpus_fits
 from bpttbench.errors import BpttbenchError, ConfigError
 from bpttbench.fidelity import (
     ESTIMATORS,
-    RTRL_ESTIMATORS,
     FD_STEP,
     FD_TOLERANCE,
+    RTRL_ESTIMATORS,
     WindowGradients,
     central_differences,
     exact_gradient,
@@ -66,7 +66,9 @@ CONFIG_COLUMNS = ("corpus", "scheme", "k1", "k2", "inject", "hidden", "batch", "
 COLUMNS = CONFIG_COLUMNS + ("seed", "step", "updates", "train_bpc", "drift", "tensor", "estimator", "cosine",
                             "rel_error")
 _AGAINST_RTRL = (0, (5, 1.5, 1, 1.5))
-ESTIMATOR_STYLE = {  # (colour, line style, legend): each scheme in its own colour, as in every figure
+# (colour, line style, legend): each gradient in its scheme's colour (the exact one in sliding's, which
+# computes it); against rtrl's gradient in a line style of its own.
+ESTIMATOR_STYLE = {
     "single": (defaults.SCHEME_COLORS["single"], "-", "single vs exact"),
     "stored": (defaults.SCHEME_COLORS["stored"], "--", "stored vs exact"),
     "single_vs_stored": (defaults.OTHER_COLORS[1], "-.", "single vs stored"),
@@ -227,8 +229,6 @@ def summarize(data: pd.DataFrame, tensor: str = "all") -> pd.DataFrame:
         drift_median=("drift", "median"),
     ).reset_index()
     return out
-
-
 
 
 def default_out_dir(root: Path = Path("results")) -> Path:
