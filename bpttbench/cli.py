@@ -21,7 +21,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn
 from rich.table import Table
 
-from bpttbench import __version__
+from bpttbench import __version__, defaults
 from bpttbench.config import INJECTS, OPTIMIZERS, SCHEMES, TrainConfig, format_duration, parse_duration
 from bpttbench.errors import BpttbenchError, ConfigError, UserError
 
@@ -300,18 +300,18 @@ class GradcheckProgress:
 @option("--scheme", type=click.Choice(["single", "stored", "rtrl", "uoro"]), default="single",
         help="The scheme whose trajectory is followed; rtrl adds each gradient's error against rtrl's untruncated one (use a small --hidden).")
 @option("--k1", type=int, default=1, help="Steps between updates.")
-@option("--k2", "k2s", type=int, multiple=True, help="Truncation length; repeat for several. [default: 5, 20, 50]")
-@option("--lr", "lrs", type=float, multiple=True, help="Learning rate; repeat for several. [default: 0.002, 0.02]")
+@option("--k2", "k2s", type=int, multiple=True, help=f"Truncation length; repeat for several. [default: {', '.join(map(str, defaults.GRADCHECK_K2S))}]")
+@option("--lr", "lrs", type=float, multiple=True, help=f"Learning rate; repeat for several. [default: {', '.join(f'{lr:g}' for lr in defaults.GRADCHECK_LRS)}]")
 @option("--inject", type=click.Choice(INJECTS), default=DEFAULTS.inject)
 @option("--optimizer", type=click.Choice(OPTIMIZERS), default=DEFAULTS.optimizer)
-@option("--clip", type=float, default=DEFAULTS.clip, help="Global gradient-norm clip (0 = off).")
+@option("--clip", type=float, default=defaults.GRADCHECK_CLIP, help="Global gradient-norm clip (0 = off).")
 @option("--hidden", type=int, default=DEFAULTS.hidden)
 @option("--batch", type=int, default=DEFAULTS.batch)
-@option("--dtype", type=click.Choice(["float64", "float32"]), default="float64", help="float64 makes the finite-difference check meaningful.")
+@option("--dtype", type=click.Choice(["float64", "float32"]), default=defaults.GRADCHECK_DTYPE, help="float64 makes the finite-difference check meaningful.")
 @option("--seed", type=int, default=0)
-@option("--steps", type=int, default=20000, help="Time steps per trajectory.")
-@option("--every", type=int, default=1000, help="Updates between checkpoints.")
-@option("--fd-weights", type=int, default=24, help="Weights in the finite-difference subset (0 skips the check).")
+@option("--steps", type=int, default=defaults.GRADCHECK_STEPS, help="Time steps per trajectory.")
+@option("--every", type=int, default=defaults.GRADCHECK_EVERY, help="Updates between checkpoints.")
+@option("--fd-weights", type=int, default=defaults.GRADCHECK_FD_WEIGHTS, help="Weights in the finite-difference subset (0 skips the check).")
 @option("--corpus", default=None, help="A built-in corpus name or a text file. [default: stdlib-docs]")
 @option("--out", type=click.Path(path_type=Path), default=None, help="Output folder. [default: results/gradcheck-<time>]")
 @option("--force", is_flag=True, help="Replace what is already in --out.")
@@ -331,17 +331,18 @@ def gradcheck(scheme, k1, k2s, lrs, inject, optimizer, clip, hidden, batch, dtyp
       bpttbench gradcheck --corpus tinyshakespeare
       bpttbench gradcheck --k2 20 --lr 0.1 --lr 1.0 --optimizer sgd --clip 1
     """
-    from bpttbench import fidelity
+    from bpttbench import gradcheck as checker
     from bpttbench.corpus import load_corpus
 
     chatty = not (quiet or as_json)
     text = load_corpus(corpus, progress=download_progress() if chatty else None)
-    out_dir = out or fidelity.default_out_dir()
+    out_dir = out or checker.default_out_dir()
     with sigterm_as_interrupt():
-        result = fidelity.gradcheck(text, scheme=scheme, k1=k1, k2s=k2s or (5, 20, 50), lrs=lrs or (2e-3, 2e-2),
-                                    hidden=hidden, batch=batch, optimizer=optimizer, clip=clip, inject=inject, dtype=dtype,
-                                    seed=seed, steps=steps, every=every, n_fd=fd_weights, out_dir=out_dir, force=force,
-                                    formats=formats or ("png", "svg"), observer=GradcheckProgress(chatty))
+        result = checker.gradcheck(text, scheme=scheme, k1=k1, k2s=k2s or defaults.GRADCHECK_K2S,
+                                   lrs=lrs or defaults.GRADCHECK_LRS, hidden=hidden, batch=batch, optimizer=optimizer,
+                                   clip=clip, inject=inject, dtype=dtype, seed=seed, steps=steps, every=every,
+                                   n_fd=fd_weights, out_dir=out_dir, force=force, formats=formats or ("png", "svg"),
+                                   observer=GradcheckProgress(chatty))
     summary = result.summary()
     if as_json:
         stdout.print_json(json.dumps({"out": str(out_dir), "fd_passed": result.fd_passed, "fd_worst": result.fd_worst,
@@ -359,7 +360,7 @@ def gradcheck(scheme, k1, k2s, lrs, inject, optimizer, clip, hidden, batch, dtyp
         stdout.print(table)
         if result.fd_checked:
             stdout.print(f"finite differences: worst relative error {result.fd_worst:.2g} "
-                         f"({'passed' if result.fd_passed else 'FAILED'}, tolerance {fidelity.FD_TOLERANCE:g})")
+                         f"({'passed' if result.fd_passed else 'FAILED'}, tolerance {checker.FD_TOLERANCE:g})")
         stdout.print(f"results in {out_dir}")
     result.raise_if_failed()
 
@@ -449,14 +450,14 @@ def speed(schemes, hidden, k2, batch, k1, dtypes, repeats, min_time, adam, again
 
 @cli.command(context_settings={"show_default": True})
 @click.argument("path", type=click.Path(path_type=Path), default=Path("results"))
-@option("--out", type=click.Path(path_type=Path), default=None, help="Folder for report.md. [default: PATH]")
-@option("--delta", type=float, default=0.05, help="Bits/char within which two schemes count as 'about the same'.")
+@option("--out", type=click.Path(path_type=Path), default=None, help="Folder for report.md and report.json. [default: PATH]")
+@option("--delta", type=float, default=defaults.DELTA, help="Bits/char within which two schemes count as 'about the same'.")
 @option("--target", type=float, default=None, help="Target loss for time/steps-to-target. [default: worst final loss]")
 @option("--at-time", default=None, help="Compare at this training time (90s, 2m). [default: the common budget]")
 @option("--at-steps", type=int, default=None, help="Compare at this many steps. [default: the smallest common count]")
-@option("--smooth", type=int, default=5, help="Moving average over this many log points.")
-@option("--bootstrap", type=int, default=2000, help="Bootstrap resamples for the 95% intervals.")
-@option("--bootstrap-seed", type=int, default=0, help="Seed of the bootstrap (the report is deterministic).")
+@option("--smooth", type=int, default=defaults.SMOOTH, help="Moving average over this many log points.")
+@option("--bootstrap", type=int, default=defaults.BOOTSTRAP, help="Bootstrap resamples for the 95% intervals.")
+@option("--bootstrap-seed", type=int, default=defaults.BOOTSTRAP_SEED, help="Seed of the bootstrap (the report is deterministic).")
 @option("--json", "as_json", is_flag=True, help="Print the report as JSON on stdout.")
 def report(path, out, delta, target, at_time, at_steps, smooth, bootstrap, bootstrap_seed, as_json):
     """Medians with bootstrap intervals, paired scheme comparisons, and verdicts on the question's claims.

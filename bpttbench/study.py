@@ -145,9 +145,9 @@ def _gradcheck(corpus, out_dir: Path, preset: Preset) -> str:
     """Claim 6's gradcheck, skipped when a complete one is already there."""
     import json
 
-    from bpttbench.fidelity import gradcheck
+    from bpttbench.gradcheck import MANIFEST_NAME, gradcheck
 
-    manifest = out_dir / "gradcheck.json"
+    manifest = out_dir / MANIFEST_NAME
     try:
         if json.loads(manifest.read_text(encoding="utf-8")).get("status") == "complete":
             return "complete"

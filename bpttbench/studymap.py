@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from bpttbench.defaults import BURN_IN_FRACTION, SMOOTH
-from bpttbench.report import first_crossing
+from bpttbench.report.stats import first_crossing
 
 
 @dataclass(frozen=True)

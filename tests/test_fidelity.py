@@ -8,11 +8,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bpttbench import fidelity
+from bpttbench import fidelity, gradcheck as checker
 from bpttbench import reference as ref
 from bpttbench.config import TrainConfig
 from bpttbench.errors import ConfigError, ResultsError
-from bpttbench.fidelity import COLUMNS, FD_TOLERANCE, Follower, GradientCheckError, gradcheck, metric_rows
+from bpttbench.fidelity import FD_TOLERANCE, metric_rows
+from bpttbench.gradcheck import COLUMNS, Follower, GradientCheckError, gradcheck
 from bpttbench.model import init_theta, param_shapes, split_theta
 
 from conftest import central_differences, synthetic_ids, tiny_corpus
@@ -182,7 +183,8 @@ def test_stored_weights_are_those_of_each_step():
 
 
 def small_check(tmp_path=None, **kw):
-    args = dict(k2s=(3, 8), lrs=(0.01, 0.1), hidden=5, batch=1, steps=200, every=50, n_fd=12, seed=2)
+    # Unclipped, so the learning rate alone sets how far the weights move between checkpoints.
+    args = dict(k2s=(3, 8), lrs=(0.01, 0.1), hidden=5, batch=1, steps=200, every=50, n_fd=12, seed=2, clip=0.0)
     args.update(kw)
     return gradcheck(tiny_corpus(), out_dir=tmp_path, **args)
 
@@ -194,7 +196,7 @@ def test_gradcheck_writes_tidy_rows_figures_and_a_manifest(tmp_path):
     assert tuple(data.columns) == COLUMNS
     n_rows_per_checkpoint = 3 * 6 + 6  # single, stored, single_vs_stored on 6 tensors; exact_vs_fd on 6
     assert len(data) == 4 * 4 * n_rows_per_checkpoint  # 2 k2 x 2 lr trajectories x 4 checkpoints
-    assert set(data["estimator"]) == set(fidelity.ESTIMATORS)
+    assert set(data["estimator"]) == set(fidelity.WINDOW_ESTIMATORS)  # no *_vs_rtrl rows off an rtrl trajectory
     assert result.fd_checked and result.fd_passed and result.fd_worst < FD_TOLERANCE
     result.raise_if_failed()
     on_disk = pd.read_csv(out / "gradcheck.csv")
@@ -209,6 +211,28 @@ def test_gradcheck_writes_tidy_rows_figures_and_a_manifest(tmp_path):
     assert "cpu" in manifest["machine"]
 
 
+def test_following_rtrl_draws_its_rows_and_completes_the_manifest(tmp_path):
+    out = tmp_path / "rtrl"
+    result = small_check(out, scheme="rtrl", k2s=(3,), lrs=(0.05,), steps=100, n_fd=0)
+    assert set(result.data["estimator"]) == set(fidelity.ESTIMATORS) - {"exact_vs_fd"}
+    for stem in checker.FIGURE_STEMS:
+        svg = (out / f"{stem}.svg").read_text()
+        for estimator in fidelity.RTRL_ESTIMATORS:
+            assert checker.ESTIMATOR_STYLE[estimator][2] in svg, (stem, estimator)
+    manifest = json.loads((out / checker.MANIFEST_NAME).read_text())
+    assert manifest["status"] == "complete" and manifest["finished_at"] is not None
+
+
+def test_the_library_and_the_command_clip_alike():
+    import inspect
+
+    from bpttbench import defaults
+    from bpttbench.cli import gradcheck as command
+
+    (clip,) = [p.default for p in command.params if p.name == "clip"]
+    assert clip == inspect.signature(gradcheck).parameters["clip"].default == defaults.GRADCHECK_CLIP
+
+
 def test_error_and_drift_grow_with_the_learning_rate():
     summary = small_check().summary()
     for k2 in (3, 8):
@@ -221,7 +245,7 @@ def test_error_and_drift_grow_with_the_learning_rate():
 @pytest.mark.parametrize("factor,passes", [(1 + 1e-8, True), (1 + 1e-5, False), (np.nan, False)])
 def test_finite_differences_catch_a_wrong_exact_gradient(monkeypatch, tmp_path, factor, passes):
     honest = fidelity.exact_gradient
-    monkeypatch.setattr(fidelity, "exact_gradient", lambda *a, **kw: honest(*a, **kw) * factor)
+    monkeypatch.setattr(checker, "exact_gradient", lambda *a, **kw: honest(*a, **kw) * factor)
     result = small_check(tmp_path / "out", k2s=(4,), lrs=(0.05,))
     assert result.fd_passed is passes
     manifest = json.loads((tmp_path / "out" / "gradcheck.json").read_text())

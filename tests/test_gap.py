@@ -21,6 +21,8 @@ from bpttbench.records import Record, RunOutcome
 from bpttbench.report import GAP_FRACTION, build_report, dependency_cost, tail_mean, write_report
 from bpttbench.results import RunWriter, add_labels
 
+from test_report import md_tables
+
 L, M, K = 20, 4, 4
 OPTIMUM = (math.log2(M) + (L - 2) * math.log2(K)) / (L + 1)  # synthetic.py's lag:L entropy rate
 COST = math.log2(M) / (L + 1)  # 0.0952: a predictor that forgets the cue
@@ -131,29 +133,33 @@ def test_gap_closes_from_a_k2_on_per_scheme(tmp_path):
     assert rtrl.seeds == [0, 1, 2] and rtrl.gap.median == pytest.approx(0.015) and rtrl.label == "rtrl"
     assert [r.row for r in t.rows if r.k2 is None] == ["rtrl (no truncation)", "uoro (no truncation)"]
 
-    findings = dict(f.split(": ", 1) for f in t.findings)
-    assert findings["single"].startswith("stops learning the dependency below k2 = 20: its gap is below the cost from "
-                                         "k2 = 20 on, not at k2 = 10")
-    assert findings["sliding"].startswith("stops learning the dependency below k2 = 10")
-    assert findings["chunked (k1 = k2)"].startswith("stops learning the dependency below k2 = 40: its gap is below the "
-                                                    "cost from k2 = 40 on, not at k2 = 20")
-    assert "(gap by k2: k2 = 5: +0.310 [+0.300, +0.320]; k2 = 10: +0.260" in findings["chunked (k1 = k2)"]
-    assert "it learns the dependency" in findings["rtrl (no truncation)"]
-    assert "does not learn the dependency" in findings["uoro (no truncation)"]
+    findings = {f.row: f for f in t.findings}
+    # single learns from k2 = 20 on, sliding from 10, chunked only at 40 (CLOSES); rtrl learns, uoro does not.
+    assert {name: f.learns_from for name, f in findings.items()} == {
+        "single": 20, "sliding": 10, "chunked (k1 = k2)": 40, "rtrl (no truncation)": None, "uoro (no truncation)": None}
+    assert {name: f.learns for name, f in findings.items()} == {
+        "single": True, "sliding": True, "chunked (k1 = k2)": True, "rtrl (no truncation)": True,
+        "uoro (no truncation)": False}
+    assert all(f.disagree == [] for f in t.findings)  # every seed interval lies on one side of the cost
+    assert "+0.310 [+0.300, +0.320]" in findings["chunked (k1 = k2)"].text  # the sentence gives the gaps by k2
 
     md = write_report(report).read_text(encoding="utf-8")
     section = md.split("## Gap to the optimum", 1)[1].split("\n## ", 1)[0]
-    assert f"Optimum {OPTIMUM:.4f} bits/char" in section and "log2(4)/21 = 0.0952" in section
-    assert "last 10% of each run's steps" in section and "zero state" in section
-    assert "| rtrl | 3 | 1.825 [1.815, 1.835] | +0.015 [+0.005, +0.025] | 9,000 | 1,000 [1,000, 1,000] |" in section
-    assert "| scheme | k2 = 5 | k2 = 10 | k2 = 20 | k2 = 40 | no truncation |" in section
-    assert "| single | +0.310 [+0.300, +0.320] | +0.210 [+0.200, +0.220] | +0.030 [+0.020, +0.040] | " \
-           "+0.020 [+0.010, +0.030] | – |" in section
-    assert "| rtrl (no truncation) | – | – | – | – | +0.015 [+0.005, +0.025] |" in section
-    assert "k2=" not in section.split("Gap by scheme and k2")[0].split("| rtrl |")[1].split("\n")[0]
-    data = json.loads(json.dumps(report.to_dict()))
+    assert f"{OPTIMUM:.4f}" in section and f"{COST:.4f}" in section and f"{GAP_FRACTION:.0%}" in section
+    configurations, pivot = md_tables(section)
+    rtrl = {r["configuration"]: r for r in configurations}["rtrl"]  # labelled without a k2
+    assert (rtrl["seeds"], rtrl["final online loss"], rtrl["gap"], rtrl["mean over the steps after"],
+            rtrl["µs per step"]) == ("3", "1.825 [1.815, 1.835]", "+0.015 [+0.005, +0.025]", "9,000",
+                                     "1,000 [1,000, 1,000]")
+    rows = {r["scheme"]: r for r in pivot}
+    assert list(pivot[0]) == ["scheme", "k2 = 5", "k2 = 10", "k2 = 20", "k2 = 40", "no truncation"]
+    assert [rows["single"][f"k2 = {k}"] for k in K2S] + [rows["single"]["no truncation"]] == [
+        "+0.310 [+0.300, +0.320]", "+0.210 [+0.200, +0.220]", "+0.030 [+0.020, +0.040]", "+0.020 [+0.010, +0.030]", "–"]
+    assert [rows["rtrl (no truncation)"][c] for c in pivot[0] if c != "scheme"] == ["–"] * 4 + ["+0.015 [+0.005, +0.025]"]
+    data = json.loads((root / "report.json").read_text(encoding="utf-8"))
     assert data["gaps"][0]["dependency_cost_bpc"] == pytest.approx(COST)
     assert data["gaps"][0]["rows"][0]["gap"]["median"] == pytest.approx(CLOSES["sliding"][5] + 0.01)
+    assert {d["row"]: d["from_k2"] for d in data["gaps"][0]["learns_dependency"]}["single"] == 20
     # rtrl's own family is labelled without a k2.
     assert any(f.label.startswith("lag:20 · no truncation") for f in report.families)
 
@@ -161,18 +167,15 @@ def test_gap_closes_from_a_k2_on_per_scheme(tmp_path):
 def test_gap_never_closes(tmp_path):
     root = sweep(tmp_path, NEVER, {"rtrl": 0.2})
     (t,) = build_report(root).gaps
-    findings = dict(f.split(": ", 1) for f in t.findings)
-    for name in ("single", "sliding", "chunked (k1 = k2)"):
-        assert findings[name].startswith("its gap stays at or above the cost at every k2 swept, up to k2 = 40: it does "
-                                         "not learn the dependency"), findings[name]
-    assert "not below the cost" in findings["rtrl (no truncation)"]
+    assert {f.row: (f.learns, f.learns_from) for f in t.findings} == {
+        name: (False, None) for name in ("single", "sliding", "chunked (k1 = k2)", "rtrl (no truncation)")}
 
 
 def test_seeds_on_both_sides_of_the_cost_are_said(tmp_path):
     gaps = {"single": {10: 0.20, 20: COST - 0.015}}  # seeds at cost - 0.015, cost - 0.005, cost + 0.005
     (t,) = build_report(sweep(tmp_path, gaps, {})).gaps
     (finding,) = t.findings
-    assert "below k2 = 20" in finding and "at k2 = 20 its seeds disagree" in finding
+    assert (finding.learns_from, finding.disagree) == (20, [20])
 
 
 def test_no_gap_section_without_a_known_optimum(tmp_path):

@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from bpttbench import fidelity
+from bpttbench import fidelity, gradcheck
 from bpttbench.config import TrainConfig
 from bpttbench.errors import ResultsError
 from bpttbench.records import Record, RunOutcome
@@ -32,14 +32,14 @@ from bpttbench.report import (
     combine,
     first_crossing,
     quantile,
-    smooth_curve,
     trailing_mean,
     value_at,
     verdict_below,
     verdict_within,
     write_report,
 )
-from bpttbench.results import RunWriter
+from bpttbench.report.stats import format_interval
+from bpttbench.results import RunWriter, smooth_curve
 
 MACHINE = {"cpu": "Test CPU 3000", "cores": 2, "hostname": "box", "python": "3.11.0", "numpy": "1.26.0",
            "numba": "0.59.0", "bpttbench": "0.1.0"}
@@ -310,8 +310,11 @@ def test_claims_supported_when_the_question_holds(tmp_path):
     assert claim(report, "5").verdict == NOT_MEASURED  # no k2 = 1 runs
     assert claim(report, "6a").verdict == NOT_MEASURED  # no gradcheck.csv
     assert claim(report, "6b").verdict == NOT_MEASURED
-    assert "within ±0.05" in claim(report, "2").rule
     assert "0.000 [0.000, 0.000]" in claim(report, "2").deciding
+    # The rule printed is the rule applied: with delta 0.001 the same numbers are no longer 'within'.
+    strict = build_report(write_run(tmp_path / "strict", question_units(stored_offset=0.002)), smooth=1, delta=0.001)
+    assert "0.05" in claim(report, "1").rule and "0.001" in claim(strict, "1").rule
+    assert claim(strict, "1").verdict == CONTRADICTED
 
 
 def test_claims_contradicted_when_single_is_worse_per_step(tmp_path):
@@ -336,7 +339,8 @@ def test_claims_inconclusive_when_seeds_disagree_or_training_is_unfinished(tmp_p
     slow = build_report(write_run(tmp_path / "b", question_units(loss=f_slow)), smooth=1)
     assert comparison(slow, "single", "sliding").stats["final_train"].median == pytest.approx(f_slow(10000) - f_slow(2500))
     assert claim(slow, "4").verdict == INCONCLUSIVE
-    assert any("still improving" in e for e in claim(slow, "4").evidence)
+    drop = group(slow, "sliding").late_drop  # how much sliding's loss still fell over its last quarter
+    assert drop > 0.05 and any(f"{drop:.3f}" in e for e in claim(slow, "4").evidence[1:])
 
 
 def test_equal_time_is_judged_on_validation_loss_when_the_text_gets_harder(tmp_path):
@@ -356,13 +360,15 @@ def test_equal_time_is_judged_on_validation_loss_when_the_text_gets_harder(tmp_p
     assert c.stats["at_time"].median == pytest.approx(1.5 + f_fast(10000) - f_fast(2500))
     assert c.stats["val_at_time"].median == pytest.approx(f_fast(10000) - f_fast(2500))
     assert claim(report, "3").verdict == SUPPORTED
-    assert "validation loss at equal time" in claim(report, "3").evidence[0]
-    assert any("not the verdict" in e for e in claim(report, "3").evidence)
+    decided, *context = claim(report, "3").evidence
+    assert format_interval(c.stats["val_at_time"], signed=True) in decided  # the validation loss decides
+    assert any(format_interval(c.stats["at_time"], signed=True) in e for e in context)  # the online one is shown
     # Without validation loss the online loss at T decides, and says so.
     no_val = [{**u, "points": [(a, b, c_, None) for a, b, c_, _ in u["points"]]} for u in units]
     online = build_report(write_run(tmp_path / "no_val", no_val), smooth=1)
     assert claim(online, "3").verdict == CONTRADICTED
-    assert "online loss at equal time" in claim(online, "3").evidence[0]
+    assert format_interval(comparison(online, "single", "sliding").stats["at_time"], signed=True) in \
+        claim(online, "3").evidence[0]
     assert claim(online, "4").verdict == CONTRADICTED  # final online loss, 1.5 apart, both level
 
 
@@ -412,13 +418,13 @@ def test_k2_of_one_identical_or_not(tmp_path):
 
 def write_gradcheck(path: Path, *, single_cos=0.999, stored_rel=1e-3, fd_rel=1e-9, fd_tensor_rel=1e-4,
                     tensors=fidelity.TENSORS) -> None:
-    """gradcheck.csv as `bpttbench gradcheck` writes it (fidelity.COLUMNS), 2 seeds × 3 checkpoints.
+    """gradcheck.csv as `bpttbench gradcheck` writes it (gradcheck.COLUMNS), 2 seeds × 3 checkpoints.
     Per-tensor finite-difference rows are off by fd_tensor_rel: only the whole-gradient row decides, as in
-    fidelity.GradcheckResult.fd_passed."""
+    gradcheck.GradcheckResult.fd_passed."""
     rows = []
     values = {"single": lambda w: (single_cos - w, 0.05 + w), "stored": lambda w: (0.9999, stored_rel * (1 + w)),
               "single_vs_stored": lambda w: (0.9995, 0.03), "exact_vs_fd": lambda w: (1.0, fd_rel)}
-    assert set(values) == set(fidelity.ESTIMATORS)
+    assert set(values) == set(fidelity.WINDOW_ESTIMATORS)
     for seed in (0, 1):
         for step in (1000, 2000, 3000):
             wiggle = 1e-4 * (step / 1000)
@@ -430,7 +436,7 @@ def write_gradcheck(path: Path, *, single_cos=0.999, stored_rel=1e-3, fd_rel=1e-
                     if estimator == "exact_vs_fd" and tensor != "all":
                         rel = fd_tensor_rel
                     rows.append({**base, "tensor": tensor, "estimator": estimator, "cosine": cosine, "rel_error": rel})
-    pd.DataFrame(rows, columns=fidelity.COLUMNS).to_csv(path, index=False)
+    pd.DataFrame(rows, columns=gradcheck.COLUMNS).to_csv(path, index=False)
 
 
 def test_gradient_claims_from_gradcheck_csv(tmp_path):
@@ -521,21 +527,42 @@ def test_paths_without_complete_runs_are_refused(tmp_path):
 # ----------------------------------------------------------------------------- report.md
 
 
-def test_report_md_states_claims_rules_numbers_and_links_figures(tmp_path):
+def md_tables(text: str) -> list[list[dict]]:
+    """Every markdown table in text, each as a list of rows {header: cell}."""
+    tables, lines = [], text.splitlines()
+    for i in range(len(lines) - 1):
+        if lines[i].startswith("| ") and lines[i + 1].startswith("|---") and not lines[i - 1].startswith("|"):
+            cells = lambda line: [c.strip() for c in line.strip().strip("|").split(" | ")]  # noqa: E731
+            header, rows = cells(lines[i]), []
+            for line in lines[i + 2:]:
+                if not line.startswith("|"):
+                    break
+                rows.append(dict(zip(header, cells(line))))
+            tables.append(rows)
+    return tables
+
+
+def test_report_md_holds_the_verdicts_and_numbers_and_links_figures(tmp_path):
     run = write_run(tmp_path / "run", question_units())
     report = build_report(run)
     path = write_report(report, tmp_path / "out")
     text = path.read_text()
     assert path == tmp_path / "out" / "report.md"
-    for needle in ("## The question's claims", "**supported**", "Rule: supported when", "single − sliding",
-                   "Equal time T = 10 s", "## Warnings", "## How the numbers are made", "bootstrap"):
-        assert needle in text, needle
-    assert "None found next to the runs" in text and "![" not in text
+    claims, configurations, comparisons = md_tables(text)
+    assert {r["#"]: r["verdict"] for r in claims} == {c.number: f"**{c.verdict}**" for c in report.claims}
+    assert {r["#"]: r["verdict"] for r in claims}["2"] == f"**{SUPPORTED}**"
+    by_label = {r["configuration"]: r for r in configurations}
+    assert by_label["single"]["steps/s (steps/s)"] == "1,000 [1,000, 1,000]"
+    assert by_label["sliding"]["steps/s (steps/s)"] == "250 [250, 250]"
+    assert by_label["single"]["compile (s)"] == "1.50"
+    single_sliding = {r["comparison"]: r for r in comparisons}["single − sliding"]
+    assert single_sliding["steps/s"] == "4.00× [4.00×, 4.00×]" and single_sliding["paired seeds"] == "3"
+    assert f"T = {report.families[0].at_time:g} s" in text  # the equal time the numbers were read at
+    assert "![" not in text
     (run / "loss_vs_time.png").write_bytes(b"\x89PNG\r\n\x1a\n")
     (run / "val_loss_vs_iter.png").write_bytes(b"\x89PNG\r\n\x1a\n")
     text = write_report(build_report(run), tmp_path / "out").read_text()
-    assert "![loss vs time](../run/loss_vs_time.png)" in text
-    assert "![val loss vs iter](../run/val_loss_vs_iter.png)" in text
+    assert "](../run/loss_vs_time.png)" in text and "](../run/val_loss_vs_iter.png)" in text
     # The same runs give the same report.
     assert write_report(build_report(run), tmp_path / "again").read_text().replace("../run", "") == \
         text.replace("../run", "")
@@ -543,30 +570,49 @@ def test_report_md_states_claims_rules_numbers_and_links_figures(tmp_path):
     assert write_report(report) == run / "report.md"
 
 
-def test_summary_rows_for_the_terminal(tmp_path):
-    report = build_report(write_run(tmp_path / "run", question_units()), smooth=1)
-    rows = report.summary_rows
-    assert [r["configuration"] for r in rows] == ["sliding", "single", "stored"]
-    assert rows[1]["steps_per_s"] == "1,000 [1,000, 1,000]"
-    assert all(isinstance(v, str) for r in rows for v in r.values())
-    assert any(r["comparison"] == "single − sliding" for r in report.comparison_rows)
+def test_the_terminal_tables_show_the_markdown_rows(tmp_path):
     from rich.console import Console
 
     from bpttbench.report import rich_renderables
 
-    console = Console(record=True, width=200)
+    report = build_report(write_run(tmp_path / "run", question_units()), smooth=1)
+    console = Console(record=True, width=250)
     for r in rich_renderables(report):
         console.print(r)
-    assert "supported" in console.export_text()
-    data = report.to_dict()
-    assert data["claims"][0]["verdict"] == SUPPORTED
-    json.dumps(data, allow_nan=False)  # strict JSON, for a --json option
+    shown = console.export_text()
+    _, configurations, comparisons = md_tables(write_report(report, tmp_path / "out").read_text())
+    for row in configurations:  # the terminal has fewer columns, with the same cells
+        for column in ("configuration", "steps/s (steps/s)", "final validation loss (bits/char)"):
+            assert row[column] in shown, column
+    for row in comparisons:
+        assert row["steps/s"] in shown and row["online loss at N"] in shown
+    assert shown.count(SUPPORTED) == sum(c.verdict == SUPPORTED for c in report.claims)
 
 
-def test_to_dict_is_strict_json_with_infinite_and_missing_values(tmp_path):
+def test_report_json_is_strict_with_null_where_a_target_is_not_reached(tmp_path):
     run = write_run(tmp_path / "run", question_units(seeds=(0,)))
-    data = build_report(run, smooth=1, target_loss=0.5).to_dict()  # never reached: inf; one seed: no interval
-    text = json.dumps(data, allow_nan=False)
+    report = build_report(run, smooth=1, target_loss=0.5)  # never reached: inf; one seed: no interval
+    write_report(report, tmp_path / "out")
+    text = (tmp_path / "out" / "report.json").read_text()
+    data = json.loads(text, parse_constant=lambda c: pytest.fail(f"{c} in report.json"))
+    assert data == report.to_dict()
     group0 = data["families"][0]["groups"][0]["stats"]
-    assert group0["time_to_target"]["median"] == "inf" and group0["final_train"]["lo"] is None
-    assert '"inf"' in text
+    assert group(report, "single").stats["time_to_target"].median == math.inf
+    assert group0["time_to_target"]["median"] is None and group0["final_train"]["lo"] is None
+    assert group0["final_train"]["median"] == pytest.approx(report.families[0].groups[0].stats["final_train"].median)
+    assert "inf" not in text.replace("info", "") and "NaN" not in text
+    assert data["claims"][1]["verdict"] == INCONCLUSIVE  # one seed decides nothing
+
+
+def test_the_command_and_the_library_share_their_defaults():
+    import inspect
+
+    from bpttbench import defaults
+    from bpttbench.cli import report as command
+
+    options = {p.name: p.default for p in command.params}
+    library = inspect.signature(build_report).parameters
+    for option, parameter, value in (("delta", "delta", defaults.DELTA), ("bootstrap", "bootstrap", defaults.BOOTSTRAP),
+                                     ("bootstrap_seed", "seed", defaults.BOOTSTRAP_SEED),
+                                     ("smooth", "smooth", defaults.SMOOTH)):
+        assert options[option] == library[parameter].default == value, option

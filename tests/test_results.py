@@ -97,7 +97,7 @@ def test_curves_csv_columns_and_rows(tmp_path):
     assert (first.run_id, first.scheme, first.k1, first.k2, first.inject, first.hidden, first.batch, first["dtype"]) == (
         "r1", "single", 1, 20, "new", 128, 1, "float32")
     assert (first.corpus, first.optimizer, first.lr, first["clip"], first.budget_steps, first.eval_chars) == (
-        "tiny", "adam", 0.002, 1.0, 1000, 10000)
+        "tiny", "adam", 0.002, 1.0, 1000, 0)  # eval_chars 0: the whole split
     assert math.isnan(first.budget_seconds) and math.isnan(first.corpus_sha256)  # None: an empty cell
     # values round-trip exactly
     s1 = df[(df.scheme == "single") & (df.seed == 1) & (df.metric == "train_bpc")]

@@ -1,0 +1,65 @@
+"""The report: what saved runs say about the question's claims, with numbers and uncertainty.
+
+Per configuration, every seed's curve is summarised by a few numbers (final online and validation
+loss, loss at equal time and at equal steps, time and steps to a target loss, steps per second);
+each is a median over seeds with a 95% percentile-bootstrap interval (a fixed RNG seed, so the
+same runs give the same report). Schemes run with the same seed start from the same weights on
+the same stream, so they are compared in pairs, seed by seed. The claims of the Cross Validated
+question "Truncated Back Propagation of LSTM with K2 > K1" (https://stats.stackexchange.com/q/278806)
+are judged by stated rules on those paired differences (claims.py) and on gradcheck.csv.
+
+Definitions (report.md states them too):
+- the online loss curve is smoothed by a step-weighted centred moving average over `smooth` log
+  points that narrows symmetrically near the ends; the final online loss is the mean over the
+  last `smooth` log points;
+- a family is every configuration (results.GROUP_KEY) that differs only in scheme and k1;
+- equal time T / equal steps N default to the smallest training time / step count every seed of
+  the family reached (nothing is extrapolated); the target loss defaults to the highest, over the
+  family's seeds, of the lowest smoothed loss each reached, so every seed reaches it;
+- online losses are compared at equal steps (same seed = same text at the same step); "ahead per
+  second" and "same minimum" are judged on the validation loss (the same held-out text for every
+  model) whenever the runs recorded it, because at equal time the schemes are at different places
+  in the stream;
+- diverged seeds are left out of the statistics (and listed in the warnings);
+- rtrl and uoro do not use k2: their runs are grouped under k2 = 1 whatever k2 they recorded;
+- on a generated corpus the gap to the optimum is the step-weighted mean online loss over the last
+  GAP_FRACTION of the steps minus the entropy rate the manifest records; on lag:L a configuration
+  learns the dependency when its median gap is below log2(M)/(L+1), what forgetting the cue costs.
+
+References:
+- R. J. Williams and J. Peng, "An efficient gradient-based algorithm for on-line training of
+  recurrent network trajectories", Neural Computation 2(4), 1990.
+- B. Efron and R. Tibshirani, "An Introduction to the Bootstrap", 1993 (percentile intervals).
+"""
+
+from bpttbench.report.build import REPORT, REPORT_JSON, Report, build_report, write_report
+from bpttbench.report.claims import Claim
+from bpttbench.report.families import METRICS, Comparison, Family, GroupSummary
+from bpttbench.report.gaps import GAP_FRACTION, Finding, GapRow, GapTable, dependency_cost
+from bpttbench.report.render import render_markdown, rich_renderables
+from bpttbench.report.stats import (
+    CONTRADICTED,
+    INCONCLUSIVE,
+    MIXED,
+    NOT_MEASURED,
+    SUPPORTED,
+    Interval,
+    bootstrap_median,
+    combine,
+    first_crossing,
+    quantile,
+    tail_mean,
+    trailing_mean,
+    value_at,
+    verdict_above,
+    verdict_below,
+    verdict_within,
+)
+
+__all__ = [
+    "REPORT", "REPORT_JSON", "Report", "build_report", "write_report", "render_markdown", "rich_renderables",
+    "Claim", "METRICS", "Comparison", "Family", "GroupSummary", "GAP_FRACTION", "Finding", "GapRow", "GapTable",
+    "dependency_cost", "SUPPORTED", "CONTRADICTED", "INCONCLUSIVE", "NOT_MEASURED", "MIXED", "Interval",
+    "bootstrap_median", "combine", "first_crossing", "quantile", "tail_mean", "trailing_mean", "value_at",
+    "verdict_above", "verdict_below", "verdict_within",
+]

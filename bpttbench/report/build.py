@@ -1,0 +1,151 @@
+"""The report built from a path of runs (and gradchecks), and written as report.md and report.json."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from bpttbench import defaults
+from bpttbench.errors import ResultsError
+from bpttbench.files import atomic_write, jsonable, make_dir, write_json
+from bpttbench.report import families as fams
+from bpttbench.report.claims import COSINE_MIN, EXACT_TOL, IDENTICAL_TOL, Claim, judge
+from bpttbench.report.families import Family
+from bpttbench.report.gaps import GAP_FRACTION, GapTable, gap_tables
+from bpttbench.report.gradients import GradSummary, find_gradchecks, gradcheck_figures, read_gradchecks
+from bpttbench.report.render import render_markdown
+from bpttbench.results import complete_runs, early_divergences, group_curves, nothing_to_show
+
+REPORT = "report.md"
+REPORT_JSON = "report.json"
+
+
+@dataclass
+class Report:
+    path: Path
+    settings: dict
+    runs: list[Path]
+    families: list[Family]
+    claims: list[Claim]
+    warnings: list[str]
+    skipped: list[tuple[Path, str]]
+    figures: list[Path]
+    gradcheck_files: list[Path]
+    gradcheck: list[GradSummary]
+    notes: list[str] = field(default_factory=list)  # facts about the runs for the header
+    gaps: list[GapTable] = field(default_factory=list)  # on corpora with a known optimum
+
+    def to_dict(self) -> dict:
+        """Everything as strict JSON data: null where a number is undefined or a target was not reached."""
+        return jsonable({
+            "path": self.path,
+            "settings": self.settings,
+            "runs": self.runs,
+            "claims": [{"number": c.number, "claim": c.text, "verdict": c.verdict, "rule": c.rule,
+                        "evidence": c.evidence} for c in self.claims],
+            "warnings": self.warnings,
+            "skipped": [{"path": p, "reason": r} for p, r in self.skipped],
+            "families": [{
+                "key": f.key, "label": f.label, "at_time": f.at_time, "at_steps": f.at_steps, "target": f.target,
+                "groups": [{"label": g.label, "config": g.config, "seeds": g.seeds, "diverged": g.diverged,
+                            "stats": {k: v.to_dict() for k, v in g.stats.items()}} for g in f.groups],
+                "comparisons": [{"first": c.first.label, "second": c.second.label, "seeds": c.seeds,
+                                 "stats": {k: v.to_dict() for k, v in c.stats.items()}} for c in f.comparisons],
+            } for f in self.families],
+            "figures": self.figures,
+            "gradcheck_files": self.gradcheck_files,
+            "gradcheck": [{"config": g.config, "estimator": g.estimator, "cosine": g.cosine.to_dict(),
+                           "rel_error": g.rel_error.to_dict()} for g in self.gradcheck],
+            "gaps": [self._gap_dict(t) for t in self.gaps],
+        })
+
+    def _gap_dict(self, t: GapTable) -> dict:
+        return {"corpus": t.corpus, "optimum_bpc": t.optimum, "setting": t.setting, "label": t.label,
+                "final_fraction": self.settings.get("gap_fraction", GAP_FRACTION),
+                "dependency": t.dependency, "dependency_cost_bpc": t.cost, "k2": t.k2s,
+                "findings": [f.text for f in t.findings],
+                "learns_dependency": [{"row": f.row, "learns": f.learns, "from_k2": f.learns_from} for f in t.findings],
+                "rows": [{"label": r.label, "scheme": r.scheme, "k1": r.k1, "k2": r.k2, "row": r.row, "config": r.config,
+                          "seeds": r.seeds, "final_online": r.final.to_dict(), "gap": r.gap.to_dict(),
+                          "us_per_step": r.us_per_step.to_dict()} for r in t.rows]}
+
+
+def build_report(
+    path: Path,
+    *,
+    target_loss: float | None = None,
+    at_time: float | None = None,
+    at_steps: float | None = None,
+    bootstrap: int = defaults.BOOTSTRAP,
+    seed: int = defaults.BOOTSTRAP_SEED,
+    delta: float = defaults.DELTA,
+    smooth: int = defaults.SMOOTH,
+    identical_tol: float = IDENTICAL_TOL,
+    cosine_min: float = COSINE_MIN,
+    exact_tol: float = EXACT_TOL,
+) -> Report:
+    """Read every complete run under path (and any gradcheck.csv) and compute the report."""
+    path = Path(path)
+    settings = {"delta": delta, "bootstrap": bootstrap, "seed": seed, "smooth": smooth, "target_loss": target_loss,
+                "at_time": at_time, "at_steps": at_steps, "identical_tol": identical_tol, "cosine_min": cosine_min,
+                "exact_tol": exact_tol, "gap_fraction": GAP_FRACTION}
+    check_settings(settings)
+    complete, skipped = complete_runs(path)
+    if not complete:
+        example = f", e.g. {skipped[0][0]}: {skipped[0][1]}" if skipped else ""
+        raise ResultsError(f"no complete runs under {path} ({len(skipped)} skipped{example}); report on a run that finished")
+    data = group_curves(complete)
+    early = early_divergences(complete, data)
+    skipped.extend((where, f"diverged at step {step} before its first log point") for where, step in early)
+    if not (data["metric"] == "train_bpc").any():
+        raise nothing_to_show(path, early)
+
+    family_warnings: list[str] = []
+    curves = fams.read_curves(complete, data, smooth)
+    families = fams.build_families(curves, settings, family_warnings)
+    warnings = fams.run_warnings(curves, families) + family_warnings
+    grad_files = find_gradchecks(path)
+    grad, grad_problem = read_gradchecks(grad_files, settings, warnings)
+    claims = judge(list(families.values()), grad, grad_problem, settings)
+    gaps = gap_tables(curves, settings, warnings)
+    return Report(path=path, settings=settings, runs=[r.path for r in complete], families=list(families.values()),
+                  claims=claims, warnings=warnings, skipped=skipped,
+                  figures=fams.figures(path, complete) + gradcheck_figures(grad_files), gradcheck_files=grad_files,
+                  gradcheck=grad, notes=fams.notes(complete, curves), gaps=gaps)
+
+
+def _is_number(v) -> bool:
+    return not isinstance(v, bool) and isinstance(v, (int, float))
+
+
+def check_settings(s: dict) -> None:
+    """A one-line ResultsError for a setting the report cannot use."""
+    for name in ("target_loss", "at_time", "at_steps", "delta", "identical_tol", "exact_tol"):
+        v = s[name]
+        if v is None and name in ("target_loss", "at_time", "at_steps"):
+            continue
+        if not _is_number(v) or not math.isfinite(v) or v <= 0:
+            raise ResultsError(f"{name.replace('_', ' ')} must be a positive number, got {v!r}")
+    b = s["bootstrap"]
+    if isinstance(b, bool) or not isinstance(b, int) or b < 100:
+        raise ResultsError(f"bootstrap must be a whole number of resamples >= 100, got {b!r}")
+    n = s["smooth"]
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ResultsError(f"smoothing must be a whole number of log points >= 1 (1 = none), got {n!r}")
+    c = s["cosine_min"]
+    if not _is_number(c) or not -1 <= c <= 1:
+        raise ResultsError(f"the cosine threshold must be between -1 and 1, got {c!r}")
+
+
+def write_report(report: Report, out_dir: Path | None = None) -> Path:
+    """Write report.md and report.json into out_dir (default: the folder the report was built
+    from); returns report.md's path."""
+    if out_dir is None:
+        out_dir = report.path.parent if report.path.is_file() else report.path
+    out_dir = make_dir(Path(out_dir))
+    target = out_dir / REPORT
+    text = render_markdown(report, out_dir)
+    atomic_write(target, lambda f: f.write(text))
+    write_json(out_dir / REPORT_JSON, report.to_dict())
+    return target

@@ -1,0 +1,255 @@
+"""The report as text: report.md, and rich tables for a terminal, built from the same rows."""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from bpttbench.report.claims import Claim
+from bpttbench.report.families import METRICS, Comparison, Family, GroupSummary
+from bpttbench.report.gaps import GapTable
+from bpttbench.report.stats import (
+    CONTRADICTED,
+    INCONCLUSIVE,
+    MIXED,
+    NOT_MEASURED,
+    SUPPORTED,
+    format_interval,
+    format_number,
+    format_setting,
+    format_small_interval,
+)
+
+if TYPE_CHECKING:
+    from bpttbench.report.build import Report
+
+VERDICT_STYLES = {SUPPORTED: "green", CONTRADICTED: "red", INCONCLUSIVE: "yellow", MIXED: "yellow", NOT_MEASURED: "dim"}
+
+
+# ----------------------------------------------------------------------------- rows, for both outputs
+
+
+def claim_row(c: Claim, verdict: str) -> list[str]:
+    return [c.number, c.text, verdict, c.deciding]
+
+
+def metric_cell(stats: dict, metric: str, *, paired: bool = False) -> str:
+    """One statistic as a table cell: differences signed, ratios as ×."""
+    _, unit, kind = METRICS[metric]
+    if not paired:
+        return format_interval(stats[metric], unit)
+    return format_interval(stats[metric], "×" if kind == "ratio" else unit, signed=kind == "diff")
+
+
+def seed_note(g: GroupSummary) -> str:
+    text = str(len(g.seeds))
+    if g.diverged:
+        text += f" (+{len(g.diverged)} diverged)"
+    return text
+
+
+def group_row(g: GroupSummary, metrics: list[str]) -> list[str]:
+    return [g.label, seed_note(g)] + [metric_cell(g.stats, m) for m in metrics]
+
+
+def comparison_row(c: Comparison, metrics: list[str]) -> list[str]:
+    return [c.name, str(len(c.seeds))] + [metric_cell(c.stats, m, paired=True) for m in metrics]
+
+
+def gap_pivot(t: GapTable) -> tuple[list[str], list[list[str]]]:
+    """The scheme x k2 table: truncated schemes by k2, the online ones in a column of their own."""
+    online = any(r.k2 is None for r in t.rows)
+    header = ["scheme"] + [f"k2 = {k}" for k in t.k2s] + (["no truncation"] if online else [])
+    rows = []
+    for name in t.row_names:
+        cells = [t.cell(name, k) for k in t.k2s] + ([t.cell(name, None)] if online else [])
+        rows.append([name] + ["–" if r is None else r.cell for r in cells])
+    return header, rows
+
+
+def terminal_metrics(fam: Family) -> list[str]:
+    """The columns worth a terminal's width: validation numbers when recorded, else the online ones."""
+    has = lambda m: any(g.stats[m].n for g in fam.groups)  # noqa: E731
+    return ["final_val" if has("final_val") else "final_train", "val_at_time" if has("val_at_time") else "at_time",
+            "at_steps", "time_to_target", "steps_per_s"]
+
+
+# ----------------------------------------------------------------------------- report.md
+
+
+def md_table(header: list[str], rows: list[list[str]]) -> list[str]:
+    esc = lambda t: str(t).replace("|", "\\|")  # noqa: E731
+    lines = ["| " + " | ".join(esc(h) for h in header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(esc(c) for c in row) + " |" for row in rows]
+    return lines
+
+
+def relative_path(p: Path, out_dir: Path) -> str:
+    try:
+        return Path(os.path.relpath(Path(p).resolve(), Path(out_dir).resolve())).as_posix()
+    except ValueError:  # another drive on Windows
+        return Path(p).resolve().as_posix()
+
+
+def render_markdown(report: Report, out_dir: Path) -> str:
+    s = report.settings
+    lines = ["# bpttbench report", "", f"Runs under `{report.path}`: " + "; ".join(report.notes) + ".", "",
+             f"Medians over seeds with 95% percentile-bootstrap intervals ({s['bootstrap']} resamples of the seeds, "
+             f"RNG seed {s['seed']}); \"about the same\" means within ±{s['delta']:g} bits/char. Losses are in bits "
+             "per character."]
+    lines += ["", "## The question's claims", ""]
+    lines += md_table(["#", "claim", "verdict", "deciding numbers"],
+                      [claim_row(c, f"**{c.verdict}**") for c in report.claims])
+    for c in report.claims:
+        lines += ["", f"**{c.number}. {c.text}** — {c.verdict}.", "", f"Rule: {c.rule}", ""]
+        lines += [f"- {e}" for e in c.evidence]
+    if report.gaps:
+        lines += ["", "## Gap to the optimum", ""] + _md_gaps(report)
+    lines += ["", "## Warnings", ""]
+    lines += [f"- {w}" for w in report.warnings] or ["- none"]
+    for fam in report.families:
+        lines += _md_family(fam)
+    if report.gradcheck:
+        lines += _md_gradcheck(report, out_dir)
+    lines += ["", "## Figures", ""]
+    for p in report.figures:
+        lines += [f"![{p.stem.replace('_', ' ')}]({relative_path(p, out_dir)})", ""]
+    if not report.figures:
+        lines.append(f"None found next to the runs; draw them with `bpttbench plot {report.path}`.")
+    lines += ["", "## How the numbers are made", ""] + _md_definitions(s)
+    if report.skipped:
+        lines += ["", "## Skipped", ""]
+        lines += [f"- `{relative_path(p, out_dir)}`: {why}" for p, why in report.skipped]
+    return "\n".join(lines) + "\n"
+
+
+def _md_family(fam: Family) -> list[str]:
+    lines = ["", f"## {fam.label}", "",
+             f"Equal time T = {format_number(fam.at_time, 's')} s ({fam.at_time_source}); equal steps N = "
+             f"{format_number(fam.at_steps, 'steps')} ({fam.at_steps_source}); target loss "
+             f"{format_number(fam.target, 'bits/char')} bits/char ({fam.target_source}). Budget per seed: "
+             f"{', '.join(fam.budgets)}.", ""]
+    metrics = list(METRICS)
+    header = ["configuration", "seeds"] + [f"{t} ({u})" for t, u, _ in METRICS.values()] + ["compile (s)"]
+    lines += md_table(header, [group_row(g, metrics) + ["–" if math.isnan(g.compile_s) else f"{g.compile_s:.2f}"]
+                               for g in fam.groups])
+    if fam.comparisons:
+        lines += ["", "Paired by seed (same seed = same initial weights and stream): first minus second, so "
+                  "negative means the first has the lower loss or reaches the target sooner; steps/s as the "
+                  "ratio first / second.", ""]
+        header = ["comparison", "paired seeds"] + [t for t, _, _ in METRICS.values()]
+        lines += md_table(header, [comparison_row(c, metrics) for c in fam.comparisons])
+    return lines
+
+
+def _md_gradcheck(report: Report, out_dir: Path) -> list[str]:
+    lines = ["", "## Gradient fidelity (gradcheck)", "",
+             f"From {', '.join(f'`{relative_path(p, out_dir)}`' for p in report.gradcheck_files)}: median over "
+             "checkpoints (seed × step) with a bootstrap interval over checkpoints, which along one trajectory "
+             "are not independent.", ""]
+    rows = [[g.config["scheme"], format_setting(g.config["k1"]), format_setting(g.config["k2"]),
+             f"{g.config['optimizer']} {format_setting(g.config['lr'])}", g.estimator, str(g.cosine.n),
+             format_interval(g.cosine, "cos"), format_small_interval(g.rel_error)] for g in report.gradcheck]
+    return lines + md_table(["trained", "k1", "k2", "optimizer lr", "estimator", "checkpoints", "cosine vs exact",
+                             "relative error vs exact"], rows)
+
+
+def _md_definitions(s: dict) -> list[str]:
+    return [
+        f"- Online loss curves are smoothed by a centred moving average over {s['smooth']} log points, each weighted "
+        "by the steps it covers, narrowed symmetrically near the ends so it never lags where a curve stops (the first "
+        "and last points keep their own value); losses at T and N and the times to target are read off that curve.",
+        f"- Final online loss: the mean online loss over the last {s['smooth']} log points. Final validation loss: "
+        "the last evaluation.",
+        "- Loss at equal time / steps: the smoothed curve, linearly interpolated at T seconds / N steps, never "
+        "extrapolated. By default T and N are the smallest training time / step count every seed of the family reached.",
+        "- Time / steps to target: the first point where the smoothed curve is at or below the target, linearly "
+        "interpolated between the log points around the crossing; 'not reached' if it never is. The default target "
+        "is the highest, over the family's seeds, of the lowest smoothed loss each reached.",
+        "- Validation loss at T: with equal time budgets, each seed's last evaluation; otherwise the validation curve "
+        "interpolated at T. It reads every model on the same held-out text, which the online loss at T does not: at "
+        "equal time the schemes are at different places in the stream, and how hard the text is there varies. So "
+        "claims about equal time and the minimum use validation loss whenever the runs recorded it.",
+        "- Steps per second: the unit's steps over its training time (compilation and evaluation excluded).",
+        "- A family is every configuration with the same corpus, k2, inject, hidden, batch, optimizer and lr; "
+        "claims 1–4 use its configurations with k1 < k2, claim 5 those with k2 = 1.",
+        f"- Intervals: {s['bootstrap']} resamples of the seeds with replacement, the 2.5th and 97.5th percentiles of "
+        "the resampled medians. With 3 seeds the interval of a median is the range of the seeds; with one seed there "
+        "is none, and no verdict rests on one seed.",
+        "- Diverged seeds are left out of the statistics and listed in the warnings.",
+    ]
+
+
+def _md_gaps(report: Report) -> list[str]:
+    frac = report.settings["gap_fraction"]
+    lines = [f"On a generated corpus the optimum is the generating process's entropy rate, the lowest loss any "
+             f"predictor reaches in the long run. Gap = final online loss − optimum, where the final online loss is the "
+             f"step-weighted mean online loss over the last {frac:.0%} of each run's steps; medians over seeds with 95% "
+             "bootstrap intervals, in bits/char. The online loss, not the validation loss: validation is read from a "
+             "zero state, which on lag:L was found misleading."]
+    for t in report.gaps:
+        lines += ["", f"### {t.label}", "", f"Optimum {t.optimum:.4f} bits/char." + (
+            f" On this corpus {t.dependency}." if t.dependency else "")]
+        lines += [""] + md_table(
+            ["configuration", "seeds", "final online loss", "gap", "mean over the steps after", "µs per step"],
+            [[r.label, str(len(r.seeds)), format_interval(r.final), r.cell,
+              "–" if math.isnan(r.from_step) else f"{r.from_step:,.0f}", format_interval(r.us_per_step, "us")]
+             for r in t.rows])
+        if len(t.k2s) >= 2:
+            lines += ["", "Gap by scheme and k2:", ""] + md_table(*gap_pivot(t))
+        if t.findings:
+            lines += ["", f"Where each scheme stops learning the dependency: a configuration learns it when its median "
+                      f"gap is below the cost of forgetting it, {t.cost:.4f} bits/char.", ""]
+            lines += [f"- {f.text}" for f in t.findings]
+    return lines
+
+
+# ----------------------------------------------------------------------------- rich
+
+
+def _rich_table(title: str, header: list[str], rows: list[list[str]], *, justify_first: str = "left"):
+    from rich.table import Table
+
+    table = Table(title=title)
+    for i, name in enumerate(header):
+        table.add_column(name, justify=justify_first if i == 0 else "right")
+    for row in rows:
+        table.add_row(*row)
+    return table
+
+
+def rich_renderables(report: Report) -> list:
+    """Tables for a terminal (the CLI prints them to stdout): the claims, then per family its
+    configurations and paired differences on the columns of `terminal_metrics` (report.md has all)."""
+    from rich.table import Table
+    from rich.text import Text
+
+    claims = Table(title="the question's claims")
+    for name in ("#", "claim", "verdict", "deciding numbers"):
+        claims.add_column(name, overflow="fold")
+    for c in report.claims:
+        claims.add_row(*claim_row(c, f"[{VERDICT_STYLES.get(c.verdict, '')}]{c.verdict}[/]"))
+    out = [claims]
+    for t in report.gaps:
+        header, rows = gap_pivot(t) if len(t.k2s) >= 2 else (
+            ["configuration", "seeds", "gap"], [[r.label, str(len(r.seeds)), r.cell] for r in t.rows])
+        out.append(_rich_table(f"gap to the optimum ({t.optimum:.4f} bits/char), {t.label}\nfinal online loss over the "
+                               f"last {report.settings['gap_fraction']:.0%} of the steps − optimum; medians [95% interval]",
+                               header, rows))
+        if t.findings:  # Text, not markup: the findings hold intervals in brackets
+            out.append(Text(f"where each scheme stops learning the dependency (learned: median gap < {t.cost:.4f} "
+                            "bits/char):"))
+            out.extend(Text(f"  {f.short}") for f in t.findings)  # the table has the gaps
+    for fam in report.families:
+        names = terminal_metrics(fam)
+        header = [METRICS[m][0] for m in names]
+        out.append(_rich_table(f"{fam.label}: medians over seeds [95% interval]\nT = {format_number(fam.at_time, 's')} "
+                               f"s, N = {format_number(fam.at_steps, 'steps')} steps, target "
+                               f"{format_number(fam.target, 'bits/char')} bits/char",
+                               ["configuration", "seeds"] + header, [group_row(g, names) for g in fam.groups]))
+        if fam.comparisons:
+            out.append(_rich_table("paired by seed: first − second (steps/s: first / second)",
+                                   ["comparison", "seeds"] + header, [comparison_row(c, names) for c in fam.comparisons]))
+    return out
