@@ -14,7 +14,7 @@ TRUNCATED_SCHEMES = ("chunked", "single", "stored", "sliding")
 # No truncation: the gradient of each step's loss through the whole past, exact (rtrl) or an
 # unbiased rank-one estimate (uoro). They update every k1 steps and do not use k2 (any k2 >= 1 is
 # accepted, so grids over k2 run them unchanged); inject must be `new`.
-ONLINE_SCHEMES = ("rtrl", "uoro")
+ONLINE_SCHEMES = ("rtrl", "uoro", "snap1", "eprop")
 SCHEMES = TRUNCATED_SCHEMES + ONLINE_SCHEMES
 INJECTS = ("new", "window")
 OPTIMIZERS = ("sgd", "adam")

@@ -3,13 +3,15 @@
 from bpttbench.schemes import rtrl
 from bpttbench.schemes.base import Scheme
 from bpttbench.schemes.chunked import Chunked
+from bpttbench.schemes.eprop import Eprop
 from bpttbench.schemes.rtrl import Rtrl
 from bpttbench.schemes.single import Single
 from bpttbench.schemes.sliding import Sliding
+from bpttbench.schemes.snap1 import Snap1
 from bpttbench.schemes.stored import Stored
 from bpttbench.schemes.uoro import Uoro
 
-SCHEMES: dict[str, type[Scheme]] = {cls.name: cls for cls in (Chunked, Single, Stored, Sliding, Rtrl, Uoro)}
+SCHEMES: dict[str, type[Scheme]] = {cls.name: cls for cls in (Chunked, Single, Stored, Sliding, Rtrl, Uoro, Snap1, Eprop)}
 
 
 def make_scheme(cfg, theta, vocab_size, train_ids) -> Scheme:
