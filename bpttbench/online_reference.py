@@ -42,8 +42,7 @@ LSTM_NAMES = ("weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "bias_hh_l0")
 
 def gate_input_jacobian(p, x, h_prev):
     """dz/dtheta (4H x P): pre-activation z_j = W_ih[j, x] + W_hh[j] . h_prev + b_ih[j] + b_hh[j]."""
-    G, V = p["weight_ih_l0"].shape
-    H = G // 4
+    G = p["weight_ih_l0"].shape[0]
     blocks = {name: np.zeros((G,) + p[name].shape) for name in LSTM_NAMES}
     for j in range(G):
         blocks["weight_ih_l0"][j, j, x] = 1.0
@@ -73,7 +72,7 @@ def step_jacobians(p, cache):
     D = np.block([[dh_dz @ W_hh, np.diag(dh_dc * f)], [dc_dz @ W_hh, np.diag(f)]])  # 2H,2H
     dz_dtheta = gate_input_jacobian(p, x, h_prev)
     I = np.concatenate([dh_dz @ dz_dtheta, dc_dz @ dz_dtheta])  # 2H,P
-    parts = dict(dc_dz=dc_dz, dh_dc=dh_dc, dh_dz_direct=dh_dz_direct, dz_dtheta=dz_dtheta)
+    parts = {"dc_dz": dc_dz, "dh_dc": dh_dc, "dh_dz_direct": dh_dz_direct, "dz_dtheta": dz_dtheta}
     return D, I, parts
 
 

@@ -133,7 +133,7 @@ def test_float32_kernel_matches_numpy(rule):
 @pytest.mark.parametrize("k1,optimizer,lr,clip", [(1, "sgd", 0.5, 0.0), (3, "sgd", 0.5, 0.0), (2, "adam", 0.05, 0.3)])
 def test_snap1_is_rtrl_with_one_hidden_unit(k1, optimizer, lr, clip):
     """H = 1: the mask keeps every entry, so the whole trajectory is rtrl's (float64, relative error < 1e-10)."""
-    kw = dict(hidden=1, k1=k1, optimizer=optimizer, lr=lr, clip=clip)
+    kw = {"hidden": 1, "k1": k1, "optimizer": optimizer, "lr": lr, "clip": clip}
     snap1, rtrl, eprop = make("snap1", **kw), make("rtrl", **kw), make("eprop", **kw)
     for _ in range(30):
         la, lb = run(snap1, k1), run(rtrl, k1)

@@ -124,7 +124,8 @@ class Eprop(Scheme):
 
     def __init__(self, cfg, theta, vocab_size, train_ids):
         super().__init__(cfg, theta, vocab_size, train_ids)
-        self.eps = np.zeros((self.B, sensitivity_columns(self.V, self.H)), theta.dtype)  # d c[unit of p] / d theta_p along c
+        # d c[unit of p] / d theta_p along c alone
+        self.eps = np.zeros((self.B, sensitivity_columns(self.V, self.H)), theta.dtype)
         self.dh = np.zeros(self.H, theta.dtype)
 
     def run(self, n_steps: int, losses: np.ndarray) -> int:
