@@ -72,9 +72,10 @@ def eprop_stream_step(gates, c_prev, tanh_c, h_prev, x, V, dh, eps, g_lstm):
             _decay(eps, g_lstm, j * V, j * V + V, f, ga)
             _decay(eps, g_lstm, row, row + H, f, ga)
             _decay(eps, g_lstm, o_b + j, o_b + j + 1, f, ga)
-            for p in (j * V + x, o_b + j):  # immediate term 1
-                eps[p] += a
-                g_lstm[p] += ga * a
+            eps[j * V + x] += a  # immediate term 1 at W_ih[j, x] and b[j]
+            g_lstm[j * V + x] += ga * a
+            eps[o_b + j] += a
+            g_lstm[o_b + j] += ga * a
             for m in range(H):
                 eps[row + m] += a * h_prev[m]
                 g_lstm[row + m] += ga * a * h_prev[m]
