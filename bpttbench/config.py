@@ -12,8 +12,9 @@ from bpttbench.errors import ConfigError
 from bpttbench.scheme_names import ONLINE_SCHEMES, SCHEMES, TRUNCATED_SCHEMES  # noqa: F401 (re-exported)
 
 # ONLINE_SCHEMES have no truncation: the gradient of each step's loss through the whole past, exact
-# (rtrl) or an unbiased rank-one estimate (uoro). They update every k1 steps and do not use k2 (any
-# k2 >= 1 is accepted, so grids over k2 run them unchanged); inject must be `new`.
+# (rtrl), an unbiased rank-one estimate (uoro), or a structurally sparse approximation (snap1,
+# eprop). They update every k1 steps and do not use k2 (any k2 >= 1 is accepted, so grids over k2
+# run them unchanged); inject must be `new`.
 
 INJECTS = ("new", "window")
 OPTIMIZERS = ("sgd", "adam")

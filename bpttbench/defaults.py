@@ -44,8 +44,10 @@ SCHEME_COLORS = {
     "chunked": "#9467bd",
     "rtrl": "#ff7f0e",
     "uoro": "#8c564b",
+    "snap1": "#e377c2",
+    "eprop": "#17becf",
 }
-OTHER_COLORS = ("#7f7f7f", "#bcbd22", "#17becf", "#e377c2", "#393b79", "#637939")
+OTHER_COLORS = ("#7f7f7f", "#bcbd22", "#393b79", "#637939", "#8c6d31", "#843c39")
 FD_COLOR = "#7f7f7f"  # finite differences, wherever they are drawn
 
 # ----------------------------------------------------------------------------- gradcheck

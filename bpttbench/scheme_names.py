@@ -15,6 +15,8 @@ TRUNCATES: dict[str, bool] = {
     "sliding": True,
     "rtrl": False,
     "uoro": False,
+    "snap1": False,
+    "eprop": False,
 }
 
 SCHEMES = tuple(TRUNCATES)

@@ -7,13 +7,15 @@ timed and checked, and tests/test_contract.py holds it to the interface.
 from bpttbench import scheme_names
 from bpttbench.schemes.base import Scheme
 from bpttbench.schemes.chunked import Chunked
+from bpttbench.schemes.eprop import Eprop
 from bpttbench.schemes.rtrl import Rtrl
 from bpttbench.schemes.single import Single
 from bpttbench.schemes.sliding import Sliding
+from bpttbench.schemes.snap1 import Snap1
 from bpttbench.schemes.stored import Stored
 from bpttbench.schemes.uoro import Uoro
 
-SCHEMES: dict[str, type[Scheme]] = {cls.name: cls for cls in (Chunked, Single, Stored, Sliding, Rtrl, Uoro)}
+SCHEMES: dict[str, type[Scheme]] = {cls.name: cls for cls in (Chunked, Single, Stored, Sliding, Rtrl, Uoro, Snap1, Eprop)}
 if tuple(SCHEMES) != scheme_names.SCHEMES:
     raise ImportError(f"the registry {tuple(SCHEMES)} and bpttbench/scheme_names.py {scheme_names.SCHEMES} "
                       "disagree: list each scheme in both, in the same order")

@@ -1,0 +1,137 @@
+"""`eprop`: e-prop for the LSTM — eligibility traces through each cell's own memory, times the step's learning signal.
+
+Bellec et al. (2020) factor the gradient of step t's loss into a learning signal, dL_t/dh_t
+(the current step's loss only, nothing from the future), and per-parameter eligibility traces that
+follow each unit's internal state c alone, with the previous outputs h_{t-1} held fixed as inputs.
+For a parameter p feeding unit k (row gate*H + k of weight_ih_l0, weight_hh_l0 or the biases), with
+u_p the immediate d z_j / d theta_p (1 at W_ih[j, x_t] and b[j], h_{t-1}[m] at W_hh[j, m]) and the
+gate slopes a_i = g i(1-i), a_f = c_{t-1} f(1-f), a_g = i(1-g^2), a_o = tanh(c) o(1-o), a_c = o(1-tanh(c)^2):
+    eps_t[p] = f_k eps_{t-1}[p] + a_gate(p) u_p          eligibility vector: d c_k / d theta_p along c only
+    e_t[p]   = a_c eps_t[p] + [p feeds the output gate] a_o u_p
+and step t's loss adds dL_t/dh_t[k] e_t[p] to the gradient of p (a_gate(p) is a_i, a_f or a_g, 0 for
+the output gate, whose eligibility is its direct term alone). The decoder's gradient is the ordinary
+local one. bias_hh_l0 has bias_ih_l0's traces and is not stored twice.
+
+Compared with SnAp-1 (bpttbench/schemes/snap1.py) e-prop also drops the paths from h_{t-1,k} through
+unit k's own gates. With W_hh = 0 (and lr = 0, so it stays 0) no path runs through h_{t-1} at all,
+and e-prop's gradient is rtrl's exactly; the tests check it.
+
+k1, k2 and inject mean what they mean for rtrl (bpttbench/schemes/rtrl.py): an update every k1 steps
+applies the mean over the k1 newest losses and the B streams; k2 is not used (any k2 >= 1 is
+accepted); inject must be `new`.
+
+Cost: memory 4H(V+H+1) numbers per stream (the output gate's rows of eps stay 0: they are kept so
+that eps shares theta's layout), time O(4H(V+H)) per stream per step.
+
+References:
+- G. Bellec, F. Scherr, A. Subramoney, E. Hajek, D. Salaj, R. Legenstein and W. Maass, "A solution
+  to the learning dilemma for recurrent networks of spiking neurons", Nature Communications 11,
+  3625, 2020 (e-prop for LSTMs in its supplementary material).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+from bpttbench.kernels.lstm import JIT, forward_step, param_views, read_inputs
+from bpttbench.kernels.optim import apply_update
+from bpttbench.schemes.base import Scheme, aligned_zeros
+from bpttbench.schemes.rtrl import head_gradient, sensitivity_columns
+
+
+@njit(**JIT)
+def _decay(eps, g, lo, hi, f, ga):
+    """eps *= f on columns lo..hi-1 and add their trace's gradient ga * eps (ga = dL/dh_k a_c)."""
+    for p in range(lo, hi):
+        e = f * eps[p]
+        eps[p] = e
+        g[p] += ga * e
+
+
+@njit(**JIT)
+def eprop_stream_step(gates, c_prev, tanh_c, h_prev, x, V, dh, eps, g_lstm):
+    """Advance one stream's eligibility vectors eps through one step in place; add dh . e_t to g_lstm."""
+    H = h_prev.shape[0]
+    o_hh = 4 * H * V
+    o_b = 4 * H * (V + H)
+    one = eps.dtype.type(1.0)  # coefficients in the arrays' precision: float32 loops stay float32
+    for k in range(H):
+        i = gates[k]
+        f = gates[H + k]
+        g = gates[2 * H + k]
+        o = gates[3 * H + k]
+        tc = tanh_c[k]
+        a_c = o * (one - tc * tc)
+        slopes = (g * i * (one - i), c_prev[k] * f * (one - f), i * (one - g * g), tc * o * (one - o))
+        ga = dh[k] * a_c
+        for gate in range(3):  # input, forget, cell: through c
+            j = gate * H + k
+            a = slopes[gate]
+            row = o_hh + j * H
+            _decay(eps, g_lstm, j * V, j * V + V, f, ga)
+            _decay(eps, g_lstm, row, row + H, f, ga)
+            _decay(eps, g_lstm, o_b + j, o_b + j + 1, f, ga)
+            eps[j * V + x] += a  # immediate term 1 at W_ih[j, x] and b[j]
+            g_lstm[j * V + x] += ga * a
+            eps[o_b + j] += a
+            g_lstm[o_b + j] += ga * a
+            for m in range(H):
+                eps[row + m] += a * h_prev[m]
+                g_lstm[row + m] += ga * a * h_prev[m]
+        j = 3 * H + k  # output gate: its direct term only
+        d = dh[k] * slopes[3]
+        g_lstm[j * V + x] += d
+        g_lstm[o_b + j] += d
+        for m in range(H):
+            g_lstm[o_hh + j * H + m] += d * h_prev[m]
+
+
+@njit(**JIT)
+def run_eprop_block(theta, grad, V, H, ids, track_len, ring, opt_state, optimizer, lr, clip,
+                    t0, n_steps, k1, eps, dh, losses):
+    """Steps t0+1 .. t0+n_steps of eprop; returns (steps done, updates done)."""
+    x_r, y_r, gates_r, c_r, h_r, tanh_c_r, probs_r = ring
+    R = x_r.shape[0]
+    B = x_r.shape[1]
+    W_dec = param_views(theta, V, H)[4]
+    _, _, g_bih, g_bhh, g_dec, g_bdec = param_views(grad, V, H)
+    g_lstm = grad[: eps.shape[1]]
+    scale = 1.0 / (k1 * B)
+    updates = 0
+    for n in range(n_steps):
+        t = t0 + n + 1
+        s = t % R
+        ps = (t - 1) % R
+        if (t - 1) % k1 == 0:
+            grad[:] = 0.0
+        read_inputs(ids, track_len, t, x_r[s], y_r[s])
+        loss = forward_step(theta, V, H, ring, t, ps) / B
+        losses[n] = loss
+        if not np.isfinite(loss):
+            return n + 1, updates
+        for b in range(B):
+            head_gradient(W_dec, probs_r[s, b], h_r[s, b], y_r[s, b], scale, g_dec, g_bdec, dh)
+            eprop_stream_step(gates_r[s, b], c_r[ps, b], tanh_c_r[s, b], h_r[ps, b], x_r[s, b], V, dh, eps[b], g_lstm)
+        if t % k1 == 0:
+            g_bhh[:] = g_bih
+            apply_update(theta, grad, opt_state, optimizer, lr, clip)
+            updates += 1
+    return n_steps, updates
+
+
+class Eprop(Scheme):
+    name = "eprop"
+    block_kernel = staticmethod(run_eprop_block)
+
+    def __init__(self, cfg, theta, vocab_size, train_ids):
+        super().__init__(cfg, theta, vocab_size, train_ids)
+        # d c[unit of p] / d theta_p along c alone
+        self.eps = aligned_zeros((self.B, sensitivity_columns(self.V, self.H)), theta.dtype)
+        self.dh = aligned_zeros(self.H, theta.dtype)
+
+    def kernel_arguments(self) -> tuple:
+        return (self.eps, self.dh)
+
+    def own_arrays(self) -> tuple:
+        return self.kernel_arguments()

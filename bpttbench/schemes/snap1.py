@@ -1,0 +1,151 @@
+"""`snap1`: SnAp-1 — RTRL's influence matrix kept only where one step can make it non-zero.
+
+RTRL (bpttbench/schemes/rtrl.py) carries J_t = d(h_t, c_t)/d theta through J_t = I_t + D_t J_{t-1},
+I_t the step's immediate Jacobian and D_t = d(h_t, c_t)/d(h_{t-1}, c_{t-1}). A parameter feeding unit
+k (row gate*H + k of weight_ih_l0, weight_hh_l0 or the biases) moves only h_k and c_k within one
+step, so SnAp-1 (Menick et al. 2021, n = 1) applies the recursion under that mask and keeps two
+numbers per parameter, per stream:
+    sh[p] ~ d h_t[k] / d theta_p,   sc[p] ~ d c_t[k] / d theta_p     (k the unit p feeds)
+Only D_t's per-unit diagonal blocks survive the mask: d c_k/d c_{t-1,k} = f_k, and the paths from
+h_{t-1,k} through unit k's own gates, weighted by W_hh[gate*H + k, k]. With gate slopes
+    a_i = g i(1-i), a_f = c_{t-1} f(1-f), a_g = i(1-g^2), a_o = tanh(c) o(1-o), a_c = o(1-tanh(c)^2)
+and u_p the immediate d z_j / d theta_p (1 at W_ih[j, x_t] and b[j], h_{t-1}[m] at W_hh[j, m]), one step is
+    sc' = f sc + (a_i W_hh[i_k, k] + a_f W_hh[f_k, k] + a_g W_hh[g_k, k]) sh + a_gate(p) u_p
+    sh' = a_c sc' + a_o W_hh[o_k, k] sh + [p feeds the output gate] a_o u_p
+(a_gate(p) is a_i, a_f or a_g for the input, forget and cell gates, 0 for the output gate), and step
+t's loss adds dL_t/dh_t[k] sh'[p] to the gradient of p. The decoder's gradient is the exact local
+one, as in rtrl. bias_hh_l0 has bias_ih_l0's sensitivities and is not stored twice.
+
+Exact cases (the tests check both): with H = 1 the mask keeps everything and snap1 is rtrl; with
+W_hh = 0 (and lr = 0, so it stays 0) D_t is diagonal per unit and snap1's gradient is rtrl's.
+
+k1, k2 and inject mean what they mean for rtrl: an update every k1 steps applies the mean over the
+k1 newest losses and the B streams; k2 is not used (any k2 >= 1 is accepted); inject must be `new`.
+
+Cost: memory 2 x 4H(V+H+1) numbers per stream and time O(4H(V+H)) per stream per step, i.e. O(number
+of parameters), the same order as one step of backpropagation; no size limit is needed.
+
+References:
+- J. Menick, E. Elsen, U. Evci, S. Osindero, K. Simonyan and A. Graves, "Practical real time
+  recurrent learning with a sparse approximation", ICLR 2021.
+- R. J. Williams and D. Zipser, "A learning algorithm for continually running fully recurrent
+  neural networks", Neural Computation 1(2), 1989.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+from bpttbench.kernels.lstm import JIT, forward_step, param_views, read_inputs
+from bpttbench.kernels.optim import apply_update
+from bpttbench.schemes.base import Scheme, aligned_zeros
+from bpttbench.schemes.rtrl import head_gradient, sensitivity_columns
+
+
+@njit(**JIT)
+def _carry(sh, sc, g, lo, hi, f, rec_c, rec_o, a_c, dh_k):
+    """Columns lo..hi-1 through the masked recursion without their immediate term; gradient into g."""
+    for p in range(lo, hi):
+        s = sh[p]
+        c = f * sc[p] + rec_c * s
+        h = a_c * c + rec_o * s
+        sc[p] = c
+        sh[p] = h
+        g[p] += dh_k * h
+
+
+@njit(**JIT)
+def _kick(sh, sc, g, p, u, b_c, b_h, dh_k):
+    """Add column p's immediate term u (d z / d theta_p), which moves c by b_c u and h by b_h u."""
+    sc[p] += b_c * u
+    d = b_h * u
+    sh[p] += d
+    g[p] += dh_k * d
+
+
+@njit(**JIT)
+def snap1_stream_step(W_hh, gates, c_prev, tanh_c, h_prev, x, V, dh, sh, sc, g_lstm):
+    """Advance one stream's (sh, sc) through one step in place and add dh . sh' to g_lstm."""
+    H = h_prev.shape[0]
+    o_hh = 4 * H * V
+    o_b = 4 * H * (V + H)
+    one = sh.dtype.type(1.0)  # coefficients in the arrays' precision: float32 loops stay float32
+    zero = sh.dtype.type(0.0)
+    for k in range(H):
+        i = gates[k]
+        f = gates[H + k]
+        g = gates[2 * H + k]
+        o = gates[3 * H + k]
+        tc = tanh_c[k]
+        a_c = o * (one - tc * tc)
+        a_o = tc * o * (one - o)
+        slopes = (g * i * (one - i), c_prev[k] * f * (one - f), i * (one - g * g), zero)
+        rec_c = slopes[0] * W_hh[k, k] + slopes[1] * W_hh[H + k, k] + slopes[2] * W_hh[2 * H + k, k]
+        rec_o = a_o * W_hh[3 * H + k, k]
+        dh_k = dh[k]
+        for gate in range(4):
+            j = gate * H + k
+            b_c = slopes[gate]
+            b_h = a_c * b_c + (a_o if gate == 3 else zero)
+            _carry(sh, sc, g_lstm, j * V, j * V + V, f, rec_c, rec_o, a_c, dh_k)
+            _kick(sh, sc, g_lstm, j * V + x, one, b_c, b_h, dh_k)
+            row = o_hh + j * H
+            _carry(sh, sc, g_lstm, row, row + H, f, rec_c, rec_o, a_c, dh_k)
+            for m in range(H):
+                _kick(sh, sc, g_lstm, row + m, h_prev[m], b_c, b_h, dh_k)
+            _carry(sh, sc, g_lstm, o_b + j, o_b + j + 1, f, rec_c, rec_o, a_c, dh_k)
+            _kick(sh, sc, g_lstm, o_b + j, one, b_c, b_h, dh_k)
+
+
+@njit(**JIT)
+def run_snap1_block(theta, grad, V, H, ids, track_len, ring, opt_state, optimizer, lr, clip,
+                    t0, n_steps, k1, sh, sc, dh, losses):
+    """Steps t0+1 .. t0+n_steps of snap1; returns (steps done, updates done)."""
+    x_r, y_r, gates_r, c_r, h_r, tanh_c_r, probs_r = ring
+    R = x_r.shape[0]
+    B = x_r.shape[1]
+    W_hh = param_views(theta, V, H)[1]
+    W_dec = param_views(theta, V, H)[4]
+    _, _, g_bih, g_bhh, g_dec, g_bdec = param_views(grad, V, H)
+    g_lstm = grad[: sh.shape[1]]
+    scale = 1.0 / (k1 * B)
+    updates = 0
+    for n in range(n_steps):
+        t = t0 + n + 1
+        s = t % R
+        ps = (t - 1) % R
+        if (t - 1) % k1 == 0:
+            grad[:] = 0.0
+        read_inputs(ids, track_len, t, x_r[s], y_r[s])
+        loss = forward_step(theta, V, H, ring, t, ps) / B
+        losses[n] = loss
+        if not np.isfinite(loss):
+            return n + 1, updates
+        for b in range(B):
+            head_gradient(W_dec, probs_r[s, b], h_r[s, b], y_r[s, b], scale, g_dec, g_bdec, dh)
+            snap1_stream_step(W_hh, gates_r[s, b], c_r[ps, b], tanh_c_r[s, b], h_r[ps, b], x_r[s, b], V, dh,
+                              sh[b], sc[b], g_lstm)
+        if t % k1 == 0:
+            g_bhh[:] = g_bih
+            apply_update(theta, grad, opt_state, optimizer, lr, clip)
+            updates += 1
+    return n_steps, updates
+
+
+class Snap1(Scheme):
+    name = "snap1"
+    block_kernel = staticmethod(run_snap1_block)
+
+    def __init__(self, cfg, theta, vocab_size, train_ids):
+        super().__init__(cfg, theta, vocab_size, train_ids)
+        n_cols = sensitivity_columns(self.V, self.H)
+        self.sh = aligned_zeros((self.B, n_cols), theta.dtype)  # d h[unit of p] / d theta_p
+        self.sc = aligned_zeros((self.B, n_cols), theta.dtype)  # d c[unit of p] / d theta_p
+        self.dh = aligned_zeros(self.H, theta.dtype)
+
+    def kernel_arguments(self) -> tuple:
+        return (self.sh, self.sc, self.dh)
+
+    def own_arrays(self) -> tuple:
+        return self.kernel_arguments()
