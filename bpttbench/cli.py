@@ -710,6 +710,41 @@ def sample(run_dir, scheme, seed, chars, temperature, prime, rng_seed, quiet, as
     click.echo(drawn.text)  # as generated: rich would expand tabs and read [brackets] as markup
 
 
+# ----------------------------------------------------------------------------- export
+
+
+@cli.command(context_settings={"show_default": True})
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@option("--to", "target", nargs=2, required=True, metavar="FORMAT OUT",
+        type=(click.Choice(["tensorboard"]), click.Path(path_type=Path)),
+        help="What to write and where: tensorboard and a log directory (pip install 'bpttbench[tensorboard]').")
+@option("--force", is_flag=True, help="Replace what is already in OUT.")
+@option("--quiet", "-q", is_flag=True, help="Print only OUT.")
+@option("--json", "as_json", is_flag=True, help="Print what was written as JSON on stdout.")
+def export(paths, target, force, quiet, as_json):
+    """Write runs' curves for another tool: TensorBoard scalars, one TensorBoard run per configuration and seed.
+
+    \b
+    Examples:
+      bpttbench export results/ --to tensorboard tb/
+      tensorboard --logdir tb/
+    """
+    from bpttbench.export import export_tensorboard
+
+    _, out = target
+    exported = export_tensorboard(paths, out, force=force)
+    for skipped, reason in exported.skipped:
+        stderr.print(f"skipped {skipped}: {reason}", markup=False)
+    if as_json:
+        stdout.print_json(json.dumps({"out": str(out), "status": "complete", "runs": exported.runs}))
+    elif quiet:
+        stdout.print(str(out), markup=False)
+    else:
+        for name in exported.runs:
+            stdout.print(str(out / name), markup=False)
+        stderr.print(f"{len(exported.runs)} TensorBoard runs in {out}; view them with: tensorboard --logdir {out}", markup=False)
+
+
 # ----------------------------------------------------------------------------- entry point
 
 
