@@ -23,6 +23,7 @@ from rich.table import Table
 
 from bpttbench import __version__
 from bpttbench.config import INJECTS, OPTIMIZERS, SCHEMES, TrainConfig, format_duration, parse_duration
+from bpttbench.defaults import SAMPLE_CHARS, SAMPLE_TEMPERATURE
 from bpttbench.errors import BpttbenchError, ConfigError, UserError
 
 stdout = Console(highlight=False, soft_wrap=True)
@@ -683,8 +684,8 @@ def sweep(spec_file, overrides, out, workers, scheduler, dry_run, quiet, as_json
 @click.argument("run_dir", type=click.Path(path_type=Path))
 @option("--scheme", default=None, help="Whose weights, when the run trained several schemes.")
 @option("--seed", type=int, default=None, help="Which seed's weights, when the run has several.")
-@option("--chars", type=int, default=500, help="Characters to generate after the prime.")
-@option("--temperature", type=float, default=0.8, help="Below 1 sharpens the model's odds, above 1 flattens them.")
+@option("--chars", type=int, default=SAMPLE_CHARS, help="Characters to generate after the prime.")
+@option("--temperature", type=float, default=SAMPLE_TEMPERATURE, help="Below 1 sharpens the model's odds, above 1 flattens them.")
 @option("--prime", default="", help="Text the model reads before it generates (printed first).")
 @option("--rng-seed", type=int, default=0, help="Seed of the draws: the same seed gives the same text.")
 @option("--quiet", "-q", is_flag=True, help="Print only the text.")

@@ -77,7 +77,8 @@ def test_each_configuration_and_seed_is_a_tensorboard_run_holding_its_curves(run
                      "sliding_k1=1_k2=20/seed1"]
     assert sorted(stdout.split()) == [str(out / name) for name in names]
     curves = pd.read_csv(runs / "a" / "curves.csv")
-    units = {(u["config"]["scheme"], u["config"]["seed"]): u for u in json.loads((runs / "a" / "manifest.json").read_text())["units"]}
+    manifest = json.loads((runs / "a" / "manifest.json").read_text())
+    units = {(u["config"]["scheme"], u["config"]["seed"]): u for u in manifest["units"]}
     for name in names:
         scheme, seed = name.split("_")[0], int(name.rsplit("seed", 1)[1])
         rows = curves[(curves.scheme == scheme) & (curves.seed == seed)].sort_values(["step", "metric"])
