@@ -50,6 +50,10 @@ SCHEME_COLORS = {
 OTHER_COLORS = ("#7f7f7f", "#bcbd22", "#393b79", "#637939", "#8c6d31", "#843c39")
 FD_COLOR = "#7f7f7f"  # finite differences, wherever they are drawn
 
+# ----------------------------------------------------------------------------- sample
+SAMPLE_CHARS = 500  # characters `bpttbench sample` generates after the prime
+SAMPLE_TEMPERATURE = 0.8  # below 1 sharpens the model's odds: fewer typos than at 1, still varied
+
 # ----------------------------------------------------------------------------- gradcheck
 GRADCHECK_K2S = (5, 20, 50)
 GRADCHECK_LRS = (2e-3, 2e-2)

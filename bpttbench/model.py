@@ -3,7 +3,9 @@
 All parameters live in one flat vector `theta` (so optimisers and clipping are single loops in
 JIT code); `param_views` in kernels/lstm.py cuts it into the tensors below, in this order.
 Names and shapes are those of `torch.nn.LSTM(V, H)` followed by `torch.nn.Linear(H, V)` named
-`decoder`, gate order i, f, g, o, so weights move to and from PyTorch unchanged.
+`decoder`, gate order i, f, g, o, so weights move to and from PyTorch unchanged. A state dict (and
+so a saved .npz) uses the keys of bpttbench.torch.CharLSTM, the module holding the two as `lstm`
+and `decoder`: `lstm.weight_ih_l0`, ..., `decoder.bias`.
 """
 
 from __future__ import annotations
@@ -25,6 +27,16 @@ def param_shapes(vocab_size: int, hidden: int) -> list[tuple[str, tuple[int, ...
         ("decoder.weight", (V, H)),
         ("decoder.bias", (V,)),
     ]
+
+
+# Weights saved before the keys followed CharLSTM's state_dict have the bare nn.LSTM names
+# (`weight_ih_l0`); load_state_dict still reads them.
+LSTM_PREFIX = "lstm."
+
+
+def state_key(name: str) -> str:
+    """The state dict key of the parameter `name` (a name of param_shapes): CharLSTM's own key."""
+    return name if name.startswith("decoder.") else LSTM_PREFIX + name
 
 
 def n_params(vocab_size: int, hidden: int) -> int:
@@ -56,23 +68,30 @@ def split_theta(theta: np.ndarray, vocab_size: int, hidden: int) -> dict[str, np
 
 
 def state_dict(theta: np.ndarray, vocab_size: int, hidden: int) -> dict[str, np.ndarray]:
-    return {name: view.copy() for name, view in split_theta(theta, vocab_size, hidden).items()}
+    """Copies of the parameters under CharLSTM's state_dict keys (`lstm.weight_ih_l0`, ...)."""
+    return {state_key(name): view.copy() for name, view in split_theta(theta, vocab_size, hidden).items()}
 
 
 def load_state_dict(state: dict, dtype="float32") -> tuple[np.ndarray, int, int]:
-    """Return (theta, vocab_size, hidden) from a PyTorch-layout state dict."""
-    try:
-        four_h, vocab_size = np.shape(state["weight_ih_l0"])
-    except KeyError as exc:
-        raise UserError(f"state dict lacks {exc.args[0]!r}; expected the keys of torch.nn.LSTM + decoder") from None
+    """Return (theta, vocab_size, hidden) from a state dict with CharLSTM's keys or the older bare ones."""
+
+    def lookup(name: str):
+        for key in (state_key(name), name):
+            if key in state:
+                return state[key]
+        raise UserError(f"state dict lacks {state_key(name)!r}; expected the keys of bpttbench.torch.CharLSTM "
+                        "(torch.nn.LSTM as `lstm`, torch.nn.Linear as `decoder`)")
+
+    first = np.shape(lookup("weight_ih_l0"))
+    if len(first) != 2:
+        raise UserError(f"{state_key('weight_ih_l0')} has shape {first}, expected (4 * hidden, vocab_size)")
+    four_h, vocab_size = first
     hidden = four_h // 4
     parts = []
     for name, shape in param_shapes(vocab_size, hidden):
-        if name not in state:
-            raise UserError(f"state dict lacks {name!r}; expected the keys of torch.nn.LSTM + decoder")
-        array = np.asarray(state[name])
+        array = np.asarray(lookup(name))
         if array.shape != shape:
-            raise UserError(f"{name} has shape {array.shape}, expected {shape} for V={vocab_size}, H={hidden}")
+            raise UserError(f"{state_key(name)} has shape {array.shape}, expected {shape} for V={vocab_size}, H={hidden}")
         parts.append(array.reshape(-1))
     return np.concatenate(parts).astype(dtype), vocab_size, hidden
 

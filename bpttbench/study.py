@@ -77,7 +77,7 @@ def corpus_slug(corpus: str) -> str:
 
 
 def _spec(name: str, corpus: str, budget: str, seeds: int, schemes: list[str], parameters: dict, extra: str) -> str:
-    lines = [f'method = "grid"', f'name = "{name}"', f"corpus = {_toml_string(corpus)}", budget, f"seeds = {seeds}",
+    lines = ['method = "grid"', f'name = "{name}"', f"corpus = {_toml_string(corpus)}", budget, f"seeds = {seeds}",
              "schemes = [" + ", ".join(f'"{s}"' for s in schemes) + "]"]
     for key, values in parameters.items():
         lines += [f"[parameters.{key}]", f"values = {values!r}"]

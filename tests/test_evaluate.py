@@ -8,7 +8,7 @@ import pytest
 from bpttbench import reference
 from bpttbench.config import TrainConfig
 from bpttbench.kernels.evaluate import evaluate_streams, stream_plan, stream_scratch
-from bpttbench.model import init_theta, state_dict
+from bpttbench.model import init_theta, split_theta
 from bpttbench.train import Training
 
 from conftest import synthetic_ids, tiny_corpus
@@ -33,7 +33,7 @@ def test_kernel_equals_each_stream_read_alone(dtype, tol, n, streams):
     theta = init_theta(V, H, 4, dtype) * 3  # larger weights: states that differ from zero
     starts, lengths, burn = stream_plan(n, max_streams=streams, burn_in=11, min_scored=20)
     total, count = evaluate_streams(theta, V, H, ids, starts, lengths, burn, stream_scratch(len(starts), H, V, np.dtype(dtype)))
-    p = {k: v.astype(np.float64) for k, v in state_dict(theta, V, H).items()}
+    p = {k: v.astype(np.float64) for k, v in split_theta(theta, V, H).items()}
     want, want_count = reference.evaluate_streams(p, ids, starts, lengths, burn)
     assert count == want_count == n - 1 - burn
     assert abs(total - want) <= tol * abs(want)
@@ -45,7 +45,7 @@ def test_validation_reads_the_whole_split_by_default():
     starts, lengths, burn = training.val_plan
     assert len(training.val_ids) == corpus.n_val and lengths.sum() == corpus.n_val - 1 - burn
     assert len(starts) > 1  # parallel streams, not one
-    p = state_dict(training.theta, corpus.vocab_size, 4)
+    p = split_theta(training.theta, corpus.vocab_size, 4)
     p = {k: v.astype(np.float64) for k, v in p.items()}
     total, count = reference.evaluate_streams(p, np.asarray(corpus.val_ids), starts, lengths, burn)
     assert training.validation_bpc() == pytest.approx(total / count / np.log(2), rel=1e-5)

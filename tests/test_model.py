@@ -35,6 +35,16 @@ def test_state_dict_round_trip(tmp_path):
     assert (V, H) == (11, 7) and np.array_equal(back, theta)
 
 
+def test_state_dict_keys_are_the_torch_modules_and_old_bare_keys_still_load():
+    theta = init_theta(11, 7, seed=3, dtype="float64")
+    state = state_dict(theta, 11, 7)
+    assert list(state) == ["lstm.weight_ih_l0", "lstm.weight_hh_l0", "lstm.bias_ih_l0", "lstm.bias_hh_l0",
+                           "decoder.weight", "decoder.bias"]
+    old = {key.removeprefix("lstm."): value for key, value in state.items()}  # as saved before the prefix
+    back, V, H = load_state_dict(old, dtype="float64")
+    assert (V, H) == (11, 7) and np.array_equal(back, theta)
+
+
 def test_state_dict_with_wrong_shape_is_refused():
     state = state_dict(init_theta(11, 7, seed=3), 11, 7)
     state["decoder.bias"] = np.zeros(12)
