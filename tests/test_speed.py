@@ -228,3 +228,29 @@ def test_measure_speed_against_torch_fills_the_torch_columns():
                        adam=False, against_torch=True)
     assert (df["torch_us_per_step"] > 0).all()
     assert np.allclose(df["torch_speedup"], df["torch_us_per_step"] / df["us_per_step"])
+
+
+# ----------------------------------------------------------------------------- the JAX baseline
+
+
+def jax_baseline():
+    pytest.importorskip("jax")
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
+    try:
+        import jax_baseline as module
+    finally:
+        sys.path.pop(0)
+    return module
+
+
+@pytest.mark.parametrize("scheme,k1,k2,batch,updates", PEER_CASES)
+def test_jax_baseline_follows_our_trajectory(scheme, k1, k2, batch, updates):
+    """Same losses at every step and same weights at the end, in float64; blocks of 5 updates and a
+    shorter last one, so the state crosses jitted calls of two lengths."""
+    module = jax_baseline()
+    n = updates * k1
+    theta, losses, params = our_trajectory(scheme, k1, k2, batch, n)
+    theirs = module.JaxScheme(scheme, theta, V, H, IDS, k1=k1, k2=k2, batch=batch, lr=0.3, block_steps=5 * k1)
+    np.testing.assert_allclose(theirs.run(n), losses, rtol=1e-10)
+    for name, value in theirs.state_dict().items():
+        np.testing.assert_allclose(value, params[name], rtol=1e-9, atol=1e-12, err_msg=name)
