@@ -17,9 +17,10 @@ from bpttbench.errors import UserError
 from bpttbench.kernels.blas import gemm_tn
 from bpttbench.model import init_theta, split_theta
 from bpttbench.schemes import make_scheme
-from bpttbench.speed import COLUMNS, BoundTimer, bound_us, measure_speed, speed_targets, write_speed
+from bpttbench.speed import (COLUMNS, BoundTimer, bound_us, measure_speed, speed_targets, strongest_peer,
+                             write_speed)
 
-from conftest import synthetic_ids
+from conftest import invoke, synthetic_ids
 
 V, H, B = 6, 5, 2
 IDS = synthetic_ids(V, 600, seed=3)
@@ -49,7 +50,8 @@ def test_measure_speed_returns_one_row_per_configuration_with_every_column():
         assert (df[column] > 0).all(), column
     assert np.allclose(df["ratio"], df["us_per_step"] / df["bound_us"])
     assert np.allclose(df["steps_per_s"], 1e6 / df["us_per_step"])
-    assert df["torch_us_per_step"].isna().all()
+    assert df[["torch_us_per_step", "jax_us_per_step", "peer_us_per_step", "peer_speedup"]].isna().all().all()
+    assert df["peer"].isna().all()
     stored, single = (df[(df["scheme"] == s) & (df["k2"] == 4)].iloc[0] for s in ("stored", "single"))
     assert stored["resident_bytes"] - single["resident_bytes"] == 4 * (4 * 8 * 8 + 7 * 8) * 4
 
@@ -99,7 +101,23 @@ def test_speed_targets_read_the_rows():
     assert table.loc["single: time / BLAS lower bound", "met"]
     assert not table.loc["sliding: time / BLAS lower bound", "met"]
     assert table.loc["stored: time / single's", "met"]
-    assert table.loc["single: PyTorch time / ours", "met"] is None
+    assert table.loc["single: fastest peer's time / ours", "met"] is None
+    assert "needs --against" in table.loc["single: fastest peer's time / ours", "note"]
+    # with peers: the target is read against the faster one, and names both
+    rows[0].update(torch_us_per_step=6000.0, jax_us_per_step=900.0, peer="jax", peer_us_per_step=900.0,
+                   peer_speedup=9.0)
+    table = speed_targets(pd.DataFrame(rows)).set_index("target")
+    single = table.loc["single: fastest peer's time / ours"]
+    assert single["measured"] == 9.0 and single["met"] is False
+    assert "against jax (900 us/step; torch 6000 us)" in single["note"]
+
+
+def test_the_strongest_peer_is_the_fastest_timed_one():
+    assert strongest_peer({"torch": 44.0, "jax": 16.0}) == ("jax", 16.0)
+    assert strongest_peer({"torch": 44.0, "jax": 160.0}) == ("torch", 44.0)
+    assert strongest_peer({"torch": 44.0, "jax": math.nan}) == ("torch", 44.0)  # jax not timed
+    name, us = strongest_peer({"torch": math.nan, "jax": math.nan})
+    assert name is None and math.isnan(us)
 
 
 # ----------------------------------------------------------------------------- lower bounds
@@ -226,8 +244,9 @@ def test_measure_speed_against_torch_fills_the_torch_columns():
     torch_baseline()
     df = measure_speed(["chunked", "single"], hidden=(4,), k2=(3,), vocab_size=5, repeats=1, min_time=0.001,
                        adam=False, against_torch=True)
-    assert (df["torch_us_per_step"] > 0).all()
-    assert np.allclose(df["torch_speedup"], df["torch_us_per_step"] / df["us_per_step"])
+    assert (df["torch_us_per_step"] > 0).all() and df["jax_us_per_step"].isna().all()
+    assert (df["peer"] == "torch").all()
+    assert np.allclose(df["peer_speedup"], df["torch_us_per_step"] / df["us_per_step"])
 
 
 # ----------------------------------------------------------------------------- the JAX baseline
@@ -254,3 +273,28 @@ def test_jax_baseline_follows_our_trajectory(scheme, k1, k2, batch, updates):
     np.testing.assert_allclose(theirs.run(n), losses, rtol=1e-10)
     for name, value in theirs.state_dict().items():
         np.testing.assert_allclose(value, params[name], rtol=1e-9, atol=1e-12, err_msg=name)
+
+
+def test_measure_speed_against_both_peers_divides_by_the_faster():
+    torch_baseline(), jax_baseline()
+    df = measure_speed(["chunked", "sliding"], hidden=(4,), k2=(3,), vocab_size=5, repeats=1, min_time=0.001,
+                       adam=False, against=("torch", "jax"))
+    assert (df["torch_us_per_step"] > 0).all() and (df["jax_us_per_step"] > 0).all()
+    fastest = np.minimum(df["torch_us_per_step"], df["jax_us_per_step"])
+    assert np.allclose(df["peer_us_per_step"], fastest)
+    assert np.allclose(df["peer_speedup"], fastest / df["us_per_step"])
+    assert list(df["peer"]) == ["torch" if t < j else "jax" for t, j in zip(df["torch_us_per_step"], df["jax_us_per_step"])]
+
+
+def test_speed_command_takes_peers_and_the_old_flag(tmp_path, capsys):
+    torch_baseline()
+    small = ["speed", "--scheme", "chunked", "--hidden", "4", "--k2", "3", "--repeats", "1", "--min-time", "0.001",
+             "--no-adam", "--json"]
+    code, stdout, stderr = invoke([*small, "--against-torch", "--out", str(tmp_path / "a")], capsys)
+    assert code == 0, stderr
+    import json
+
+    (row,) = json.loads(stdout)
+    assert row["peer"] == "torch" and row["torch_us_per_step"] > 0 and row["jax_us_per_step"] is None
+    code, _, stderr = invoke([*small, "--against", "torch,pytorch", "--out", str(tmp_path / "b")], capsys)
+    assert code == 2 and "--against takes torch, jax" in stderr
