@@ -1,29 +1,36 @@
-"""The four truncation schemes written the way a PyTorch user writes them, for `bpttbench speed --against-torch`.
+"""The four truncation schemes in eager PyTorch, written for speed, for `bpttbench speed --against torch`.
 
 Same model and numbers as bpttbench (one-hot input, gate order i, f, g, o, a linear decoder,
 the batch-mean cross-entropy of the newest k1 steps; parameters loaded from bpttbench's theta),
-same streams and windows, plain SGD, eager mode; `bpttbench speed` sets one thread.
+same streams and windows, plain SGD, inject = new. Written as an experienced PyTorch user
+would for one CPU thread: one fused call where the scheme allows it, no read-back of a loss
+inside the loop (the online losses stay on the device and come back once per `run`), graphs
+freed at every update, the SGD step as one foreach call.
 
-- chunked (k1 = k2 = k): nn.LSTM over the chunk from the carried state, detached; backward;
-  step; carry the final state on.
-- sliding: nn.LSTM over the last k2 steps from the stored state before the window (detached),
-  backward of the newest k1 losses, step. The window is run as two calls so that the state the
-  next window starts from (the state after step t + k1 - k2) comes out of this pass, as the
-  scheme requires (nn.LSTM returns only the last cell state).
-- single: nn.LSTMCell one step at a time, with the truncated-BPTT(k1, k2) pattern of the PyTorch
-  forum (albanD's answer to "Implementing Truncated Backpropagation Through Time"): each step
-  starts from a detached copy of the previous state that requires grad, the last k2 steps'
-  graphs are retained, and an update walks them backwards, one `backward` per step, feeding
-  each step's input-state gradient to the step before. The weights are updated through `.data`
-  (the usual idiom when a retained graph still holds them), so every retained step's backward
-  sees the current weights: exactly `single`.
-- stored: as single, but each step runs on clones of W_hh and the decoder weights (the
-  snapshots), so its backward uses the weights that computed it; gradients reach the
-  parameters through the clones.
+- chunked (k1 = k2 = k): one nn.LSTM call over the chunk from the carried (detached) state,
+  one cross_entropy over the chunk's k x B logits, backward, step, carry the final state on.
+- sliding: nn.LSTM over the last k2 steps from the stored state before the window, backward
+  of the newest k1 losses only (the decoder runs on those k1 outputs alone), step. The window
+  runs as two calls, [first, split] and [split + 1, t], because the next window starts from
+  the state after step split = t + k1 - k2 of this pass and nn.LSTM returns only the last
+  cell state; a first part of one step (k1 = 1) runs as one LSTM cell, cheaper than an
+  nn.LSTM call.
+- single, stored: autograd cannot express them in one backward per update. Their gradient
+  runs the window's backward with the activations stored at forward time, which a graph
+  would keep, but a graph of the last k2 steps would reach back to step 1 unless cut at every
+  step, and then an update needs k2 chained backward calls (the forum recipe, about 3.4 ms
+  per step here). So the forward step is written out (inference mode, no graph) and stores,
+  per step, the Jacobian factors of its gates and the head's gradient; an update is the
+  LSTM's backward recursion over those factors, newest step first, five tensor ops a step,
+  then one GEMM each for dW_hh, the index_add into W_ih's columns and the decoder, applied
+  straight into the weights. single multiplies by the current W_hh; stored by a ring of k2
+  snapshots of W_hh, each copied when its step ran. (The head's part of the gradient, taken
+  only for the newest k1 steps, meets weights unchanged since those steps ran: its decoder
+  snapshot is the current decoder, so stored keeps no decoder copies.)
 
-`TorchScheme(...).run(n)` returns the online losses, so tests can check that the two
-implementations agree. PyTorch is an optional dependency: import this module only when it is
-wanted (`pip install -e '.[torch]'`).
+`TorchScheme(...).run(n)` returns the online losses (nats, per step, mean over streams) as a
+NumPy array, so tests can check that both implementations follow one trajectory. PyTorch is an
+optional dependency: import this module only when it is wanted (`pip install -e '.[torch]'`).
 """
 
 from __future__ import annotations
@@ -40,7 +47,7 @@ def require_torch():
     except ImportError as exc:
         from bpttbench.errors import UserError
 
-        raise UserError("--against-torch needs PyTorch, which is not installed; install the extra with "
+        raise UserError("--against torch needs PyTorch, which is not installed; install the extra with "
                         "pip install -e '.[torch]' (the CPU build is enough)") from exc
     return torch
 
@@ -61,125 +68,222 @@ class TorchScheme:
             raise ValueError(f"need 1 <= k1 <= k2, got k1={k1}, k2={k2}")
         self.torch = torch
         self.scheme, self.V, self.H, self.B, self.k1, self.k2, self.lr = scheme, vocab_size, hidden, batch, k1, k2, lr
-        dtype = torch.float64 if theta.dtype == np.float64 else torch.float32
+        self.dtype = dtype = torch.float64 if theta.dtype == np.float64 else torch.float32
+        ids = np.ascontiguousarray(train_ids, dtype=np.int64)
+        self.track_len = L = len(ids) // batch
+        if L < 2:
+            raise ValueError(f"{len(ids)} training characters cannot feed {batch} streams")
+        # tracks[p, b] = character p of stream b; step t reads position (t - 1) mod (L - 1)
+        self.tracks = torch.tensor(ids[np.arange(batch)[None, :] * L + np.arange(L)[:, None]])
+        self.eye = torch.eye(vocab_size, dtype=dtype)
+        self.t = 0
         p = {k: torch.tensor(np.array(v), dtype=dtype) for k, v in split_theta(theta, vocab_size, hidden).items()}
-        self.lstm = torch.nn.LSTM(vocab_size, hidden).to(dtype)
-        self.decoder = torch.nn.Linear(hidden, vocab_size).to(dtype)
+        if scheme in ("chunked", "sliding"):
+            self._init_autograd(p)
+        else:
+            self._init_manual(p)
+
+    def run(self, n_steps: int) -> np.ndarray:
+        """Advance n_steps; the online loss of each step (nats, mean over streams), read back once."""
+        if n_steps % self.k1:
+            raise ValueError(f"{n_steps} steps is not a whole number of update periods k1={self.k1}")
+        if self.scheme in ("chunked", "sliding"):
+            step = self._chunked if self.scheme == "chunked" else self._sliding
+            parts = [step() for _ in range(n_steps // self.k1)]  # (k1 x B) per-stream losses, detached
+            with self.torch.no_grad():
+                return self.torch.cat(parts).view(n_steps, self.B).mean(1).numpy().astype(np.float64)
+        with self.torch.inference_mode():
+            out = self.torch.empty(n_steps, self.B, dtype=self.dtype)
+            xs, ys = self._ids(self.t + 1, self.t + n_steps)
+            for j in range(0, n_steps, self.k1):
+                self._manual_update(out[j : j + self.k1], xs[j : j + self.k1], ys[j : j + self.k1])
+            return out.mean(1).numpy().astype(np.float64)
+
+    def state_dict(self) -> dict[str, np.ndarray]:
+        """The current parameters by PyTorch name, as NumPy arrays."""
+        if self.scheme in ("chunked", "sliding"):
+            named = dict(self.lstm.named_parameters())
+            named.update({f"decoder.{k}": v for k, v in self.decoder.named_parameters()})
+        else:
+            named = dict(zip(("weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "bias_hh_l0", "decoder.weight",
+                              "decoder.bias"), (self.W_ihT.t(), self.W_hh, self.b_ih, self.b_hh, self.W_dec,
+                                                self.b_dec)))
+        return {k: v.detach().numpy().copy() for k, v in named.items()}
+
+    def _ids(self, first: int, last: int):
+        """(inputs, targets), each (last - first + 1, B) character ids, of steps first..last."""
+        p0, n, period = (first - 1) % (self.track_len - 1), last - first + 1, self.track_len - 1
+        if p0 + n <= period:  # no wrap-around: views
+            return self.tracks[p0 : p0 + n], self.tracks[p0 + 1 : p0 + n + 1]
+        pos = self.torch.arange(first - 1, last) % period
+        return self.tracks[pos], self.tracks[pos + 1]
+
+    # ------------------------------------------------------------------ chunked, sliding: nn.LSTM + autograd
+    def _init_autograd(self, p):
+        torch = self.torch
+        self.lstm = torch.nn.LSTM(self.V, self.H).to(self.dtype)
+        self.decoder = torch.nn.Linear(self.H, self.V).to(self.dtype)
         with torch.no_grad():
             for name in ("weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "bias_hh_l0"):
                 getattr(self.lstm, name).copy_(p[name])
             self.decoder.weight.copy_(p["decoder.weight"])
             self.decoder.bias.copy_(p["decoder.bias"])
         self.params = list(self.lstm.parameters()) + list(self.decoder.parameters())
-        ids = np.ascontiguousarray(train_ids, dtype=np.int64)
-        self.track_len = len(ids) // batch
-        if self.track_len < 2:
-            raise ValueError(f"{len(ids)} training characters cannot feed {batch} streams")
-        self.ids = torch.tensor(ids)
-        self.starts = torch.arange(batch) * self.track_len
-        self.eye = torch.eye(vocab_size, dtype=dtype)
-        zero = torch.zeros(batch, hidden, dtype=dtype)
-        self.t = 0
+        zero = torch.zeros(1, self.B, self.H, dtype=self.dtype)
         self.carried = (zero, zero)  # chunked: the state carried on; sliding: the state before the next window
-        self.window = []  # single/stored: (state_in, state_out, loss) of the retained steps, oldest first
 
-    # ------------------------------------------------------------------ shared pieces
-    def inputs(self, t: int):
-        """(one-hot x (B, V), targets y (B,)) of step t (1-based) for every stream."""
-        p = (t - 1) % (self.track_len - 1)
-        return self.eye[self.ids[self.starts + p]], self.ids[self.starts + p + 1]
-
-    def loss(self, h, y, weight=None):
-        weight = self.decoder.weight if weight is None else weight
-        return self.torch.nn.functional.cross_entropy(self.torch.nn.functional.linear(h, weight, self.decoder.bias), y)
-
-    def sgd_step(self):
-        """p -= lr * grad through .data: the retained graphs keep the live weights (see `single`)."""
-        with self.torch.no_grad():
-            for p in self.params:
-                if p.grad is not None:
-                    p.data.add_(p.grad, alpha=-self.lr)
-                    p.grad = None
-
-    def run(self, n_steps: int) -> list[float]:
-        if n_steps % self.k1:
-            raise ValueError(f"{n_steps} steps is not a whole number of update periods k1={self.k1}")
-        step = {"chunked": self._chunked, "sliding": self._sliding, "single": self._retained,
-                "stored": self._retained}[self.scheme]
-        losses: list[float] = []
-        for _ in range(n_steps // self.k1):
-            losses.extend(step())
-        return losses
-
-    # ------------------------------------------------------------------ chunked, sliding: nn.LSTM
-    def _lstm(self, first: int, last: int, state):
-        xs = self.torch.stack([self.inputs(tau)[0] for tau in range(first, last + 1)])
-        h0, c0 = state
-        out, (h, c) = self.lstm(xs, (h0[None], c0[None]))
-        return out, (h[0], c[0])
+    def _sgd(self, loss):
+        torch = self.torch
+        grads = torch.autograd.grad(loss, self.params)  # no .grad fields to zero
+        with torch.no_grad():
+            torch._foreach_add_(self.params, grads, alpha=-self.lr)
 
     def _chunked(self):
         first, t = self.t + 1, self.t + self.k1
-        out, (h, c) = self._lstm(first, t, tuple(s.detach() for s in self.carried))
-        losses = [self.loss(out[i], self.inputs(first + i)[1]) for i in range(self.k1)]
-        self.torch.stack(losses).mean().backward()
-        self.sgd_step()
-        self.carried, self.t = (h.detach(), c.detach()), t
-        return [float(x.detach()) for x in losses]
+        xs, ys = self._ids(first, t)
+        out, state = self.lstm(self.eye[xs], self.carried)
+        losses = self.torch.nn.functional.cross_entropy(self.decoder(out).view(-1, self.V), ys.reshape(-1),
+                                                        reduction="none")
+        self._sgd(losses.mean())
+        self.carried, self.t = (state[0].detach(), state[1].detach()), t
+        return losses.detach()
 
     def _sliding(self):
         t = self.t + self.k1
         first = max(1, t - self.k2 + 1)
         split = t + self.k1 - self.k2  # the next window starts after this step
-        start = tuple(s.detach() for s in self.carried)
-        if split >= first:
-            out_a, state = self._lstm(first, split, start)
-            out_b, _ = self._lstm(split + 1, t, state)
-            out = self.torch.cat([out_a, out_b])
-            self.carried = tuple(s.detach() for s in state)
-        else:
-            out, _ = self._lstm(first, t, start)
-        n = t - first + 1
-        losses = [self.loss(out[i], self.inputs(first + i)[1]) for i in range(n - self.k1, n)]
-        self.torch.stack(losses).mean().backward()
-        self.sgd_step()
-        self.t = t
-        return [float(x.detach()) for x in losses]
-
-    # ------------------------------------------------------------------ single, stored: retained graphs
-    def _retained(self):
-        torch = self.torch
-        out = []
-        for _ in range(self.k1):
-            self.t += 1
-            x, y = self.inputs(self.t)
-            prev = self.window[-1][1] if self.window else self.carried
-            state_in = tuple(s.detach().requires_grad_() for s in prev)
-            if self.scheme == "stored":  # this step's weights, kept for its backward pass
-                w_hh, w_dec = self.lstm.weight_hh_l0.clone(), self.decoder.weight.clone()
+        xs, ys = self._ids(first, t)
+        xs = self.eye[xs]
+        m = split - first + 1  # steps up to split
+        if m > 0:
+            if m == 1:  # (k1 = 1) one step: the cell is cheaper than an nn.LSTM call
+                lstm = self.lstm
+                state = self.torch._VF.lstm_cell(xs[0], (self.carried[0][0], self.carried[1][0]), lstm.weight_ih_l0,
+                                                 lstm.weight_hh_l0, lstm.bias_ih_l0, lstm.bias_hh_l0)
+                state = (state[0][None], state[1][None])
+                out = state[0]
             else:
-                w_hh, w_dec = self.lstm.weight_hh_l0, None
-            h, c = torch._VF.lstm_cell(x, state_in, self.lstm.weight_ih_l0, w_hh, self.lstm.bias_ih_l0,
-                                       self.lstm.bias_hh_l0)
-            loss = self.loss(h, y, w_dec)
-            self.window.append((state_in, (h, c), loss))
-            out.append(float(loss.detach()))
-            if len(self.window) > self.k2:
-                self.window.pop(0)
-        # backward through the window, newest step first, one step's graph at a time
-        grad_h = grad_c = None
-        newest = len(self.window) - self.k1
-        for i in range(len(self.window) - 1, -1, -1):
-            state_in, (h, c), loss = self.window[i]
-            tensors, grads = [], []
-            if i >= newest:
-                tensors.append(loss / self.k1)
-                grads.append(None)
-            if grad_h is not None:
-                tensors += [h, c]
-                grads += [grad_h, grad_c]
-            torch.autograd.backward(tensors, grads, retain_graph=True)
-            grad_h, grad_c = state_in[0].grad, state_in[1].grad
-            state_in[0].grad = state_in[1].grad = None
-        self.sgd_step()
-        return out
+                out, state = self.lstm(xs[:m], self.carried)
+            if m < len(xs):
+                rest, _ = self.lstm(xs[m:], state)
+                out = rest if len(rest) >= self.k1 else self.torch.cat([out, rest])
+            self.carried = (state[0].detach(), state[1].detach())
+        else:
+            out, _ = self.lstm(xs, self.carried)
+        losses = self.torch.nn.functional.cross_entropy(self.decoder(out[-self.k1 :]).view(-1, self.V),
+                                                        ys[-self.k1 :].reshape(-1), reduction="none")
+        self._sgd(losses.mean())
+        self.t = t
+        return losses.detach()
+
+    # ------------------------------------------------------------------ single, stored: written-out backward
+    def _init_manual(self, p):
+        torch = self.torch
+        B, H, V, K = self.B, self.H, self.V, self.k2
+        z = lambda *shape: torch.zeros(*shape, dtype=self.dtype)  # noqa: E731
+        self.W_ihT = p["weight_ih_l0"].t().contiguous()  # (V, 4H): a step gathers B rows
+        self.W_hh, self.b_ih, self.b_hh = p["weight_hh_l0"], p["bias_ih_l0"], p["bias_hh_l0"]
+        self.W_dec, self.b_dec = p["decoder.weight"], p["decoder.bias"]
+        self.W_hhT, self.W_decT = self.W_hh.t(), self.W_dec.t()  # views: they follow in-place updates
+        self.bias = self.b_ih + self.b_hh
+        # Rings of the last k2 steps, slot (t - 1) mod k2; slots not yet written hold zeros, which add
+        # nothing to the gradient. Per-slot views are cut once: indexing a tensor costs an op per call.
+        self.x_ring = torch.zeros(K, B, dtype=torch.int64)
+        self.h_ring = z(K, B, H)  # h of each step
+        self.hp_ring = z(K, B, H)  # the state it started from (the oldest step's is overwritten in h_ring)
+        self.sig_ring = z(K, B, 4 * H)  # sigmoid of every gate pre-activation (f is read from it)
+        self.P = z(K, B, 4, H)  # dz = dc * P + dh * Q, dc the cell gradient from the later step
+        self.Q = z(K, B, 4, H)
+        self.AF = z(K, B, H)  # dc_prev = dc * f + dh * AF
+        self.head = z(K, B, H)  # the head's gradient wrt h, scaled as the update weights the loss
+        self.dlogits = z(K, B, V)  # softmax - onehot, unscaled
+        self.dZ = z(K, B, 4, H)
+        self.W_snap = z(K, 4 * H, H) if self.scheme == "stored" else None
+        u = lambda a: list(a.unbind(0))  # noqa: E731
+        self.s_x, self.s_h, self.s_sig, self.s_AF, self.s_head, self.s_dl = map(
+            u, (self.x_ring, self.h_ring, self.sig_ring, self.AF, self.head, self.dlogits))
+        self.s_hp = u(self.hp_ring)
+        self.s_f = [a[:, H : 2 * H] for a in self.s_sig]
+        self.s_P, self.s_Q, self.s_dZ = u(self.P), u(self.Q), u(self.dZ)
+        self.s_P0, self.s_P1, self.s_P2 = ([a[:, j] for a in self.s_P] for j in range(3))
+        self.s_Q012, self.s_Q3 = [a[:, :3] for a in self.s_Q], [a[:, 3] for a in self.s_Q]
+        self.s_P012 = [a[:, :3] for a in self.s_P]
+        self.s_dZ2 = [a.view(B, 4 * H) for a in self.s_dZ]
+        self.s_W = u(self.W_snap) if self.W_snap is not None else [self.W_hh] * K
+        self.dZ_all = self.dZ.view(K * B, 4 * H)
+        self.h0 = z(B, H)  # the state before step 1
+        self.h, self.c = self.h0, z(B, H)
+        self.dh3 = z(B, 1, H)  # the backward's dh, shaped to broadcast over the 4 gates
+        self.dh, self.dc = self.dh3.view(B, H), z(B, H)
+        self.scale = 1.0 / (self.k1 * B)
+        self.rows = torch.arange(B)
+        self.minus_one = torch.tensor(-1.0, dtype=self.dtype)
+
+    def _forward(self, loss_out, x, y):
+        """One LSTM step with the current weights; stores what the window's backward needs."""
+        torch, H = self.torch, self.H
+        s = self.t % self.k2
+        self.t += 1
+        self.s_x[s].copy_(x)
+        self.s_hp[s].copy_(self.h)
+        if self.W_snap is not None:
+            self.s_W[s].copy_(self.W_hh)
+        z = torch.addmm(self.W_ihT[x], self.h, self.W_hhT).add_(self.bias)
+        sig = torch.sigmoid(z, out=self.s_sig[s])
+        i, f, o = sig[:, :H], sig[:, H : 2 * H], sig[:, 3 * H :]
+        g = torch.tanh(z[:, 2 * H : 3 * H])
+        ig = i * g
+        c = torch.addcmul(ig, f, self.c)
+        tc = torch.tanh(c)
+        h = torch.mul(o, tc, out=self.s_h[s])
+        logp = torch.log_softmax(torch.addmm(self.b_dec, h, self.W_decT), 1)
+        torch.neg(logp[self.rows, y], out=loss_out)
+        # this step's Jacobian factors, fixed: single and stored backpropagate through stored activations
+        dsig = torch.addcmul(sig, sig, sig, value=-1)
+        A = torch.addcmul(o, h, tc, value=-1)  # o (1 - tanh(c)^2): dL/dc from dL/dh
+        torch.mul(g, dsig[:, :H], out=self.s_P0[s])
+        torch.mul(self.c, dsig[:, H : 2 * H], out=self.s_P1[s])
+        torch.addcmul(i, ig, g, value=-1, out=self.s_P2[s])
+        torch.mul(self.s_P012[s], A.unsqueeze(1), out=self.s_Q012[s])
+        torch.mul(tc, dsig[:, 3 * H :], out=self.s_Q3[s])
+        torch.mul(A, f, out=self.s_AF[s])
+        dl = torch.exp(logp, out=self.s_dl[s])
+        dl.index_put_((self.rows, y), self.minus_one, accumulate=True)
+        torch.addmm(self.head[s], dl, self.W_dec, beta=0, alpha=self.scale, out=self.s_head[s])
+        self.h, self.c = h, c
+
+    def _manual_update(self, loss_out, xs, ys):
+        torch, K, B, lr = self.torch, self.k2, self.B, self.lr
+        for j in range(self.k1):
+            self._forward(loss_out[j], xs[j], ys[j])
+        t = self.t
+        n = min(t, K)  # steps in the window
+        newest = t - self.k1  # steps after this one have their loss in the objective
+        dh, dh3, dc = self.dh, self.dh3, self.dc
+        dh.copy_(self.s_head[(t - 1) % K])
+        dc.zero_()
+        for tau in range(t, t - n, -1):
+            s = (tau - 1) % K
+            torch.mul(dc.unsqueeze(1), self.s_P[s], out=self.s_dZ[s]).addcmul_(dh3, self.s_Q[s])
+            dc.mul_(self.s_f[s]).addcmul_(dh, self.s_AF[s])
+            if tau - 1 > t - n:
+                if tau - 1 > newest:
+                    torch.addmm(self.s_head[s - 1], self.s_dZ2[s], self.s_W[s], out=dh)
+                else:
+                    torch.mm(self.s_dZ2[s], self.s_W[s], out=dh)
+        # the window's parameter gradients, applied straight into the weights (plain SGD)
+        dZ = self.dZ_all
+        self.W_hh.addmm_(dZ.t(), self.hp_ring.view(K * B, self.H), alpha=-lr)
+        self.W_ihT.index_add_(0, self.x_ring.view(-1), dZ, alpha=-lr)
+        db = dZ.sum(0)
+        self.b_ih.add_(db, alpha=-lr)
+        self.b_hh.add_(db, alpha=-lr)
+        torch.add(self.b_ih, self.b_hh, out=self.bias)
+        if self.k1 == 1:
+            s = (t - 1) % K
+            dl, h = self.s_dl[s], self.s_h[s]
+        else:
+            new = [(tau - 1) % K for tau in range(t - self.k1 + 1, t + 1)]
+            dl, h = self.dlogits[new].view(-1, self.V), self.h_ring[new].view(-1, self.H)
+        self.W_dec.addmm_(dl.t(), h, alpha=-lr * self.scale)
+        self.b_dec.add_(dl.sum(0), alpha=-lr * self.scale)

@@ -393,11 +393,14 @@ def int_list(values, name: str) -> tuple[int, ...]:
 @option("--repeats", type=int, default=7, help="Samples per timer; medians are reported.")
 @option("--min-time", type=float, default=0.05, help="Seconds per sample.")
 @option("--adam/--no-adam", default=True, help="Also time Adam and report its extra cost.")
-@option("--against-torch", is_flag=True, help="Also time the PyTorch versions (pip install -e '.[torch]').")
+@option("--against", multiple=True,
+        help="Also time peers: torch, jax; repeatable or a comma list (pip install -e '.[torch,jax]'). "
+             "Speed-ups are against the faster peer of each row.")
+@option("--against-torch", is_flag=True, help="Same as --against torch.")
 @option("--out", type=click.Path(path_type=Path), default=None, help="Folder for speed.csv/.json/.png. [default: results/speed-<time>]")
 @option("--json", "as_json", is_flag=True, help="Print the rows as JSON on stdout.")
-def speed(schemes, hidden, k2, batch, k1, dtypes, repeats, min_time, adam, against_torch, out, as_json):
-    """Microseconds per time step of each scheme beside its BLAS lower bound (and PyTorch).
+def speed(schemes, hidden, k2, batch, k1, dtypes, repeats, min_time, adam, against, against_torch, out, as_json):
+    """Microseconds per time step of each scheme beside its BLAS lower bound (and PyTorch, JAX).
 
     Plain SGD, one BLAS thread, medians of interleaved samples; ratios are taken within one run.
 
@@ -405,21 +408,26 @@ def speed(schemes, hidden, k2, batch, k1, dtypes, repeats, min_time, adam, again
     Examples:
       bpttbench speed
       bpttbench speed --k2 5,20,50,200 --scheme single --scheme sliding
-      bpttbench speed --against-torch --batch 1,32
+      bpttbench speed --against torch,jax --batch 1,32
     """
     from bpttbench.runner import default_out_dir
-    from bpttbench.speed import SCHEMES as TIMED, measure_speed, speed_targets, write_speed
+    from bpttbench.speed import PEERS, SCHEMES as TIMED, measure_speed, speed_targets, write_speed
 
     names = list(dict.fromkeys(s for n in (schemes or ("all",)) for s in (TIMED if n == "all" else (n,))))
     grid = dict(hidden=int_list(hidden, "--hidden") or (128,), k2=int_list(k2, "--k2") or (20,),
                 batch=int_list(batch, "--batch") or (1,))
+    peers = [p.strip() for value in against for p in value.split(",") if p.strip()]
+    peers = list(dict.fromkeys(peers + (["torch"] if against_torch else [])))
+    for peer in peers:
+        if peer not in PEERS:
+            raise UserError(f"--against takes {', '.join(PEERS)} (a comma list), got {peer!r}")
     out_dir = out or default_out_dir(prefix="speed")
     with stderr.status("timing") as status:
         rows = measure_speed(names, grid["hidden"], grid["k2"], grid["batch"], k1=k1, dtypes=dtypes or ("float32",),
-                             repeats=repeats, min_time=min_time, adam=adam, against_torch=against_torch,
+                             repeats=repeats, min_time=min_time, adam=adam, against=peers,
                              progress=lambda message: status.update(f"timing {message}"))
     parameters = dict(schemes=names, k1=k1, dtypes=list(dtypes or ("float32",)), repeats=repeats, min_time=min_time,
-                      adam=adam, against_torch=against_torch, **{k: list(v) for k, v in grid.items()})
+                      adam=adam, against=peers, **{k: list(v) for k, v in grid.items()})
     paths = write_speed(rows, out_dir, parameters=parameters)
     if as_json:
         stdout.print_json(rows.to_json(orient="records"))
@@ -428,16 +436,23 @@ def speed(schemes, hidden, k2, batch, k1, dtypes, repeats, min_time, adam, again
     columns = [("scheme", "scheme", "{}"), ("H", "hidden", "{}"), ("k2", "k2", "{}"), ("B", "batch", "{}"),
                ("dtype", "dtype", "{}"), ("us/step", "us_per_step", "{:.1f}"), ("bound", "bound_us", "{:.1f}"),
                ("ratio", "ratio", "{:.2f}"), ("Adam extra", "adam_extra_us", "{:+.0f}"),
-               ("torch", "torch_us_per_step", "{:.0f}"), ("torch/ours", "torch_speedup", "{:.1f}x")]
-    columns = [c for c in columns if c[1] in rows.columns]
+               *((peer, f"{peer}_us_per_step", "{:.0f}") for peer in peers),
+               ("fastest peer / ours", "peer_speedup", "{:.1f}x")]
+    columns = [c for c in columns if c[1] in rows.columns and (peers or not c[1].startswith("peer"))]
+
+    def cell(row, key, fmt):
+        if row[key] is None or row[key] != row[key]:
+            return "-"
+        return fmt.format(row[key]) + (f" ({row['peer']})" if key == "peer_speedup" else "")
+
     for title, _, _ in columns:
         table.add_column(title, justify="left" if title in ("scheme", "dtype") else "right")
     for row in rows.to_dict("records"):
-        table.add_row(*("-" if row[key] is None or row[key] != row[key] else fmt.format(row[key]) for _, key, fmt in columns))
+        table.add_row(*(cell(row, key, fmt) for _, key, fmt in columns))
     stdout.print(table)
     targets = speed_targets(rows)
     if len(targets):
-        check = Table(title="issue 5's targets")
+        check = Table(title="speed targets")
         for name in targets.columns:
             check.add_column(str(name))
         for row in targets.itertuples(index=False):

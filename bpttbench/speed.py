@@ -1,21 +1,26 @@
-"""How fast each truncation scheme runs, against the BLAS work it cannot avoid and against PyTorch.
+"""How fast each truncation scheme runs, against the BLAS work it cannot avoid and against PyTorch and JAX.
 
 `measure_speed(...)` times every scheme over a grid of hidden sizes H, truncation lengths k2
 and batch sizes B (defaults: H = 128, V = 65, k1 = 1, k2 = 20, B = 1, float32, plain SGD, one
 BLAS thread) and returns one tidy row per configuration; `write_speed` saves the rows as CSV
 with a JSON note of the machine and a figure of cost against k2 and against H;
-`speed_targets` checks the rows against issue 5's targets. `bpttbench speed` is a thin
+`speed_targets` checks the rows against the speed targets. `bpttbench speed` is a thin
 command over these three.
 
 How a number is made. Each configuration gets a few timers: the scheme with SGD, the scheme
-with Adam, its lower bound, and (--against-torch) the PyTorch version from
-benchmarks/torch_baseline.py. Every timer is warmed up (compiled, caches filled), then
+with Adam, its lower bound, and (--against torch,jax) the peers: the same scheme written for
+speed in eager PyTorch (benchmarks/torch_baseline.py) and in jitted JAX
+(benchmarks/jax_baseline.py). Every timer is warmed up (compiled, jitted, caches filled), then
 sized so that one sample lasts `min_time` seconds, and the samples of all timers are taken
 in turns, `repeats` rounds, so that a burst of load from elsewhere hits them alike. A figure is
 the median over the samples. Each sample is read on two clocks: CPU time of this process
 (`us_per_step`, the primary one: on a machine shared with other work it does not count the
 time spent waiting for a core) and wall time (`wall_us_per_step`); on an idle machine they
 agree, since everything runs on one thread.
+
+Peers. Each row names its strongest peer, the faster of those timed (`peer`,
+`peer_us_per_step`), and `peer_speedup` = peer_us_per_step / us_per_step is taken against it:
+a speed-up is only claimed against the best implementation measured.
 
 Lower bounds (per time step; G = 4H; each product is the BLAS call the kernels make, on
 64-byte aligned arrays):
@@ -41,6 +46,7 @@ import importlib.util
 import json
 import math
 import os
+import sys
 import time
 import tracemalloc
 from contextlib import contextmanager
@@ -56,24 +62,28 @@ from bpttbench.errors import UserError
 from bpttbench.kernels.blas import gemm_tn
 from bpttbench.kernels.vecmath import JIT
 from bpttbench.model import init_theta
-from bpttbench.schemes import check_fits, make_scheme
+from bpttbench.schemes import SCHEMES as REGISTRY, make_scheme
 from bpttbench.schemes.base import aligned_zeros
 from bpttbench.threads import single_threaded_blas
 
-SCHEMES = TRUNCATED_SCHEMES  # what `--scheme all` times and issue 5's targets are about
-# rtrl and uoro are timed when named, without a BLAS bound or a PyTorch version (their rows say NaN).
+SCHEMES = TRUNCATED_SCHEMES  # what `--scheme all` times and the speed targets are about
+# rtrl and uoro are timed when named, without a BLAS bound or a peer (their rows say NaN).
 TIMEABLE = TRUNCATED_SCHEMES + ONLINE_SCHEMES
 DEFAULTS = dict(hidden=128, vocab_size=65, k1=1, k2=20, batch=1, dtype="float32")
-TORCH_BASELINE = Path(__file__).resolve().parent.parent / "benchmarks" / "torch_baseline.py"
+BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
+# peer name -> (its module in benchmarks/, its class, the extra that installs it)
+PEERS = {"torch": ("torch_baseline", "TorchScheme", "torch"), "jax": ("jax_baseline", "JaxScheme", "jax")}
+TORCH_BASELINE = BENCHMARKS / "torch_baseline.py"
 LR = 2e-3  # small enough that no timed run diverges; the rate does not change the work
-# Plain SGD without clipping, the issue's setting: its step is fused into the gradient GEMM.
+# Plain SGD without clipping, as every speed measurement here: its step is fused into the gradient GEMM.
 # Adam (adam_us_per_step) runs with the same rate and no clipping.
 COLUMNS = [
     "scheme", "hidden", "k1", "k2", "batch", "dtype", "vocab_size",
     "us_per_step", "steps_per_s", "bound_us", "ratio",
     "wall_us_per_step", "wall_bound_us", "wall_ratio",
     "adam_us_per_step", "adam_extra_us",
-    "torch_us_per_step", "torch_wall_us_per_step", "torch_speedup",
+    "torch_us_per_step", "torch_wall_us_per_step", "jax_us_per_step", "jax_wall_us_per_step",
+    "peer", "peer_us_per_step", "peer_speedup",
     "resident_bytes", "peak_bytes", "samples", "steps_per_sample",
 ]
 
@@ -165,29 +175,56 @@ class SchemeTimer:
         return True
 
 
-class TorchTimer:
-    def __init__(self, scheme: str, cfg: TrainConfig, vocab_size: int, ids: np.ndarray):
-        module = load_torch_baseline()
+class PeerTimer:
+    """A peer's version of the scheme (`peer` in PEERS), advancing whole units: k1 steps for
+    PyTorch, one jitted block for JAX (so no timed call compiles anything)."""
+
+    def __init__(self, peer: str, scheme: str, cfg: TrainConfig, vocab_size: int, ids: np.ndarray):
+        module = load_peer(peer)
         theta = init_theta(vocab_size, cfg.hidden, cfg.seed, cfg.dtype)
-        self.model = module.TorchScheme(scheme, theta, vocab_size, cfg.hidden, ids, k1=cfg.k1, k2=cfg.k2,
-                                        batch=cfg.batch, lr=cfg.lr)
-        self.unit_steps = cfg.k1
+        self.model = getattr(module, PEERS[peer][1])(scheme, theta, vocab_size, cfg.hidden, ids, k1=cfg.k1,
+                                                     k2=cfg.k2, batch=cfg.batch, lr=cfg.lr)
+        self.unit_steps = getattr(self.model, "block_steps", cfg.k1)
 
     def run(self, n_units: int) -> bool:
-        losses = self.model.run(n_units * self.unit_steps)
-        return all(math.isfinite(x) for x in losses)
+        losses = self.model.run(n_units * self.unit_steps)  # read back once: waits for the work to finish
+        return bool(np.isfinite(losses).all())
+
+
+def TorchTimer(scheme: str, cfg: TrainConfig, vocab_size: int, ids: np.ndarray) -> PeerTimer:
+    return PeerTimer("torch", scheme, cfg, vocab_size, ids)
+
+
+def load_peer(peer: str):
+    """benchmarks/<peer>_baseline.py of this checkout, imported (each peer is an optional extra)."""
+    if peer not in PEERS:
+        raise UserError(f"unknown peer {peer!r}; --against takes {', '.join(PEERS)}")
+    name, _, extra = PEERS[peer]
+    path = BENCHMARKS / f"{name}.py"
+    if not path.is_file():
+        raise UserError(f"--against {peer} needs {path.name} from a source checkout "
+                        f"(looked in {path.parent}); install bpttbench with pip install -e from its repository")
+    module = sys.modules.get(f"bpttbench_{name}")
+    if module is None:
+        spec = importlib.util.spec_from_file_location(f"bpttbench_{name}", path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        sys.modules[spec.name] = module
+    getattr(module, f"require_{peer}")()
+    return module
 
 
 def load_torch_baseline():
-    """benchmarks/torch_baseline.py of this checkout, imported (PyTorch is an optional extra)."""
-    if not TORCH_BASELINE.is_file():
-        raise UserError(f"--against-torch needs {TORCH_BASELINE.name} from a source checkout "
-                        f"(looked in {TORCH_BASELINE.parent}); install bpttbench with pip install -e from its repository")
-    spec = importlib.util.spec_from_file_location("bpttbench_torch_baseline", TORCH_BASELINE)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    module.require_torch()
-    return module
+    return load_peer("torch")
+
+
+def strongest_peer(times: dict[str, float]) -> tuple[str | None, float]:
+    """(name, us/step) of the fastest peer among those timed; (None, nan) if none was."""
+    timed = {name: us for name, us in times.items() if us == us}
+    if not timed:
+        return None, math.nan
+    name = min(timed, key=timed.get)
+    return name, timed[name]
 
 
 def _sample(timers: Sequence, repeats: int, min_time: float) -> list[list[tuple[float, float]]]:
@@ -238,7 +275,8 @@ def memory_bytes(cfg: TrainConfig, vocab_size: int, ids: np.ndarray) -> tuple[in
 
 @contextmanager
 def one_thread(torch_too: bool = False):
-    """One BLAS thread (and one PyTorch thread) for the duration: the issue's setting.
+    """One BLAS thread (and one PyTorch thread) for the duration. (JAX's one thread is set
+    by jax_baseline.require_jax through XLA_FLAGS, before JAX starts.)
 
     bpttbench.threads loads SciPy's BLAS (the one numba's np.dot calls) before limiting it:
     kernels loaded from numba's cache have not loaded it yet, and a limit set before it loads
@@ -269,18 +307,21 @@ def _as_tuple(values) -> tuple:
 def measure_speed(schemes: Iterable[str] = SCHEMES, hidden: Iterable[int] = (128,), k2: Iterable[int] = (20,),
                   batch: Iterable[int] = (1,), *, k1: int = 1, vocab_size: int = 65,
                   dtypes: Iterable[str] = ("float32",), repeats: int = 7, min_time: float = 0.05,
-                  adam: bool = True, against_torch: bool = False, seed: int = 0,
+                  adam: bool = True, against: Iterable[str] = (), against_torch: bool = False, seed: int = 0,
                   progress: Callable[[str], None] | None = None) -> pd.DataFrame:
     """Time every scheme over the grid hidden x k2 x batch x dtypes; one row per configuration.
 
     chunked always runs with k1 = k2 (its definition); the other schemes with the given k1.
+    `against` names peers to time too ("torch", "jax"); against_torch=True is against=("torch",).
     Columns (times in microseconds per time step, medians over `repeats` samples):
       us_per_step, steps_per_s    the scheme with plain SGD, CPU time
       bound_us, ratio             its lower bound (see the module docstring) and us_per_step / bound_us
       wall_*                      the same on the wall clock
       adam_us_per_step            the scheme with Adam (adam=True), and adam_extra_us over SGD
-      torch_us_per_step           the PyTorch version (against_torch=True); torch_speedup =
-                                  torch_us_per_step / us_per_step
+      torch_us_per_step,          each peer's version (NaN when not timed)
+      jax_us_per_step
+      peer, peer_us_per_step      the fastest of the timed peers, and peer_speedup =
+                                  peer_us_per_step / us_per_step
       resident_bytes, peak_bytes  memory, see the module docstring
     """
     schemes, hidden, k2, batch, dtypes = map(_as_tuple, (schemes, hidden, k2, batch, dtypes))
@@ -289,13 +330,14 @@ def measure_speed(schemes: Iterable[str] = SCHEMES, hidden: Iterable[int] = (128
             raise UserError(f"unknown scheme {name!r}; bpttbench speed times {', '.join(TIMEABLE)}")
     if repeats < 1 or min_time <= 0:
         raise UserError("--repeats must be at least 1 and the sample time positive")
-    if against_torch:
-        load_torch_baseline()  # fail before any timing if PyTorch is missing
+    peers = tuple(dict.fromkeys((*_as_tuple(against), *(("torch",) if against_torch else ()))))
+    for peer in peers:
+        load_peer(peer)  # fail before any timing if a peer is missing
     ids = synthetic_ids(vocab_size, seed=seed)
     rows = []
     say = progress or (lambda message: None)
     load_before = list(os.getloadavg())
-    with one_thread(torch_too=against_torch):
+    with one_thread(torch_too="torch" in peers):
         blas = blas_info()  # as limited for the measurement
         for dtype in dtypes:
             for H in hidden:
@@ -309,23 +351,23 @@ def measure_speed(schemes: Iterable[str] = SCHEMES, hidden: Iterable[int] = (128
                             except UserError as exc:
                                 raise UserError(f"bpttbench speed: {exc}") from exc
                             say(f"{name} H={H} k2={K2} B={B} {dtype}")
-                            rows.append(_measure_one(name, cfg, vocab_size, ids, repeats, min_time, adam,
-                                                     against_torch))
+                            rows.append(_measure_one(name, cfg, vocab_size, ids, repeats, min_time, adam, peers))
     df = pd.DataFrame(rows, columns=COLUMNS)
     df.attrs.update(blas=blas, load_average_before=load_before, load_average_after=list(os.getloadavg()))
     return df
 
 
-def _measure_one(name, cfg, vocab_size, ids, repeats, min_time, adam, against_torch) -> dict:
-    check_fits(cfg, vocab_size)  # rtrl's memory limit, before anything is built
+def _measure_one(name, cfg, vocab_size, ids, repeats, min_time, adam, peers) -> dict:
+    REGISTRY[cfg.scheme].check_fits(cfg, vocab_size)  # rtrl's memory limit, before anything is built
     truncated = name in TRUNCATED_SCHEMES
     timers = {"sgd": SchemeTimer(cfg, vocab_size, ids)}
     if truncated:
         timers["bound"] = BoundTimer(name, cfg.hidden, cfg.k1, cfg.k2, cfg.batch, cfg.dtype, cfg.seed)
     if adam:
         timers["adam"] = SchemeTimer(cfg.replace(optimizer="adam"), vocab_size, ids)
-    if against_torch and truncated:
-        timers["torch"] = TorchTimer(name, cfg, vocab_size, ids)
+    if truncated:
+        for peer in peers:
+            timers[peer] = PeerTimer(peer, name, cfg, vocab_size, ids)
     samples = dict(zip(timers, _sample(list(timers.values()), repeats, min_time)))
     us = _median_us(samples["sgd"], 0)
     wall = _median_us(samples["sgd"], 1)
@@ -341,11 +383,13 @@ def _measure_one(name, cfg, vocab_size, ids, repeats, min_time, adam, against_to
     if adam:
         row["adam_us_per_step"] = _median_us(samples["adam"], 0)
         row["adam_extra_us"] = row["adam_us_per_step"] - us
-    if against_torch:
-        torch_us = _median_us(samples["torch"], 0) if truncated else math.nan
-        row["torch_us_per_step"] = torch_us
-        row["torch_wall_us_per_step"] = _median_us(samples["torch"], 1) if truncated else math.nan
-        row["torch_speedup"] = torch_us / us
+    times = {}
+    for peer in PEERS:
+        timed = peer in samples
+        times[peer] = row[f"{peer}_us_per_step"] = _median_us(samples[peer], 0) if timed else math.nan
+        row[f"{peer}_wall_us_per_step"] = _median_us(samples[peer], 1) if timed else math.nan
+    row["peer"], row["peer_us_per_step"] = strongest_peer(times)
+    row["peer_speedup"] = row["peer_us_per_step"] / us
     return row
 
 
@@ -359,10 +403,11 @@ def _pick(df: pd.DataFrame, **where) -> pd.DataFrame:
 
 
 def speed_targets(df: pd.DataFrame, *, hidden: int = 128, k2: int = 20) -> pd.DataFrame:
-    """Issue 5's targets against the rows: one row per target with measured, threshold, met.
+    """The speed targets against the rows: one row per target with measured, threshold, met.
 
-    Targets that the rows cannot decide (say, no torch column, or a single k2) say so in
-    `note` and have met = None.
+    The targets against other implementations compare with the fastest peer timed (and name
+    it in `note`); their thresholds were first set against PyTorch. Targets that the rows
+    cannot decide (say, no peer timed, or a single k2) say so in `note` and have met = None.
     """
     out = []
     base = dict(hidden=hidden, k2=k2, dtype="float32")
@@ -380,26 +425,32 @@ def speed_targets(df: pd.DataFrame, *, hidden: int = 128, k2: int = 20) -> pd.Da
 
     single, sliding, stored = one("single"), one("sliding"), one("stored")
     chunked1, chunked32 = one("chunked"), one("chunked", batch=32)
+
+    def against_peer(label, row, threshold, needs="needs --against torch,jax"):
+        """The fastest peer's time over ours (peer_speedup), the peer named in the note."""
+        if not has(row, "peer_speedup"):
+            add(f"{label}: fastest peer's time / ours", None, f">= {threshold}", False, needs)
+            return
+        others = ", ".join(f"{p} {row[f'{p}_us_per_step']:.0f} us" for p in PEERS
+                           if p != row["peer"] and has(row, f"{p}_us_per_step"))
+        note = f"against {row['peer']} ({row['peer_us_per_step']:.0f} us/step{'; ' + others if others else ''})"
+        if label == "single":
+            note += f"; at most {row['peer_us_per_step'] / row['bound_us']:.1f} at the BLAS bound"
+        add(f"{label}: fastest peer's time / ours", float(row["peer_speedup"]), f">= {threshold}",
+            row["peer_speedup"] >= threshold, note)
+
     add("single: time / BLAS lower bound", single["ratio"] if single is not None else None, "<= 1.15",
         single is not None and single["ratio"] <= 1.15)
-    add("single: PyTorch time / ours", single["torch_speedup"] if has(single, "torch_speedup") else None, ">= 50",
-        has(single, "torch_speedup") and single["torch_speedup"] >= 50,
-        f"at most {single['torch_us_per_step'] / single['bound_us']:.1f} at the BLAS bound" if has(single, "torch_speedup")
-        else "needs --against-torch")
+    against_peer("single", single, 50)
     add("sliding: time / BLAS lower bound", sliding["ratio"] if sliding is not None else None, "<= 1.25",
         sliding is not None and sliding["ratio"] <= 1.25)
-    add("sliding: PyTorch time / ours", sliding["torch_speedup"] if has(sliding, "torch_speedup") else None, ">= 8",
-        has(sliding, "torch_speedup") and sliding["torch_speedup"] >= 8, "" if has(sliding, "torch_speedup") else "needs --against-torch")
+    against_peer("sliding", sliding, 8)
     stored_ratio = stored["us_per_step"] / single["us_per_step"] if stored is not None and single is not None else None
     add("stored: time / single's", stored_ratio, "<= 1.1", stored_ratio is not None and stored_ratio <= 1.1,
         f"stored's BLAS bound alone is {stored['bound_us'] / single['bound_us']:.2f}x single's (k2 distinct W_hh)"
         if stored_ratio is not None else "")
-    add("chunked (B=1): PyTorch time / ours", chunked1["torch_speedup"] if has(chunked1, "torch_speedup") else None,
-        ">= 3", has(chunked1, "torch_speedup") and chunked1["torch_speedup"] >= 3,
-        "" if has(chunked1, "torch_speedup") else "needs --against-torch")
-    add("chunked (B=32): PyTorch time / ours", chunked32["torch_speedup"] if has(chunked32, "torch_speedup") else None,
-        ">= 1", has(chunked32, "torch_speedup") and chunked32["torch_speedup"] >= 1,
-        "" if has(chunked32, "torch_speedup") else "needs --batch 32 and --against-torch")
+    against_peer("chunked (B=1)", chunked1, 3)
+    against_peer("chunked (B=32)", chunked32, 1, "needs --batch 32 and --against torch,jax")
     for scheme in ("single", "stored", "sliding"):  # chunked's cost per step does not grow with k = k2
         rows = _pick(df, scheme=scheme, hidden=hidden, batch=1, dtype="float32").sort_values("k2")
         if rows["k2"].nunique() < 3:
@@ -448,12 +499,9 @@ def write_speed(df: pd.DataFrame, out: Path, *, parameters: dict | None = None) 
             "load_average_before": df.attrs.get("load_average_before"),
             "load_average_after": df.attrs.get("load_average_after", list(os.getloadavg())),
             "parameters": parameters or {}, "targets": speed_targets(df).to_dict(orient="records")}
-    try:
-        import torch
-
-        info["machine"]["torch"] = torch.__version__
-    except ImportError:
-        pass
+    for peer in ("torch", "jax"):  # versions of the peers this process timed
+        if peer in sys.modules:
+            info["machine"][peer] = sys.modules[peer].__version__
     atomic_write(meta, lambda f: json.dump(info, f, indent=2, default=str))
     plot_speed(df, png)
     return [csv, meta, png]
@@ -477,15 +525,17 @@ def plot_speed(df: pd.DataFrame, path: Path) -> Path:
                 c = colours.get(scheme)
                 ax.plot(group[along], group["us_per_step"], "o-", color=c, label=scheme)
                 ax.plot(group[along], group["bound_us"], "--", color=c, alpha=0.6)
-                if "torch_us_per_step" in group and group["torch_us_per_step"].notna().any():
-                    ax.plot(group[along], group["torch_us_per_step"], ":", marker="x", color=c, alpha=0.6)
+                for peer, marker in (("torch", "x"), ("jax", "+")):
+                    column = f"{peer}_us_per_step"
+                    if column in group and group[column].notna().any():
+                        ax.plot(group[along], group[column], ":", marker=marker, color=c, alpha=0.6)
             ax.set_title(f"{'H' if fixed == 'hidden' else 'k2'} = {at}")
         ax.set_xlabel("k2 (steps backpropagated)" if along == "k2" else "H (hidden units)")
         ax.set_ylabel("CPU microseconds per time step")
         ax.set_xscale("log")
         ax.set_yscale("log")
         ax.grid(True, which="both", alpha=0.3)
-    fig.axes[0].legend(title="solid: scheme, dashed: BLAS bound, dotted: PyTorch", fontsize=8, title_fontsize=8)
+    fig.axes[0].legend(title="solid: scheme, dashed: BLAS bound, dotted: PyTorch (x), JAX (+)", fontsize=8, title_fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     return Path(path)

@@ -11,7 +11,7 @@ from bpttbench import reference as ref
 from bpttbench.config import TrainConfig
 from bpttbench.errors import ConfigError
 from bpttbench.model import init_theta, param_shapes, split_theta
-from bpttbench.schemes import SCHEMES, check_fits, make_scheme
+from bpttbench.schemes import SCHEMES, make_scheme
 from bpttbench.schemes.rtrl import sensitivity_columns
 from bpttbench.train import Training
 
@@ -214,7 +214,7 @@ def test_config_rules_and_no_size_limit(rule):
     TrainConfig(scheme=rule, k1=30, k2=5, budget_steps=1)  # k2 is not used: k1 > k2 is fine
     with pytest.raises(ConfigError, match="inject='new'"):
         TrainConfig(scheme=rule, inject="window", budget_steps=1)
-    check_fits(TrainConfig(scheme=rule, hidden=1024, budget_steps=1), 65)  # O(parameters): nothing to refuse
+    SCHEMES[rule].check_fits(TrainConfig(scheme=rule, hidden=1024, budget_steps=1), 65)  # O(parameters): nothing to refuse
 
 
 @pytest.mark.parametrize("rule", RULES)

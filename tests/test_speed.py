@@ -1,6 +1,6 @@
 """The speed work, for correctness only (timings belong in benchmarks/): measure_speed's rows,
-the lower-bound kernels, the fused SGD path against the plain one, the PyTorch baseline against
-our losses."""
+the lower-bound kernels, the PyTorch and JAX baselines against our trajectories. (The fused SGD
+path and the GEMM are checked in test_kernels.py, alignment in test_contract.py.)"""
 
 from __future__ import annotations
 
@@ -11,15 +11,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bpttbench import reference as ref
 from bpttbench.config import TrainConfig
 from bpttbench.errors import UserError
-from bpttbench.kernels.blas import gemm_tn
 from bpttbench.model import init_theta, split_theta
 from bpttbench.schemes import make_scheme
-from bpttbench.speed import COLUMNS, BoundTimer, bound_us, measure_speed, speed_targets, write_speed
+from bpttbench.speed import (COLUMNS, BoundTimer, bound_us, measure_speed, speed_targets, strongest_peer,
+                             write_speed)
 
-from conftest import synthetic_ids
+from conftest import invoke, synthetic_ids
 
 V, H, B = 6, 5, 2
 IDS = synthetic_ids(V, 600, seed=3)
@@ -49,7 +48,8 @@ def test_measure_speed_returns_one_row_per_configuration_with_every_column():
         assert (df[column] > 0).all(), column
     assert np.allclose(df["ratio"], df["us_per_step"] / df["bound_us"])
     assert np.allclose(df["steps_per_s"], 1e6 / df["us_per_step"])
-    assert df["torch_us_per_step"].isna().all()
+    assert df[["torch_us_per_step", "jax_us_per_step", "peer_us_per_step", "peer_speedup"]].isna().all().all()
+    assert df["peer"].isna().all()
     stored, single = (df[(df["scheme"] == s) & (df["k2"] == 4)].iloc[0] for s in ("stored", "single"))
     assert stored["resident_bytes"] - single["resident_bytes"] == 4 * (4 * 8 * 8 + 7 * 8) * 4
 
@@ -99,7 +99,23 @@ def test_speed_targets_read_the_rows():
     assert table.loc["single: time / BLAS lower bound", "met"]
     assert not table.loc["sliding: time / BLAS lower bound", "met"]
     assert table.loc["stored: time / single's", "met"]
-    assert table.loc["single: PyTorch time / ours", "met"] is None
+    assert table.loc["single: fastest peer's time / ours", "met"] is None
+    assert "needs --against" in table.loc["single: fastest peer's time / ours", "note"]
+    # with peers: the target is read against the faster one, and names both
+    rows[0].update(torch_us_per_step=6000.0, jax_us_per_step=900.0, peer="jax", peer_us_per_step=900.0,
+                   peer_speedup=9.0)
+    table = speed_targets(pd.DataFrame(rows)).set_index("target")
+    single = table.loc["single: fastest peer's time / ours"]
+    assert single["measured"] == 9.0 and single["met"] is False
+    assert "against jax (900 us/step; torch 6000 us)" in single["note"]
+
+
+def test_the_strongest_peer_is_the_fastest_timed_one():
+    assert strongest_peer({"torch": 44.0, "jax": 16.0}) == ("jax", 16.0)
+    assert strongest_peer({"torch": 44.0, "jax": 160.0}) == ("torch", 44.0)
+    assert strongest_peer({"torch": 44.0, "jax": math.nan}) == ("torch", 44.0)  # jax not timed
+    name, us = strongest_peer({"torch": math.nan, "jax": math.nan})
+    assert name is None and math.isnan(us)
 
 
 # ----------------------------------------------------------------------------- lower bounds
@@ -118,70 +134,6 @@ def test_lower_bound_kernels_run_and_leave_the_weights_alone(scheme, dtype):
     assert math.isfinite(us) and us > 0
 
 
-@pytest.mark.parametrize("dtype", ["float32", "float64"])
-def test_gemm_tn_accumulates_like_numpy(dtype):
-    rng = np.random.default_rng(0)
-    X, Y = rng.normal(size=(7, 12)).astype(dtype), rng.normal(size=(7, 5)).astype(dtype)
-    C = rng.normal(size=(12, 5)).astype(dtype)
-    expected = 0.5 * C.astype(np.float64) - 0.25 * X.T.astype(np.float64) @ Y
-    gemm_tn(-0.25, X, Y, 0.5, C)
-    np.testing.assert_allclose(C, expected, rtol=1e-5 if dtype == "float32" else 1e-12, atol=1e-6)
-
-
-# ----------------------------------------------------------------------------- the fused SGD step
-
-
-@pytest.mark.parametrize("scheme,k1,k2,batch", [("chunked", 4, 4, 2), ("single", 1, 5, 2), ("single", 3, 5, 1),
-                                                ("stored", 1, 5, 2), ("stored", 2, 5, 1), ("sliding", 1, 5, 2),
-                                                ("sliding", 2, 5, 1), ("single", 1, 40, 2)])
-@pytest.mark.parametrize("dtype", ["float64", "float32"])
-def test_fused_sgd_gives_the_trajectory_of_gradient_then_update(scheme, k1, k2, batch, dtype):
-    """window_backward_sgd's step inside the backward pass = window_backward then apply_update
-    (k2 = 40 at B = 2: a window with more rows than characters)."""
-    fused, plain = make(scheme, k1, k2, dtype=dtype, batch=batch), make(scheme, k1, k2, dtype=dtype, batch=batch,
-                                                                        keep_gradient=True)
-    assert fused.fuses_sgd() and not plain.fuses_sgd()
-    n = 30 * k1
-    a, b = np.zeros(n), np.zeros(n)
-    assert fused.run(n, a) == n and plain.run(n, b) == n
-    tol = 1e-12 if dtype == "float64" else 1e-5
-    np.testing.assert_allclose(a, b, rtol=tol)
-    np.testing.assert_allclose(fused.theta, plain.theta, rtol=tol, atol=tol)
-
-
-@pytest.mark.parametrize("scheme,k1,k2", [("single", 1, 5), ("sliding", 2, 5), ("stored", 1, 4), ("chunked", 3, 3)])
-def test_fused_sgd_matches_the_reference(scheme, k1, k2):
-    theta0 = init_theta(V, H, 1, "float64")
-    s = make(scheme, k1, k2)
-    losses = np.zeros(24)
-    s.run(24, losses)
-    ref_losses, ref_p = ref.train(scheme, split_theta(theta0, V, H), IDS, batch=B, k1=k1, k2=k2, n_steps=24,
-                                  optimizer="sgd", lr=0.3, clip=0.0)
-    np.testing.assert_allclose(losses, ref_losses, rtol=1e-10)
-    for name, view in split_theta(s.theta, V, H).items():
-        np.testing.assert_allclose(view, ref_p[name], rtol=1e-10, atol=1e-12, err_msg=name)
-
-
-def test_plain_sgd_fuses_and_keeps_no_gradient_unless_asked():
-    assert make("single", 1, 5).fuses_sgd()
-    assert not make("single", 1, 5, lr=0.0).fuses_sgd()  # nothing to apply: the gradient is kept
-    assert not make("single", 1, 5, clip=1.0).fuses_sgd()  # the norm needs the whole gradient first
-    assert not make("single", 1, 5, optimizer="adam").fuses_sgd()
-    kept = make("single", 1, 5, keep_gradient=True)
-    probe = kept.gradient_for_next_update()
-    kept.run(1, np.zeros(1))
-    np.testing.assert_array_equal(kept.grad, probe)
-
-
-def test_scheme_arrays_are_cache_line_aligned():
-    s = make("stored", 1, 3, dtype="float32")
-    for a in (s.theta, s.grad, *s.opt_state[:2], *s.ring[2:], *s.work, s.W_in_mirror, s.W_hh_snapshots):
-        assert a.ctypes.data % 64 == 0
-
-
-# ----------------------------------------------------------------------------- the PyTorch baseline
-
-
 def torch_baseline():
     pytest.importorskip("torch")
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
@@ -192,25 +144,91 @@ def torch_baseline():
     return module
 
 
-@pytest.mark.parametrize("scheme,k1,k2,batch", [("chunked", 4, 4, 2), ("single", 1, 5, 2), ("single", 2, 5, 1),
-                                                ("stored", 1, 5, 2), ("stored", 3, 5, 1), ("sliding", 1, 5, 2),
-                                                ("sliding", 2, 5, 1)])
-def test_torch_baseline_follows_our_trajectory(scheme, k1, k2, batch):
-    """Same losses from step 1 on, through a dozen updates: the two implement the same scheme."""
-    module = torch_baseline()
+# (scheme, k1, k2, batch, updates): windows that fill up and then slide; k2 >= 2 k1 and k2 < 2 k1 split the
+# sliding window differently; 160 updates of 4 steps run the 2 tracks of 300 characters past their wrap-around.
+PEER_CASES = [("chunked", 4, 4, 2, 12), ("chunked", 4, 4, 2, 160), ("single", 1, 5, 2, 12), ("single", 2, 5, 1, 12),
+              ("stored", 1, 5, 2, 12), ("stored", 3, 5, 1, 12), ("sliding", 1, 5, 2, 12), ("sliding", 2, 5, 1, 12),
+              ("sliding", 3, 5, 2, 12), ("sliding", 4, 4, 1, 12)]
+
+
+def our_trajectory(scheme, k1, k2, batch, n):
+    """bpttbench's online losses and final parameters over n steps from seed 0's weights (float64, SGD 0.3)."""
     theta = init_theta(V, H, 0, "float64")
     ours = make(scheme, k1, k2, batch=batch)
     ours.theta[:] = theta
-    n = 12 * k1
     losses = np.zeros(n)
-    ours.run(n, losses)
-    theirs = module.TorchScheme(scheme, theta, V, H, IDS, k1=k1, k2=k2, batch=batch, lr=0.3).run(n)
-    np.testing.assert_allclose(theirs, losses, rtol=1e-10)
+    assert ours.run(n, losses) == n
+    return theta, losses, split_theta(ours.theta, V, H)
+
+
+@pytest.mark.parametrize("scheme,k1,k2,batch,updates", PEER_CASES)
+def test_torch_baseline_follows_our_trajectory(scheme, k1, k2, batch, updates):
+    """Same losses at every step and same weights at the end: the two implement the same scheme."""
+    module = torch_baseline()
+    n = updates * k1
+    theta, losses, params = our_trajectory(scheme, k1, k2, batch, n)
+    theirs = module.TorchScheme(scheme, theta, V, H, IDS, k1=k1, k2=k2, batch=batch, lr=0.3)
+    np.testing.assert_allclose(np.concatenate([theirs.run(n // 2 - n // 2 % k1), theirs.run(n - n // 2 + n // 2 % k1)]),
+                               losses, rtol=1e-10)
+    for name, value in theirs.state_dict().items():
+        np.testing.assert_allclose(value, params[name], rtol=1e-9, atol=1e-12, err_msg=name)
 
 
 def test_measure_speed_against_torch_fills_the_torch_columns():
     torch_baseline()
     df = measure_speed(["chunked", "single"], hidden=(4,), k2=(3,), vocab_size=5, repeats=1, min_time=0.001,
                        adam=False, against_torch=True)
-    assert (df["torch_us_per_step"] > 0).all()
-    assert np.allclose(df["torch_speedup"], df["torch_us_per_step"] / df["us_per_step"])
+    assert (df["torch_us_per_step"] > 0).all() and df["jax_us_per_step"].isna().all()
+    assert (df["peer"] == "torch").all()
+    assert np.allclose(df["peer_speedup"], df["torch_us_per_step"] / df["us_per_step"])
+
+
+# ----------------------------------------------------------------------------- the JAX baseline
+
+
+def jax_baseline():
+    pytest.importorskip("jax")
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
+    try:
+        import jax_baseline as module
+    finally:
+        sys.path.pop(0)
+    return module
+
+
+@pytest.mark.parametrize("scheme,k1,k2,batch,updates", PEER_CASES)
+def test_jax_baseline_follows_our_trajectory(scheme, k1, k2, batch, updates):
+    """Same losses at every step and same weights at the end, in float64; blocks of 5 updates and a
+    shorter last one, so the state crosses jitted calls of two lengths."""
+    module = jax_baseline()
+    n = updates * k1
+    theta, losses, params = our_trajectory(scheme, k1, k2, batch, n)
+    theirs = module.JaxScheme(scheme, theta, V, H, IDS, k1=k1, k2=k2, batch=batch, lr=0.3, block_steps=5 * k1)
+    np.testing.assert_allclose(theirs.run(n), losses, rtol=1e-10)
+    for name, value in theirs.state_dict().items():
+        np.testing.assert_allclose(value, params[name], rtol=1e-9, atol=1e-12, err_msg=name)
+
+
+def test_measure_speed_against_both_peers_divides_by_the_faster():
+    torch_baseline(), jax_baseline()
+    df = measure_speed(["chunked", "sliding"], hidden=(4,), k2=(3,), vocab_size=5, repeats=1, min_time=0.001,
+                       adam=False, against=("torch", "jax"))
+    assert (df["torch_us_per_step"] > 0).all() and (df["jax_us_per_step"] > 0).all()
+    fastest = np.minimum(df["torch_us_per_step"], df["jax_us_per_step"])
+    assert np.allclose(df["peer_us_per_step"], fastest)
+    assert np.allclose(df["peer_speedup"], fastest / df["us_per_step"])
+    assert list(df["peer"]) == ["torch" if t < j else "jax" for t, j in zip(df["torch_us_per_step"], df["jax_us_per_step"])]
+
+
+def test_speed_command_takes_peers_and_the_old_flag(tmp_path, capsys):
+    torch_baseline()
+    small = ["speed", "--scheme", "chunked", "--hidden", "4", "--k2", "3", "--repeats", "1", "--min-time", "0.001",
+             "--no-adam", "--json"]
+    code, stdout, stderr = invoke([*small, "--against-torch", "--out", str(tmp_path / "a")], capsys)
+    assert code == 0, stderr
+    import json
+
+    (row,) = json.loads(stdout)
+    assert row["peer"] == "torch" and row["torch_us_per_step"] > 0 and row["jax_us_per_step"] is None
+    code, _, stderr = invoke([*small, "--against", "torch,pytorch", "--out", str(tmp_path / "b")], capsys)
+    assert code == 2 and "--against takes torch, jax" in stderr

@@ -25,9 +25,4 @@ def make_scheme(cfg, theta, vocab_size, train_ids) -> Scheme:
     return SCHEMES[cfg.scheme](cfg, theta, vocab_size, train_ids)
 
 
-def check_fits(cfg, vocab_size: int) -> None:
-    """SCHEMES[cfg.scheme].check_fits, for bpttbench/speed.py until it calls the class itself."""
-    SCHEMES[cfg.scheme].check_fits(cfg, vocab_size)
-
-
 __all__ = ["SCHEMES", "Scheme", "make_scheme"]

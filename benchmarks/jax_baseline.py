@@ -1,0 +1,258 @@
+"""The four truncation schemes in JAX, for `bpttbench speed --against jax`.
+
+Same model, streams, windows and numbers as bpttbench and benchmarks/torch_baseline.py (one-hot
+input, gate order i, f, g, o, a linear decoder, the batch-mean cross-entropy of the newest k1
+steps, plain SGD, inject = new). Written as a JAX user would write it for speed: a whole block
+of updates is one `jax.jit` call, a `lax.scan` over the updates carrying the parameters and
+the scheme's state, the input characters gathered inside the call, the block's online losses
+returned once, XLA on one CPU thread.
+
+- chunked (k1 = k2 = k): `value_and_grad` of the chunk's mean loss, a `lax.scan` over its k
+  steps from the carried state (the input projection of all k steps done before the scan),
+  SGD, the final state carried on.
+- sliding: `value_and_grad` of the newest k1 losses of a `lax.scan` over the last k2 steps
+  from the state before the window, which also returns the state after step t + k1 - k2 (the
+  next window's start). The window has a fixed length, so near the start the steps before
+  step 1 are masked: they leave the zero state as it is.
+- single, stored: the gradient runs the backward pass through the activations stored at
+  forward time with the current W_hh (single) or each step's own W_hh (stored), which
+  `jax.grad` of a function cannot express; a block scans over forward steps that write rings
+  of the last k2 steps' activations (and, for stored, W_hh snapshots), and each update is the
+  LSTM's backward recursion as a reverse `lax.scan` over the rings, then one GEMM per weight
+  tensor. Ring slots not written yet hold zeros, which contribute nothing. (XLA copies each
+  stored snapshot out of the ring before its product, a cost the Numba kernels do not pay; a
+  broadcast-and-sum in its place ran ten times slower, and static slots would mean unrolling
+  k2 x k2 steps.) The k1 forward steps of an update are unrolled: as a scan, the rings in
+  its carry were copied in and out at every update. The head's part
+  of the gradient (newest k1 steps only) meets the weights that ran those steps, so stored
+  needs no decoder snapshots.
+
+`JaxScheme(...).run(n)` returns the online losses (nats, per step, mean over streams) as a
+NumPy array. JAX is an optional dependency (`pip install -e '.[jax]'`); float64 weights switch
+on `jax_enable_x64` for the process.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import partial
+
+import numpy as np
+
+SCHEMES = ("chunked", "single", "stored", "sliding")
+# One thread for XLA's CPU backend, as every timing here; read when the backend starts.
+XLA_ONE_THREAD = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
+NAMES = ("weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "bias_hh_l0", "decoder.weight", "decoder.bias")
+
+
+def require_jax():
+    """Import jax (on one CPU thread), or raise a one-line UserError saying how to install it."""
+    flags = os.environ.get("XLA_FLAGS", "")
+    if "xla_cpu_multi_thread_eigen" not in flags:
+        os.environ["XLA_FLAGS"] = f"{flags} {XLA_ONE_THREAD}".strip()
+    try:
+        import jax
+    except ImportError as exc:
+        from bpttbench.errors import UserError
+
+        raise UserError("--against jax needs JAX, which is not installed; install the extra with "
+                        "pip install -e '.[jax]' (the CPU build is enough)") from exc
+    return jax
+
+
+def default_block_steps(scheme: str, k1: int) -> int:
+    """Steps per jitted call: about 1,000 for chunked, 200 for the others (their steps cost more),
+    a whole number of update periods. Dispatch then costs well under 1 % of a block."""
+    target = 1000 if scheme == "chunked" else 200
+    return k1 * max(1, round(target / k1))
+
+
+class JaxScheme:
+    """One scheme's online training state in JAX; `run(n)` advances n steps (a multiple of k1).
+
+    Runs of `block_steps` steps reuse one compiled function; other lengths compile their own
+    (timers call `run` with whole blocks only, after a warm-up call).
+    """
+
+    def __init__(self, scheme: str, theta: np.ndarray, vocab_size: int, hidden: int, train_ids: np.ndarray, *,
+                 k1: int, k2: int, batch: int = 1, lr: float = 2e-3, block_steps: int | None = None):
+        jax = require_jax()
+        from bpttbench.model import split_theta
+
+        if scheme not in SCHEMES:
+            raise ValueError(f"unknown scheme {scheme!r}; choose one of {', '.join(SCHEMES)}")
+        if scheme == "chunked" and k1 != k2:
+            raise ValueError(f"chunked needs k1 == k2, got k1={k1}, k2={k2}")
+        if not 1 <= k1 <= k2:
+            raise ValueError(f"need 1 <= k1 <= k2, got k1={k1}, k2={k2}")
+        if theta.dtype == np.float64:
+            jax.config.update("jax_enable_x64", True)
+        import jax.numpy as jnp
+
+        self.jax, self.jnp = jax, jnp
+        self.scheme, self.V, self.H, self.B, self.k1, self.k2, self.lr = scheme, vocab_size, hidden, batch, k1, k2, lr
+        self.block_steps = block_steps or default_block_steps(scheme, k1)
+        if self.block_steps % k1:
+            raise ValueError(f"block_steps={self.block_steps} is not a multiple of k1={k1}")
+        dtype = jnp.float64 if theta.dtype == np.float64 else jnp.float32
+        ids = np.ascontiguousarray(train_ids, dtype=np.int32)
+        L = len(ids) // batch
+        if L < 2:
+            raise ValueError(f"{len(ids)} training characters cannot feed {batch} streams")
+        self.tracks = jnp.asarray(ids[np.arange(batch)[None, :] * L + np.arange(L)[:, None]])  # (L, B)
+        self.period = L - 1  # step t reads position (t - 1) mod (L - 1)
+        params = {k: jnp.asarray(np.array(v), dtype) for k, v in split_theta(theta, vocab_size, hidden).items()}
+        B, H, V, K = batch, hidden, vocab_size, k2
+        zeros = lambda *shape: jnp.zeros(shape, dtype)  # noqa: E731
+        state = {"h": zeros(B, H), "c": zeros(B, H)}
+        if scheme in ("single", "stored"):
+            state.update(x=jnp.zeros((K, B), jnp.int32), h_prev=zeros(K, B, H), c_prev=zeros(K, B, H),
+                         gates=zeros(K, B, 4 * H), tc=zeros(K, B, H))
+            if scheme == "stored":
+                state["W_snap"] = zeros(K, 4 * H, H)
+        self.carry = (params, state, jnp.asarray(0, jnp.int32))  # t: steps done
+        self._compiled = {}
+
+    def run(self, n_steps: int) -> np.ndarray:
+        """Advance n_steps; the online loss of each step (nats, mean over streams)."""
+        if n_steps % self.k1:
+            raise ValueError(f"{n_steps} steps is not a whole number of update periods k1={self.k1}")
+        out = []
+        done = 0
+        while done < n_steps:
+            n = min(self.block_steps, n_steps - done)
+            fn = self._compiled.get(n)
+            if fn is None:
+                fn = self._compiled[n] = self.jax.jit(partial(self._block, n // self.k1), donate_argnums=0)
+            self.carry, losses = fn(self.carry)
+            out.append(losses)
+            done += n
+        return np.concatenate([np.asarray(x, np.float64) for x in out])  # waits for the device
+
+    def state_dict(self) -> dict[str, np.ndarray]:
+        return {k: np.array(v) for k, v in self.carry[0].items()}
+
+    # ------------------------------------------------------------------ the model
+    def _ids(self, t):
+        """(inputs, targets) of step t (1-based, traced), each (B,)."""
+        p = (t - 1) % self.period
+        return self.tracks[p], self.tracks[p + 1]
+
+    def _cell(self, p, xp, h, c):
+        """One LSTM step from the input projection xp = W_ih x + biases; returns h, c and the gates."""
+        jax, jnp, H = self.jax, self.jnp, self.H
+        z = xp + h @ p["weight_hh_l0"].T
+        i, f, o = (jax.nn.sigmoid(z[:, k * H : (k + 1) * H]) for k in (0, 1, 3))
+        g = jnp.tanh(z[:, 2 * H : 3 * H])
+        c = f * c + i * g
+        tc = jnp.tanh(c)
+        return o * tc, c, (i, f, g, o, tc)
+
+    def _xproj(self, p, x):
+        return p["weight_ih_l0"].T[x] + p["bias_ih_l0"] + p["bias_hh_l0"]
+
+    def _nll(self, p, h, y):
+        """Per-stream cross-entropy (..., B) and log-softmax of the decoder's logits."""
+        logp = self.jax.nn.log_softmax(h @ p["decoder.weight"].T + p["decoder.bias"], axis=-1)
+        return -self.jnp.take_along_axis(logp, y[..., None], axis=-1)[..., 0], logp
+
+    def _sgd(self, params, grads):
+        return self.jax.tree_util.tree_map(lambda w, g: w - self.lr * g, params, grads)
+
+    def _block(self, n_updates, carry):
+        step = {"chunked": self._chunked, "sliding": self._sliding, "single": self._retained,
+                "stored": self._retained}[self.scheme]
+        carry, losses = self.jax.lax.scan(step, carry, None, length=n_updates)  # (n_updates, k1)
+        return carry, losses.reshape(-1)
+
+    # ------------------------------------------------------------------ chunked
+    def _chunked(self, carry, _):
+        jax, jnp = self.jax, self.jnp
+        params, state, t = carry
+        xs, ys = jax.vmap(self._ids)(t + 1 + jnp.arange(self.k1))
+
+        def loss(p, h, c):
+            def one(hc, xp):
+                h, c, _ = self._cell(p, xp, *hc)
+                return (h, c), h
+
+            (h, c), hs = jax.lax.scan(one, (h, c), self._xproj(p, xs))
+            nll, _ = self._nll(p, hs, ys)  # (k, B)
+            return nll.mean(), (nll.mean(1), h, c)
+
+        (_, (per_step, h, c)), grads = jax.value_and_grad(loss, has_aux=True)(params, state["h"], state["c"])
+        return (self._sgd(params, grads), {"h": h, "c": c}, t + self.k1), per_step
+
+    # ------------------------------------------------------------------ sliding
+    def _sliding(self, carry, _):
+        jax, jnp, k1, k2 = self.jax, self.jnp, self.k1, self.k2
+        params, state, t = carry
+        taus = t + k1 - k2 + 1 + jnp.arange(k2)  # the window's steps; those before step 1 are masked
+        active = taus >= 1
+        xs, ys = jax.vmap(self._ids)(jnp.maximum(taus, 1))
+
+        def loss(p, h, c):
+            def one(hc, inp):
+                xp, on = inp
+                h, c, _ = self._cell(p, xp, *hc)
+                h, c = jnp.where(on, h, hc[0]), jnp.where(on, c, hc[1])
+                return (h, c), (h, c)
+
+            _, (hs, cs) = jax.lax.scan(one, (h, c), (self._xproj(p, xs), active))
+            nll, _ = self._nll(p, hs[k2 - k1 :], ys[k2 - k1 :])
+            return nll.mean(), (nll.mean(1), hs[k1 - 1], cs[k1 - 1])  # the state after step t + k1 - k2
+
+        (_, (per_step, h, c)), grads = jax.value_and_grad(loss, has_aux=True)(params, state["h"], state["c"])
+        return (self._sgd(params, grads), {"h": h, "c": c}, t + k1), per_step
+
+    # ------------------------------------------------------------------ single, stored
+    def _retained(self, carry, _):
+        jax, jnp, k1, K, H = self.jax, self.jnp, self.k1, self.k2, self.H
+        p, state, t = carry
+        scale = 1.0 / (k1 * self.B)
+
+        def forward(st, tau):  # step tau with the current weights; rings at slot (tau - 1) mod k2
+            x, y = self._ids(tau)
+            s = (tau - 1) % K
+            h, c, (i, f, g, o, tc) = self._cell(p, self._xproj(p, x), st["h"], st["c"])
+            nll, logp = self._nll(p, h, y)
+            dl = jnp.exp(logp).at[jnp.arange(self.B), y].add(-1.0)  # softmax - onehot
+            new = dict(st, h=h, c=c, x=st["x"].at[s].set(x), h_prev=st["h_prev"].at[s].set(st["h"]),
+                       c_prev=st["c_prev"].at[s].set(st["c"]), gates=st["gates"].at[s].set(jnp.concatenate([i, f, g, o], 1)),
+                       tc=st["tc"].at[s].set(tc))
+            if "W_snap" in st:
+                new["W_snap"] = st["W_snap"].at[s].set(p["weight_hh_l0"])
+            return new, (nll.mean(), dl, h, scale * dl @ p["decoder.weight"])
+
+        outs = []
+        for j in range(k1):  # unrolled: a scan's carry would copy the rings in and out
+            state, out = forward(state, t + 1 + j)
+            outs.append(out)
+        per_step, dls, hs, heads = (jnp.stack(x) for x in zip(*outs))
+        t = t + k1
+
+        def backward(dhc, j):  # step t - j, newest first
+            dh, dc = dhc
+            s = (t - 1 - j) % K
+            gates = state["gates"][s]
+            i, f, g, o = (gates[:, k * H : (k + 1) * H] for k in range(4))
+            tc, cp = state["tc"][s], state["c_prev"][s]
+            dc = dc + dh * o * (1 - tc * tc)
+            dz = jnp.concatenate([dc * g * i * (1 - i), dc * cp * f * (1 - f), dc * i * (1 - g * g),
+                                  dh * tc * o * (1 - o)], 1)
+            head = jnp.where(j + 1 < k1, heads[jnp.maximum(k1 - 2 - j, 0)], 0.0)  # step t - j - 1 injected?
+            W = state["W_snap"][s] if "W_snap" in state else p["weight_hh_l0"]
+            dh = dz @ W  # (stored: XLA copies the snapshot out of the ring before the product)
+            return (dh + head, dc * f), (dz, s)
+
+        _, (dZ, slots) = jax.lax.scan(backward, (heads[k1 - 1], jnp.zeros_like(state["c"])), jnp.arange(K))
+        dZ2 = dZ.reshape(-1, 4 * H)
+        grads = {
+            "weight_hh_l0": dZ2.T @ state["h_prev"][slots].reshape(-1, H),
+            "weight_ih_l0": jnp.zeros_like(p["weight_ih_l0"]).at[:, state["x"][slots].reshape(-1)].add(dZ2.T),
+            "bias_ih_l0": dZ2.sum(0),
+            "bias_hh_l0": dZ2.sum(0),
+            "decoder.weight": scale * dls.reshape(-1, self.V).T @ hs.reshape(-1, H),
+            "decoder.bias": scale * dls.reshape(-1, self.V).sum(0),
+        }
+        return (self._sgd(p, grads), state, t), per_step
