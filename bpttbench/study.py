@@ -39,10 +39,16 @@ class Preset:
     map_seeds: int
     map_budget: str
     eval_every: int
+    # The map evaluates often (a time to a target needs several evaluations even at H = 512, where a
+    # run makes a few thousand steps) on the first map_eval_chars validation characters: at H = 512
+    # the whole split costs seconds per evaluation.
+    map_eval_every: int
+    map_eval_chars: int
 
     def sweeps(self, corpora: tuple[str, ...]) -> list[tuple[str, str]]:
         """(relative directory, TOML spec) of every sweep of the study."""
-        common = f'eval_every = {self.eval_every}\n'
+        common = f"eval_every = {self.eval_every}\n"
+        map_common = f"eval_every = {self.map_eval_every}\neval_chars = {self.map_eval_chars}\n"
         out = []
         for corpus in corpora:
             slug = corpus_slug(corpus)
@@ -55,19 +61,21 @@ class Preset:
         map_corpus = corpora[0]
         out.append(("map/k1-1", _spec("map-k1-1", map_corpus, f'budget = "{self.map_budget}"', self.map_seeds,
                                       ["single", "sliding"], {"k2": list(self.map_k2), "hidden": list(self.map_hidden)},
-                                      common)))
+                                      map_common)))
         for k2 in self.map_k2:
             if k2 >= 2:
                 out.append((f"map/k1-half-k2-{k2}", _spec(
                     f"map-k1-half-k2-{k2}", map_corpus, f'budget = "{self.map_budget}"', self.map_seeds,
-                    ["single", "sliding"], {"k1": [k2 // 2], "k2": [k2], "hidden": list(self.map_hidden)}, common)))
+                    ["single", "sliding"], {"k1": [k2 // 2], "k2": [k2], "hidden": list(self.map_hidden)}, map_common)))
         return out
 
 
-FULL = Preset(seeds=8, budget="40s", hidden=128, identity_steps=20_000, gradcheck_steps=10_000, gradcheck_every=500,
-              map_k2=(5, 20, 50, 100), map_hidden=(32, 128, 512), map_seeds=2, map_budget="12s", eval_every=5000)
+FULL = Preset(seeds=8, budget="30s", hidden=128, identity_steps=20_000, gradcheck_steps=10_000, gradcheck_every=500,
+              map_k2=(5, 20, 50, 100), map_hidden=(32, 128, 512), map_seeds=2, map_budget="12s", eval_every=10_000,
+              map_eval_every=1000, map_eval_chars=20_000)
 QUICK = Preset(seeds=3, budget="4s", hidden=32, identity_steps=2000, gradcheck_steps=1000, gradcheck_every=250,
-               map_k2=(5, 20), map_hidden=(16, 32), map_seeds=2, map_budget="2s", eval_every=2000)
+               map_k2=(5, 20), map_hidden=(16, 32), map_seeds=2, map_budget="2s", eval_every=2000,
+               map_eval_every=500, map_eval_chars=5000)
 
 
 def corpus_slug(corpus: str) -> str:

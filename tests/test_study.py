@@ -13,7 +13,8 @@ from conftest import invoke
 
 # The quick preset shrunk further, so the pipeline runs in well under a minute.
 TINY = Preset(seeds=2, budget="1s", hidden=8, identity_steps=400, gradcheck_steps=300, gradcheck_every=100,
-              map_k2=(4, 8), map_hidden=(4, 8), map_seeds=2, map_budget="0.5s", eval_every=500)
+              map_k2=(4, 8), map_hidden=(4, 8), map_seeds=2, map_budget="0.5s", eval_every=500,
+              map_eval_every=200, map_eval_chars=500)
 
 
 @pytest.mark.slow
