@@ -60,6 +60,7 @@ if TYPE_CHECKING:  # for type checkers and editors; at run time the names load l
 
 
 def __getattr__(name: str):
+    """Import a public name from its module on first use (PEP 562)."""
     if name not in _SOURCES:
         raise AttributeError(f"module 'bpttbench' has no attribute {name!r}")
     value = getattr(importlib.import_module(_SOURCES[name]), name)
@@ -68,6 +69,7 @@ def __getattr__(name: str):
 
 
 def __dir__() -> list[str]:
+    """The public names too, before they are loaded."""
     return sorted(set(globals()) | set(__all__))
 
 
