@@ -248,29 +248,33 @@ def download_progress():
 
 
 @cli.command(context_settings={"show_default": True})
-@click.argument("path", type=click.Path(path_type=Path), default=Path("results"))
-@option("--out", type=click.Path(path_type=Path), default=None, help="Where the figures go. [default: PATH]")
+@click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
+@option("--out", type=click.Path(path_type=Path), default=None, help="Where the figures go. [default: the first PATH]")
 @option("--logx", is_flag=True, help="Logarithmic x axis.")
 @option("--smooth", type=int, default=None, help="Step-weighted moving average over this many log points, as in "
                                                       "`report` (1 = none). [default: 5]")
 @option("--format", "formats", multiple=True, type=click.Choice(["png", "svg", "pdf"]), help="[default: png and svg]")
-def plot(path, out, logx, smooth, formats):
-    """Draw loss against time and against steps from a run directory or a folder of runs.
+def plot(paths, out, logx, smooth, formats):
+    """Draw loss against time and against steps from run directories, sweeps or folders of runs
+    (default: results/), all in the same figures.
 
     \b
     Examples:
       bpttbench plot results/run-20261125-120000
+      bpttbench plot results/run-A results/run-B --out figures/
       bpttbench plot results/ --logx --out figures/
     """
     from bpttbench.plot import plot_runs
 
     if smooth is not None and smooth < 1:
         raise ConfigError(f"--smooth must be at least 1 (1 = no smoothing), got {smooth}")
-    written = plot_runs(path, out=out, logx=logx, smooth=smooth, formats=formats or ("png", "svg"))
+    paths = paths or (Path("results"),)
+    written = plot_runs(*paths, out=out, logx=logx, smooth=smooth, formats=formats or ("png", "svg"))
     for skipped, reason in written.skipped:
         stderr.print(f"skipped {skipped}: {reason}")
     if not written:
-        raise UserError(f"no complete runs to plot under {path}; finish a run with `bpttbench run` first")
+        raise UserError(f"no complete runs to plot under {', '.join(map(str, paths))}; "
+                        "finish a run with `bpttbench run` first")
     for figure in written:
         stdout.print(str(figure))
 

@@ -30,7 +30,6 @@ from bpttbench.errors import ResultsError
 from bpttbench.files import atomic_write
 from bpttbench.results import (
     aggregation_rows,
-    complete_runs,
     early_divergences,
     group_curves,
     median_band,
@@ -177,20 +176,23 @@ def _figure(data: pd.DataFrame, *, metric: str, x: str, smooth: int, logx: bool,
 
 
 def plot_runs(
-    path: Path,
-    *,
+    *paths: Path,
     out: Path | None = None,
     logx: bool = False,
     smooth: int | None = None,
     formats: Sequence[str] = ("png", "svg"),
 ) -> PlotResult:
-    """Plot every complete run under path; returns the written files (a list) with `.skipped`.
+    """Plot every complete run under any of paths (run, sweep or any folder of runs) in the same
+    figures; returns the written files (a list) with `.skipped`.
 
     Writes loss_vs_time, loss_vs_iter and, when validation was recorded, val_loss_vs_time and
-    val_loss_vs_iter, once per format, into out (default: path itself, or its folder if path
-    is a manifest file).
+    val_loss_vs_iter, once per format, into out (default: the first path, or its folder if that
+    is a manifest file). A run reached through several paths is drawn once.
     """
-    path = Path(path)
+    from bpttbench.api import gather_runs  # the one way several paths are read, as load_runs does
+
+    paths = tuple(Path(p) for p in paths)
+    where = ", ".join(str(p) for p in paths)
     smooth = SMOOTH if smooth is None else smooth
     if isinstance(smooth, bool) or not isinstance(smooth, int) or smooth < 1:
         raise ResultsError(f"smoothing must be a whole number of log points >= 1 (1 = none), got {smooth!r}")
@@ -200,10 +202,10 @@ def plot_runs(
     if bad or not formats:
         raise ResultsError(f"cannot write plot format(s) {', '.join(bad) or '(none)'}; choose from {', '.join(sorted(supported))}")
 
-    complete, skipped = complete_runs(path)
+    complete, skipped = gather_runs(paths)
     if not complete:
-        why = skipped[0][1] if skipped else "none found"
-        raise ResultsError(f"no complete runs under {path} ({len(skipped)} skipped, e.g. {skipped[0][0]}: {why}); plot a run that finished")
+        raise ResultsError(f"no complete runs under {where} ({len(skipped)} skipped, e.g. {skipped[0][0]}: "
+                           f"{skipped[0][1]}); plot a run that finished")
 
     data = group_curves(complete)
     optima = {run.manifest["corpus"]["name"]: run.manifest["corpus"]["optimum_bpc"] for run in complete
@@ -211,10 +213,10 @@ def plot_runs(
     early = early_divergences(complete, data)
     skipped.extend((where, f"diverged at step {step} before its first log point, nothing to draw") for where, step in early)
     if not (data["metric"] == "train_bpc").any():
-        raise nothing_to_show(path, early)
+        raise nothing_to_show(where, early)
 
     if out is None:
-        out = path.parent if path.is_file() else path
+        out = paths[0].parent if paths[0].is_file() else paths[0]
     out = Path(out)
     try:
         out.mkdir(parents=True, exist_ok=True)

@@ -16,6 +16,7 @@ from bpttbench.errors import ResultsError
 from bpttbench.plot import plot_runs
 from bpttbench.records import Record, RunOutcome
 from bpttbench.results import RunWriter
+from conftest import invoke
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 TRAIN = ["loss_vs_time", "loss_vs_iter"]
@@ -102,6 +103,34 @@ def test_default_out_for_a_root_is_the_root(tmp_path):
     written = plot_runs(tmp_path / "root", formats=("svg",))
     assert all(Path(p).parent == tmp_path / "root" for p in written)
     assert "(1 seed)" in (tmp_path / "root" / "loss_vs_time.svg").read_text()
+
+
+def test_several_paths_share_the_figures_and_out_defaults_to_the_first(tmp_path):
+    a = write_run(tmp_path / "a", schemes=(("sliding", 20, 3.0),), seeds=(0, 1))
+    b = write_run(tmp_path / "b", schemes=(("single", 5, 1.0),), seeds=(0,))
+    written = plot_runs(a, b, tmp_path / "a" / "manifest.json", formats=("svg",))  # a twice: drawn once
+    assert names(written) == {f"{stem}.svg" for stem in TRAIN + VAL}
+    assert all(Path(p).parent == a for p in written)
+    assert not list(b.glob("*.svg"))
+    svg = (a / "loss_vs_time.svg").read_text()
+    assert "sliding k2=20 (2 seeds)" in svg and "single k2=5 (1 seed)" in svg
+
+
+def test_the_plot_command_takes_several_paths_and_defaults_to_results(tmp_path, capsys, monkeypatch):
+    a = write_run(tmp_path / "results" / "a", schemes=(("sliding", 20, 3.0),), seeds=(0,))
+    b = write_run(tmp_path / "elsewhere" / "b", schemes=(("single", 20, 1.0),), seeds=(0,))
+    code, stdout, stderr = invoke(["plot", a, b, "--out", tmp_path / "figs", "--format", "svg"], capsys)
+    assert code == 0, stderr
+    assert sorted(stdout.split()) == sorted(str(tmp_path / "figs" / f"{stem}.svg") for stem in TRAIN + VAL)
+    svg = (tmp_path / "figs" / "loss_vs_iter.svg").read_text()
+    assert "sliding (1 seed)" in svg and "single (1 seed)" in svg
+    monkeypatch.chdir(tmp_path)
+    code, stdout, stderr = invoke(["plot", "--format", "png"], capsys)
+    assert code == 0, stderr
+    assert sorted(Path(p).name for p in stdout.split()) == sorted(f"{stem}.png" for stem in TRAIN + VAL)
+    assert (tmp_path / "results" / "loss_vs_time.png").is_file()
+    code, _, stderr = invoke(["plot", a, tmp_path / "nowhere"], capsys)
+    assert code == 2 and "nowhere does not exist" in stderr
 
 
 def test_diverged_seed_is_marked_not_drawn(tmp_path):
