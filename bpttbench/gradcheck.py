@@ -525,10 +525,11 @@ def _error_vs_step(rows: pd.DataFrame, tensor: str, corpus: str, followed: str) 
             if j == 0:
                 ax.set_ylabel("relative error ||g − g_ref|| / ||g_ref||")
     handles, labels = axes[0][0].get_legend_handles_labels()
-    if handles:
-        fig.legend(handles, labels, loc="outside lower center", ncols=min(len(handles), 4), fontsize="small")
-    fig.suptitle(f"Gradient error along a {followed} trajectory — corpus {corpus}, tensor: {tensor} "
-                 f"(dotted: FD tolerance {FD_TOLERANCE:g})")
+    if handles:  # as many legend columns as the figure's width holds (about 2.2 inches each)
+        columns = max(1, min(len(handles), 4, int(fig.get_figwidth() // 2.2)))
+        fig.legend(handles, labels, loc="outside lower center", ncols=columns, fontsize="small")
+    fig.suptitle(f"Gradient error along a {followed} trajectory\ncorpus {corpus}, tensor: {tensor}\n"
+                 f"dotted: FD tolerance {FD_TOLERANCE:g}", fontsize="medium")
     return fig
 
 
