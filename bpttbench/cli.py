@@ -302,8 +302,9 @@ class GradcheckProgress:
 
 
 @cli.command(context_settings={"show_default": True})
-@option("--scheme", type=click.Choice(["single", "stored", "rtrl", "uoro"]), default="single",
-        help="The scheme whose trajectory is followed; rtrl adds each gradient's error against rtrl's untruncated one (use a small --hidden).")
+@option("--scheme", type=click.Choice(["single", "stored", "rtrl", "snap1", "eprop", "uoro"]), default="single",
+        help="The scheme whose trajectory is followed; rtrl, snap1 and eprop add each gradient's error against rtrl's "
+             "untruncated one, and snap1's, eprop's and uoro's (one sample) against it too (use a small --hidden).")
 @option("--k1", type=int, default=1, help="Steps between updates.")
 @option("--k2", "k2s", type=int, multiple=True, help=f"Truncation length; repeat for several. [default: {', '.join(map(str, defaults.GRADCHECK_K2S))}]")
 @option("--lr", "lrs", type=float, multiple=True, help=f"Learning rate; repeat for several. [default: {', '.join(f'{lr:g}' for lr in defaults.GRADCHECK_LRS)}]")
@@ -329,12 +330,14 @@ def gradcheck(scheme, k1, k2s, lrs, inject, optimizer, clip, hidden, batch, dtyp
 
     At checkpoints, for the same window and weights: the gradient single and stored would use,
     the exact one (what sliding computes), and finite differences of the exact one (float64).
-    Exits 1 if the exact gradient disagrees with finite differences.
+    Following rtrl, snap1 or eprop, also each of these and the online rules' gradients
+    (snap1, eprop, uoro) against rtrl's. Exits 1 if the exact gradient disagrees with finite differences.
 
     \b
     Examples:
       bpttbench gradcheck --corpus tinyshakespeare
       bpttbench gradcheck --k2 20 --lr 0.1 --lr 1.0 --optimizer sgd --clip 1
+      bpttbench gradcheck --scheme rtrl --hidden 16 --k2 20 --corpus reber
     """
     from bpttbench import gradcheck as checker
     from bpttbench.corpus import load_corpus

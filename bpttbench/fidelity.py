@@ -12,9 +12,11 @@ For the window of a scheme's next update, with the same current weights:
 
 In float64 a central finite-difference estimate of the window loss's gradient, computed with
 the plain-NumPy reference (bpttbench.reference.window_loss), checks g_exact on a random subset
-of weights; it must agree to FD_TOLERANCE. On an rtrl trajectory each of the three is also
-compared with the untruncated online gradient rtrl carries (the *_vs_rtrl estimators).
-bpttbench.gradcheck follows a trajectory (single, stored, rtrl or uoro) and writes the results.
+of weights; it must agree to FD_TOLERANCE. Where rtrl's untruncated online gradient is known
+(following rtrl, snap1 or eprop) each of the three is also compared with it, and so is the
+gradient each of rtrl's approximations (snap1, eprop, uoro) would apply at the same update, with
+the same weights (the *_vs_rtrl estimators). bpttbench.gradcheck follows a trajectory and writes
+the results.
 
 References:
 - R. J. Williams and J. Peng, "An efficient gradient-based algorithm for on-line training of
@@ -26,7 +28,7 @@ References:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -39,8 +41,12 @@ TENSORS = ("weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "decoder.weight", "deco
 # single and stored against the exact gradient, single against stored (what storing past weights
 # changes), and the exact gradient against finite differences on a subset of weights.
 WINDOW_ESTIMATORS = ("single", "stored", "single_vs_stored", "exact_vs_fd")
-# Only on an rtrl trajectory: each window gradient against rtrl's untruncated one.
-RTRL_ESTIMATORS = ("single_vs_rtrl", "stored_vs_rtrl", "exact_vs_rtrl")
+# The online rules that approximate rtrl's influence matrix; where rtrl's gradient is known each
+# is compared with it (uoro's from a single sample of its random projection, as the papers report it).
+RTRL_APPROXIMATIONS = ("snap1", "eprop", "uoro")
+ONLINE_ESTIMATORS = tuple(f"{rule}_vs_rtrl" for rule in RTRL_APPROXIMATIONS)
+# Only where rtrl's gradient is known: each window gradient, then each online rule's, against it.
+RTRL_ESTIMATORS = ("single_vs_rtrl", "stored_vs_rtrl", "exact_vs_rtrl") + ONLINE_ESTIMATORS
 ESTIMATORS = WINDOW_ESTIMATORS + RTRL_ESTIMATORS
 FD_TOLERANCE = 1e-6
 # Fourth-order central differences: truncation error ~ h^4 f^(5) / 30, rounding ~ 1.5 eps |f| / h.
@@ -80,7 +86,8 @@ class WindowGradients:
     exact: np.ndarray
     theta: np.ndarray  # the current weights (a copy)
     drift: float  # ||W_now - W_oldest|| / ||W_now|| over W_hh and the decoder, across the window
-    rtrl: np.ndarray | None = None  # when following rtrl: the untruncated gradient it will apply
+    rtrl: np.ndarray | None = None  # where known: the untruncated gradient rtrl would apply
+    online: dict = field(default_factory=dict)  # rule in RTRL_APPROXIMATIONS -> the gradient it would apply
 
 
 def next_window(scheme) -> Window:
@@ -246,6 +253,8 @@ def metric_rows(grads: WindowGradients, V: int, H: int, fd: tuple[np.ndarray, np
     if grads.rtrl is not None:
         pairs += [("single_vs_rtrl", grads.single, grads.rtrl), ("stored_vs_rtrl", grads.stored, grads.rtrl),
                   ("exact_vs_rtrl", grads.exact, grads.rtrl)]
+        pairs += [(f"{rule}_vs_rtrl", grads.online[rule], grads.rtrl)
+                  for rule in RTRL_APPROXIMATIONS if rule in grads.online]
     for estimator, g, against in pairs:
         for tensor in TENSORS:
             sl = slice(None) if tensor == "all" else slices[tensor]

@@ -1,11 +1,16 @@
 """gradcheck: follow one scheme's real trajectory and, every few updates, measure how far the
 gradients single and stored would use are from the exact window gradient (bpttbench.fidelity).
 
-The trajectory followed is single's, stored's, rtrl's or uoro's own: between checkpoints it
-advances in one JIT call (scheme.run); only in the k2 steps before a checkpoint does Python step
-it one update period at a time, copying W_hh and the decoder (the only weights a backward pass
-reads) after each update, so that g_stored can be formed whichever scheme is followed. Following
-rtrl adds each gradient's error against the untruncated gradient rtrl carries.
+The trajectory followed is one scheme's own (FOLLOWABLE): between checkpoints it advances in one
+JIT call (scheme.run); only in the k2 steps before a checkpoint does Python step it one update
+period at a time, copying W_hh and the decoder (the only weights a backward pass reads) after each
+update, so that g_stored can be formed whichever scheme is followed.
+
+Following rtrl, snap1 or eprop also compares every gradient with rtrl's untruncated one, and
+measures how well each online rule (snap1, eprop, uoro) approximates it: the rules not followed
+run as shadows (Shadows), which carry their own traces over the same inputs with the followed
+scheme's weights, so that at a checkpoint each gives the gradient it would apply at that point of
+the followed trajectory. The trajectory then advances one update period at a time throughout.
 
 Writes, in its output folder, gradcheck.csv (tidy: one row per trajectory, checkpoint, estimator
 and tensor; rewritten after every trajectory), gradcheck.json (settings, machine, status through
@@ -36,6 +41,7 @@ from bpttbench.fidelity import (
     ESTIMATORS,
     FD_STEP,
     FD_TOLERANCE,
+    RTRL_APPROXIMATIONS,
     RTRL_ESTIMATORS,
     WindowGradients,
     central_differences,
@@ -52,10 +58,13 @@ from bpttbench.kernels.lstm import param_views
 from bpttbench.model import init_theta
 from bpttbench.schemes import make_scheme
 
-# rtrl is followed to compare the truncated gradients with the untruncated one it carries
-# (its sensitivities go back to step 1, through the weights of every past step); uoro to see the
-# truncated gradients along its trajectory.
-FOLLOWABLE = ("single", "stored", "rtrl", "uoro")
+# rtrl is followed to compare the truncated gradients and the online rules with the untruncated
+# gradient it carries (its sensitivities go back to step 1, through the weights of every past
+# step); snap1 and eprop to make the same comparisons along their own trajectories (rtrl as a
+# shadow); uoro to see the truncated gradients along its trajectory.
+FOLLOWABLE = ("single", "stored", "rtrl", "snap1", "eprop", "uoro")
+# Followed, these run rtrl and the other online rules as shadows.
+WITH_SHADOWS = ("rtrl", "snap1", "eprop")
 LN2 = math.log(2.0)
 
 CSV_NAME = "gradcheck.csv"
@@ -66,6 +75,7 @@ CONFIG_COLUMNS = ("corpus", "scheme", "k1", "k2", "inject", "hidden", "batch", "
 COLUMNS = CONFIG_COLUMNS + ("seed", "step", "updates", "train_bpc", "drift", "tensor", "estimator", "cosine",
                             "rel_error")
 _AGAINST_RTRL = (0, (5, 1.5, 1, 1.5))
+_RULE_VS_RTRL = (0, (3, 1.2))
 # (colour, line style, legend): each gradient in its scheme's colour (the exact one in sliding's, which
 # computes it); against rtrl's gradient in a line style of its own.
 ESTIMATOR_STYLE = {
@@ -76,7 +86,11 @@ ESTIMATOR_STYLE = {
     "single_vs_rtrl": (defaults.SCHEME_COLORS["single"], _AGAINST_RTRL, "single vs rtrl"),
     "stored_vs_rtrl": (defaults.SCHEME_COLORS["stored"], _AGAINST_RTRL, "stored vs rtrl"),
     "exact_vs_rtrl": (defaults.SCHEME_COLORS["sliding"], _AGAINST_RTRL, "exact (sliding) vs rtrl"),
+    **{f"{rule}_vs_rtrl": (defaults.SCHEME_COLORS[rule], _RULE_VS_RTRL,
+                           f"{rule} vs rtrl" + (" (one sample)" if rule == "uoro" else ""))
+       for rule in RTRL_APPROXIMATIONS},
 }
+_NOT_FOLLOWABLE = f"gradcheck follows {', '.join(FOLLOWABLE[:-1])} or {FOLLOWABLE[-1]}"
 
 
 class GradientCheckError(BpttbenchError):
@@ -103,23 +117,78 @@ def _snapshot(scheme) -> tuple[np.ndarray, np.ndarray]:
     return views[1].copy(), views[4].copy()
 
 
+class Shadows:
+    """Online rules that follow another scheme's trajectory: the same inputs, that scheme's weights.
+
+    Each carries its own traces (sensitivities, eligibility traces, uoro's projections) but never
+    its own weights: before every update period they hold the followed scheme's theta, and their
+    updates change nothing (sgd at lr 0), so at a checkpoint gradient_for_next_update() is the
+    gradient each rule would apply at that point of the followed trajectory.
+    """
+
+    def __init__(self, cfg: TrainConfig, theta: np.ndarray, vocab_size: int, train_ids: np.ndarray):
+        names = [n for n in ("rtrl",) + RTRL_APPROXIMATIONS if n != cfg.scheme] if cfg.scheme in WITH_SHADOWS else []
+        self.schemes = {n: make_scheme(cfg.replace(scheme=n, optimizer="sgd", lr=0.0, clip=0.0), theta, vocab_size,
+                                       train_ids) for n in names}
+
+    def __bool__(self) -> bool:
+        return bool(self.schemes)
+
+    def run(self, theta: np.ndarray, k1: int) -> None:
+        """One update period of every shadow with these weights."""
+        for shadow in self.schemes.values():
+            shadow.theta[:] = theta
+            shadow.run(k1, np.empty(k1))
+
+    def gradients(self, theta: np.ndarray) -> dict[str, np.ndarray]:
+        """name -> the gradient that rule would apply at its next update, with these weights."""
+        out = {}
+        for name, shadow in self.schemes.items():
+            shadow.theta[:] = theta
+            out[name] = shadow.gradient_for_next_update()
+        return out
+
+
+def _online_gradients(scheme, shadows: Shadows) -> tuple[np.ndarray | None, dict[str, np.ndarray]]:
+    """(rtrl's gradient or None, rule -> its gradient) at the followed scheme's next update."""
+    grads = shadows.gradients(scheme.theta)
+    if scheme.name in WITH_SHADOWS:
+        grads[scheme.name] = scheme.gradient_for_next_update()
+    online = {rule: grads[rule] for rule in RTRL_APPROXIMATIONS if rule in grads}
+    return grads.get("rtrl"), online
+
+
 class Follower:
-    """The followed trajectory: a Scheme plus the past weights its next window needs."""
+    """The followed trajectory: a Scheme (and its Shadows) plus the past weights its next window needs."""
 
     def __init__(self, cfg: TrainConfig, train_ids: np.ndarray, vocab_size: int, theta: np.ndarray | None = None):
         if cfg.scheme not in FOLLOWABLE:
-            raise ConfigError(f"gradcheck follows single, stored, rtrl or uoro, not {cfg.scheme!r}; choose one of those with --scheme")
+            raise ConfigError(f"{_NOT_FOLLOWABLE}, not {cfg.scheme!r}; choose one of those with --scheme")
         theta = init_theta(vocab_size, cfg.hidden, cfg.seed, cfg.dtype) if theta is None else theta.astype(cfg.dtype)
         self.scheme = make_scheme(cfg, theta, vocab_size, train_ids)
+        self.shadows = Shadows(cfg, theta, vocab_size, train_ids)
         self.past_weights = {0: _snapshot(self.scheme)}  # update count -> (W_hh, W_dec) after it
         self.diverged_at: int | None = None
         self._loss_sum, self._loss_count = 0.0, 0
+
+    def _run(self, n: int, losses: np.ndarray) -> int:
+        """scheme.run, or with shadows one update period at a time, each shadow first with the weights of that period."""
+        if not self.shadows:
+            return self.scheme.run(n, losses)
+        k1, done = self.scheme.k1, 0
+        while done < n:
+            self.shadows.run(self.scheme.theta, k1)
+            period = self.scheme.run(k1, losses[done : done + k1])
+            done += period
+            if period < k1:
+                break
+        return done
 
     def _advance(self, n: int) -> bool:
         if n <= 0:
             return True
         losses = np.empty(n)
-        done = self.scheme.run(n, losses)
+        done = self._run(n, losses)
         self._loss_sum += float(losses[:done].sum())
         self._loss_count += done
         if done < n:
@@ -147,9 +216,9 @@ class Follower:
             window = next_window(scheme)
             single, stored = truncated_gradients(scheme, window, self.past_weights)
             exact = exact_gradient(scheme, window)
-            rtrl = scheme.gradient_for_next_update() if scheme.name == "rtrl" else None
+            rtrl, online = _online_gradients(scheme, self.shadows)
             grads = WindowGradients(window, single, stored, exact, scheme.theta.copy(),
-                                    weight_drift(scheme, window, self.past_weights), rtrl)
+                                    weight_drift(scheme, window, self.past_weights), rtrl, online)
             bpc = self._loss_sum / self._loss_count / LN2 if self._loss_count else float("nan")
             self._loss_sum, self._loss_count = 0.0, 0
             yield Checkpoint(scheme.t, scheme.updates, bpc, grads, scheme, self.past_weights)
@@ -256,7 +325,7 @@ def _plan(scheme: str, k1: int, k2s: Sequence[int], lrs: Sequence[float], every:
           steps: int, **train) -> tuple[list[TrainConfig], list[int]]:
     """(one validated TrainConfig per (k2, lr), the update counts to check at); ConfigError if unusable."""
     if scheme not in FOLLOWABLE:
-        raise ConfigError(f"gradcheck follows single, stored, rtrl or uoro, not {scheme!r}; choose one of those with --scheme")
+        raise ConfigError(f"{_NOT_FOLLOWABLE}, not {scheme!r}; choose one of those with --scheme")
     k2s = list(dict.fromkeys(int(k) for k in k2s))
     lrs = list(dict.fromkeys(float(lr) for lr in lrs))
     if not k2s or not lrs:
@@ -456,10 +525,11 @@ def _error_vs_step(rows: pd.DataFrame, tensor: str, corpus: str, followed: str) 
             if j == 0:
                 ax.set_ylabel("relative error ||g − g_ref|| / ||g_ref||")
     handles, labels = axes[0][0].get_legend_handles_labels()
-    if handles:
-        fig.legend(handles, labels, loc="outside lower center", ncols=min(len(handles), 4), fontsize="small")
-    fig.suptitle(f"Gradient error along a {followed} trajectory — corpus {corpus}, tensor: {tensor} "
-                 f"(dotted: FD tolerance {FD_TOLERANCE:g})")
+    if handles:  # as many legend columns as the figure's width holds (about 2.2 inches each)
+        columns = max(1, min(len(handles), 4, int(fig.get_figwidth() // 2.2)))
+        fig.legend(handles, labels, loc="outside lower center", ncols=columns, fontsize="small")
+    fig.suptitle(f"Gradient error along a {followed} trajectory\ncorpus {corpus}, tensor: {tensor}\n"
+                 f"dotted: FD tolerance {FD_TOLERANCE:g}", fontsize="medium")
     return fig
 
 

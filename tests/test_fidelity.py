@@ -280,7 +280,7 @@ def test_skipping_finite_differences_is_not_a_failure():
 
 
 @pytest.mark.parametrize("kw,match", [
-    (dict(scheme="sliding"), "single, stored, rtrl or uoro"),
+    (dict(scheme="sliding"), "single, stored, rtrl, snap1, eprop or uoro"),
     (dict(every=1000), "no checkpoint"),
     (dict(k2s=(0,)), "k2 must be at least 1"),
     (dict(n_fd=-1), "fd-weights"),
