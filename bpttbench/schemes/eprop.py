@@ -34,10 +34,10 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from bpttbench.kernels.lstm import JIT, forward_step, param_views, read_inputs
+from bpttbench.kernels.lstm import JIT, param_views
 from bpttbench.kernels.optim import apply_update
 from bpttbench.schemes.base import Scheme, aligned_zeros
-from bpttbench.schemes.rtrl import head_gradient, sensitivity_columns
+from bpttbench.schemes.rtrl import head_gradient, online_forward, sensitivity_columns
 
 
 @njit(**JIT)
@@ -103,10 +103,7 @@ def run_eprop_block(theta, grad, V, H, ids, track_len, ring, opt_state, optimize
         t = t0 + n + 1
         s = t % R
         ps = (t - 1) % R
-        if (t - 1) % k1 == 0:
-            grad[:] = 0.0
-        read_inputs(ids, track_len, t, x_r[s], y_r[s])
-        loss = forward_step(theta, V, H, ring, t, ps) / B
+        loss = online_forward(theta, grad, V, H, ids, track_len, ring, t, k1)
         losses[n] = loss
         if not np.isfinite(loss):
             return n + 1, updates

@@ -119,6 +119,18 @@ def head_gradient(W_dec, probs, h, y, scale, g_dec, g_bdec, dh):
 
 
 @njit(**JIT)
+def online_forward(theta, grad, V, H, ids, track_len, ring, t, k1):
+    """Step t of an online rule (rtrl, uoro, snap1, eprop) up to its loss: zero the gradient when an
+    update period starts, read the step's inputs, run its forward pass into the ring; returns the
+    batch-mean loss (nats)."""
+    R, B = ring[0].shape
+    if (t - 1) % k1 == 0:
+        grad[:] = 0.0
+    read_inputs(ids, track_len, t, ring[0][t % R], ring[1][t % R])
+    return forward_step(theta, V, H, ring, t, (t - 1) % R) / B
+
+
+@njit(**JIT)
 def run_rtrl_block(theta, grad, V, H, ids, track_len, ring, opt_state, optimizer, lr, clip,
                    t0, n_steps, k1, S_h, S_c, Dz, dh, losses):
     """Steps t0+1 .. t0+n_steps of rtrl; returns (steps done, updates done)."""
@@ -136,10 +148,7 @@ def run_rtrl_block(theta, grad, V, H, ids, track_len, ring, opt_state, optimizer
         t = t0 + n + 1
         s = t % R
         ps = (t - 1) % R
-        if (t - 1) % k1 == 0:
-            grad[:] = 0.0
-        read_inputs(ids, track_len, t, x_r[s], y_r[s])
-        loss = forward_step(theta, V, H, ring, t, ps) / B
+        loss = online_forward(theta, grad, V, H, ids, track_len, ring, t, k1)
         losses[n] = loss
         if not np.isfinite(loss):
             return n + 1, updates

@@ -33,10 +33,10 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from bpttbench.kernels.lstm import JIT, forward_step, param_views, read_inputs
+from bpttbench.kernels.lstm import JIT, param_views
 from bpttbench.kernels.optim import apply_update
 from bpttbench.schemes.base import Scheme, aligned_copy, aligned_zeros
-from bpttbench.schemes.rtrl import head_gradient
+from bpttbench.schemes.rtrl import head_gradient, online_forward
 
 UORO_EPS = 1e-7  # eps0 = eps1 of the paper: keeps the scalings finite when a factor is zero
 _GOLDEN = 0x9E3779B97F4A7C15
@@ -158,10 +158,7 @@ def run_uoro_block(theta, grad, V, H, ids, track_len, ring, opt_state, optimizer
         t = t0 + n + 1
         s = t % R
         ps = (t - 1) % R
-        if (t - 1) % k1 == 0:
-            grad[:] = 0.0
-        read_inputs(ids, track_len, t, x_r[s], y_r[s])
-        loss = forward_step(theta, V, H, ring, t, ps) / B
+        loss = online_forward(theta, grad, V, H, ids, track_len, ring, t, k1)
         losses[n] = loss
         if not np.isfinite(loss):
             return n + 1, updates
