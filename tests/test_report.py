@@ -359,16 +359,25 @@ def test_equal_time_is_judged_on_validation_loss_when_the_text_gets_harder(tmp_p
     c = comparison(report, "single", "sliding")
     assert c.stats["at_time"].median == pytest.approx(1.5 + f_fast(10000) - f_fast(2500))
     assert c.stats["val_at_time"].median == pytest.approx(f_fast(10000) - f_fast(2500))
+    # One evaluation each, both at 10 s: the validation curves share that one time.
+    assert list(c.curves.times["val_time_curve"]) == [10.0]
+    assert c.stats["val_time_curve"].median == pytest.approx(f_fast(10000) - f_fast(2500))
     assert claim(report, "3").verdict == SUPPORTED
     decided, *context = claim(report, "3").evidence
-    assert format_interval(c.stats["val_at_time"], signed=True) in decided  # the validation loss decides
+    assert "validation loss over time" in decided and \
+        format_interval(c.stats["val_time_curve"], signed=True) in decided  # the validation loss decides
     assert any(format_interval(c.stats["at_time"], signed=True) in e for e in context)  # the online one is shown
-    # Without validation loss the online loss at T decides, and says so.
+    # Without validation loss the online curves over time decide, and say so: the common range is
+    # 2-10 s (sliding's first log point is at 2 s), read at 2, 4, 6, 8 and 10 s, all log points of both.
     no_val = [{**u, "points": [(a, b, c_, None) for a, b, c_, _ in u["points"]]} for u in units]
     online = build_report(write_run(tmp_path / "no_val", no_val), smooth=1)
+    c = comparison(online, "single", "sliding")
+    np.testing.assert_allclose(c.curves.times["time_curve"], [2, 4, 6, 8, 10])
+    harder = lambda step: f_fast(step) + (1.5 if step > 5000 else 0.0)  # noqa: E731
+    expect = np.mean([harder(1000 * t) - harder(250 * t) for t in (2, 4, 6, 8, 10)])
+    assert c.stats["time_curve"].median == pytest.approx(expect)
     assert claim(online, "3").verdict == CONTRADICTED
-    assert format_interval(comparison(online, "single", "sliding").stats["at_time"], signed=True) in \
-        claim(online, "3").evidence[0]
+    assert format_interval(c.stats["time_curve"], signed=True) in claim(online, "3").evidence[0]
     assert claim(online, "4").verdict == CONTRADICTED  # final online loss, 1.5 apart, both level
 
 
@@ -585,7 +594,7 @@ def test_the_terminal_tables_show_the_markdown_rows(tmp_path):
         for column in ("configuration", "steps/s (steps/s)", "final validation loss (bits/char)"):
             assert row[column] in shown, column
     for row in comparisons:
-        assert row["steps/s"] in shown and row["online loss at N"] in shown
+        assert row["steps/s"] in shown and row["online loss over the steps"] in shown
     assert shown.count(SUPPORTED) == sum(c.verdict == SUPPORTED for c in report.claims)
 
 
