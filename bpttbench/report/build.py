@@ -78,7 +78,7 @@ class Report:
 def _read_runs(paths: list[Path]) -> tuple[list[Run], list[tuple[Path, str]]]:
     """The complete runs under every path, each once (paths may overlap), and what is skipped, with why."""
     complete: dict[Path, Run] = {}
-    skipped: dict[Path, str] = {}
+    skipped: dict[Path, tuple[Path, str]] = {}
     for path in paths:
         runs, skips = complete_runs(path)
         for run in runs:

@@ -298,7 +298,7 @@ def _gradient_claim(number: str, text: str, rule: str, estimator: str, grad: lis
         return Claim(number, text, NOT_MEASURED, rule, [f"not measured: {grad_problem}"], f"not measured: {grad_problem}")
     rows = [g for g in grad if g.estimator == estimator]
     if not rows:
-        why = ("no gradcheck.csv under the path (run `bpttbench gradcheck`)" if not grad
+        why = ("no gradcheck.csv where the runs were read (run `bpttbench gradcheck`)" if not grad
                else f"gradcheck.csv has no {estimator} rows")
         return Claim(number, text, NOT_MEASURED, rule, [f"not measured: {why}"], f"not measured: {why}")
     verdicts, evidence, short = [], [], []
