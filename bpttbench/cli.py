@@ -472,8 +472,9 @@ def speed(schemes, hidden, k2, batch, k1, dtypes, repeats, min_time, adam, again
 
 
 @cli.command(context_settings={"show_default": True})
-@click.argument("path", type=click.Path(path_type=Path), default=Path("results"))
-@option("--out", type=click.Path(path_type=Path), default=None, help="Folder for report.md and report.json. [default: PATH]")
+@click.argument("paths", nargs=-1, type=click.Path(path_type=Path), metavar="[PATH]...")
+@option("--out", type=click.Path(path_type=Path), default=None,
+        help="Folder for report.md and report.json. [default: PATH, the first PATH when there are several]")
 @option("--delta", type=float, default=defaults.DELTA, help="Bits/char within which two schemes count as 'about the same'.")
 @option("--target", type=float, default=None, help="Target loss for time/steps-to-target. [default: worst final loss]")
 @option("--at-time", default=None, help="Compare at this training time (90s, 2m). [default: the common budget]")
@@ -482,17 +483,21 @@ def speed(schemes, hidden, k2, batch, k1, dtypes, repeats, min_time, adam, again
 @option("--bootstrap", type=int, default=defaults.BOOTSTRAP, help="Bootstrap resamples for the 95% intervals.")
 @option("--bootstrap-seed", type=int, default=defaults.BOOTSTRAP_SEED, help="Seed of the bootstrap (the report is deterministic).")
 @option("--json", "as_json", is_flag=True, help="Print the report as JSON on stdout.")
-def report(path, out, delta, target, at_time, at_steps, smooth, bootstrap, bootstrap_seed, as_json):
+def report(paths, out, delta, target, at_time, at_steps, smooth, bootstrap, bootstrap_seed, as_json):
     """Medians with bootstrap intervals, paired scheme comparisons, and verdicts on the question's claims.
+
+    PATH... are run directories or folders of runs (default: results); the report reads every
+    complete run and gradcheck under all of them, each run once.
 
     \b
     Examples:
       bpttbench report results/run-20261125-120000
       bpttbench report results/ --delta 0.02 --at-time 60s
+      bpttbench report results/k2 results/gradcheck --out results/k2
     """
     from bpttbench.report import build_report, rich_renderables, write_report
 
-    built = build_report(path, target_loss=target, at_time=parse_duration(at_time) if at_time else None,
+    built = build_report(*(paths or (Path("results"),)), target_loss=target, at_time=parse_duration(at_time) if at_time else None,
                          at_steps=at_steps, bootstrap=bootstrap, seed=bootstrap_seed, delta=delta, smooth=smooth)
     written = write_report(built, out)
     for skipped, reason in built.skipped:

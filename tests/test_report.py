@@ -38,8 +38,9 @@ from bpttbench.report import (
     verdict_within,
     write_report,
 )
-from bpttbench.report.stats import format_interval
+from bpttbench.report.stats import format_interval, seeds_needed
 from bpttbench.results import RunWriter, smooth_curve
+from conftest import invoke
 
 MACHINE = {"cpu": "Test CPU 3000", "cores": 2, "hostname": "box", "python": "3.11.0", "numpy": "1.26.0",
            "numba": "0.59.0", "bpttbench": "0.1.0"}
@@ -216,6 +217,34 @@ def test_verdict_rules_cover_every_outcome():
     assert combine([NOT_MEASURED]) == combine([]) == NOT_MEASURED
 
 
+def smallest_n(values, gap):
+    """The smallest n > len(values) with t(0.975, n-1)·sqrt(pi/2)·s/sqrt(n) < gap, by brute force."""
+    s = np.std(values, ddof=1)
+    return next(n for n in range(len(values) + 1, 100_000)
+                if stats.t.ppf(0.975, n - 1) * math.sqrt(math.pi / 2) * s / math.sqrt(n) < gap)
+
+
+def test_seeds_needed_grows_with_the_spread_and_gives_up_on_the_edge():
+    band = (-0.05, 0.05)
+    small = seeds_needed([0.01, 0.02, 0.03], band, 0.005)  # median 0.02, 0.03 from the edge, s = 0.01
+    assert small.seeds == smallest_n([0.01, 0.02, 0.03], 0.03) == 4
+    large = seeds_needed([-0.1, 0.0, 0.1], band, 0.005)  # median 0, 0.05 from either edge, s = 0.1
+    assert large.seeds == smallest_n([-0.1, 0.0, 0.1], 0.05) and large.seeds > 20
+    assert large.text.startswith(f"≈ {large.seeds} seeds") and "s = 0.100" in large.text
+    # Outside the band the distance to the edge counts the same way: 0.08 − 0.05 = 0.03.
+    assert seeds_needed([0.07, 0.08, 0.09], band, 0.005).seeds == smallest_n([0.07, 0.08, 0.09], 0.03)
+    # A median within the margin of an edge: no count of seeds decides it.
+    edge = seeds_needed([0.0, 0.048, 0.1], band, 0.005)
+    assert edge.seeds is None and edge.text.startswith("not decidable at any seed count: the difference lies on the band")
+    assert seeds_needed([0.0, 0.056, 0.1], band, 0.005).seeds is not None  # just beyond the margin it is decidable
+    # Against a bound (claim 3: below 0), the one edge is 0.
+    assert seeds_needed([-0.03, -0.02, 0.01], (0.0,), 0.005).seeds == smallest_n([-0.03, -0.02, 0.01], 0.02)
+    assert seeds_needed([-0.03, 0.001, 0.01], (0.0,), 0.005).seeds is None
+    # Already tight: at least one seed more than there are. One seed: no spread to go on.
+    assert seeds_needed([0.0, 0.001, 0.002, 0.003], band, 0.005).seeds == 5
+    assert seeds_needed([0.02], band, 0.005).seeds is None
+
+
 # ----------------------------------------------------------------------------- numbers on synthetic runs
 
 
@@ -335,12 +364,102 @@ def test_claims_inconclusive_when_seeds_disagree_or_training_is_unfinished(tmp_p
     report = build_report(write_run(tmp_path / "a", units), smooth=1)
     assert claim(report, "2").verdict == INCONCLUSIVE
     assert claim(report, "1").verdict == NOT_MEASURED  # no stored runs
+    # How many seeds would decide it, from the spread of (−0.1, 0, +0.1): said in the evidence, the table and the JSON.
+    (need,) = claim(report, "2").needs
+    assert need["seeds"] == smallest_n([-0.1, 0.0, 0.1], 0.05) and need["spread"] == pytest.approx(0.1)
+    assert f"≈ {need['seeds']} seeds would decide it" in claim(report, "2").evidence[0]
+    assert f"≈ {need['seeds']} seeds" in claim(report, "2").deciding
+    # (0, +0.05, +0.1): the median sits on the band's edge, where no count of seeds decides.
+    edge_units = [{**u, "cfg": u["cfg"]} for u in units if u["cfg"].scheme == "sliding"]
+    edge_units += [unit("single", s, points(lambda t, o=off: f_fast(t) + o, 1000)) for s, off in zip(SEEDS, (0.0, 0.05, 0.1))]
+    edge = build_report(write_run(tmp_path / "edge", edge_units), smooth=1)
+    assert claim(edge, "2").verdict == INCONCLUSIVE and claim(edge, "2").needs[0]["seeds"] is None
+    assert "not decidable at any seed count: the difference lies on the band's edge" in claim(edge, "2").evidence[0]
     # Slow loss: sliding, at 2,500 steps, is still falling, so a gap in final loss is not a contradiction.
     slow = build_report(write_run(tmp_path / "b", question_units(loss=f_slow)), smooth=1)
     assert comparison(slow, "single", "sliding").stats["final_train"].median == pytest.approx(f_slow(10000) - f_slow(2500))
     assert claim(slow, "4").verdict == INCONCLUSIVE
     drop = group(slow, "sliding").late_drop  # how much sliding's loss still fell over its last quarter
     assert drop > 0.05 and any(f"{drop:.3f}" in e for e in claim(slow, "4").evidence[1:])
+    assert claim(slow, "4").needs == []  # more seeds would not help there: more time would
+
+
+def noisy_units(offset, *, noise=0.2, seeds=range(5), n=400):
+    """single and sliding over the same n log points (every 500 steps), single 4× faster and offset
+    higher; every log point of every curve carries independent Gaussian noise of sd `noise`."""
+    rng = np.random.default_rng(7)
+    units = []
+    for s in seeds:
+        for scheme, speed, off in (("sliding", 250, 0.0), ("single", 1000, offset)):
+            pts = [(i * 500, i * 500 / speed, f_fast(i * 500) + 0.01 * s + off + rng.normal(0, noise), None)
+                   for i in range(1, n + 1)]
+            units.append(unit(scheme, s, pts, budget_steps=n * 500))
+    return units
+
+
+def test_whole_curves_decide_where_one_point_cannot(tmp_path):
+    units = noisy_units(0.0)
+    same = build_report(write_run(tmp_path / "same", units))  # default smoothing, 5 log points
+    c = comparison(same, "single", "sliding")
+    point, whole = c.stats["at_steps"], c.stats["steps_curve"]
+    assert point.hi - point.lo > 0.2 and verdict_within(point, 0.05) == INCONCLUSIVE  # one point: hopeless
+    assert whole.hi - whole.lo < 0.03 and -0.05 < whole.lo and whole.hi < 0.05  # the whole curve: narrow, inside
+    assert claim(same, "2").verdict == SUPPORTED and "online loss over the steps" in claim(same, "2").evidence[0]
+    # Seed 0 by hand: smoothed curves, the 400 common log points less a burn-in of the first 40.
+    single, sliding = ([u for u in units if u["cfg"].scheme == scheme and u["cfg"].seed == 0][0]["points"]
+                       for scheme in ("single", "sliding"))
+    steps = np.array([p[0] for p in single], dtype=float)
+    smooth = lambda pts: smooth_curve(steps, np.array([p[2] for p in pts]), 5)  # noqa: E731
+    assert whole.values[0] == pytest.approx(np.mean((smooth(single) - smooth(sliding))[40:]))
+    window = c.curves.step_windows[0]
+    assert (window.points, window.skipped, window.first, window.last) == (360, 40, 20_500, 200_000)
+
+    worse = build_report(write_run(tmp_path / "worse", noisy_units(0.15)))
+    assert comparison(worse, "single", "sliding").stats["steps_curve"].median == pytest.approx(0.15, abs=0.02)
+    assert claim(worse, "2").verdict == CONTRADICTED
+
+
+def test_tail_of_the_validation_evaluations():
+    from bpttbench.report.families import tail_evaluations
+
+    assert tail_evaluations(np.arange(1.0, 9.0)) == 7.5  # 8 evaluations: the last 2
+    assert tail_evaluations(np.arange(1.0, 6.0)) == 4.5  # 5: the last ceil(1.25) = 2
+    assert tail_evaluations(np.array([1.0, 2.0, 3.0])) == 3.0  # at least one
+    assert math.isnan(tail_evaluations(np.array([])))
+
+
+def test_minimum_and_equal_time_read_the_validation_curves_not_one_evaluation(tmp_path):
+    """Validation at every log point over 40 s: single's falls faster (e-folding 1 s against 4 s),
+    both level at 2.5 (+0.01 × seed); sliding's last evaluation is an outlier 0.2 too high."""
+    def pts(speed, tau, s):
+        out = []
+        for i in range(1, int(40 * speed / 500) + 1):
+            wall = i * 500 / speed
+            out.append((i * 500, wall, f_fast(i * 500) + 0.01 * s, 2.5 + math.exp(-wall / tau) + 0.01 * s))
+        if tau == 4:
+            out[-1] = out[-1][:3] + (out[-1][3] + 0.2,)
+        return out
+
+    units = [unit(scheme, s, pts(speed, tau, s), budget_seconds=40.0)
+             for s in SEEDS for scheme, speed, tau in (("sliding", 250, 4), ("single", 1000, 1))]
+    report = build_report(write_run(tmp_path / "run", units), smooth=1)
+    c = comparison(report, "single", "sliding")
+    # Claim 4: the last evaluation alone says −0.2 (outside the band); the mean of the last quarter of the
+    # evaluations (20 of single's 80, 5 of sliding's 20) puts the outlier at a fifth of its weight.
+    assert c.stats["val_at_time"].median == pytest.approx(-0.2, abs=1e-3)
+    sliding_tail = np.mean([2.5 + math.exp(-w / 4) for w in (32, 34, 36, 38, 40)]) + 0.2 / 5
+    single_tail = np.mean([2.5 + math.exp(-(i * 0.5) / 1) for i in range(61, 81)])
+    assert c.stats["final_val"].median == pytest.approx(single_tail - sliding_tail)
+    assert c.stats["final_val"].median == pytest.approx(-0.04, abs=1e-3)
+    assert claim(report, "4").verdict == SUPPORTED
+    # Claim 3: the validation curves at 5 times from 4 s (10% of 40 s; both curves start before) to 40 s.
+    times = c.curves.times["val_time_curve"]
+    np.testing.assert_allclose(times, [4, 13, 22, 31, 40])
+    single_val = lambda t: 2.5 + math.exp(-t)  # noqa: E731  every time is one of single's evaluations
+    sliding_at = [np.interp(t, [w for _, w, _, _ in pts(250, 4, 0)], [v for *_, v in pts(250, 4, 0)]) for t in times]
+    expect = np.mean([single_val(t) - v for t, v in zip(times, sliding_at)])
+    assert c.stats["val_time_curve"].values == pytest.approx((expect,) * 3)
+    assert claim(report, "3").verdict == SUPPORTED
 
 
 def test_equal_time_is_judged_on_validation_loss_when_the_text_gets_harder(tmp_path):
@@ -359,16 +478,25 @@ def test_equal_time_is_judged_on_validation_loss_when_the_text_gets_harder(tmp_p
     c = comparison(report, "single", "sliding")
     assert c.stats["at_time"].median == pytest.approx(1.5 + f_fast(10000) - f_fast(2500))
     assert c.stats["val_at_time"].median == pytest.approx(f_fast(10000) - f_fast(2500))
+    # One evaluation each, both at 10 s: the validation curves share that one time.
+    assert list(c.curves.times["val_time_curve"]) == [10.0]
+    assert c.stats["val_time_curve"].median == pytest.approx(f_fast(10000) - f_fast(2500))
     assert claim(report, "3").verdict == SUPPORTED
     decided, *context = claim(report, "3").evidence
-    assert format_interval(c.stats["val_at_time"], signed=True) in decided  # the validation loss decides
+    assert "validation loss over time" in decided and \
+        format_interval(c.stats["val_time_curve"], signed=True) in decided  # the validation loss decides
     assert any(format_interval(c.stats["at_time"], signed=True) in e for e in context)  # the online one is shown
-    # Without validation loss the online loss at T decides, and says so.
+    # Without validation loss the online curves over time decide, and say so: the common range is
+    # 2-10 s (sliding's first log point is at 2 s), read at 2, 4, 6, 8 and 10 s, all log points of both.
     no_val = [{**u, "points": [(a, b, c_, None) for a, b, c_, _ in u["points"]]} for u in units]
     online = build_report(write_run(tmp_path / "no_val", no_val), smooth=1)
+    c = comparison(online, "single", "sliding")
+    np.testing.assert_allclose(c.curves.times["time_curve"], [2, 4, 6, 8, 10])
+    harder = lambda step: f_fast(step) + (1.5 if step > 5000 else 0.0)  # noqa: E731
+    expect = np.mean([harder(1000 * t) - harder(250 * t) for t in (2, 4, 6, 8, 10)])
+    assert c.stats["time_curve"].median == pytest.approx(expect)
     assert claim(online, "3").verdict == CONTRADICTED
-    assert format_interval(comparison(online, "single", "sliding").stats["at_time"], signed=True) in \
-        claim(online, "3").evidence[0]
+    assert format_interval(c.stats["time_curve"], signed=True) in claim(online, "3").evidence[0]
     assert claim(online, "4").verdict == CONTRADICTED  # final online loss, 1.5 apart, both level
 
 
@@ -449,6 +577,15 @@ def test_gradient_claims_from_gradcheck_csv(tmp_path):
     assert single.cosine.n == 6 and single.cosine.median == pytest.approx(0.999 - 2e-4)
     assert single.tensors == "the whole gradient"
     assert any("single's gradient against stored's" in e and "0.03" in e for e in claim(good, "1").evidence)
+    # Estimators the report does not judge (rows gradcheck may add, e.g. against rtrl) are summarised, not judged.
+    df = pd.read_csv(root / "gradcheck.csv")
+    extra = df[df["estimator"] == "single"].assign(estimator="snap1_vs_rtrl", cosine=0.5, rel_error=0.9)
+    pd.concat([df, extra]).to_csv(root / "gradcheck.csv", index=False)
+    more = build_report(root, smooth=1)
+    (snap1,) = [g for g in more.gradcheck if g.estimator == "snap1_vs_rtrl"]
+    assert snap1.cosine.median == 0.5 and snap1.rel_error.median == 0.9
+    assert [(c.verdict, c.deciding) for c in more.claims] == [(c.verdict, c.deciding) for c in good.claims]
+    assert "| snap1_vs_rtrl |" in write_report(more, tmp_path / "md").read_text()
 
     write_gradcheck(root / "gradcheck.csv", single_cos=0.8, stored_rel=1e-9)
     bad = build_report(root, smooth=1)
@@ -512,6 +649,35 @@ def test_diverged_and_incomplete_units_are_left_out_and_said(tmp_path):
     assert any("seed 3 diverged" in w for w in report.warnings)
     assert [(p.name, why) for p, why in report.skipped] == [("stopped", "status is 'interrupted': it was stopped before the end")]
     assert report.runs == [root / "done"]
+
+
+def test_report_over_several_paths(tmp_path, capsys):
+    units = question_units(stored=False)
+    a = write_run(tmp_path / "a", [u for u in units if u["cfg"].scheme == "single"])
+    elsewhere = tmp_path / "elsewhere"
+    b = write_run(elsewhere / "b", [u for u in units if u["cfg"].scheme == "sliding"])
+    write_gradcheck(elsewhere / "gradcheck.csv")
+    report = build_report(a, elsewhere, smooth=1)
+    assert report.path == a and report.paths == [a, elsewhere]
+    assert sorted(report.runs) == [a, b]
+    assert comparison(report, "single", "sliding").seeds == [0, 1, 2]  # paired across the paths
+    assert claim(report, "2").verdict == SUPPORTED and claim(report, "6a").verdict == SUPPORTED
+    # Overlapping paths read each run once: the same numbers as their common parent alone.
+    twice = build_report(tmp_path, a, smooth=1)
+    one = build_report(tmp_path, smooth=1)
+    assert len(twice.runs) == 2 and group(twice, "single").seeds == [0, 1, 2]
+    assert not any("more than one run" in w for w in twice.warnings)
+    assert [(c.verdict, c.deciding) for c in twice.claims] == [(c.verdict, c.deciding) for c in one.claims]
+    # report.md goes to the first path by default and names every path.
+    text = write_report(report).read_text()
+    assert (a / "report.md").is_file() and f"`{a}`" in text and f"`{elsewhere}`" in text
+    # The command takes several paths; --out defaults to the first.
+    code, out, err = invoke(["report", a, elsewhere, "--json"], capsys)
+    assert code == 0, err
+    data = json.loads(out)
+    assert data["report"] == str(a / "report.md") and data["paths"] == [str(a), str(elsewhere)]
+    code, out, err = invoke(["report", a, tmp_path / "nothing"], capsys)
+    assert code == 2 and "does not exist" in err
 
 
 def test_paths_without_complete_runs_are_refused(tmp_path):
@@ -585,7 +751,7 @@ def test_the_terminal_tables_show_the_markdown_rows(tmp_path):
         for column in ("configuration", "steps/s (steps/s)", "final validation loss (bits/char)"):
             assert row[column] in shown, column
     for row in comparisons:
-        assert row["steps/s"] in shown and row["online loss at N"] in shown
+        assert row["steps/s"] in shown and row["online loss over the steps"] in shown
     assert shown.count(SUPPORTED) == sum(c.verdict == SUPPORTED for c in report.claims)
 
 

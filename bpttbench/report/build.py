@@ -1,4 +1,4 @@
-"""The report built from a path of runs (and gradchecks), and written as report.md and report.json."""
+"""The report built from one or more paths of runs (and gradchecks), and written as report.md and report.json."""
 
 from __future__ import annotations
 
@@ -11,11 +11,13 @@ from bpttbench.errors import ResultsError
 from bpttbench.files import atomic_write, jsonable, make_dir, write_json
 from bpttbench.report import families as fams
 from bpttbench.report.claims import COSINE_MIN, EXACT_TOL, IDENTICAL_TOL, Claim, judge
-from bpttbench.report.families import Family
+from bpttbench.report.families import VAL_TAIL_FRACTION, Family
 from bpttbench.report.gaps import GAP_FRACTION, GapTable, gap_tables
 from bpttbench.report.gradients import GradSummary, find_gradchecks, gradcheck_figures, read_gradchecks
+from bpttbench.report.paired import TIME_POINTS
 from bpttbench.report.render import render_markdown
-from bpttbench.results import complete_runs, early_divergences, group_curves, nothing_to_show
+from bpttbench.report.stats import EDGE_FRACTION
+from bpttbench.results import Run, complete_runs, early_divergences, group_curves, nothing_to_show
 
 REPORT = "report.md"
 REPORT_JSON = "report.json"
@@ -23,7 +25,7 @@ REPORT_JSON = "report.json"
 
 @dataclass
 class Report:
-    path: Path
+    path: Path  # the first of paths: where report.md goes by default
     settings: dict
     runs: list[Path]
     families: list[Family]
@@ -35,15 +37,17 @@ class Report:
     gradcheck: list[GradSummary]
     notes: list[str] = field(default_factory=list)  # facts about the runs for the header
     gaps: list[GapTable] = field(default_factory=list)  # on corpora with a known optimum
+    paths: list[Path] = field(default_factory=list)  # every path the runs were read under
 
     def to_dict(self) -> dict:
         """Everything as strict JSON data: null where a number is undefined or a target was not reached."""
         return jsonable({
             "path": self.path,
+            "paths": self.paths,
             "settings": self.settings,
             "runs": self.runs,
             "claims": [{"number": c.number, "claim": c.text, "verdict": c.verdict, "rule": c.rule,
-                        "evidence": c.evidence} for c in self.claims],
+                        "evidence": c.evidence, "seeds_needed": c.needs} for c in self.claims],
             "warnings": self.warnings,
             "skipped": [{"path": p, "reason": r} for p, r in self.skipped],
             "families": [{
@@ -71,9 +75,21 @@ class Report:
                           "us_per_step": r.us_per_step.to_dict()} for r in t.rows]}
 
 
+def _read_runs(paths: list[Path]) -> tuple[list[Run], list[tuple[Path, str]]]:
+    """The complete runs under every path, each once (paths may overlap), and what is skipped, with why."""
+    complete: dict[Path, Run] = {}
+    skipped: dict[Path, tuple[Path, str]] = {}
+    for path in paths:
+        runs, skips = complete_runs(path)
+        for run in runs:
+            complete.setdefault(run.path.resolve(), run)
+        for where, why in skips:
+            skipped.setdefault(where.resolve(), (where, why))
+    return list(complete.values()), list(skipped.values())
+
+
 def build_report(
-    path: Path,
-    *,
+    *paths: Path | str,
     target_loss: float | None = None,
     at_time: float | None = None,
     at_steps: float | None = None,
@@ -85,34 +101,39 @@ def build_report(
     cosine_min: float = COSINE_MIN,
     exact_tol: float = EXACT_TOL,
 ) -> Report:
-    """Read every complete run under path (and any gradcheck.csv) and compute the report."""
-    path = Path(path)
+    """Read every complete run under the paths (run directories or folders of runs, at any depth; a
+    run under several of them counts once), and any gradcheck.csv there, and compute the report."""
+    if not paths:
+        raise ResultsError("no path given; give a run directory or a folder of runs")
+    paths = tuple(Path(p) for p in paths)
+    where = ", ".join(str(p) for p in paths)
     settings = {"delta": delta, "bootstrap": bootstrap, "seed": seed, "smooth": smooth, "target_loss": target_loss,
                 "at_time": at_time, "at_steps": at_steps, "identical_tol": identical_tol, "cosine_min": cosine_min,
-                "exact_tol": exact_tol, "gap_fraction": GAP_FRACTION}
+                "exact_tol": exact_tol, "gap_fraction": GAP_FRACTION, "burn_in": defaults.BURN_IN_FRACTION,
+                "time_points": TIME_POINTS, "val_tail": VAL_TAIL_FRACTION, "edge_fraction": EDGE_FRACTION}
     check_settings(settings)
-    complete, skipped = complete_runs(path)
+    complete, skipped = _read_runs(list(paths))
     if not complete:
         example = f", e.g. {skipped[0][0]}: {skipped[0][1]}" if skipped else ""
-        raise ResultsError(f"no complete runs under {path} ({len(skipped)} skipped{example}); report on a run that finished")
+        raise ResultsError(f"no complete runs under {where} ({len(skipped)} skipped{example}); report on a run that finished")
     data = group_curves(complete)
     early = early_divergences(complete, data)
-    skipped.extend((where, f"diverged at step {step} before its first log point") for where, step in early)
+    skipped.extend((unit, f"diverged at step {step} before its first log point") for unit, step in early)
     if not (data["metric"] == "train_bpc").any():
-        raise nothing_to_show(path, early)
+        raise nothing_to_show(where, early)
 
     family_warnings: list[str] = []
     curves = fams.read_curves(complete, data, smooth)
     families = fams.build_families(curves, settings, family_warnings)
     warnings = fams.run_warnings(curves, families) + family_warnings
-    grad_files = find_gradchecks(path)
+    grad_files = list({f.resolve(): f for p in paths for f in find_gradchecks(p)}.values())
     grad, grad_problem = read_gradchecks(grad_files, settings, warnings)
     claims = judge(list(families.values()), grad, grad_problem, settings)
     gaps = gap_tables(curves, settings, warnings)
-    return Report(path=path, settings=settings, runs=[r.path for r in complete], families=list(families.values()),
+    return Report(path=paths[0], settings=settings, runs=[r.path for r in complete], families=list(families.values()),
                   claims=claims, warnings=warnings, skipped=skipped,
-                  figures=fams.figures(path, complete) + gradcheck_figures(grad_files), gradcheck_files=grad_files,
-                  gradcheck=grad, notes=fams.notes(complete, curves), gaps=gaps)
+                  figures=fams.figures(list(paths), complete) + gradcheck_figures(grad_files), gradcheck_files=grad_files,
+                  gradcheck=grad, notes=fams.notes(complete, curves), gaps=gaps, paths=list(paths))
 
 
 def _is_number(v) -> bool:
@@ -140,7 +161,7 @@ def check_settings(s: dict) -> None:
 
 def write_report(report: Report, out_dir: Path | None = None) -> Path:
     """Write report.md and report.json into out_dir (default: the folder the report was built
-    from); returns report.md's path."""
+    from, the first one when there were several); returns report.md's path."""
     if out_dir is None:
         out_dir = report.path.parent if report.path.is_file() else report.path
     out_dir = make_dir(Path(out_dir))

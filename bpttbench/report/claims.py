@@ -1,16 +1,22 @@
 """The question's claims, one function each: its rule, stated once as the text report.md prints
-(a template over the report's settings), beside the code that applies it to the numbers."""
+(a template over the report's settings), beside the code that applies it to the numbers.
+
+Claims 1-4 are decided on what is least noisy: whole curves compared seed by seed (paired.py)
+and, for the minimum, each seed's mean over its last validation evaluations, rather than one
+point. An inconclusive one says how many seeds would decide it (stats.seeds_needed)."""
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable
 
-from bpttbench.report.families import LATE_FRACTION, METRICS, Comparison, Family, GroupSummary
+from bpttbench.report.families import ALL_METRICS, LATE_FRACTION, VAL_TAIL_FRACTION, Comparison, Family, GroupSummary
 from bpttbench.report.gradients import GradSummary
+from bpttbench.report.paired import TIME_POINTS, describe_steps, describe_times
 from bpttbench.report.stats import (
     CONTRADICTED,
+    EDGE_FRACTION,
     INCONCLUSIVE,
     NOT_MEASURED,
     SUPPORTED,
@@ -23,6 +29,7 @@ from bpttbench.report.stats import (
     format_setting,
     format_small,
     format_small_interval,
+    seeds_needed,
     verdict_above,
     verdict_below,
     verdict_within,
@@ -41,10 +48,11 @@ class Claim:
     rule: str
     evidence: list[str]  # one line per family or configuration, with the numbers
     deciding: str  # the short version for a table cell
+    needs: list[dict] = field(default_factory=list)  # per inconclusive comparison: the seeds that would decide it
 
 
 def judge(families: list[Family], grad: list[GradSummary], grad_problem: str | None, settings: dict) -> list[Claim]:
-    """Every claim, in the question's order. settings: delta, identical_tol, cosine_min, exact_tol."""
+    """Every claim, in the question's order. settings: delta, burn_in, smooth, identical_tol, cosine_min, exact_tol."""
     return [stored_claim(families, grad, grad_problem, settings), per_step_claim(families, settings),
             per_second_claim(families, settings), minimum_claim(families, settings), k2_one_claim(families, settings),
             single_gradient_claim(grad, grad_problem, settings), stored_gradient_claim(grad, grad_problem, settings)]
@@ -53,6 +61,8 @@ def judge(families: list[Family], grad: list[GradSummary], grad_problem: str | N
 # ----------------------------------------------------------------------------- claims 1-4: paired runs
 
 NO_PAIR = "not measured: no run pairs {} with {} at k2 > k1 on the same seeds"
+SEEDS_NOTE = (" When inconclusive, the report estimates how many seeds would decide it from the spread of the "
+              "per-seed differences (see How the numbers are made).")
 
 
 def _truncating(fam: Family, comps: list[Comparison]) -> list[Comparison]:
@@ -61,7 +71,7 @@ def _truncating(fam: Family, comps: list[Comparison]) -> list[Comparison]:
 
 
 def _evidence(fam: Family, comp: Comparison, metric: str, verdict: str, where: str) -> str:
-    unit = METRICS[metric][1]
+    unit = ALL_METRICS[metric][1]
     iv = comp.stats[metric]
     return (f"{fam.label}: {comp.first.scheme} − {comp.second.scheme} (k1={comp.first.k1}) in {where}: "
             f"{format_interval(iv, unit, signed=True)} {unit}, {len(comp.seeds)} paired seed"
@@ -69,97 +79,134 @@ def _evidence(fam: Family, comp: Comparison, metric: str, verdict: str, where: s
 
 
 Choose = Callable[[Family, Comparison], tuple[str, str]]  # -> (metric, words saying where it is read)
-Decide = Callable[[Interval, Family, Comparison], str]
+Override = Callable[[str, Interval, Family, Comparison], str]  # (the interval's verdict, ...) -> the claim's
 
 
-def _pair_claim(number: str, text: str, rule: str, families: list[Family], first: str, second: str, choose: Choose,
-                decide: Decide, extra: Callable[[Family, Comparison], list[str]] | None = None,
+@dataclass(frozen=True)
+class PairRule:
+    """How a claim over paired runs is decided: the interval's verdict (rule), the edges it is judged
+    against (for the seeds a decision needs), and an optional override of the verdict."""
+
+    rule: Callable[[Interval], str]
+    edges: tuple[float, ...]
+    override: Override | None = None
+
+
+def _pair_claim(number: str, text: str, rule_text: str, families: list[Family], first: str, second: str,
+                choose: Choose, rule: PairRule, s: dict, extra: Callable[[Family, Comparison], list[str]] | None = None,
                 tail: list[str] = ()) -> Claim:
     """One claim over every family's comparisons of scheme first with scheme second (k1 < k2)."""
-    verdicts, evidence, short = [], [], []
+    verdicts, evidence, short, needs = [], [], [], []
     for fam in families:
         for comp in _truncating(fam, fam.comparison(first, second)):
             metric, where = choose(fam, comp)
-            v = decide(comp.stats[metric], fam, comp)
+            iv = comp.stats[metric]
+            v0 = rule.rule(iv)
+            v = rule.override(v0, iv, fam, comp) if rule.override else v0
             verdicts.append(v)
-            evidence.append(_evidence(fam, comp, metric, v, where))
-            short.append(f"{format_interval(comp.stats[metric], METRICS[metric][1], signed=True)} "
-                         f"({METRICS[metric][0]}, {fam.key['corpus']}, k2={format_setting(fam.key['k2'])})")
+            line = _evidence(fam, comp, metric, v, where)
+            cell = (f"{format_interval(iv, ALL_METRICS[metric][1], signed=True)} "
+                    f"({ALL_METRICS[metric][0]}, {fam.key['corpus']}, k2={format_setting(fam.key['k2'])})")
+            if v0 == INCONCLUSIVE and iv.n:  # more seeds can narrow an interval; an override needs other remedies
+                need = seeds_needed(iv.values, rule.edges, EDGE_FRACTION * s["delta"])
+                needs.append({"family": fam.label, "comparison": comp.name, "metric": metric, **need.to_dict()})
+                line += f"; {need.text}"
+                cell += f": {need.short}"
+            evidence.append(line)
+            short.append(cell)
             if extra:
                 evidence.extend(extra(fam, comp))
     missing = NO_PAIR.format(first, second)
-    return Claim(number, text, combine(verdicts), rule, (evidence or [missing]) + list(tail),
-                 "; ".join(short) if short else missing)
+    return Claim(number, text, combine(verdicts), rule_text, (evidence or [missing]) + list(tail),
+                 "; ".join(short) if short else missing, needs)
 
 
-def _at_equal_steps(fam: Family, comp: Comparison) -> tuple[str, str]:
-    return "at_steps", f"online loss at equal steps (N = {format_number(fam.at_steps, 'steps')})"
+def _within(s: dict, override: Override | None = None) -> PairRule:
+    delta = s["delta"]
+    return PairRule(lambda iv: verdict_within(iv, delta), (-delta, delta), override)
 
 
-WITHIN_AT_STEPS = ("supported when the 95% interval of {first} − {second} in online loss at equal steps (the same text "
-                   "for both) lies within ±{delta:g} bits/char; contradicted when it lies wholly outside; inconclusive "
-                   "otherwise.")
+def _over_steps(s: dict) -> Choose:
+    def choose(fam: Family, comp: Comparison) -> tuple[str, str]:
+        windows = comp.curves.step_windows if comp.curves else {}
+        return "steps_curve", f"online loss over the steps ({describe_steps(windows, s['burn_in'])})"
+    return choose
+
+
+WITHIN_OVER_STEPS = (
+    "supported when the 95% interval of {first} − {second} lies within ±{delta:g} bits/char, where each seed's "
+    "difference is the mean, over the log points both runs recorded after a burn-in of the first {burn_in:.0%} of "
+    "them, of {first}'s smoothed online loss minus {second}'s (the same seed starts from the same weights and reads "
+    "the same text at the same step); contradicted when it lies wholly outside; inconclusive otherwise." + SEEDS_NOTE)
 
 
 def stored_claim(families: list[Family], grad: list[GradSummary], grad_problem: str | None, s: dict) -> Claim:
-    """1: stored − single at equal steps within ±delta; gradcheck's single-vs-stored rows shown beside it."""
+    """1: stored − single over the steps within ±delta; gradcheck's single-vs-stored rows shown beside it."""
     tail = [f"gradcheck, {_grad_where(g.config)}: single's gradient against stored's: relative difference "
             f"{format_small_interval(g.rel_error)}, cosine {format_interval(g.cosine, 'cos')} (not part of the verdict)"
             for g in grad if g.estimator == "single_vs_stored" and grad_problem is None]
     return _pair_claim("1", "Storing past weights makes almost no difference (stored vs single).",
-                       WITHIN_AT_STEPS.format(first="stored", second="single", delta=s["delta"]), families,
-                       "stored", "single", _at_equal_steps, lambda iv, f, c: verdict_within(iv, s["delta"]), tail=tail)
+                       WITHIN_OVER_STEPS.format(first="stored", second="single", delta=s["delta"], burn_in=s["burn_in"]),
+                       families, "stored", "single", _over_steps(s), _within(s), s, tail=tail)
 
 
 def per_step_claim(families: list[Family], s: dict) -> Claim:
-    """2: single − sliding at equal steps within ±delta."""
+    """2: single − sliding over the steps within ±delta."""
     return _pair_claim("2", "Per iteration, single and sliding perform about the same.",
-                       WITHIN_AT_STEPS.format(first="single", second="sliding", delta=s["delta"]), families,
-                       "single", "sliding", _at_equal_steps, lambda iv, f, c: verdict_within(iv, s["delta"]))
+                       WITHIN_OVER_STEPS.format(first="single", second="sliding", delta=s["delta"], burn_in=s["burn_in"]),
+                       families, "single", "sliding", _over_steps(s), _within(s), s)
 
 
-PER_SECOND_RULE = ("supported when the 95% interval of single − sliding in validation loss at equal time T lies below 0 "
-                   "(every model read on the same held-out text; without validation loss at T, the online loss at T); "
-                   "contradicted when it lies above 0; inconclusive otherwise.")
+PER_SECOND_RULE = (
+    "supported when the 95% interval of single − sliding lies below 0, where each seed's difference is the mean of "
+    "single's validation loss minus sliding's (every model read on the same held-out text) at {points} equally "
+    "spaced training times that every seed's validation curve covers, after the first {burn_in:.0%} of the time "
+    "(without validation loss, the smoothed online loss, likewise); contradicted when it lies above 0; inconclusive "
+    "otherwise." + SEEDS_NOTE)
 
 
-def _at_equal_time(fam: Family, comp: Comparison) -> tuple[str, str]:
-    T = format_number(fam.at_time, 's')
-    if comp.stats["val_at_time"].n:
-        return "val_at_time", f"validation loss at equal time (T = {T} s; {fam.val_at_time_source})"
-    return "at_time", (f"online loss at equal time (T = {T} s; no validation loss at T, and the online loss also "
-                       "reflects how hard each scheme's current stretch of text is)")
+def _over_time(fam: Family, comp: Comparison) -> tuple[str, str]:
+    times = comp.curves.times if comp.curves else {}
+    if comp.stats["val_time_curve"].n:
+        return "val_time_curve", f"validation loss over time ({describe_times(times['val_time_curve'])})"
+    return "time_curve", (f"online loss over time ({describe_times(times.get('time_curve', []))}; no validation loss "
+                          "over a common time, and the online loss also reflects how hard each scheme's current "
+                          "stretch of text is)")
 
 
 def _per_second_context(fam: Family, comp: Comparison) -> list[str]:
-    tt, sp, on = comp.stats["time_to_target"], comp.stats["steps_per_s"], comp.stats["at_time"]
+    tt, sp, on, val = (comp.stats[m] for m in ("time_to_target", "steps_per_s", "at_time", "val_at_time"))
+    T = format_number(fam.at_time, "s")
     lines = [f"{fam.label}: also, time to reach {fam.target:.3f} bits/char (smoothed online loss), single − "
              f"sliding: {format_interval(tt, 's', signed=True)} s; steps/s single / sliding: {format_interval(sp, '×')}"]
-    if _at_equal_time(fam, comp)[0] == "val_at_time":
-        lines.append(f"{fam.label}: also, online loss at T, single − sliding: "
-                     f"{format_interval(on, 'bits/char', signed=True)} bits/char (not the verdict: at equal time the "
-                     "schemes are at different places in the stream, so this mixes model quality with how hard the "
-                     "text there is)")
+    at_t = f"online loss {format_interval(on, 'bits/char', signed=True)}"
+    if val.n:
+        at_t = f"validation loss {format_interval(val, 'bits/char', signed=True)}, {at_t}"
+    lines.append(f"{fam.label}: also, at T = {T} s alone, single − sliding: {at_t} bits/char (not the verdict: one "
+                 "point is noisier than a curve, and at equal time the schemes are at different places in the "
+                 "stream, so the online loss mixes model quality with how hard the text there is)")
     return lines
 
 
 def per_second_claim(families: list[Family], s: dict) -> Claim:
-    """3: single − sliding at equal time below 0, on the validation loss when recorded."""
-    return _pair_claim("3", "Per second, the single forward pass is ahead.", PER_SECOND_RULE, families,
-                       "single", "sliding", _at_equal_time, lambda iv, f, c: verdict_below(iv),
-                       extra=_per_second_context)
+    """3: single − sliding over time below 0, on the validation curves when recorded."""
+    return _pair_claim("3", "Per second, the single forward pass is ahead.",
+                       PER_SECOND_RULE.format(points=TIME_POINTS, burn_in=s["burn_in"]), families, "single", "sliding",
+                       _over_time, PairRule(verdict_below, (0.0,)), s, extra=_per_second_context)
 
 
-MINIMUM_RULE = ("supported when the 95% interval of single − sliding in final validation loss (without validation, final "
-                "online loss) lies within ±{delta:g} bits/char; contradicted when it lies wholly outside and the scheme "
-                "behind was no longer improving (its loss fell by at most {delta:g} over the last {late:.0%} of its "
-                "steps: on the validation curve when it has 3 or more evaluations, else the smoothed online loss); "
-                "inconclusive otherwise.")
+MINIMUM_RULE = (
+    "supported when the 95% interval of single − sliding in final validation loss (each seed's mean over the last "
+    "{tail:.0%} of its evaluations, at least one; without validation, the final online loss, the mean over the last "
+    "{smooth} log points) lies within ±{delta:g} bits/char; contradicted when it lies wholly outside and the scheme "
+    "behind was no longer improving (its loss fell by at most {delta:g} over the last {late:.0%} of its steps: on the "
+    "validation curve when it has 3 or more evaluations, else the smoothed online loss); inconclusive otherwise."
+    + SEEDS_NOTE)
 
 
 def _final(fam: Family, comp: Comparison) -> tuple[str, str]:
     if comp.stats["final_val"].n:
-        return "final_val", "final validation loss"
+        return "final_val", f"final validation loss (the mean of each seed's last {VAL_TAIL_FRACTION:.0%} of evaluations)"
     return "final_train", "final online loss (no validation loss recorded)"
 
 
@@ -174,8 +221,7 @@ def minimum_claim(families: list[Family], s: dict) -> Claim:
     """4: single − sliding in final loss within ±delta; a gap counts against it only once both stopped improving."""
     delta = s["delta"]
 
-    def decide(iv: Interval, fam: Family, comp: Comparison) -> str:
-        v = verdict_within(iv, delta)
+    def unless_improving(v: str, iv: Interval, fam: Family, comp: Comparison) -> str:
         if v == CONTRADICTED:
             behind = comp.first if iv.median > 0 else comp.second
             drop = _late_drop(behind, _final(fam, comp)[0])
@@ -196,9 +242,9 @@ def minimum_claim(families: list[Family], s: dict) -> Claim:
                              "needed more time; run longer")
         return lines
 
-    return _pair_claim("4", "Both reach about the same minimum.",
-                       MINIMUM_RULE.format(delta=delta, late=1 - LATE_FRACTION), families, "single", "sliding",
-                       _final, decide, extra=still_improving)
+    rule = MINIMUM_RULE.format(delta=delta, late=1 - LATE_FRACTION, tail=VAL_TAIL_FRACTION, smooth=s["smooth"])
+    return _pair_claim("4", "Both reach about the same minimum.", rule, families, "single", "sliding", _final,
+                       _within(s, unless_improving), s, extra=still_improving)
 
 
 # ----------------------------------------------------------------------------- claim 5: k2 = 1
@@ -252,7 +298,7 @@ def _gradient_claim(number: str, text: str, rule: str, estimator: str, grad: lis
         return Claim(number, text, NOT_MEASURED, rule, [f"not measured: {grad_problem}"], f"not measured: {grad_problem}")
     rows = [g for g in grad if g.estimator == estimator]
     if not rows:
-        why = ("no gradcheck.csv under the path (run `bpttbench gradcheck`)" if not grad
+        why = ("no gradcheck.csv where the runs were read (run `bpttbench gradcheck`)" if not grad
                else f"gradcheck.csv has no {estimator} rows")
         return Claim(number, text, NOT_MEASURED, rule, [f"not measured: {why}"], f"not measured: {why}")
     verdicts, evidence, short = [], [], []

@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from bpttbench.config import ONLINE_SCHEMES
+from bpttbench.report.paired import PAIR_METRICS, PairedCurves, paired_curves
 from bpttbench.report.stats import (
     Interval,
     bootstrap_median,
@@ -30,6 +31,7 @@ from bpttbench.results import GROUP_KEY, ONLINE_K2, Run, config_sort_key, smooth
 
 FAMILY_KEY = tuple(c for c in GROUP_KEY if c not in ("scheme", "k1"))
 LATE_FRACTION = 0.75  # "still improving": the smoothed loss fell by more than delta after this fraction of the steps
+VAL_TAIL_FRACTION = 0.25  # the final validation loss is the mean of this last fraction of the evaluations (at least 1)
 FIGURE_STEMS = ("loss_vs_time", "loss_vs_iter", "val_loss_vs_time", "val_loss_vs_iter")  # what `plot` draws
 
 # name: (column title, unit, how pairs compare: "diff" first minus second, or "ratio" first / second)
@@ -43,6 +45,7 @@ METRICS = {
     "steps_to_target": ("steps to target", "steps", "diff"),
     "steps_per_s": ("steps/s", "steps/s", "ratio"),
 }
+ALL_METRICS = {**METRICS, **PAIR_METRICS}  # a comparison has both: METRICS paired by seed, and the whole curves
 
 
 @dataclass
@@ -68,8 +71,9 @@ class Comparison:
     first: GroupSummary
     second: GroupSummary
     seeds: list[int]
-    stats: dict[str, Interval]
+    stats: dict[str, Interval]  # ALL_METRICS
     max_abs_step_diff: dict[int, float]  # per seed: largest |Δ online loss| at the log steps both have
+    curves: PairedCurves | None = None  # where the whole-curve differences (PAIR_METRICS) were read
 
     @property
     def name(self) -> str:
@@ -154,6 +158,13 @@ class Curve:
         if cfg.get("budget_steps") is not None:
             return f"{int(cfg['budget_steps']):,} steps"
         return "unknown"
+
+
+def tail_evaluations(val: np.ndarray, fraction: float = VAL_TAIL_FRACTION) -> float:
+    """Mean of the last ceil(fraction · n) of n evaluations (at least the last one); NaN without any."""
+    if not len(val):
+        return math.nan
+    return float(np.mean(val[-max(1, math.ceil(fraction * len(val))):]))
 
 
 def plain_value(v: Any) -> Any:
@@ -254,9 +265,10 @@ def build_family(key: dict, curves: list[Curve], settings: dict, warnings: list[
     equal_time = _equal_time_budgets(settings, fam.budgets)
     for c in curves:
         c.values["final_train"] = trailing_mean(c.step, c.raw, settings["smooth"])
-        c.values["final_val"] = float(c.val[-1]) if len(c.val) else math.nan
+        c.values["final_val"] = tail_evaluations(c.val)
         c.values["at_time"] = value_at(c.wall, c.smooth, fam.at_time)
-        c.values["val_at_time"] = c.values["final_val"] if equal_time else value_at(c.val_wall, c.val, fam.at_time)
+        last_val = float(c.val[-1]) if len(c.val) else math.nan
+        c.values["val_at_time"] = last_val if equal_time else value_at(c.val_wall, c.val, fam.at_time)
         c.values["at_steps"] = value_at(c.step, c.smooth, fam.at_steps)
         c.values["steps_per_s"] = c.steps_per_s
         c.values["time_to_target"] = first_crossing(c.wall, c.smooth, fam.target)
@@ -354,9 +366,12 @@ def _compare_groups(fam: Family, live: dict[str, list[Curve]], settings: dict, w
                                 "partner and are left out of the paired comparison")
             stats = {m: bootstrap_median(paired(per_seed(a, m), per_seed(b, m), shared, kind), **rng)
                      for m, (_, _, kind) in METRICS.items()}
+            whole = paired_curves(a, b, shared, settings["burn_in"])
+            stats.update({m: bootstrap_median([whole.values[m][s] for s in shared], **rng) for m in PAIR_METRICS})
             step_diff = {s: _largest_step_difference(next(c for c in a if c.seed == s), next(c for c in b if c.seed == s))
                          for s in shared}
-            comp = Comparison(first=first, second=second, seeds=shared, stats=stats, max_abs_step_diff=step_diff)
+            comp = Comparison(first=first, second=second, seeds=shared, stats=stats, max_abs_step_diff=step_diff,
+                              curves=whole)
             fam.comparisons.append(comp)
             if len(shared) == 1:
                 warnings.append(f"the comparison {comp.name} ({fam.label}) rests on a single seed; run more with --seeds")
@@ -433,9 +448,9 @@ def notes(runs: list[Run], curves: list[Curve]) -> list[str]:
     ]
 
 
-def figures(path: Path, runs: list[Run]) -> list[Path]:
-    """The figures `plot` leaves next to the runs (or in the folder the report was asked for)."""
-    folders = [path.parent if path.is_file() else path] + [r.path for r in runs]
+def figures(paths: list[Path], runs: list[Run]) -> list[Path]:
+    """The figures `plot` leaves next to the runs (or in the folders the report was asked for)."""
+    folders = [p.parent if p.is_file() else p for p in paths] + [r.path for r in runs]
     out: list[Path] = []
     for folder in dict.fromkeys(folders):
         for stem in FIGURE_STEMS:

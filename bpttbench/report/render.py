@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from bpttbench.report.claims import Claim
-from bpttbench.report.families import METRICS, Comparison, Family, GroupSummary
+from bpttbench.report.families import ALL_METRICS, METRICS, Comparison, Family, GroupSummary
 from bpttbench.report.gaps import GapTable
 from bpttbench.report.stats import (
     CONTRADICTED,
@@ -37,7 +37,7 @@ def claim_row(c: Claim, verdict: str) -> list[str]:
 
 def metric_cell(stats: dict, metric: str, *, paired: bool = False) -> str:
     """One statistic as a table cell: differences signed, ratios as ×."""
-    _, unit, kind = METRICS[metric]
+    _, unit, kind = ALL_METRICS[metric]
     if not paired:
         return format_interval(stats[metric], unit)
     return format_interval(stats[metric], "×" if kind == "ratio" else unit, signed=kind == "diff")
@@ -76,6 +76,13 @@ def terminal_metrics(fam: Family) -> list[str]:
             "at_steps", "time_to_target", "steps_per_s"]
 
 
+def terminal_pair_metrics(fam: Family) -> list[str]:
+    """The comparisons' columns in a terminal: the whole-curve differences claims 1-3 are decided on first."""
+    has = lambda m: any(c.stats[m].n for c in fam.comparisons)  # noqa: E731
+    return ["steps_curve", "val_time_curve" if has("val_time_curve") else "time_curve",
+            "final_val" if has("final_val") else "final_train", "time_to_target", "steps_per_s"]
+
+
 # ----------------------------------------------------------------------------- report.md
 
 
@@ -95,7 +102,8 @@ def relative_path(p: Path, out_dir: Path) -> str:
 
 def render_markdown(report: Report, out_dir: Path) -> str:
     s = report.settings
-    lines = ["# bpttbench report", "", f"Runs under `{report.path}`: " + "; ".join(report.notes) + ".", "",
+    under = ", ".join(f"`{p}`" for p in (report.paths or [report.path]))
+    lines = ["# bpttbench report", "", f"Runs under {under}: " + "; ".join(report.notes) + ".", "",
              f"Medians over seeds with 95% percentile-bootstrap intervals ({s['bootstrap']} resamples of the seeds, "
              f"RNG seed {s['seed']}); \"about the same\" means within ±{s['delta']:g} bits/char. Losses are in bits "
              "per character."]
@@ -138,9 +146,10 @@ def _md_family(fam: Family) -> list[str]:
     if fam.comparisons:
         lines += ["", "Paired by seed (same seed = same initial weights and stream): first minus second, so "
                   "negative means the first has the lower loss or reaches the target sooner; steps/s as the "
-                  "ratio first / second.", ""]
-        header = ["comparison", "paired seeds"] + [t for t, _, _ in METRICS.values()]
-        lines += md_table(header, [comparison_row(c, metrics) for c in fam.comparisons])
+                  "ratio first / second. The last three columns compare whole curves (see How the numbers are made).",
+                  ""]
+        header = ["comparison", "paired seeds"] + [t for t, _, _ in ALL_METRICS.values()]
+        lines += md_table(header, [comparison_row(c, list(ALL_METRICS)) for c in fam.comparisons])
     return lines
 
 
@@ -148,21 +157,24 @@ def _md_gradcheck(report: Report, out_dir: Path) -> list[str]:
     lines = ["", "## Gradient fidelity (gradcheck)", "",
              f"From {', '.join(f'`{relative_path(p, out_dir)}`' for p in report.gradcheck_files)}: median over "
              "checkpoints (seed × step) with a bootstrap interval over checkpoints, which along one trajectory "
-             "are not independent.", ""]
+             "are not independent. single and stored are compared with the exact window gradient; X_vs_Y is X "
+             "against Y.", ""]
     rows = [[g.config["scheme"], format_setting(g.config["k1"]), format_setting(g.config["k2"]),
              f"{g.config['optimizer']} {format_setting(g.config['lr'])}", g.estimator, str(g.cosine.n),
              format_interval(g.cosine, "cos"), format_small_interval(g.rel_error)] for g in report.gradcheck]
-    return lines + md_table(["trained", "k1", "k2", "optimizer lr", "estimator", "checkpoints", "cosine vs exact",
-                             "relative error vs exact"], rows)
+    return lines + md_table(["trained", "k1", "k2", "optimizer lr", "estimator", "checkpoints", "cosine",
+                             "relative error"], rows)
 
 
 def _md_definitions(s: dict) -> list[str]:
+    margin = s["edge_fraction"] * s["delta"]
     return [
         f"- Online loss curves are smoothed by a centred moving average over {s['smooth']} log points, each weighted "
         "by the steps it covers, narrowed symmetrically near the ends so it never lags where a curve stops (the first "
         "and last points keep their own value); losses at T and N and the times to target are read off that curve.",
         f"- Final online loss: the mean online loss over the last {s['smooth']} log points. Final validation loss: "
-        "the last evaluation.",
+        f"the mean of the last {s['val_tail']:.0%} of a seed's evaluations (the last ⌈n/4⌉ of n, at least one), less "
+        "noisy than the last evaluation alone.",
         "- Loss at equal time / steps: the smoothed curve, linearly interpolated at T seconds / N steps, never "
         "extrapolated. By default T and N are the smallest training time / step count every seed of the family reached.",
         "- Time / steps to target: the first point where the smoothed curve is at or below the target, linearly "
@@ -172,12 +184,27 @@ def _md_definitions(s: dict) -> list[str]:
         "interpolated at T. It reads every model on the same held-out text, which the online loss at T does not: at "
         "equal time the schemes are at different places in the stream, and how hard the text is there varies. So "
         "claims about equal time and the minimum use validation loss whenever the runs recorded it.",
+        f"- Whole curves, paired by seed (claims 1-3 are decided on these, not on one point): online loss over the "
+        f"steps is, per seed, the mean over the log points both runs recorded, after a burn-in of the first "
+        f"{s['burn_in']:.0%} of them, of the first's smoothed online loss minus the second's (the same seed reads the "
+        f"same text at the same step). Validation (online) loss over time is, per seed, the mean of the first's "
+        f"validation curve (smoothed online curve) minus the second's at {s['time_points']} equally spaced training "
+        "times, each curve linearly interpolated: the times span the range every seed's curve of both configurations "
+        f"covers, from its start or {s['burn_in']:.0%} of its end, whichever is later, to its end. Each is then a "
+        "median over seeds with its bootstrap interval.",
         "- Steps per second: the unit's steps over its training time (compilation and evaluation excluded).",
         "- A family is every configuration with the same corpus, k2, inject, hidden, batch, optimizer and lr; "
         "claims 1–4 use its configurations with k1 < k2, claim 5 those with k2 = 1.",
         f"- Intervals: {s['bootstrap']} resamples of the seeds with replacement, the 2.5th and 97.5th percentiles of "
         "the resampled medians. With 3 seeds the interval of a median is the range of the seeds; with one seed there "
         "is none, and no verdict rests on one seed.",
+        "- Seeds that would decide an inconclusive claim: from the n per-seed paired differences (sample standard "
+        "deviation s, median m), the smallest n' (at least n + 1) at which the half-width of a 95% interval of the "
+        "median, t(0.975, n'−1) · √(π/2) · s / √n', falls below the distance from m to the nearest edge (±delta, or 0 "
+        "for claim 3), so that the interval would lie wholly inside or outside the band if m and s stayed as observed. "
+        "√(π/2) is how much wider a median's interval is than a mean's for normal data. When m lies within "
+        f"{s['edge_fraction']:g} · delta = {margin:g} bits/char of an edge, no seed count is given: the difference lies "
+        "on the band's edge.",
         "- Diverged seeds are left out of the statistics and listed in the warnings.",
     ]
 
@@ -250,6 +277,8 @@ def rich_renderables(report: Report) -> list:
                                f"{format_number(fam.target, 'bits/char')} bits/char",
                                ["configuration", "seeds"] + header, [group_row(g, names) for g in fam.groups]))
         if fam.comparisons:
+            pair_names = terminal_pair_metrics(fam)
             out.append(_rich_table("paired by seed: first − second (steps/s: first / second)",
-                                   ["comparison", "seeds"] + header, [comparison_row(c, names) for c in fam.comparisons]))
+                                   ["comparison", "seeds"] + [ALL_METRICS[m][0] for m in pair_names],
+                                   [comparison_row(c, pair_names) for c in fam.comparisons]))
     return out

@@ -1,5 +1,6 @@
 """Statistics over seeds: medians with percentile-bootstrap intervals, reading a curve at a point,
-and the verdict rules that turn an interval into supported / contradicted / inconclusive."""
+the verdict rules that turn an interval into supported / contradicted / inconclusive, and how many
+seeds would turn an inconclusive one into a decision."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from dataclasses import dataclass
 from typing import Iterable
 
 import numpy as np
+from scipy import stats as scipy_stats
 
 from bpttbench import defaults
 from bpttbench.results import step_weights
@@ -156,6 +158,75 @@ def verdict_above(iv: Interval, bound: float, *, strict: bool) -> str:
     if (iv.hi <= bound) if strict else (iv.hi < bound):
         return CONTRADICTED
     return INCONCLUSIVE
+
+
+# ----------------------------------------------------------------------------- seeds a decision needs
+
+EDGE_FRACTION = 0.1  # a median closer than this fraction of delta to an edge of the band lies on the edge
+MAX_SEEDS = 10_000  # past this many seeds the estimate says "more than" rather than a number
+MEDIAN_EFFICIENCY = math.sqrt(math.pi / 2)  # standard error of a median / that of a mean, for normal data
+
+
+@dataclass(frozen=True)
+class SeedsNeeded:
+    """How many seeds would decide an inconclusive claim; seeds is None when no count would."""
+
+    seeds: int | None
+    spread: float  # sample standard deviation of the per-seed values (NaN with one seed)
+    gap: float  # distance from the median to the nearest edge
+    text: str
+
+    @property
+    def short(self) -> str:
+        """The verdict part of text, without the numbers behind it."""
+        return self.text.split(" (")[0]
+
+    def to_dict(self) -> dict:
+        return {"seeds": self.seeds, "spread": self.spread, "gap": self.gap, "text": self.text}
+
+
+def half_width(spread: float, n: np.ndarray | int) -> np.ndarray | float:
+    """Half-width of a 95% interval of the median of n values with standard deviation spread:
+    t_{0.975, n-1} · sqrt(pi/2) · spread / sqrt(n), the normal-theory width of a median (what the
+    percentile bootstrap approaches as n grows), with Student's t for small n."""
+    n = np.asarray(n, dtype=float)
+    return scipy_stats.t.ppf(0.975, n - 1) * MEDIAN_EFFICIENCY * spread / np.sqrt(n)
+
+
+def seeds_needed(values: Iterable[float], edges: tuple[float, ...], margin: float) -> SeedsNeeded:
+    """How many seeds would put the 95% interval of the median wholly on one side of every edge.
+
+    With the per-seed values d_1..d_n (sample standard deviation s) and their median m, the
+    distance g = min over edges e of |m − e| is what the interval's half-width must fall below:
+    then [m − h, m + h] lies entirely inside the band (or entirely outside it, or on one side of
+    a bound). The answer is the smallest n' with half_width(s, n') < g, and at least n + 1 (at
+    small n the percentile bootstrap is wider than this normal approximation: with 3 seeds its
+    interval is their range). It assumes the median and spread stay as observed. When g <= margin
+    the median lies on the edge and no count is given: more seeds would only pin it there.
+    """
+    v = np.asarray([x for x in values if not math.isnan(x)], dtype=float)
+    n = len(v)
+    if n == 0:
+        return SeedsNeeded(None, math.nan, math.nan, "no seeds to estimate from")
+    m = float(np.median(v))
+    gap = min(abs(m - e) for e in edges)
+    nearest = min(edges, key=lambda e: abs(m - e))
+    if gap <= margin:
+        return SeedsNeeded(None, float(np.std(v, ddof=1)) if n > 1 else math.nan, gap,
+                           f"not decidable at any seed count: the difference lies on the band's edge (median "
+                           f"{format_signed(m, 'bits/char')}, within {margin:g} of the edge at "
+                           f"{format_signed(nearest, 'bits/char')})")
+    if n == 1:
+        return SeedsNeeded(None, math.nan, gap, "more seeds needed: one seed has no spread to estimate how many from")
+    s = float(np.std(v, ddof=1))
+    counts = np.arange(2, MAX_SEEDS + 1)
+    enough = np.flatnonzero(half_width(s, counts) < gap)
+    why = (f"from the spread of the paired differences, s = {s:.3f} over {n} seeds, and the median's distance "
+           f"{gap:.3f} from the edge at {format_signed(nearest, 'bits/char')}")
+    if not len(enough):
+        return SeedsNeeded(None, s, gap, f"more than {MAX_SEEDS:,} seeds would be needed ({why})")
+    need = max(int(counts[enough[0]]), n + 1)
+    return SeedsNeeded(need, s, gap, f"≈ {need} seeds would decide it ({why})")
 
 
 def combine(verdicts: list[str]) -> str:
