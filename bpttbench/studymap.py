@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from bpttbench.defaults import BURN_IN_FRACTION, SMOOTH
+from bpttbench.report.paired import common_steps_difference
 from bpttbench.report.stats import first_crossing
 
 
@@ -36,15 +37,6 @@ class MapCell:
     @property
     def k1_label(self) -> str:
         return "k1 = 1" if self.k1 == 1 else "k1 = k2 / 2"
-
-
-def paired_step_difference(a: pd.DataFrame, b: pd.DataFrame, burn_in_fraction: float = BURN_IN_FRACTION) -> float:
-    """mean(a - b) of the online loss over the log points both curves have, after the burn-in."""
-    merged = a.merge(b, on="step", suffixes=("_a", "_b")).sort_values("step")
-    if merged.empty:
-        return math.nan
-    kept = merged.iloc[int(len(merged) * burn_in_fraction):]
-    return float((kept["value_a"] - kept["value_b"]).mean())
 
 
 def map_cells(data: pd.DataFrame, smooth: int = SMOOTH) -> list[MapCell]:
@@ -71,9 +63,9 @@ def map_cells(data: pd.DataFrame, smooth: int = SMOOTH) -> list[MapCell]:
                 ratios.append(t_single / t_sliding if t_sliding > 0 else math.nan)
             pair = [train[(train["scheme"] == s) & (train["seed"] == seed)].sort_values("step") for s in ("single", "sliding")]
             if all(len(p) for p in pair):
-                smoothed = [p.assign(value=smooth_curve(p["step"].to_numpy(float), p["value"].to_numpy(float), smooth))
-                            for p in pair]
-                diffs.append(paired_step_difference(smoothed[0][["step", "value"]], smoothed[1][["step", "value"]]))
+                steps = [p["step"].to_numpy(float) for p in pair]
+                smoothed = [smooth_curve(x, p["value"].to_numpy(float), smooth) for x, p in zip(steps, pair)]
+                diffs.append(common_steps_difference(steps[0], smoothed[0], steps[1], smoothed[1], BURN_IN_FRACTION)[0])
         cells.append(MapCell(int(k1), int(k2), int(hidden), len(ratios),
                              float(np.median(ratios)) if ratios else math.nan,
                              float(np.median(diffs)) if diffs else math.nan, target))

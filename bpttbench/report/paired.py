@@ -46,11 +46,18 @@ class StepWindow:
 
 def steps_difference(a: Curve, b: Curve, burn_in: float) -> tuple[float, StepWindow | None]:
     """(mean of a − b smoothed online loss over their common log points after the burn-in, where)."""
-    common, ia, ib = np.intersect1d(a.step, b.step, return_indices=True)
+    return common_steps_difference(a.step, a.smooth, b.step, b.smooth, burn_in)
+
+
+def common_steps_difference(steps_a: np.ndarray, values_a: np.ndarray, steps_b: np.ndarray, values_b: np.ndarray,
+                            burn_in: float) -> tuple[float, StepWindow | None]:
+    """(mean of values_a − values_b over the steps both have, after dropping the first burn_in
+    fraction of them; where it was read), or (NaN, None) when they share no step."""
+    common, ia, ib = np.intersect1d(steps_a, steps_b, return_indices=True)
     if not len(common):
         return math.nan, None
     skip = int(len(common) * burn_in)
-    diff = a.smooth[ia][skip:] - b.smooth[ib][skip:]
+    diff = np.asarray(values_a)[ia][skip:] - np.asarray(values_b)[ib][skip:]
     return float(np.mean(diff)), StepWindow(len(diff), skip, float(common[skip]), float(common[-1]))
 
 
