@@ -25,7 +25,6 @@ References:
 
 from __future__ import annotations
 
-import ast
 import hashlib
 import http.client
 import json
@@ -38,28 +37,18 @@ import tempfile
 import urllib.error
 import urllib.parse
 import urllib.request
-import warnings
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable
 
 import numpy as np
 
 from bpttbench.errors import CorpusError, DownloadError
+from bpttbench.stdlib_docs import STDLIB_DOCS_RULE, stdlib_docs_text
 
 DEFAULT_CORPUS = "stdlib-docs"
 BUILTIN_SOURCE = "builtin:stdlib-docs"
 TRAIN_FRACTION = 0.9
-
-# Bump when the extraction rule changes, so that texts cached under an older rule are not reused.
-STDLIB_DOCS_RULE = 2
-# The docstrings are put in an order drawn from this seed (part of the corpus's definition). In
-# source order the text was not stationary: 32,000 characters of the decimal module's near-identical
-# doctests made every model's loss dive to 1 bit/char and jump back, so a figure showed the text
-# rather than the schemes. Shuffled, any stretch of the text is a sample of the whole library.
-STDLIB_DOCS_ORDER_SEED = "bpttbench-stdlib-docs-1"
-# Tests, the IDE and third-party packages are not the library's own prose.
-STDLIB_SKIP_DIRS = frozenset({"test", "tests", "idlelib", "site-packages", "dist-packages", "__pycache__"})
 
 DOWNLOAD_TIMEOUT_S = 30
 CHUNK_BYTES = 1 << 16
@@ -568,65 +557,6 @@ def _fetch_into_cache(
 
 
 # ---------------------------------------------------------------- the built-in default
-
-
-def stdlib_docs_text(root: str | os.PathLike | None = None, *, shuffled: bool = True) -> str:
-    """The docstrings of the standard library's source files under `root` (default: this Python's).
-
-    Deterministic for a given standard library: files sorted by relative path, test and IDE
-    directories skipped, files that fail to decode or parse skipped; the module, class and function
-    docstrings (`ast.get_docstring(clean=True)`), each keyed by (file, position in the file); then
-    ordered by a seeded hash of that key (see STDLIB_DOCS_ORDER_SEED), joined by blank lines. The
-    hash, not a random generator, fixes the order, so it is the same on every NumPy and Python.
-    `shuffled=False` gives source order, the text before the shuffle (benchmarks/stationarity.py).
-    """
-    root = Path(sysconfig.get_paths()["stdlib"] if root is None else root)
-    keyed = []
-    for rel in _stdlib_sources(root):
-        try:
-            source = (root / rel).read_bytes()
-            with warnings.catch_warnings():  # invalid escapes and the like in old sources
-                warnings.simplefilter("ignore")
-                tree = ast.parse(source, filename=rel)  # bytes: honours PEP 263 coding lines
-            docs = list(_docstrings(tree))
-        except (OSError, SyntaxError, ValueError, UnicodeError, RecursionError):
-            continue
-        keyed.extend((_order_key(rel, i), doc) for i, doc in enumerate(docs))
-    if shuffled:
-        keyed.sort(key=lambda pair: pair[0])
-    return "\n\n".join(doc for _, doc in keyed)
-
-
-def _order_key(rel: str, index: int) -> bytes:
-    return hashlib.sha256(f"{STDLIB_DOCS_ORDER_SEED}\0{rel}\0{index}".encode("utf-8", "surrogateescape")).digest()
-
-
-def _stdlib_sources(root: Path) -> list[str]:
-    found = []
-    for top, dirs, files in os.walk(root):
-        dirs[:] = [d for d in dirs if d not in STDLIB_SKIP_DIRS]
-        rel = Path(top).relative_to(root)
-        found.extend((rel / f).as_posix() for f in files if f.endswith(".py"))
-    return sorted(found)
-
-
-def _docstrings(tree: ast.AST) -> Iterator[str]:
-    stack = [tree]
-    while stack:  # depth first, children in order: source order
-        node = stack.pop()
-        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
-            doc = ast.get_docstring(node, clean=True)
-            if doc and doc.strip() and "\0" not in doc and _utf8_encodable(doc):
-                yield doc
-        stack.extend(reversed(list(ast.iter_child_nodes(node))))
-
-
-def _utf8_encodable(s: str) -> bool:
-    try:
-        s.encode("utf-8")
-    except UnicodeEncodeError:  # a lone surrogate written as an escape
-        return False
-    return True
 
 
 def _stdlib_docs_cache() -> Path:

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 import bpttbench.corpus as corpus_mod
+from bpttbench import stdlib_docs
 from bpttbench.corpus import (
     BUILTIN_SOURCE,
     DEFAULT_CORPUS,
@@ -371,7 +372,7 @@ def test_stdlib_docs_extraction_rules(tmp_path):
     expected = [("Module a.", "a.py", 0), ("Module b.", "b.py", 0), ("Class C.\n\nIndented detail.", "b.py", 1),
                 ("Method m.", "b.py", 2), ("Async a.", "b.py", 3), ("Inner.", "b.py", 4), ("Café.", "latin.py", 0),
                 ("Function g.", "pkg/mod.py", 0)]
-    expected.sort(key=lambda row: corpus_mod._order_key(row[1], row[2]))
+    expected.sort(key=lambda row: stdlib_docs._order_key(row[1], row[2]))
     assert stdlib_docs_text(tmp_path) == "\n\n".join(doc for doc, _, _ in expected)
 
 
