@@ -30,9 +30,28 @@ class Terminated(KeyboardInterrupt):
     """SIGTERM, delivered as an interruption so runs close their results the same way."""
 
 
+class EnvOption(click.Option):
+    """An option reading BPTTBENCH_<COMMAND>_<LONG NAME>: named after what the user types
+    (BPTTBENCH_RUN_SCHEME, BPTTBENCH_RUN_JSON), where click would use the parameter's name."""
+
+    def _name_envvar(self, ctx: click.Context) -> None:
+        if self.envvar is None and ctx.auto_envvar_prefix:
+            long = next((o for o in self.opts if o.startswith("--")), self.opts[0])
+            self.envvar = f"{ctx.auto_envvar_prefix}_{long.lstrip('-').upper().replace('-', '_')}"
+
+    def resolve_envvar_value(self, ctx):
+        self._name_envvar(ctx)
+        return super().resolve_envvar_value(ctx)
+
+    def get_help_extra(self, ctx):
+        self._name_envvar(ctx)
+        return super().get_help_extra(ctx)
+
+
 def option(*names, **kw):
-    """A click option whose environment variable is shown in --help."""
+    """A click option reading its own environment variable, which --help shows."""
     kw.setdefault("show_envvar", True)
+    kw.setdefault("cls", EnvOption)
     return click.option(*names, **kw)
 
 

@@ -24,7 +24,8 @@ from bpttbench.errors import UserError
 @option("--min-time", type=float, default=0.05, help="Seconds per sample.")
 @option("--optimizer", type=click.Choice(["sgd", "adam"]), default="adam",
         help="sgd times plain SGD only; adam also times Adam's update and reports its extra cost over SGD.")
-@option("--adam/--no-adam", "adam", default=None, hidden=True, help="Deprecated: --optimizer adam / --optimizer sgd.")
+@click.option("--adam/--no-adam", "adam", default=None, hidden=True, allow_from_autoenv=False,
+              help="Deprecated: --optimizer adam / --optimizer sgd.")
 @several("--against",
          help="Also time peers: torch, jax; repeatable or a comma list (pip install -e '.[torch,jax]'). "
               "Speed-ups are against the faster peer of each row.")
