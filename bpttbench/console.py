@@ -12,6 +12,7 @@ from pathlib import Path
 
 import click
 from rich.console import Console
+from rich.errors import MarkupError
 from rich.progress import BarColumn, Progress, TextColumn
 from rich.table import Table
 from rich.text import Text
@@ -26,7 +27,14 @@ stderr = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
 def _plain(cell) -> str:
-    text = cell.plain if isinstance(cell, Text) else Text.from_markup(str(cell)).plain
+    """A cell's text as a terminal would show it (rich reads str cells as markup), on one line."""
+    if isinstance(cell, Text):
+        text = cell.plain
+    else:
+        try:
+            text = Text.from_markup(str(cell)).plain
+        except MarkupError:
+            text = str(cell)
     return text.replace("|", "\\|").replace("\n", " ")
 
 

@@ -10,7 +10,7 @@ from bpttbench import defaults
 from bpttbench.cli.common import COMMAND, emit_json, option, output_options
 from bpttbench.config import parse_duration
 from bpttbench.console import show, stderr, stdout
-from bpttbench.errors import ConfigError, UserError
+from bpttbench.errors import UserError
 
 
 @click.command(context_settings=COMMAND)
@@ -32,8 +32,6 @@ def plot(path, out, logx, smooth, formats, quiet, as_json):
     """
     from bpttbench.plot import plot_runs
 
-    if smooth is not None and smooth < 1:
-        raise ConfigError(f"--smooth must be at least 1 (1 = no smoothing), got {smooth}")
     written = plot_runs(path, out=out, logx=logx, smooth=smooth, formats=formats or ("png", "svg"))
     if not (quiet or as_json):
         for skipped, reason in written.skipped:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from pathlib import Path
 
 import click
@@ -60,12 +61,10 @@ def speed(schemes, hidden, k2, batch, k1, dtypes, repeats, min_time, optimizer, 
     out_dir = out or default_out_dir(prefix="speed")
     check_out_dir(out_dir, force=force)  # before the timing, so a refusal comes at once
     chatty = not (quiet or as_json)
-    with stderr.status("timing") as status:
-        if not chatty:
-            status.stop()
+    with stderr.status("timing") if chatty else nullcontext() as status:
         rows = measure_speed(names, grid["hidden"], grid["k2"], grid["batch"], k1=k1, dtypes=dtypes or ("float32",),
                              repeats=repeats, min_time=min_time, adam=optimizer == "adam", against=peers,
-                             progress=lambda message: status.update(f"timing {message}"))
+                             progress=(lambda message: status.update(f"timing {message}")) if chatty else None)
     parameters = dict(schemes=names, k1=k1, dtypes=list(dtypes or ("float32",)), repeats=repeats, min_time=min_time,
                       adam=optimizer == "adam", against=peers, **{k: list(v) for k, v in grid.items()})
     paths = write_speed(rows, clear_dir(out_dir, force=force), parameters=parameters)
