@@ -277,3 +277,11 @@ def test_every_command_has_json_and_quiet_and_the_readme_lists_its_options(name,
     assert row is not None, f"README.md's table of options has no row for bpttbench {name}"
     missing = sorted(o for o in shown if not re.search(f"`{re.escape(o)}[` ]", row))
     assert not missing, f"README.md's row for bpttbench {name} does not list {missing}"
+
+
+def test_shell_completion_completes_the_last_item_of_a_comma_list(monkeypatch, capsys):
+    monkeypatch.setenv("_BPTTBENCH_COMPLETE", "bash_complete")
+    monkeypatch.setenv("COMP_WORDS", "bpttbench run --scheme single,sl")
+    monkeypatch.setenv("COMP_CWORD", "3")
+    code, stdout, _ = invoke([], capsys)
+    assert code == 0 and stdout.split() == ["plain,single,sliding"]

@@ -66,7 +66,10 @@ class CommaList(click.ParamType):
         return self.inner.get_metavar(*args, **kwargs)
 
     def shell_complete(self, ctx, param, incomplete):
-        return self.inner.shell_complete(ctx, param, incomplete.rsplit(",", 1)[-1])
+        done, _, last = incomplete.rpartition(",")
+        prefix = f"{done}," if done else ""
+        return [click.shell_completion.CompletionItem(prefix + item.value, type=item.type)
+                for item in self.inner.shell_complete(ctx, param, last)]
 
     def convert(self, value, param, ctx):
         if isinstance(value, tuple):
