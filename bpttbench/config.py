@@ -6,6 +6,7 @@ Every run's manifest records `TrainConfig.to_dict()`, and `TrainConfig.from_dict
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import asdict, dataclass, fields
 
 from bpttbench.errors import ConfigError
@@ -131,10 +132,12 @@ def validate(cfg: TrainConfig) -> None:
 
 
 _DURATION_UNITS = {"": 1.0, "s": 1.0, "m": 60.0, "h": 3600.0}
+# What format_duration prints (1h02m03s, 1m30s), and the like: hours, minutes, seconds, each optional.
+_COMPOUND_DURATION = re.compile(r"(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m)?(?:(\d+(?:\.\d+)?)s)?")
 
 
 def parse_duration(text) -> float:
-    """Seconds from `90`, `90s`, `2m`, `1.5h`; ConfigError naming the accepted forms otherwise."""
+    """Seconds from `90`, `90s`, `2m`, `1.5h`, `1m30s`, `1h02m03s`; ConfigError naming the accepted forms otherwise."""
     raw = str(text).strip().lower()
     number, unit = raw, ""
     if raw and raw[-1] in "smh":
@@ -142,7 +145,11 @@ def parse_duration(text) -> float:
     try:
         seconds = float(number) * _DURATION_UNITS[unit]
     except ValueError:
-        raise ConfigError(f"cannot read {text!r} as a duration; write seconds like 90 or 90s, or 2m, 1h") from None
+        parts = _COMPOUND_DURATION.fullmatch(raw)
+        if not raw or not parts:
+            raise ConfigError(f"cannot read {text!r} as a duration; write seconds like 90 or 90s, or 2m, 1m30s, 1h") from None
+        hours, minutes, secs = (float(p) if p else 0.0 for p in parts.groups())
+        seconds = hours * 3600 + minutes * 60 + secs
     if not math.isfinite(seconds) or seconds <= 0:
         raise ConfigError(f"the time budget must be positive, got {text!r}; write e.g. 90s or 2m")
     return seconds

@@ -113,8 +113,9 @@ def run_study(out: Path, *, quick: bool = False, corpora: tuple[str, ...] = DEFA
     """Run (or resume) every part of the study under out, then write its report."""
     from bpttbench.corpus import load_corpus
     from bpttbench.files import Manifest, make_dir
-    from bpttbench.sweep import parse_spec, plan_sweep, run_sweep
+    from bpttbench.sweep import check_cluster, parse_spec, plan_sweep, run_sweep
 
+    check_cluster(workers, scheduler)
     if not corpora:
         raise ConfigError("a study needs at least one corpus")
     preset = QUICK if quick else FULL

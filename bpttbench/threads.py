@@ -2,7 +2,7 @@
 
 OpenBLAS splits products of H = 128 and up over threads; on a busy 2-core machine each call
 then waits for a loaded core (gradcheck measured single at k2 = 20 ten times slower threaded).
-Every timing bpttbench reports is of one thread, as in the speed issue.
+Every timing bpttbench reports is of one thread, as the speed targets are stated.
 """
 
 from __future__ import annotations

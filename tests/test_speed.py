@@ -228,7 +228,7 @@ def test_speed_command_takes_peers_and_the_old_flag(tmp_path, capsys):
     assert code == 0, stderr
     import json
 
-    (row,) = json.loads(stdout)
+    (row,) = json.loads(stdout)["rows"]
     assert row["peer"] == "torch" and row["torch_us_per_step"] > 0 and row["jax_us_per_step"] is None
     code, _, stderr = invoke([*small, "--against", "torch,pytorch", "--out", str(tmp_path / "b")], capsys)
     assert code == 2 and "--against takes torch, jax" in stderr

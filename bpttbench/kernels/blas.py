@@ -2,8 +2,8 @@
 
 Numba's np.dot(A, B, out) always calls xGEMM with alpha = 1, beta = 0, so a gradient has to be
 written out and then applied in a second pass over the weights. With beta = 1 and alpha = -lr
-the same GEMM adds the SGD step straight into the weights (issue 5's "fuse the update into the
-gradient GEMM"). The call goes through the `numba_xxgemm` helper that np.dot itself uses (SciPy's
+the same GEMM adds the SGD step straight into the weights: the update is fused into the
+gradient GEMM, one of the speed targets. The call goes through the `numba_xxgemm` helper that np.dot itself uses (SciPy's
 BLAS underneath), with the same operand order, so the products are computed by the same kernel.
 """
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import os
+import uuid
 import re
 from datetime import datetime, timezone
 from pathlib import Path
@@ -67,7 +68,8 @@ class RunWriter:
         self._curves_file = None
         self._rows = 0
         data = dict(manifest)
-        data.setdefault("run_id", f"{datetime.now(timezone.utc):%Y%m%d-%H%M%S}-{os.getpid()}")
+        # Time and pid alone repeat when one process writes two runs within a second (the Python API).
+        data.setdefault("run_id", f"{datetime.now(timezone.utc):%Y%m%d-%H%M%S}-{os.getpid()}-{uuid.uuid4().hex[:6]}")
         data.pop("started_at", None)  # a new directory: its clock starts now
         self._manifest = Manifest(self.path / MANIFEST, data).start(bpttbench_version=__version__, units=[])
         self._units: dict[str, dict] = {}

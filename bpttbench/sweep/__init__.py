@@ -45,14 +45,14 @@ References:
 """
 
 from bpttbench.sweep.driver import (POINT_STATES, SWEEP_MANIFEST, SweepDriver, SweepObserver, SweepResult,
-                                    check_sweep_dir, count_complete, default_workers, disk_states, run_sweep)
+                                    check_cluster, check_sweep_dir, count_complete, default_workers, disk_states, run_sweep)
 from bpttbench.sweep.grid import GridPoint, SweepPlan, check_grid_size, configurations, expand_grid, plan_sweep, point_id
 from bpttbench.sweep.spec import SpecError, SweepSpec, load_spec, parse_override, parse_spec
 from bpttbench.sweep.task import SweepError, run_point
 
 __all__ = [
     "POINT_STATES", "SWEEP_MANIFEST", "GridPoint", "SpecError", "SweepDriver", "SweepError", "SweepObserver",
-    "SweepPlan", "SweepResult", "SweepSpec", "check_grid_size", "check_sweep_dir", "configurations", "count_complete",
+    "SweepPlan", "SweepResult", "SweepSpec", "check_cluster", "check_grid_size", "check_sweep_dir", "configurations", "count_complete",
     "default_workers", "disk_states", "expand_grid", "load_spec", "parse_override", "parse_spec", "plan_sweep",
     "point_id", "run_point", "run_sweep",
 ]

@@ -231,6 +231,14 @@ def _check_workers(cluster: _Cluster, sweep_dir: Path) -> dict[str, int]:
     return slots
 
 
+def check_cluster(workers: int | None, scheduler: str | None) -> None:
+    """Refuse --workers with --scheduler (the cluster has its own) and a worker count below 1."""
+    if scheduler and workers:
+        raise ConfigError("--workers sizes the local cluster; with --scheduler the cluster's own workers are used")
+    if workers is not None and workers < 1:
+        raise ConfigError(f"--workers must be at least 1, got {workers}")
+
+
 def run_sweep(plan: SweepPlan, sweep_dir: Path, *, workers: int | None = None, scheduler: str | None = None,
               observer: SweepObserver | None = None, hook=None, stop_grace: float = STOP_GRACE_S) -> SweepResult:
     """Run every pending grid point of plan on Dask, writing sweep_dir as results come back.
@@ -240,11 +248,8 @@ def run_sweep(plan: SweepPlan, sweep_dir: Path, *, workers: int | None = None, s
     stop_grace seconds for them to close their run directories, marks the sweep interrupted and
     propagates. `hook(event, point_id, record)` is called inside the task (tests use it to inject faults).
     """
-    if scheduler and workers:
-        raise ConfigError("--workers sizes the local cluster; with --scheduler the cluster's own workers are used")
+    check_cluster(workers, scheduler)
     workers = workers or default_workers()
-    if workers < 1:
-        raise ConfigError(f"--workers must be at least 1, got {workers}")
     sweep_dir = Path(sweep_dir).resolve()
     check_sweep_dir(sweep_dir)
     make_dir(sweep_dir)
