@@ -52,7 +52,7 @@ def warm_up(cfg: TrainConfig, train_ids: np.ndarray | None = None, val_ids: np.n
     """
     start = time.perf_counter()
     small = {name: min(getattr(cfg, name), 2) for name in ("k1", "k2", "hidden", "batch")}
-    if cfg.scheme == "chunked":
+    if cfg.scheme in ("chunked", "adaptive"):
         small["k1"] = small["k2"]
     periods = 2 * small["k1"]
     tiny = cfg.replace(**small, budget_seconds=None, budget_steps=periods)
