@@ -160,7 +160,8 @@ class Training:
                     return
                 out.final_val_bpc = val_bpc
             out.final_train_bpc = mean_nats / LN2
-            yield Record(scheme.t, scheme.updates, out.wall_s, out.final_train_bpc, val_bpc, out.eval_s)
+            chosen_k2 = scheme.k2 if cfg.scheme == "adaptive" else None
+            yield Record(scheme.t, scheme.updates, out.wall_s, out.final_train_bpc, val_bpc, out.eval_s, chosen_k2)
             count = 0
             if finished:
                 out.status = "complete"
