@@ -237,17 +237,20 @@ def decay_norms(caches, p):
 def adaptive_truncation(norms, delta, k_max):
     """The smallest k in [1, k_max] with tail(k) <= delta * tail(0), where tail(k) sums the norms of
     the lags k, k+1, ...: measured below tau = n // 2, beyond it the geometric sequence fitted by
-    least squares to log norms[tau:] (see schemes/adaptive.py); k_max if the fit does not decay."""
+    least squares to log norms[tau:] (its zeros left out; none if fewer than two are left; see
+    schemes/adaptive.py); k_max if the fit does not decay."""
     norms = np.asarray(norms, dtype=float)
     tau = len(norms) // 2
-    lags = np.arange(tau, len(norms))
-    logs = np.log(np.maximum(norms[tau:], 1e-300))
-    dx = lags - lags.mean()
-    log_beta = (dx * (logs - logs.mean())).sum() / (dx**2).sum()
-    if log_beta >= 0:
-        return k_max
-    beta = np.exp(log_beta)
-    at_tau = np.exp(logs.mean() + log_beta * (tau - lags.mean()))
+    lags = np.arange(tau, len(norms))[norms[tau:] > 0]  # an underflowed norm has no log
+    at_tau, beta = 0.0, 0.0
+    if len(lags) >= 2:
+        logs = np.log(norms[lags])
+        dx = lags - lags.mean()
+        log_beta = (dx * (logs - logs.mean())).sum() / (dx**2).sum()
+        if log_beta >= 0:
+            return k_max
+        beta = np.exp(log_beta)
+        at_tau = np.exp(logs.mean() + log_beta * (tau - lags.mean()))
     ks = np.arange(1, k_max + 1)
     measured = np.array([norms[k:tau].sum() for k in ks])
     tail = measured + at_tau * beta ** (np.maximum(ks, tau) - tau) / (1 - beta)

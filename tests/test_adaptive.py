@@ -35,6 +35,9 @@ def test_pure_geometric_norms_give_the_closed_form_truncation():
     assert choose_truncation(norms, 0.1, 50) == ref.adaptive_truncation(norms, 0.1, 50) == 11
     assert choose_truncation(norms, 0.1, 7) == 7  # clamped to k_max
     assert choose_truncation(np.ones(20), 0.1, 30) == 30  # no decay: the longest truncation
+    # a gradient that underflowed to 0 is no evidence against decay: rel(2) = 0.2/1.7, rel(3) = 0
+    vanished = np.array([1.0, 0.5, 0.2, 0.0, 0.0, 0.0, 0.0, 0.0])
+    assert choose_truncation(vanished, 0.1, 30) == ref.adaptive_truncation(vanished, 0.1, 30) == 3
 
 
 @pytest.mark.parametrize("seed", range(20))
@@ -44,6 +47,8 @@ def test_choice_matches_the_reference(seed):
     norms = np.exp(rng.normal(0, 1, n) - rng.uniform(0, 0.5) * np.arange(n))
     if seed % 4 == 0:
         norms[: n // 3] = norms[0]  # a plateau, as a remembered cue makes
+    if seed % 4 == 1:
+        norms[n - n // 3 :] = 0.0  # underflowed
     delta, k_max = float(rng.uniform(0.01, 0.9)), int(rng.integers(1, 80))
     assert choose_truncation(norms, delta, k_max) == ref.adaptive_truncation(norms, delta, k_max)
 
@@ -129,10 +134,17 @@ def test_records_carry_the_truncation_only_for_adaptive():
 LAG = 6
 
 
-def test_on_lag_the_truncation_rises_above_the_lag_once_the_cue_is_learned():
+def test_on_lag_it_lengthens_a_too_short_truncation_and_learns_the_cue():
+    """Started at k2 = 3, too short to link a cue to its repeat 6 steps later: at delta = 0.01 the
+    first estimate already lengthens it beyond the lag, and it stays there while the cue is
+    learned, which chunked at k = 3 does only in part (1.57 bits/char against 1.44). (At delta = 0.1 it settles at 4 to 7 once the
+    cue is learned: most of the gradient's mass is within a few steps.)"""
     corpus = load_corpus(f"lag:{LAG}:n=200000")
-    cfg = TrainConfig(scheme="adaptive", k1=3, k2=3, hidden=32, batch=8, lr=0.01, delta=0.1, k_max=30, adapt_every=20,
-                      budget_steps=40000, log_every=2000, eval_every=0, eval_chars=2000)
-    records = list(Training(cfg, corpus).records())
-    assert records[0].k2 <= LAG
-    assert records[-1].k2 > LAG
+    forgetting = (2 + (LAG - 2) * 2 + 2) / (LAG + 1)  # bits/char: entropy rate + log2(4) / (L + 1)
+    settings = dict(k1=3, k2=3, hidden=32, batch=8, lr=0.01, delta=0.01, k_max=30, adapt_every=20,
+                    budget_steps=12000, log_every=600, eval_every=0, eval_chars=1000)
+    adaptive = list(Training(TrainConfig(scheme="adaptive", **settings), corpus).records())
+    chunked = list(Training(TrainConfig(scheme="chunked", **settings), corpus).records())
+    assert all(r.k2 > LAG for r in adaptive), [r.k2 for r in adaptive]
+    assert adaptive[-1].train_bpc < forgetting - 0.15
+    assert adaptive[-1].train_bpc < chunked[-1].train_bpc - 0.08

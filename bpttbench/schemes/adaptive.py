@@ -9,8 +9,9 @@ estimated relative bias is at most delta (`choose_truncation`), clamped to [1, k
 from the next chunk on. The ring keeps k_max + 1 steps, so any k up to k_max fits.
 
 The estimate (the authors' code, simplified): fit log phi_l = a + l log(beta) by least squares
-over the tail half of the lags, l in [tau, n-1] with tau = n // 2; beyond tau the norms are taken
-as the fitted geometric sequence, before it as measured. The bias of truncating at k is bounded
+over the tail half of the lags, l in [tau, n-1] with tau = n // 2 (lags whose norm underflowed to
+0 left out; with fewer than two left the tail beyond tau counts as 0); beyond tau the norms are
+taken as the fitted geometric sequence, before it as measured. The bias of truncating at k is bounded
 by the norms of the dropped lags, so with
     tail(k) = sum_{l=k}^{tau-1} phi_l + phi_hat_tau * beta^(max(k, tau) - tau) / (1 - beta)
 (the sum empty when k >= tau), the relative bias is estimated as rel(k) = tail(k) / tail(0), the
@@ -29,32 +30,35 @@ from bpttbench.kernels.optim import apply_update
 from bpttbench.schemes.base import aligned_copy, aligned_zeros
 from bpttbench.schemes.single import Single
 
-TINY_NORM = 1e-300  # floor under a norm before its log: a vanished gradient reads as a steep decay
-
-
 @njit(**JIT)
 def choose_truncation(norms, delta, k_max):
     """The smallest k in [1, k_max] whose estimated relative bias is at most delta (module docstring)."""
     n = norms.shape[0]
     tau = n // 2
-    m = n - tau
+    m = 0
     x_mean = 0.0
     y_mean = 0.0
     for l in range(tau, n):
-        x_mean += l
-        y_mean += np.log(max(norms[l], TINY_NORM))
-    x_mean /= m
-    y_mean /= m
-    sxy = 0.0
-    sxx = 0.0
-    for l in range(tau, n):
-        sxy += (l - x_mean) * (np.log(max(norms[l], TINY_NORM)) - y_mean)
-        sxx += (l - x_mean) ** 2
-    log_beta = sxy / sxx
-    if log_beta >= 0.0:
-        return k_max
-    beta = np.exp(log_beta)
-    geometric = np.exp(y_mean + log_beta * (tau - x_mean)) / (1.0 - beta)  # the fitted tail from tau on
+        if norms[l] > 0.0:
+            m += 1
+            x_mean += l
+            y_mean += np.log(norms[l])
+    geometric = 0.0  # the fitted tail from lag tau on: none when the norms there underflowed to 0
+    beta = 0.0
+    if m >= 2:
+        x_mean /= m
+        y_mean /= m
+        sxy = 0.0
+        sxx = 0.0
+        for l in range(tau, n):
+            if norms[l] > 0.0:
+                sxy += (l - x_mean) * (np.log(norms[l]) - y_mean)
+                sxx += (l - x_mean) ** 2
+        log_beta = sxy / sxx
+        if log_beta >= 0.0:
+            return k_max
+        beta = np.exp(log_beta)
+        geometric = np.exp(y_mean + log_beta * (tau - x_mean)) / (1.0 - beta)
     total = geometric
     for l in range(tau):
         total += norms[l]
