@@ -148,3 +148,34 @@ def test_on_lag_it_lengthens_a_too_short_truncation_and_learns_the_cue():
     assert all(r.k2 > LAG for r in adaptive), [r.k2 for r in adaptive]
     assert adaptive[-1].train_bpc < forgetting - 0.15
     assert adaptive[-1].train_bpc < chunked[-1].train_bpc - 0.08
+
+
+def test_k2_rows_reach_curves_csv_and_the_k2_figure(tmp_path):
+    from bpttbench.plot import plot_runs
+    from bpttbench.records import RunOutcome
+    from bpttbench.results import RunWriter, read_curves
+
+    run = tmp_path / "run"
+    w = RunWriter(run, force=False, manifest={"run_id": "run", "corpus": {"name": "lag:6"}})
+    for scheme, k in (("adaptive", 3), ("chunked", 3)):
+        key = w.start_unit(TrainConfig(scheme=scheme, k1=k, k2=k, budget_steps=3000), "lag:6")
+        for i, chosen in enumerate((3, 9, 7), start=1):
+            w.add_record(key, Record(step=i * 1000, updates=i * 100, wall_s=float(i), train_bpc=2.0 - 0.1 * i,
+                                     k2=chosen if scheme == "adaptive" else None))
+        w.finish_unit(key, RunOutcome(status="complete", steps=3000))
+    w.close("complete")
+    curves = read_curves(run / "curves.csv")
+    k2_rows = curves[curves["metric"] == "k2"]
+    assert list(k2_rows["scheme"].unique()) == ["adaptive"]
+    assert k2_rows.sort_values("step")["value"].tolist() == [3, 9, 7]
+    written = {p.name for p in plot_runs(run, formats=("png",))}
+    assert "k2_vs_iter.png" in written and "loss_vs_iter.png" in written
+
+    other = tmp_path / "other"
+    w = RunWriter(other, force=False, manifest={"run_id": "other", "corpus": {"name": "lag:6"}})
+    key = w.start_unit(TrainConfig(scheme="chunked", k1=3, k2=3, budget_steps=1000), "lag:6")
+    w.add_record(key, Record(step=1000, updates=100, wall_s=1.0, train_bpc=2.0))
+    w.add_record(key, Record(step=2000, updates=200, wall_s=2.0, train_bpc=1.9))
+    w.finish_unit(key, RunOutcome(status="complete", steps=2000))
+    w.close("complete")
+    assert "k2_vs_iter.png" not in {p.name for p in plot_runs(other, formats=("png",))}
