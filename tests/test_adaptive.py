@@ -113,7 +113,7 @@ def test_config_fields_default_and_validate():
     old = {k: v for k, v in config(scheme="chunked").to_dict().items() if k not in ("delta", "k_max", "adapt_every")}
     restored = TrainConfig.from_dict(old)
     assert (restored.delta, restored.k_max, restored.adapt_every) == (0.1, 300, 100)
-    for bad in (dict(delta=0.0), dict(delta=1.5), dict(adapt_every=0), dict(k_max=3), dict(k1=2)):
+    for bad in (dict(delta=0.0), dict(delta=1.5), dict(adapt_every=0), dict(k_max=1), dict(k1=2)):
         with pytest.raises(ConfigError):
             config(**bad)
 

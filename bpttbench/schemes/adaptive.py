@@ -6,7 +6,7 @@ updates, just before that update, one extra backward pass from the newest step's
 the last n = min(k_max, t) stored steps measures phi_l, the mean over streams of
 ||dL_t / d(h, c)_{t-l}|| for lags l = 0 .. n-1, and k becomes the smallest truncation whose
 estimated relative bias is at most delta (`choose_truncation`), clamped to [1, k_max]; it holds
-from the next chunk on. The ring keeps k_max + 1 steps, so any k up to k_max fits.
+from the next chunk on. The ring keeps k_max + 1 steps (or k2 + 1 for a larger initial k2).
 
 The estimate (the authors' code, simplified): fit log phi_l = a + l log(beta) by least squares
 over the tail half of the lags, l in [tau, n-1] with tau = n // 2 (lags whose norm underflowed to
@@ -155,8 +155,10 @@ class Adaptive(Single):
     block_kernel = staticmethod(run_adaptive_block)
 
     def __init__(self, cfg, theta, vocab_size, train_ids):
-        # Ring, window scratch and index scratch sized for the longest truncation, k_max.
-        super().__init__(cfg.replace(k1=cfg.k_max, k2=cfg.k_max), theta, vocab_size, train_ids)
+        # Ring, window scratch and index scratch sized for the longest truncation: k_max, or an
+        # initial k2 above it (which holds until the first re-estimate).
+        longest = max(cfg.k_max, cfg.k2)
+        super().__init__(cfg.replace(k1=longest, k2=longest), theta, vocab_size, train_ids)
         self.cfg = cfg
         self.k1 = self.k2 = cfg.k2
         self.k_max, self.adapt_every, self.delta = cfg.k_max, cfg.adapt_every, float(cfg.delta)
