@@ -49,8 +49,8 @@ class TrainConfig:
     eval_chars: int = 0
     # `adaptive` only (Aicher, Foti & Fox 2019): the tolerated relative gradient bias, the longest
     # truncation (and the estimation pass's length), and the updates between re-estimates. delta =
-    # 0.1 and k_max = 300 are the authors' code's defaults; the interval is ours (their code
-    # re-estimates a few times per epoch, a unit this online setting does not have).
+    # 0.1 and k_max = 300 are the defaults of the authors' language-model script (MAX_K there);
+    # the interval is ours: they re-estimate per training epoch, a unit an online run does not have.
     delta: float = 0.1
     k_max: int = 300
     adapt_every: int = 100

@@ -222,7 +222,7 @@ def decay_norms(caches, p):
     """`adaptive`'s decay estimate: norms[l] = mean over streams of ||dL/d(h, c)|| l steps before
     the last step, L the last step's loss, for l = 0 .. len(caches) - 1 (caches from `step`,
     oldest first; Jacobians at p)."""
-    lstm_cache, head_cache = caches[-1]
+    head_cache = caches[-1][1]
     B = len(head_cache[2])
     dh, _ = head_backward(np.ones(B), head_cache, p)
     dc = np.zeros_like(dh)

@@ -11,8 +11,8 @@ from the next chunk on. The ring keeps k_max + 1 steps (or k2 + 1 for a larger i
 The estimate (the authors' code, simplified): fit log phi_l = a + l log(beta) by least squares
 over the tail half of the lags, l in [tau, n-1] with tau = n // 2 (lags whose norm underflowed to
 0 left out; with fewer than two left the tail beyond tau counts as 0); beyond tau the norms are
-taken as the fitted geometric sequence, before it as measured. The bias of truncating at k is bounded
-by the norms of the dropped lags, so with
+taken as the fitted geometric sequence, before it as measured. The bias of truncating at k is
+bounded by the norms of the dropped lags, so with
     tail(k) = sum_{l=k}^{tau-1} phi_l + phi_hat_tau * beta^(max(k, tau) - tau) / (1 - beta)
 (the sum empty when k >= tau), the relative bias is estimated as rel(k) = tail(k) / tail(0), the
 dropped norms over all of them (for purely geometric norms, beta^k). beta >= 1 gives no finite
@@ -24,11 +24,12 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from bpttbench.kernels.lstm import (JIT, forward_step_with_input_weights, lstm_backward, param_views,
-                                    read_inputs, window_gradient_or_sgd_step)
+from bpttbench.kernels.lstm import (JIT, forward_step_with_input_weights, lstm_backward, param_views, read_inputs,
+                                    window_gradient_or_sgd_step)
 from bpttbench.kernels.optim import apply_update
 from bpttbench.schemes.base import aligned_copy, aligned_zeros
 from bpttbench.schemes.single import Single
+
 
 @njit(**JIT)
 def choose_truncation(norms, delta, k_max):
@@ -77,7 +78,7 @@ def choose_truncation(norms, delta, k_max):
 @njit(**JIT)
 def decay_norms(theta, V, H, ring, t, n, work, norms):
     """norms[l] = mean over streams of ||dL_t / d(h, c)_{t-l}||, l = 0 .. n-1, L_t step t's loss."""
-    x_r, y_r, gates_r, c_r, h_r, tanh_c_r, probs_r = ring
+    x_r, y_r, gates_r, c_r, _, tanh_c_r, probs_r = ring
     dh, dc, dh_prev, _, dz_all, _, dlog_all, _ = work
     W_hh, W_dec = param_views(theta, V, H)[1], param_views(theta, V, H)[4]
     R = x_r.shape[0]
