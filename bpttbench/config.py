@@ -48,6 +48,13 @@ class TrainConfig:
     # Validation characters per evaluation (0 = the whole split), read as parallel streams from a
     # zero state with a burn-in (kernels/evaluate.py; defaults.EVAL_*).
     eval_chars: int = 0
+    # `adaptive` only (Aicher, Foti & Fox 2019): the tolerated relative gradient bias, the longest
+    # truncation (and the estimation pass's length), and the updates between re-estimates. delta =
+    # 0.1 and k_max = 300 are the defaults of the authors' language-model script (MAX_K there);
+    # the interval is ours: they re-estimate per training epoch, a unit an online run does not have.
+    delta: float = 0.1
+    k_max: int = 300
+    adapt_every: int = 100
 
     def __post_init__(self) -> None:
         validate(self)
@@ -85,7 +92,8 @@ def validate(cfg: TrainConfig) -> None:
     """Raise ConfigError naming the first problem with cfg and how to fix it."""
     if cfg.scheme not in SCHEMES:
         raise ConfigError(f"unknown scheme {cfg.scheme!r}; choose one of {', '.join(SCHEMES)}")
-    for name in ("k1", "k2", "hidden", "batch", "log_every", "eval_chars", "seed", "eval_every"):
+    for name in ("k1", "k2", "hidden", "batch", "log_every", "eval_chars", "seed", "eval_every", "k_max",
+                 "adapt_every"):
         if not _is_int(getattr(cfg, name)):
             raise ConfigError(f"{name} must be a whole number, got {getattr(cfg, name)!r}")
     if cfg.k2 < 1:
@@ -95,8 +103,14 @@ def validate(cfg: TrainConfig) -> None:
     online = cfg.scheme in ONLINE_SCHEMES
     if cfg.k1 > cfg.k2 and not online:
         raise ConfigError(f"k1={cfg.k1} is larger than k2={cfg.k2}; steps between updates would get no gradient: use k1 <= k2")
-    if cfg.scheme == "chunked" and cfg.k1 != cfg.k2:
-        raise ConfigError(f"chunked needs k1 == k2 (got k1={cfg.k1}, k2={cfg.k2}); set both to the chunk length")
+    if cfg.scheme in ("chunked", "adaptive") and cfg.k1 != cfg.k2:
+        raise ConfigError(f"{cfg.scheme} needs k1 == k2 (got k1={cfg.k1}, k2={cfg.k2}); set both to the chunk length")
+    if not _is_real(cfg.delta) or not 0 < cfg.delta < 1:
+        raise ConfigError(f"delta must be a number between 0 and 1 (the tolerated relative gradient bias), got {cfg.delta!r}")
+    if cfg.adapt_every < 1:
+        raise ConfigError(f"adapt_every must be at least 1 update, got {cfg.adapt_every}")
+    if cfg.k_max < 2:
+        raise ConfigError(f"k_max must be at least 2 (the longest truncation adaptive may choose), got {cfg.k_max}")
     if cfg.inject not in INJECTS:
         raise ConfigError(f"unknown inject {cfg.inject!r}; choose 'new' (the newest k1 losses) or 'window' (all k2)")
     if online and cfg.inject != "new":

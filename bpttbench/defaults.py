@@ -46,6 +46,7 @@ SCHEME_COLORS = {
     "uoro": "#8c564b",
     "snap1": "#e377c2",
     "eprop": "#17becf",
+    "adaptive": "#b8860b",
 }
 OTHER_COLORS = ("#7f7f7f", "#bcbd22", "#393b79", "#637939", "#8c6d31", "#843c39")
 FD_COLOR = "#7f7f7f"  # finite differences, wherever they are drawn

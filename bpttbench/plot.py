@@ -175,6 +175,34 @@ def _figure(data: pd.DataFrame, *, metric: str, x: str, smooth: int, logx: bool,
     return fig
 
 
+def truncation_figure(data: pd.DataFrame) -> Figure | None:
+    """k2_vs_iter: the truncation each run chose (metric `k2`, written by `adaptive`) against time
+    steps, one line per seed, held between log points; None when no run recorded it."""
+    rows = data[data["metric"] == "k2"]
+    if rows.empty:
+        return None
+    fig = Figure(figsize=(8.5, 5.2), layout="constrained")
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    groups = ordered_groups(rows)
+    styles = _styles(groups)
+    for label, group in groups:
+        color, ls = styles[label]
+        for i, (xs, ys) in enumerate(seed_curves(group, "step")):
+            ax.plot(xs, ys, drawstyle="steps-post", color=color, linestyle=ls, linewidth=1.4, alpha=0.85,
+                    label=f"{label} {_count_note(group)}" if i == 0 else None)
+    corpora = sorted(rows["corpus"].astype(str).unique())
+    fig.suptitle(f"Chosen truncation vs time steps — corpus{'' if len(corpora) == 1 else 'a'} {', '.join(corpora)}")
+    ax.set_title("the truncation in force at each log point, one line per seed", fontsize="small", color="0.35")
+    ax.set_xlabel(X_AXES["step"][0])
+    ax.set_ylabel("truncation k2 (steps)")
+    ax.set_xlim(left=0)
+    ax.set_ylim(bottom=0)
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize="small", loc="lower right", framealpha=0.85)
+    return fig
+
+
 def plot_runs(
     *paths: Path,
     out: Path | None = None,
@@ -242,4 +270,19 @@ def plot_runs(
                 with matplotlib.rc_context({"svg.fonttype": "none"}):
                     atomic_write(target, lambda f, fmt=fmt, meta=meta: fig.savefig(f, format=fmt, dpi=130, metadata=meta), binary=True)
                 written.append(target)
+    k2_fig = truncation_figure(data)
+    if k2_fig is not None:
+        written.extend(_save_figure(k2_fig, out, "k2_vs_iter", formats))
     return written
+
+
+def _save_figure(fig: Figure, out: Path, stem: str, formats: Sequence[str]) -> list[Path]:
+    """Write fig as out/stem.<format> for every format (svg text kept as text, without a date)."""
+    paths = []
+    for fmt in formats:
+        target = out / f"{stem}.{fmt}"
+        meta = {"Date": None} if fmt == "svg" else None
+        with matplotlib.rc_context({"svg.fonttype": "none"}):
+            atomic_write(target, lambda f, fmt=fmt, meta=meta: fig.savefig(f, format=fmt, dpi=130, metadata=meta), binary=True)
+        paths.append(target)
+    return paths

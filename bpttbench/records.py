@@ -13,6 +13,7 @@ class Record:
     train_bpc: float  # mean online (prequential) loss since the previous record, bits per character
     val_bpc: float | None = None  # validation loss at this point, bits per character, when evaluated
     eval_s: float = 0.0  # seconds spent evaluating so far (not part of wall_s)
+    k2: int | None = None  # the truncation in force at this point, for schemes that choose it (adaptive)
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -218,6 +218,46 @@ UORO_EPS = 1e-7  # Tallec & Ollivier's eps0 = eps1: keeps the scalings finite wh
 _MASK = (1 << 64) - 1
 
 
+def decay_norms(caches, p):
+    """`adaptive`'s decay estimate: norms[l] = mean over streams of ||dL/d(h, c)|| l steps before
+    the last step, L the last step's loss, for l = 0 .. len(caches) - 1 (caches from `step`,
+    oldest first; Jacobians at p)."""
+    head_cache = caches[-1][1]
+    B = len(head_cache[2])
+    dh, _ = head_backward(np.ones(B), head_cache, p)
+    dc = np.zeros_like(dh)
+    norms = []
+    for k in range(len(caches) - 1, -1, -1):
+        norms.append(np.sqrt((dh**2 + dc**2).sum(axis=1)).mean())
+        if k:
+            dh, dc, _ = lstm_backward(dh, dc, caches[k][0], p)
+    return np.array(norms)
+
+
+def adaptive_truncation(norms, delta, k_max):
+    """The smallest k in [1, k_max] with tail(k) <= delta * tail(0), where tail(k) sums the norms of
+    the lags k, k+1, ...: measured below tau = n // 2, beyond it the geometric sequence fitted by
+    least squares to log norms[tau:] (its zeros left out; none if fewer than two are left; see
+    schemes/adaptive.py); k_max if the fit does not decay."""
+    norms = np.asarray(norms, dtype=float)
+    tau = len(norms) // 2
+    lags = np.arange(tau, len(norms))[norms[tau:] > 0]  # an underflowed norm has no log
+    at_tau, beta = 0.0, 0.0
+    if len(lags) >= 2:
+        logs = np.log(norms[lags])
+        dx = lags - lags.mean()
+        log_beta = (dx * (logs - logs.mean())).sum() / (dx**2).sum()
+        if log_beta >= 0:
+            return k_max
+        beta = np.exp(log_beta)
+        at_tau = np.exp(logs.mean() + log_beta * (tau - lags.mean()))
+    ks = np.arange(1, k_max + 1)
+    measured = np.array([norms[k:tau].sum() for k in ks])
+    tail = measured + at_tau * beta ** (np.maximum(ks, tau) - tau) / (1 - beta)
+    below = tail <= delta * (norms[:tau].sum() + at_tau / (1 - beta))
+    return int(ks[below][0]) if below.any() else k_max
+
+
 def state_jacobians(p, cache):
     """d(h, c)/d(h_prev, c_prev) (2H x 2H) and d(h, c)/d theta_lstm (2H x P, LSTM_NAMES order) of one
     stream's step, one row per state unit: the backward pass of each unit vector."""

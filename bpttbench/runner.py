@@ -56,7 +56,7 @@ def plan_units(settings: dict, schemes, seeds, *, k1_given: bool) -> list[TrainC
                           f"limit of {MAX_RUN_UNITS:,} for one run; use fewer --seeds, or a sweep")
     units = []
     for scheme in schemes:
-        k1 = settings["k2"] if scheme == "chunked" and not k1_given else settings["k1"]
+        k1 = settings["k2"] if scheme in ("chunked", "adaptive") and not k1_given else settings["k1"]
         for seed in seeds:
             units.append(TrainConfig(**{**settings, "scheme": scheme, "k1": k1, "seed": seed}))
     return units

@@ -13,6 +13,7 @@ TRUNCATES: dict[str, bool] = {
     "single": True,
     "stored": True,
     "sliding": True,
+    "adaptive": True,
     "rtrl": False,
     "uoro": False,
     "snap1": False,

@@ -52,7 +52,7 @@ def warm_up(cfg: TrainConfig, train_ids: np.ndarray | None = None, val_ids: np.n
     """
     start = time.perf_counter()
     small = {name: min(getattr(cfg, name), 2) for name in ("k1", "k2", "hidden", "batch")}
-    if cfg.scheme == "chunked":
+    if cfg.scheme in ("chunked", "adaptive"):
         small["k1"] = small["k2"]
     periods = 2 * small["k1"]
     tiny = cfg.replace(**small, budget_seconds=None, budget_steps=periods)
@@ -160,7 +160,8 @@ class Training:
                     return
                 out.final_val_bpc = val_bpc
             out.final_train_bpc = mean_nats / LN2
-            yield Record(scheme.t, scheme.updates, out.wall_s, out.final_train_bpc, val_bpc, out.eval_s)
+            chosen_k2 = scheme.k2 if cfg.scheme == "adaptive" else None
+            yield Record(scheme.t, scheme.updates, out.wall_s, out.final_train_bpc, val_bpc, out.eval_s, chosen_k2)
             count = 0
             if finished:
                 out.status = "complete"

@@ -30,17 +30,17 @@ def test_run_writes_a_complete_run_directory(tmp_path, text_file, capsys):
     assert code == 0, stderr
     summary = json.loads(stdout)
     assert (summary["out"], summary["status"]) == (str(out), "complete")
-    assert [row["scheme"] for row in summary["summary"]] == ["chunked", "single", "stored", "sliding"]
+    assert [row["scheme"] for row in summary["summary"]] == ["chunked", "single", "stored", "sliding", "adaptive"]
     chunked = summary["summary"][0]
     assert (chunked["k1"], chunked["k2"], chunked["seeds"]) == (4, 4, 2)
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["status"] == "complete"
     assert manifest["seeds"] == [0, 1]
     assert manifest["corpus"]["sha256"] and manifest["machine"]["numba"]
-    assert [u["status"] for u in manifest["units"]] == ["complete"] * 8
+    assert [u["status"] for u in manifest["units"]] == ["complete"] * 10
     assert all(u["compile_s"] >= 0 and u["eval_s"] > 0 for u in manifest["units"])
     curves = pd.read_csv(out / "curves.csv")
-    assert set(curves["metric"]) == {"train_bpc", "val_bpc"}
+    assert set(curves["metric"]) == {"train_bpc", "val_bpc", "k2"}
     assert curves.groupby(["scheme", "seed"])["step"].max().eq(400).all()
     for name in ("loss_vs_time.csv", "loss_vs_iter.csv", "vocab.json", "weights/single-seed1-final.npz",
                  "weights/sliding-seed0-init.npz"):

@@ -91,7 +91,7 @@ def valid_configs(draw) -> TrainConfig:
     scheme = draw(st.sampled_from(SCHEMES))
     k2 = draw(st.integers(1, 500))
     online = scheme in ONLINE_SCHEMES  # no truncation: k1 is free and there is no window to inject
-    k1 = k2 if scheme == "chunked" else draw(st.integers(1, 1000 if online else k2))
+    k1 = k2 if scheme in ("chunked", "adaptive") else draw(st.integers(1, 1000 if online else k2))
     finite = dict(allow_nan=False, allow_infinity=False)
     steps = draw(st.none() | st.integers(1, 10**12))
     seconds = draw(st.floats(min_value=1e-6, max_value=1e9, **finite) | st.integers(1, 10**6)) if steps is None else draw(

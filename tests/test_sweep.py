@@ -71,7 +71,7 @@ def test_grid_ids_and_overrides(tmp_path, text_file):
     spec = parse_spec(f'corpus = "{text_file}"\nsteps = 100\nseeds = 2\nschemes = "all"\n'
                       "[parameters.k2]\nvalues = [4, 8]\n[parameters.lr]\nvalue = 1\n", "g.toml")
     points, refused = expand_grid(spec, "sha")
-    assert len(points) == 4 * 2 * 2 and not refused
+    assert len(points) == 5 * 2 * 2 and not refused  # chunked, single, stored, sliding, adaptive
     assert len({p.id for p in points}) == len(points)
     chunked = [p.cfg for p in points if p.cfg.scheme == "chunked"]
     assert all(c.k1 == c.k2 for c in chunked) and {c.lr for c in chunked} == {1.0}

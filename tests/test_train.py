@@ -144,7 +144,7 @@ NO_COMPILE_CASES = [
 def test_nothing_compiles_once_the_clock_runs(corpus, case):
     """compile() must leave the budgeted loop nothing to compile: on a cold cache that time would
     land on the training clock (a corpus's ids are read-only, and Numba types them apart)."""
-    settings = dict(k1=4 if case["scheme"] == "chunked" else 1, k2=4, hidden=4, budget_steps=40, log_every=20,
+    settings = dict(k1=4 if case["scheme"] in ("chunked", "adaptive") else 1, k2=4, hidden=4, budget_steps=40, log_every=20,
                     eval_every=20, eval_chars=50, lr=0.01)
     cfg = config(**{**settings, **case})
     assert not corpus.train_ids.flags.writeable  # as every real corpus's

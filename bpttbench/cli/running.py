@@ -34,6 +34,9 @@ from bpttbench.errors import ConfigError
 @option("--eval-every", type=int, default=DEFAULTS.eval_every, help="Steps between validation evaluations (0 = only at the end).")
 @option("--eval-chars", type=int, default=DEFAULTS.eval_chars, help="Validation characters per evaluation (0 = the whole split, read as parallel streams).")
 @option("--log-every", type=int, default=DEFAULTS.log_every, help="Steps between log points.")
+@option("--delta", type=float, default=DEFAULTS.delta, help="adaptive: tolerated relative gradient bias.")
+@option("--k-max", type=int, default=DEFAULTS.k_max, help="adaptive: longest truncation, and the estimate's length.")
+@option("--adapt-every", type=int, default=DEFAULTS.adapt_every, help="adaptive: updates between re-estimates of k2.")
 @option("--out", type=click.Path(path_type=Path), default=None, help="Run directory. [default: results/run-<time>]")
 @option("--force", is_flag=True, help="Replace what is already in --out.")
 @option("--save-weights", is_flag=True, help="Save initial and final weights (PyTorch state_dict layout) and vocab.json.")
@@ -41,7 +44,7 @@ from bpttbench.errors import ConfigError
 @output_options("the run directory", "Print out (the run directory), status and the summary as JSON on stdout.")
 @click.pass_context
 def run(ctx, schemes, k1, k2, inject, hidden, batch, optimizer, lr, clip, dtype, budget, steps, seeds, seed, corpus,
-        eval_every, eval_chars, log_every, out, force, save_weights, strict, quiet, as_json):
+        eval_every, eval_chars, log_every, delta, k_max, adapt_every, out, force, save_weights, strict, quiet, as_json):
     """Train each scheme on a corpus under a budget and write a run directory.
 
     \b
@@ -61,7 +64,8 @@ def run(ctx, schemes, k1, k2, inject, hidden, batch, optimizer, lr, clip, dtype,
     budget_seconds = parse_duration(budget if budget is not None else DEFAULT_BUDGET) if steps is None else None
     settings = dict(k1=DEFAULTS.k1 if k1 is None else k1, k2=k2, inject=inject, hidden=hidden, batch=batch,
                     optimizer=optimizer, lr=lr, clip=clip, dtype=dtype, budget_seconds=budget_seconds,
-                    budget_steps=steps, log_every=log_every, eval_every=eval_every, eval_chars=eval_chars)
+                    budget_steps=steps, log_every=log_every, eval_every=eval_every, eval_chars=eval_chars, delta=delta,
+                    k_max=k_max, adapt_every=adapt_every)
     seed_list = [seed] if seed is not None else range(seeds or 1)
     units = plan_units(settings, schemes or ("single", "sliding"), seed_list, k1_given=k1 is not None)
     out_dir = out or default_out_dir()

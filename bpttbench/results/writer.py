@@ -136,6 +136,8 @@ class RunWriter:
         rows = [prefix + head + ["train_bpc", _cell(float(record.train_bpc))]]
         if record.val_bpc is not None:
             rows.append(prefix + head + ["val_bpc", _cell(float(record.val_bpc))])
+        if record.k2 is not None:
+            rows.append(prefix + head + ["k2", str(int(record.k2))])
         path = self.path / CURVES
         try:
             self._csv.writerows(rows)

@@ -5,6 +5,7 @@ timed and checked, and tests/test_contract.py holds it to the interface.
 """
 
 from bpttbench import scheme_names
+from bpttbench.schemes.adaptive import Adaptive
 from bpttbench.schemes.base import Scheme
 from bpttbench.schemes.chunked import Chunked
 from bpttbench.schemes.eprop import Eprop
@@ -15,7 +16,7 @@ from bpttbench.schemes.snap1 import Snap1
 from bpttbench.schemes.stored import Stored
 from bpttbench.schemes.uoro import Uoro
 
-SCHEMES: dict[str, type[Scheme]] = {cls.name: cls for cls in (Chunked, Single, Stored, Sliding, Rtrl, Uoro, Snap1, Eprop)}
+SCHEMES: dict[str, type[Scheme]] = {cls.name: cls for cls in (Chunked, Single, Stored, Sliding, Adaptive, Rtrl, Uoro, Snap1, Eprop)}
 if tuple(SCHEMES) != scheme_names.SCHEMES:
     raise ImportError(f"the registry {tuple(SCHEMES)} and bpttbench/scheme_names.py {scheme_names.SCHEMES} "
                       "disagree: list each scheme in both, in the same order")

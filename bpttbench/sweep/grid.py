@@ -63,7 +63,7 @@ def configurations(spec: SweepSpec) -> tuple[list[TrainConfig], list[str]]:
     configs: dict[TrainConfig, None] = {}
     refused: dict[str, int] = {}
     for scheme, values in _combinations(spec):
-        if scheme == "chunked" and "k1" not in values:
+        if scheme in ("chunked", "adaptive") and "k1" not in values:
             values["k1"] = values.get("k2", base.k2)
         if scheme in ONLINE_SCHEMES:  # k2 unused: one configuration however many k2 the grid has
             values["k2"] = ONLINE_K2

@@ -23,6 +23,7 @@ NOT_PARAMETERS = {"scheme": "schemes", "seed": "seeds", "budget_seconds": "budge
 PARAMETER_TYPES: dict[str, Any] = {
     "k1": int, "k2": int, "hidden": int, "batch": int, "log_every": int, "eval_every": int, "eval_chars": int,
     "lr": float, "clip": float, "inject": INJECTS, "optimizer": OPTIMIZERS, "dtype": DTYPES,
+    "delta": float, "k_max": int, "adapt_every": int,
 }
 assert set(PARAMETER_TYPES) | set(NOT_PARAMETERS) == {f.name for f in fields(TrainConfig)}
 
