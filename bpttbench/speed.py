@@ -71,8 +71,8 @@ SCHEMES = TRUNCATED_SCHEMES  # what `--scheme all` times and the speed targets a
 TIMEABLE = TRUNCATED_SCHEMES + ONLINE_SCHEMES
 DEFAULTS = dict(hidden=128, vocab_size=65, k1=1, k2=20, batch=1, dtype="float32")
 BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
-# peer name -> (its module in benchmarks/, its class, the extra that installs it)
-PEERS = {"torch": ("torch_baseline", "TorchScheme", "torch"), "jax": ("jax_baseline", "JaxScheme", "jax")}
+# peer name (also the name of its optional extra) -> (its module in benchmarks/, its class)
+PEERS = {"torch": ("torch_baseline", "TorchScheme"), "jax": ("jax_baseline", "JaxScheme")}
 TORCH_BASELINE = BENCHMARKS / "torch_baseline.py"
 LR = 2e-3  # small enough that no timed run diverges; the rate does not change the work
 # Plain SGD without clipping, as every speed measurement here: its step is fused into the gradient GEMM.
@@ -192,6 +192,7 @@ class PeerTimer:
 
 
 def TorchTimer(scheme: str, cfg: TrainConfig, vocab_size: int, ids: np.ndarray) -> PeerTimer:
+    """The PyTorch peer's timer (the name callers used before JAX joined)."""
     return PeerTimer("torch", scheme, cfg, vocab_size, ids)
 
 
@@ -199,7 +200,7 @@ def load_peer(peer: str):
     """benchmarks/<peer>_baseline.py of this checkout, imported (each peer is an optional extra)."""
     if peer not in PEERS:
         raise UserError(f"unknown peer {peer!r}; --against takes {', '.join(PEERS)}")
-    name, _, extra = PEERS[peer]
+    name = PEERS[peer][0]
     path = BENCHMARKS / f"{name}.py"
     if not path.is_file():
         raise UserError(f"--against {peer} needs {path.name} from a source checkout "
@@ -215,6 +216,7 @@ def load_peer(peer: str):
 
 
 def load_torch_baseline():
+    """benchmarks/torch_baseline.py, imported (the name callers used before JAX joined)."""
     return load_peer("torch")
 
 

@@ -198,12 +198,12 @@ def jax_baseline():
 
 @pytest.mark.parametrize("scheme,k1,k2,batch,updates", PEER_CASES)
 def test_jax_baseline_follows_our_trajectory(scheme, k1, k2, batch, updates):
-    """Same losses at every step and same weights at the end, in float64; blocks of 5 updates and a
-    shorter last one, so the state crosses jitted calls of two lengths."""
+    """Same losses at every step and same weights at the end, in float64. Blocks of 6 updates: the state
+    crosses jitted calls, and 160 updates end on a shorter block (another compiled length)."""
     module = jax_baseline()
     n = updates * k1
     theta, losses, params = our_trajectory(scheme, k1, k2, batch, n)
-    theirs = module.JaxScheme(scheme, theta, V, H, IDS, k1=k1, k2=k2, batch=batch, lr=0.3, block_steps=5 * k1)
+    theirs = module.JaxScheme(scheme, theta, V, H, IDS, k1=k1, k2=k2, batch=batch, lr=0.3, block_steps=6 * k1)
     np.testing.assert_allclose(theirs.run(n), losses, rtol=1e-10)
     for name, value in theirs.state_dict().items():
         np.testing.assert_allclose(value, params[name], rtol=1e-9, atol=1e-12, err_msg=name)
