@@ -10,9 +10,9 @@ import re
 from dataclasses import asdict, dataclass, fields
 
 from bpttbench.errors import ConfigError
-from bpttbench.scheme_names import ONLINE_SCHEMES, SCHEMES, TRUNCATED_SCHEMES  # noqa: F401 (re-exported)
+from bpttbench.scheme_names import SCHEMES, TRUNCATED_SCHEMES, UNTRUNCATED_SCHEMES  # noqa: F401 (re-exported)
 
-# ONLINE_SCHEMES have no truncation: the gradient of each step's loss through the whole past, exact
+# UNTRUNCATED_SCHEMES have no truncation: the gradient of each step's loss through the whole past, exact
 # (rtrl), an unbiased rank-one estimate (uoro), or a structurally sparse approximation (snap1,
 # eprop). They update every k1 steps and do not use k2 (any k2 >= 1 is accepted, so grids over k2
 # run them unchanged); inject must be `new`.
@@ -100,7 +100,7 @@ def validate(cfg: TrainConfig) -> None:
         raise ConfigError(f"k2 must be at least 1, got {cfg.k2}; it is how many steps each update backpropagates through")
     if cfg.k1 < 1:
         raise ConfigError(f"k1 must be at least 1, got {cfg.k1}; it is how many steps pass between updates")
-    online = cfg.scheme in ONLINE_SCHEMES
+    online = cfg.scheme in UNTRUNCATED_SCHEMES
     if cfg.k1 > cfg.k2 and not online:
         raise ConfigError(f"k1={cfg.k1} is larger than k2={cfg.k2}; steps between updates would get no gradient: use k1 <= k2")
     if cfg.scheme in ("chunked", "adaptive") and cfg.k1 != cfg.k2:

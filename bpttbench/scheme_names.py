@@ -22,4 +22,4 @@ TRUNCATES: dict[str, bool] = {
 
 SCHEMES = tuple(TRUNCATES)
 TRUNCATED_SCHEMES = tuple(name for name, truncates in TRUNCATES.items() if truncates)
-ONLINE_SCHEMES = tuple(name for name, truncates in TRUNCATES.items() if not truncates)
+UNTRUNCATED_SCHEMES = tuple(name for name, truncates in TRUNCATES.items() if not truncates)

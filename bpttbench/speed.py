@@ -57,7 +57,7 @@ import numpy as np
 import pandas as pd
 from numba import njit
 
-from bpttbench.config import ONLINE_SCHEMES, TRUNCATED_SCHEMES, TrainConfig
+from bpttbench.config import TRUNCATED_SCHEMES, UNTRUNCATED_SCHEMES, TrainConfig
 from bpttbench.errors import UserError
 from bpttbench.kernels.blas import gemm_tn
 from bpttbench.kernels.vecmath import JIT
@@ -68,7 +68,7 @@ from bpttbench.threads import single_threaded_blas
 
 SCHEMES = TRUNCATED_SCHEMES  # what `--scheme all` times and the speed targets are about
 # rtrl and uoro are timed when named, without a BLAS bound or a peer (their rows say NaN).
-TIMEABLE = TRUNCATED_SCHEMES + ONLINE_SCHEMES
+TIMEABLE = TRUNCATED_SCHEMES + UNTRUNCATED_SCHEMES
 DEFAULTS = dict(hidden=128, vocab_size=65, k1=1, k2=20, batch=1, dtype="float32")
 BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
 # peer name (also the name of its optional extra) -> (its module in benchmarks/, its class)

@@ -19,7 +19,7 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from bpttbench.config import DTYPES, INJECTS, MAX_HIDDEN, ONLINE_SCHEMES, OPTIMIZERS, SCHEMES, TrainConfig, parse_duration
+from bpttbench.config import DTYPES, INJECTS, MAX_HIDDEN, UNTRUNCATED_SCHEMES, OPTIMIZERS, SCHEMES, TrainConfig, parse_duration
 from bpttbench.corpus import check_corpus_fits, corpus_from_text, load_corpus
 from bpttbench.errors import ConfigError, CorpusError
 from bpttbench.files import write_json
@@ -90,7 +90,7 @@ def test_corpus_from_text_and_fit_check_raise_only_corpus_error(text, k2, eval_c
 def valid_configs(draw) -> TrainConfig:
     scheme = draw(st.sampled_from(SCHEMES))
     k2 = draw(st.integers(1, 500))
-    online = scheme in ONLINE_SCHEMES  # no truncation: k1 is free and there is no window to inject
+    online = scheme in UNTRUNCATED_SCHEMES  # no truncation: k1 is free and there is no window to inject
     k1 = k2 if scheme in ("chunked", "adaptive") else draw(st.integers(1, 1000 if online else k2))
     finite = dict(allow_nan=False, allow_infinity=False)
     steps = draw(st.none() | st.integers(1, 10**12))
@@ -138,7 +138,7 @@ def test_any_value_in_any_field_is_accepted_or_a_config_error(base, field, value
         assert str(exc) and "\n" not in str(exc)
         return
     # Whatever is accepted is sane, and round-trips too.
-    assert (cfg.k1 <= cfg.k2 or cfg.scheme in ONLINE_SCHEMES) and 1 <= cfg.hidden <= MAX_HIDDEN and math.isfinite(cfg.lr) and cfg.lr >= 0
+    assert (cfg.k1 <= cfg.k2 or cfg.scheme in UNTRUNCATED_SCHEMES) and 1 <= cfg.hidden <= MAX_HIDDEN and math.isfinite(cfg.lr) and cfg.lr >= 0
     assert (cfg.budget_seconds is None or (math.isfinite(cfg.budget_seconds) and cfg.budget_seconds > 0))
     assert cfg.budget_seconds is not None or cfg.budget_steps is not None
     assert TrainConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg

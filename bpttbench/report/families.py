@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from bpttbench.config import ONLINE_SCHEMES
+from bpttbench.config import UNTRUNCATED_SCHEMES
 from bpttbench.report.paired import PAIR_METRICS, PairedCurves, paired_curves
 from bpttbench.report.stats import (
     Interval,
@@ -27,7 +27,7 @@ from bpttbench.report.stats import (
     trailing_mean,
     value_at,
 )
-from bpttbench.results import GROUP_KEY, ONLINE_K2, Run, config_sort_key, smooth_curve
+from bpttbench.results import GROUP_KEY, UNTRUNCATED_K2, Run, config_sort_key, smooth_curve
 
 FAMILY_KEY = tuple(c for c in GROUP_KEY if c not in ("scheme", "k1"))
 LATE_FRACTION = 0.75  # "still improving": the smoothed loss fell by more than delta after this fraction of the steps
@@ -195,8 +195,8 @@ def read_curves(runs: list[Run], data: pd.DataFrame, smooth: int) -> list[Curve]
         step = train["step"].to_numpy(dtype=float)
         raw = train["value"].to_numpy(dtype=float)
         config = {c: plain_value(first[c]) for c in GROUP_KEY}
-        if config["scheme"] in ONLINE_SCHEMES:  # k2 unused: runs that differ only in it are one configuration
-            config["k2"] = ONLINE_K2
+        if config["scheme"] in UNTRUNCATED_SCHEMES:  # k2 unused: runs that differ only in it are one configuration
+            config["k2"] = UNTRUNCATED_K2
         out.append(Curve(
             id=cid, run=run, unit=unit or {}, label=str(first["label"]), group=tuple(config[c] for c in GROUP_KEY),
             family=tuple(config[c] for c in FAMILY_KEY),
@@ -254,7 +254,7 @@ def build_families(curves: list[Curve], settings: dict, warnings: list[str]) -> 
 
 
 def build_family(key: dict, curves: list[Curve], settings: dict, warnings: list[str]) -> Family:
-    label = family_label(key, online_only=all(c.scheme in ONLINE_SCHEMES for c in curves))
+    label = family_label(key, online_only=all(c.scheme in UNTRUNCATED_SCHEMES for c in curves))
     live = [c for c in curves if not c.diverged]
     for c in curves:
         if c.diverged:

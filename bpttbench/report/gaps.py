@@ -7,7 +7,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from bpttbench.config import ONLINE_SCHEMES
+from bpttbench.config import UNTRUNCATED_SCHEMES
 from bpttbench.report.families import FAMILY_KEY, Curve, by_key, per_seed, sort_key
 from bpttbench.report.stats import Interval, bootstrap_median, format_interval, format_setting, median_or_nan, tail_mean
 from bpttbench.results import GROUP_KEY, config_sort_key
@@ -98,7 +98,7 @@ def dependency_cost(generator: dict | None) -> tuple[float, str] | None:
 
 
 def _row_name(scheme: str, k1: int, k2: int) -> str:
-    if scheme in ONLINE_SCHEMES:
+    if scheme in UNTRUNCATED_SCHEMES:
         return f"{scheme} (no truncation)" if k1 == 1 else f"{scheme} k1={k1} (no truncation)"
     if scheme == "chunked" and k1 == k2:
         return "chunked (k1 = k2)"
@@ -166,7 +166,7 @@ def _gap_row(curves: list[Curve], optimum: float, settings: dict) -> GapRow:
     cfg = dict(zip(GROUP_KEY, first.group))
     k1, k2 = int(cfg["k1"]), int(cfg["k2"])
     return GapRow(
-        label=first.label, scheme=first.scheme, k1=k1, k2=None if first.scheme in ONLINE_SCHEMES else k2,
+        label=first.label, scheme=first.scheme, k1=k1, k2=None if first.scheme in UNTRUNCATED_SCHEMES else k2,
         row=_row_name(first.scheme, k1, k2), config=cfg, seeds=sorted({c.seed for c in live}),
         final=bootstrap_median(per_seed(live, "gap_final").values(), **rng),
         gap=bootstrap_median(per_seed(live, "gap").values(), **rng),

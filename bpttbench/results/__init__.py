@@ -17,7 +17,7 @@ curves.py holds what plots and reports share: configurations, labels, smoothing,
 from bpttbench.files import atomic_write
 from bpttbench.results.curves import (
     GROUP_KEY,
-    ONLINE_K2,
+    UNTRUNCATED_K2,
     SCHEME_ORDER,
     add_labels,
     aggregation_rows,
@@ -58,7 +58,7 @@ from bpttbench.results.reader import (
 from bpttbench.results.writer import RunWriter
 
 __all__ = [
-    "CONFIG_FIELDS", "CURVE_COLUMNS", "CURVES", "GROUP_KEY", "LOSS_VS_ITER", "LOSS_VS_TIME", "MANIFEST", "ONLINE_K2",
+    "CONFIG_FIELDS", "CURVE_COLUMNS", "CURVES", "GROUP_KEY", "LOSS_VS_ITER", "LOSS_VS_TIME", "MANIFEST", "UNTRUNCATED_K2",
     "PLOTTED_UNIT_STATUSES", "RUN_STATUSES", "Run", "RunWriter", "SCHEME_ORDER", "UNIT_STATUSES", "VOCAB", "WEIGHTS_DIR",
     "add_labels", "aggregation_rows", "annotate_curves", "atomic_write", "complete_runs", "config_labels",
     "config_sort_key", "early_divergences", "group_curves", "group_key", "load_runs", "median_band", "nothing_to_show",

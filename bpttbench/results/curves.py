@@ -4,7 +4,7 @@ grouping seeds by configuration, labelling, smoothing, resampling and median ban
 A configuration is everything a unit's TrainConfig holds except the seed, plus the corpus (name
 and sha256): units that differ in anything else, a clip or a budget included, are different
 configurations and are never averaged together. The one exception: rtrl and uoro do not use k2,
-so they are grouped under ONLINE_K2 whatever k2 they recorded.
+so they are grouped under UNTRUNCATED_K2 whatever k2 they recorded.
 
 Seeds are aggregated by resampling each seed onto a common grid with linear interpolation, never
 extrapolating beyond a seed's own range, and taking the median (and quartiles) only where every
@@ -20,7 +20,7 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from bpttbench.config import ONLINE_SCHEMES
+from bpttbench.config import UNTRUNCATED_SCHEMES
 from bpttbench.errors import ResultsError
 from bpttbench.results.reader import (
     CONFIG_FIELDS,
@@ -37,7 +37,7 @@ GROUP_KEY = ("scheme",) + tuple(c for c in CONFIG_FIELDS if c not in ("scheme", 
 
 # The k2 under which an online scheme (rtrl, uoro: no truncation, k2 unused) is swept and grouped,
 # so that runs differing only in k2 count as one configuration.
-ONLINE_K2 = 1
+UNTRUNCATED_K2 = 1
 
 # Sorting follows the question: sliding window first, then the single pass.
 SCHEME_ORDER = ("sliding", "single", "stored", "chunked")
@@ -45,7 +45,7 @@ SCHEME_ORDER = ("sliding", "single", "stored", "chunked")
 _BUDGET = ("budget_seconds", "budget_steps")
 # A field a scheme does not choose: rtrl and uoro ignore k2, chunked's k1 is its k2. Labels never
 # show it for that scheme, and it is no difference between configurations.
-_NOT_CHOSEN = {**{s: "k2" for s in ONLINE_SCHEMES}, "chunked": "k1"}
+_NOT_CHOSEN = {**{s: "k2" for s in UNTRUNCATED_SCHEMES}, "chunked": "k1"}
 
 
 # ----------------------------------------------------------------------------- configurations
@@ -62,10 +62,10 @@ def plain(value: Any) -> Any:
 
 
 def group_key(config: Mapping[str, Any]) -> tuple:
-    """The configuration's GROUP_KEY values (missing fields as None); k2 is ONLINE_K2 for rtrl and uoro."""
+    """The configuration's GROUP_KEY values (missing fields as None); k2 is UNTRUNCATED_K2 for rtrl and uoro."""
     values = {c: plain(config.get(c)) for c in GROUP_KEY}
-    if values["scheme"] in ONLINE_SCHEMES:
-        values["k2"] = ONLINE_K2
+    if values["scheme"] in UNTRUNCATED_SCHEMES:
+        values["k2"] = UNTRUNCATED_K2
     return tuple(values[c] for c in GROUP_KEY)
 
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import Any, Iterator, Sequence
 
-from bpttbench.config import ONLINE_SCHEMES, TrainConfig, format_duration
+from bpttbench.config import UNTRUNCATED_SCHEMES, TrainConfig, format_duration
 from bpttbench.defaults import MAX_GRID_POINTS
 from bpttbench.errors import ConfigError
 from bpttbench.sweep.spec import SpecError, SweepSpec
@@ -56,17 +56,17 @@ def _combinations(spec: SweepSpec) -> Iterator[tuple[str, dict]]:
 def configurations(spec: SweepSpec) -> tuple[list[TrainConfig], list[str]]:
     """Every distinct configuration TrainConfig accepts, with the spec's first seed; and why the
     others were refused (counted per run, seeds included). SpecError when none is accepted."""
-    if any(scheme in ONLINE_SCHEMES for scheme in spec.schemes):
+    if any(scheme in UNTRUNCATED_SCHEMES for scheme in spec.schemes):
         # Imported only when needed: results imports pandas, most of a second of a dry run.
-        from bpttbench.results import ONLINE_K2
+        from bpttbench.results import UNTRUNCATED_K2
     base = TrainConfig(budget_seconds=spec.budget_seconds, budget_steps=spec.budget_steps, seed=spec.seeds[0])
     configs: dict[TrainConfig, None] = {}
     refused: dict[str, int] = {}
     for scheme, values in _combinations(spec):
         if scheme in ("chunked", "adaptive") and "k1" not in values:
             values["k1"] = values.get("k2", base.k2)
-        if scheme in ONLINE_SCHEMES:  # k2 unused: one configuration however many k2 the grid has
-            values["k2"] = ONLINE_K2
+        if scheme in UNTRUNCATED_SCHEMES:  # k2 unused: one configuration however many k2 the grid has
+            values["k2"] = UNTRUNCATED_K2
         try:
             configs.setdefault(dataclasses.replace(base, scheme=scheme, **values))
         except ConfigError as exc:
@@ -93,7 +93,7 @@ def check_grid_size(spec: SweepSpec) -> None:
     """
     lengths = [len(v) for v in spec.parameters.values()]
     without_k2 = [len(v) for k, v in spec.parameters.items() if k != "k2"]
-    upper = sum(math.prod(without_k2 if s in ONLINE_SCHEMES else lengths) for s in spec.schemes)
+    upper = sum(math.prod(without_k2 if s in UNTRUNCATED_SCHEMES else lengths) for s in spec.schemes)
     seeds = len(spec.seeds)
     if upper * seeds <= MAX_GRID_POINTS:
         return
