@@ -31,13 +31,11 @@ References:
 
 from __future__ import annotations
 
-import numpy as np
 from numba import njit
 
 from bpttbench.kernels.lstm import JIT, param_views
-from bpttbench.kernels.optim import apply_update
 from bpttbench.schemes.base import Scheme, aligned_zeros
-from bpttbench.schemes.rtrl import head_gradient, online_forward, sensitivity_columns
+from bpttbench.schemes.rtrl import head_gradient, online_step, online_update, sensitivity_columns
 
 
 @njit(**JIT)
@@ -95,25 +93,19 @@ def run_eprop_block(theta, grad, V, H, ids, track_len, ring, opt_state, optimize
     R = x_r.shape[0]
     B = x_r.shape[1]
     W_dec = param_views(theta, V, H)[4]
-    _, _, g_bih, g_bhh, g_dec, g_bdec = param_views(grad, V, H)
+    g_dec, g_bdec = param_views(grad, V, H)[4], param_views(grad, V, H)[5]
     g_lstm = grad[: eps.shape[1]]
     scale = 1.0 / (k1 * B)
     updates = 0
     for n in range(n_steps):
         t = t0 + n + 1
-        s = t % R
-        ps = (t - 1) % R
-        loss = online_forward(theta, grad, V, H, ids, track_len, ring, t, k1)
-        losses[n] = loss
-        if not np.isfinite(loss):
+        s, ps = t % R, (t - 1) % R
+        if not online_step(theta, grad, V, H, ids, track_len, ring, t, k1, losses, n):
             return n + 1, updates
         for b in range(B):
             head_gradient(W_dec, probs_r[s, b], h_r[s, b], y_r[s, b], scale, g_dec, g_bdec, dh)
             eprop_stream_step(gates_r[s, b], c_r[ps, b], tanh_c_r[s, b], h_r[ps, b], x_r[s, b], V, dh, eps[b], g_lstm)
-        if t % k1 == 0:
-            g_bhh[:] = g_bih
-            apply_update(theta, grad, opt_state, optimizer, lr, clip)
-            updates += 1
+        updates += online_update(theta, grad, V, H, opt_state, optimizer, lr, clip, t, k1, True)
     return n_steps, updates
 
 

@@ -119,15 +119,30 @@ def head_gradient(W_dec, probs, h, y, scale, g_dec, g_bdec, dh):
 
 
 @njit(**JIT)
-def online_forward(theta, grad, V, H, ids, track_len, ring, t, k1):
+def online_step(theta, grad, V, H, ids, track_len, ring, t, k1, losses, n):
     """Step t of an online rule (rtrl, uoro, snap1, eprop) up to its loss: zero the gradient when an
-    update period starts, read the step's inputs, run its forward pass into the ring; returns the
-    batch-mean loss (nats)."""
+    update period starts, read the step's inputs, run its forward pass into the ring, write its
+    batch-mean loss (nats) to losses[n]; returns whether that loss is finite."""
     R, B = ring[0].shape
     if (t - 1) % k1 == 0:
         grad[:] = 0.0
     read_inputs(ids, track_len, t, ring[0][t % R], ring[1][t % R])
-    return forward_step(theta, V, H, ring, t, (t - 1) % R) / B
+    losses[n] = forward_step(theta, V, H, ring, t, (t - 1) % R) / B
+    return np.isfinite(losses[n])
+
+
+@njit(**JIT)
+def online_update(theta, grad, V, H, opt_state, optimizer, lr, clip, t, k1, tie_biases):
+    """After step t of an online rule: at the end of an update period apply its gradient; returns
+    the number of updates made (0 or 1). With tie_biases, bias_hh's gradient is copied from
+    bias_ih's (the two biases add, so their gradients are the same sum)."""
+    if t % k1 != 0:
+        return 0
+    if tie_biases:
+        views = param_views(grad, V, H)
+        views[3][:] = views[2]
+    apply_update(theta, grad, opt_state, optimizer, lr, clip)
+    return 1
 
 
 @njit(**JIT)
@@ -139,18 +154,15 @@ def run_rtrl_block(theta, grad, V, H, ids, track_len, ring, opt_state, optimizer
     B = x_r.shape[1]
     W_hh = param_views(theta, V, H)[1]
     W_dec = param_views(theta, V, H)[4]
-    _, _, g_bih, g_bhh, g_dec, g_bdec = param_views(grad, V, H)
+    g_dec, g_bdec = param_views(grad, V, H)[4], param_views(grad, V, H)[5]
     n_cols = S_h.shape[2]
     g_lstm = grad[:n_cols]
     scale = 1.0 / (k1 * B)
     updates = 0
     for n in range(n_steps):
         t = t0 + n + 1
-        s = t % R
-        ps = (t - 1) % R
-        loss = online_forward(theta, grad, V, H, ids, track_len, ring, t, k1)
-        losses[n] = loss
-        if not np.isfinite(loss):
+        s, ps = t % R, (t - 1) % R
+        if not online_step(theta, grad, V, H, ids, track_len, ring, t, k1, losses, n):
             return n + 1, updates
         for b in range(B):
             rtrl_sensitivities(W_hh, gates_r[s, b], c_r[ps, b], tanh_c_r[s, b], h_r[ps, b], x_r[s, b], V,
@@ -162,10 +174,7 @@ def run_rtrl_block(theta, grad, V, H, ids, track_len, ring, opt_state, optimizer
                 row = Sb[k]
                 for p in range(n_cols):
                     g_lstm[p] += a * row[p]
-        if t % k1 == 0:
-            g_bhh[:] = g_bih
-            apply_update(theta, grad, opt_state, optimizer, lr, clip)
-            updates += 1
+        updates += online_update(theta, grad, V, H, opt_state, optimizer, lr, clip, t, k1, True)
     return n_steps, updates
 
 

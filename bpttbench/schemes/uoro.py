@@ -34,9 +34,8 @@ import numpy as np
 from numba import njit
 
 from bpttbench.kernels.lstm import JIT, param_views
-from bpttbench.kernels.optim import apply_update
 from bpttbench.schemes.base import Scheme, aligned_copy, aligned_zeros
-from bpttbench.schemes.rtrl import head_gradient, online_forward
+from bpttbench.schemes.rtrl import head_gradient, online_step, online_update
 
 UORO_EPS = 1e-7  # eps0 = eps1 of the paper: keeps the scalings finite when a factor is zero
 _GOLDEN = 0x9E3779B97F4A7C15
@@ -156,11 +155,8 @@ def run_uoro_block(theta, grad, V, H, ids, track_len, ring, opt_state, optimizer
     updates = 0
     for n in range(n_steps):
         t = t0 + n + 1
-        s = t % R
-        ps = (t - 1) % R
-        loss = online_forward(theta, grad, V, H, ids, track_len, ring, t, k1)
-        losses[n] = loss
-        if not np.isfinite(loss):
+        s, ps = t % R, (t - 1) % R
+        if not online_step(theta, grad, V, H, ids, track_len, ring, t, k1, losses, n):
             return n + 1, updates
         for b in range(B):
             uoro_stream_step(W_hh, gates_r[s, b], c_r[ps, b], tanh_c_r[s, b], h_r[ps, b], x_r[s, b], V,
@@ -173,9 +169,7 @@ def run_uoro_block(theta, grad, V, H, ids, track_len, ring, opt_state, optimizer
             tb = tt[b]
             for p in range(n_lstm):
                 grad[p] += a * tb[p]
-        if t % k1 == 0:
-            apply_update(theta, grad, opt_state, optimizer, lr, clip)
-            updates += 1
+        updates += online_update(theta, grad, V, H, opt_state, optimizer, lr, clip, t, k1, False)
     return n_steps, updates
 
 
