@@ -72,6 +72,14 @@ def map_cells(data: pd.DataFrame, smooth: int = SMOOTH) -> list[MapCell]:
     return cells
 
 
+def cell_text(c: MapCell, between: str) -> str:
+    """A cell's time ratio and per-step difference; "–" for what could not be measured (no common
+    target, or no common log points after the burn-in)."""
+    ratio = f"{c.time_ratio:.2f}×" if np.isfinite(c.time_ratio) else "–"
+    diff = f"{c.step_difference:+.3f}" if np.isfinite(c.step_difference) else "–"
+    return f"{ratio}{between}{diff}"
+
+
 def map_table(cells: list[MapCell]) -> list[str]:
     """Markdown: one row per (k1, H), one column per k2, each cell `time ratio / per-step difference`."""
     k2s = sorted({c.k2 for c in cells})
@@ -82,7 +90,7 @@ def map_table(cells: list[MapCell]) -> list[str]:
             row = [k1_label.replace("k1 = ", ""), str(hidden)]
             for k2 in k2s:
                 c = by.get((k1_label, hidden, k2))
-                row.append("–" if c is None else f"{c.time_ratio:.2f}× / {c.step_difference:+.3f}")
+                row.append("–" if c is None else cell_text(c, " / "))
             lines.append("| " + " | ".join(row) + " |")
     return lines
 
@@ -109,7 +117,7 @@ def plot_map(cells: list[MapCell], path: Path) -> Path:
                 c = by.get((rule, h, k2))
                 if c is not None and np.isfinite(c.time_ratio) and c.time_ratio > 0:
                     grid[i, j] = np.log2(c.time_ratio)
-                    ax.text(j, i, f"{c.time_ratio:.2f}×\n{c.step_difference:+.3f}", ha="center", va="center", fontsize=8)
+                    ax.text(j, i, cell_text(c, "\n"), ha="center", va="center", fontsize=8)
         image = ax.imshow(grid, cmap="RdBu_r", vmin=-2, vmax=2, origin="lower", aspect="auto")
         ax.set_xticks(range(len(k2s)), [str(k) for k in k2s])
         ax.set_yticks(range(len(hs)), [str(h) for h in hs])

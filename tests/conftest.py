@@ -29,6 +29,13 @@ def tiny_corpus(vocab_size: int = 7, n: int = 4000, seed: int = 0) -> Corpus:
     return corpus
 
 
+def run_steps(scheme, n):
+    """Advance a scheme n steps, asserting it did all of them; returns the per-step losses."""
+    losses = np.full(n, -1.0)
+    assert scheme.run(n, losses) == n
+    return losses
+
+
 @pytest.fixture
 def corpus():
     return tiny_corpus()

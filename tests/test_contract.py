@@ -18,7 +18,7 @@ from bpttbench.model import init_theta, split_theta
 from bpttbench.schemes import SCHEMES, Scheme, make_scheme
 from bpttbench.schemes.base import ALIGNMENT
 
-from conftest import synthetic_ids
+from conftest import run_steps, synthetic_ids
 
 V, H, B = 6, 5, 2
 IDS = synthetic_ids(V, 600, seed=3)
@@ -43,12 +43,6 @@ def make(name, **kw) -> Scheme:
     V_ = kw.get("vocab_size", V)
     ids = IDS if V_ == V else synthetic_ids(V_, 600, seed=3)
     return make_scheme(cfg, init_theta(V_, cfg.hidden, 1, cfg.dtype), V_, ids)
-
-
-def run(scheme, n):
-    losses = np.full(n, -1.0)
-    assert scheme.run(n, losses) == n
-    return losses
 
 
 def held_arrays(scheme) -> list[np.ndarray]:
@@ -90,8 +84,8 @@ def test_one_call_equals_many_shorter_calls(name, optimizer):
     """Block boundaries change nothing: T periods in one call = the same periods in calls of 1, 2, 3, ... periods."""
     whole, pieces = make(name, optimizer=optimizer), make(name, optimizer=optimizer)
     k1 = whole.k1
-    expected = run(whole, 12 * k1)
-    got = np.concatenate([run(pieces, periods * k1) for periods in (1, 2, 3, 1, 5)])
+    expected = run_steps(whole, 12 * k1)
+    got = np.concatenate([run_steps(pieces, periods * k1) for periods in (1, 2, 3, 1, 5)])
     assert np.array_equal(expected, got) and np.all(np.isfinite(got))
     assert np.array_equal(whole.theta, pieces.theta)
     assert (whole.t, whole.updates) == (pieces.t, pieces.updates) == (12 * k1, 12)
@@ -101,15 +95,15 @@ def test_one_call_equals_many_shorter_calls(name, optimizer):
 @pytest.mark.parametrize("name", NAMES)
 def test_gradient_probe_leaves_the_scheme_untouched(name, optimizer):
     probed, twin = make(name, optimizer=optimizer), make(name, optimizer=optimizer)
-    run(probed, 4 * probed.k1)
-    run(twin, 4 * twin.k1)
+    run_steps(probed, 4 * probed.k1)
+    run_steps(twin, 4 * twin.k1)
     before = snapshot(probed)
     gradient = probed.gradient_for_next_update()
     assert snapshot(probed) == before
     assert np.all(np.isfinite(gradient)) and np.any(gradient != 0)
     assert np.array_equal(gradient, probed.gradient_for_next_update())
     # and it goes on exactly as a scheme never probed
-    assert np.array_equal(run(probed, 3 * probed.k1), run(twin, 3 * twin.k1))
+    assert np.array_equal(run_steps(probed, 3 * probed.k1), run_steps(twin, 3 * twin.k1))
     assert np.array_equal(probed.theta, twin.theta)
 
 
@@ -117,7 +111,7 @@ def test_gradient_probe_leaves_the_scheme_untouched(name, optimizer):
 @pytest.mark.parametrize("name", NAMES)
 def test_a_non_finite_loss_stops_the_run(name, optimizer):
     scheme = make(name, optimizer=optimizer)
-    run(scheme, 3 * scheme.k1)
+    run_steps(scheme, 3 * scheme.k1)
     t = scheme.t
     split_theta(scheme.theta, V, H)["decoder.bias"][0] = np.nan  # every softmax from here on is NaN
     losses = np.full(10 * scheme.k1, -1.0)
@@ -168,7 +162,7 @@ def test_trajectory_matches_the_reference(name, dtype, optimizer, tol):
     scheme = make(name, dtype=dtype, optimizer=optimizer)
     p0 = {k: v.astype(np.float64) for k, v in split_theta(scheme.theta, V, H).items()}
     n = 8 * scheme.k1
-    losses = run(scheme, n)
+    losses = run_steps(scheme, n)
     cfg = scheme.cfg
     ref_losses, ref_p = ref.train(name, p0, IDS, batch=B, k1=cfg.k1, k2=cfg.k2, n_steps=n, inject=cfg.inject,
                                   optimizer=cfg.optimizer, lr=cfg.lr, clip=cfg.clip, seed=cfg.seed)

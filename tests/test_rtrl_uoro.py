@@ -18,7 +18,7 @@ from bpttbench.schemes.rtrl import RTRL_MAX_BYTES, rtrl_bytes
 from bpttbench.schemes.uoro import random_signs, rng_state, splitmix64
 from bpttbench.train import Training
 
-from conftest import synthetic_ids, tiny_corpus
+from conftest import run_steps, synthetic_ids, tiny_corpus
 
 V, H, B = 6, 5, 2
 IDS = synthetic_ids(V, 600, seed=3)
@@ -31,12 +31,6 @@ def make(scheme, *, k1=1, k2=5, batch=B, optimizer="sgd", lr=0.0, clip=0.0, dtyp
                       dtype=dtype, seed=seed, budget_steps=1)
     theta = init_theta(V, H, 1, dtype) if theta is None else theta.copy()
     return make_scheme(cfg, theta, V, IDS)
-
-
-def run(scheme, n):
-    losses = np.zeros(n)
-    assert scheme.run(n, losses) == n
-    return losses
 
 
 def flat(grads):
@@ -68,7 +62,7 @@ def test_rtrl_gradient_equals_full_backpropagation_from_step_1(k1):
         caches.append(cache)
         if t % k1:
             continue
-        run(scheme, k1)
+        run_steps(scheme, k1)
         injected = [tau > t - k1 for tau in range(1, t + 1)]
         exact = flat(ref.backward_window(caches, [p] * t, injected, 1.0 / (k1 * B)))
         assert rel(scheme.grad, exact) < 1e-8, t
@@ -84,7 +78,7 @@ def test_kernel_trajectory_matches_the_reference(kind, k1, optimizer, clip):
     lr = 0.05 if optimizer == "adam" else 0.5
     scheme = make(kind, k1=k1, optimizer=optimizer, lr=lr, clip=clip)
     p0 = unflat(scheme.theta.copy())
-    losses = run(scheme, n)
+    losses = run_steps(scheme, n)
     ref_losses, ref_p = ref.train(kind, p0, IDS, batch=B, k1=k1, k2=5, n_steps=n, optimizer=optimizer, lr=lr, clip=clip,
                                   seed=1)
     assert np.max(np.abs(losses - ref_losses) / ref_losses) < 1e-10
@@ -106,12 +100,12 @@ def test_uoro_mean_converges_to_the_rtrl_gradient():
     T, N = 30, 4000
     theta = init_theta(V, H, 1, "float64")
     exact = make("rtrl", batch=1, theta=theta)
-    run(exact, T)
+    run_steps(exact, T)
     g = exact.grad.copy()
     samples = np.empty((N, g.size))
     for seed in range(N):
         est = make("uoro", batch=1, seed=seed, theta=theta)
-        run(est, T)
+        run_steps(est, T)
         samples[seed] = est.grad
     n_lstm = sum(np.prod(shape) for name, shape in param_shapes(V, H) if name in LSTM)
     mean, sd = samples.mean(axis=0), samples.std(axis=0, ddof=1)
@@ -125,7 +119,7 @@ def test_uoro_mean_converges_to_the_rtrl_gradient():
     assert np.abs(z(g)).max() < 5 and np.mean(z(g) ** 2) < 1.5
     assert np.all(mean[:n_lstm][~varying] == g[:n_lstm][~varying])
     truncated = make("single", k2=3, batch=1, theta=theta)
-    run(truncated, T)
+    run_steps(truncated, T)
     assert rel(truncated.grad, g) > 0.01
     assert np.mean(z(truncated.grad) ** 2) > 3
     # a single estimate is noisy: averaging is doing real work
@@ -156,8 +150,8 @@ def test_sign_stream_is_the_references_splitmix64():
 
 def test_uoro_is_deterministic_given_the_seed():
     a, b, c = (make("uoro", optimizer="adam", lr=0.05, seed=s) for s in (7, 7, 8))
-    la, lb = run(a, 40), run(b, 40)
-    run(c, 40)
+    la, lb = run_steps(a, 40), run_steps(b, 40)
+    run_steps(c, 40)
     assert np.array_equal(la, lb) and np.array_equal(a.theta, b.theta)
     assert not np.array_equal(a.theta, c.theta)
 
@@ -168,10 +162,10 @@ def test_uoro_is_deterministic_given_the_seed():
 @pytest.mark.parametrize("kind", ["rtrl", "uoro"])
 def test_gradient_for_next_update_is_the_one_applied(kind):
     scheme = make(kind, k1=2, optimizer="sgd", lr=0.3)
-    run(scheme, 6)
+    run_steps(scheme, 6)
     probe = scheme.gradient_for_next_update()
     before = scheme.theta.copy()
-    run(scheme, 2)
+    run_steps(scheme, 2)
     assert np.array_equal(scheme.grad, probe)
     assert np.allclose(scheme.theta, before - 0.3 * probe, rtol=0, atol=1e-15)
 
@@ -179,8 +173,8 @@ def test_gradient_for_next_update_is_the_one_applied(kind):
 @pytest.mark.parametrize("kind", ["rtrl", "uoro"])
 def test_k2_is_not_used_and_steps_may_be_split(kind):
     a, b = make(kind, k1=2, k2=2, optimizer="adam", lr=0.05), make(kind, k1=2, k2=9, optimizer="adam", lr=0.05)
-    la = run(a, 20)
-    lb = np.concatenate([run(b, 3), run(b, 8), run(b, 9)])  # calls need not end on an update
+    la = run_steps(a, 20)
+    lb = np.concatenate([run_steps(b, 3), run_steps(b, 8), run_steps(b, 9)])  # calls need not end on an update
     assert np.array_equal(la, lb) and np.array_equal(a.theta, b.theta)
 
 

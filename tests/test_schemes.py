@@ -10,7 +10,7 @@ from bpttbench.config import TrainConfig
 from bpttbench.model import init_theta, split_theta
 from bpttbench.schemes import make_scheme
 
-from conftest import central_differences, synthetic_ids
+from conftest import central_differences, run_steps, synthetic_ids
 
 V, H, B = 6, 5, 2
 IDS = synthetic_ids(V, 600, seed=3)
@@ -22,15 +22,9 @@ def make(scheme, k1, k2, *, dtype="float64", inject="new", optimizer="adam", lr=
     return make_scheme(cfg, init_theta(V, H, seed, dtype), V, IDS)
 
 
-def run(scheme, n):
-    losses = np.zeros(n)
-    assert scheme.run(n, losses) == n
-    return losses
-
-
 def trajectory(scheme_name, k1, k2, n, **kw):
     scheme = make(scheme_name, k1, k2, **kw)
-    return run(scheme, n), scheme.theta
+    return run_steps(scheme, n), scheme.theta
 
 
 CASES = [
@@ -90,7 +84,7 @@ def next_window(scheme):
 ])
 def test_exact_gradients_match_finite_differences(scheme_name, k1, k2, inject, warm):
     scheme = make(scheme_name, k1, k2, inject=inject)
-    run(scheme, warm)  # a real trajectory: weights and carried state away from their start
+    run_steps(scheme, warm)  # a real trajectory: weights and carried state away from their start
     grad = scheme.gradient_for_next_update()
     first, first_injected, t_next, h0, c0 = next_window(scheme)
     f = window_objective(scheme, first, t_next, first_injected, h0, c0)
@@ -105,10 +99,10 @@ def test_exact_gradients_match_finite_differences(scheme_name, k1, k2, inject, w
 def test_finite_differences_reject_the_truncated_single_gradient():
     """single's gradient is not the window gradient once weights have moved: the check has teeth."""
     scheme = make("single", 1, 5, lr=0.2, optimizer="sgd", clip=0.0)
-    run(scheme, 11)
+    run_steps(scheme, 11)
     grad = scheme.gradient_for_next_update()
     sliding = make("sliding", 1, 5, lr=0.2, optimizer="sgd", clip=0.0)
-    run(sliding, 11)
+    run_steps(sliding, 11)
     first, first_injected, t_next, _, _ = next_window(scheme)
     _, _, _, h0, c0 = next_window(sliding)
     f = window_objective(scheme, first, t_next, first_injected, h0, c0)
@@ -134,7 +128,7 @@ def test_k1_equal_k2_makes_all_four_schemes_identical(inject):
 def test_stored_equals_single_when_the_learning_rate_is_zero():
     single = make("single", 2, 6, lr=0.0)
     stored = make("stored", 2, 6, lr=0.0)
-    assert np.array_equal(run(single, 30), run(stored, 30))
+    assert np.array_equal(run_steps(single, 30), run_steps(stored, 30))
     assert np.array_equal(single.gradient_for_next_update(), stored.gradient_for_next_update())
 
 

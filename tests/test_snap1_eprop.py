@@ -15,7 +15,7 @@ from bpttbench.schemes import SCHEMES, make_scheme
 from bpttbench.schemes.rtrl import sensitivity_columns
 from bpttbench.train import Training
 
-from conftest import synthetic_ids, tiny_corpus
+from conftest import run_steps, synthetic_ids, tiny_corpus
 from test_train import compiled_signatures, fake_clock
 
 V, H, B = 6, 5, 2
@@ -29,12 +29,6 @@ def make(scheme, *, hidden=H, k1=1, batch=B, optimizer="sgd", lr=0.0, clip=0.0, 
                       dtype=dtype, seed=1, budget_steps=1)
     theta = init_theta(V, hidden, 1, dtype) if theta is None else theta.copy()
     return make_scheme(cfg, theta, V, IDS)
-
-
-def run(scheme, n):
-    losses = np.zeros(n)
-    assert scheme.run(n, losses) == n
-    return losses
 
 
 def as_dict(theta, hidden=H):
@@ -78,7 +72,7 @@ def test_reference_rtrl_is_the_rtrl_scheme():
     """The dense reference recursion without a mask is the (separately tested) rtrl kernel."""
     scheme = make("rtrl", k1=2, optimizer="adam", lr=0.05, clip=0.5)
     p0 = as_dict(scheme.theta)
-    losses = run(scheme, 10)
+    losses = run_steps(scheme, 10)
     ref_losses, ref_p, _ = oref.train_online("rtrl", p0, IDS, batch=B, k1=2, n_steps=10, optimizer="adam", lr=0.05, clip=0.5)
     assert max_rel(losses, ref_losses) < 1e-10
     assert max_rel(scheme.theta, np.concatenate([ref_p[n].ravel() for n in NAMES])) < 1e-10
@@ -94,7 +88,7 @@ def test_kernel_trajectory_matches_numpy(rule, k1, optimizer, clip):
     lr = 0.05 if optimizer == "adam" else 0.5
     scheme = make(rule, k1=k1, optimizer=optimizer, lr=lr, clip=clip)
     p0 = as_dict(scheme.theta)
-    losses = run(scheme, n)
+    losses = run_steps(scheme, n)
     ref_losses, ref_p, ref_grads = oref.train_online(rule, p0, IDS, batch=B, k1=k1, n_steps=n, optimizer=optimizer,
                                                      lr=lr, clip=clip)
     assert max_rel(losses, ref_losses) < 1e-10
@@ -110,7 +104,7 @@ def test_kernel_gradient_matches_numpy_at_every_update(rule):
     p0 = as_dict(scheme.theta)
     _, _, ref_grads = oref.train_online(rule, p0, IDS, batch=B, k1=2, n_steps=20)
     for g in ref_grads:
-        run(scheme, 2)
+        run_steps(scheme, 2)
         assert max_rel(scheme.grad, g) < 1e-10
 
 
@@ -119,7 +113,7 @@ def test_float32_kernel_matches_numpy(rule):
     n = 12
     scheme = make(rule, optimizer="adam", lr=0.02, clip=1.0, dtype="float32")
     p0 = {k: v.astype(np.float64) for k, v in as_dict(scheme.theta).items()}
-    losses = run(scheme, n)
+    losses = run_steps(scheme, n)
     assert scheme.sh.dtype == np.float32 if rule == "snap1" else scheme.eps.dtype == np.float32
     ref_losses, ref_p, _ = oref.train_online(rule, p0, IDS, batch=B, k1=1, n_steps=n, optimizer="adam", lr=0.02, clip=1.0)
     assert max_rel(losses, ref_losses) < 1e-4
@@ -136,10 +130,10 @@ def test_snap1_is_rtrl_with_one_hidden_unit(k1, optimizer, lr, clip):
     kw = {"hidden": 1, "k1": k1, "optimizer": optimizer, "lr": lr, "clip": clip}
     snap1, rtrl, eprop = make("snap1", **kw), make("rtrl", **kw), make("eprop", **kw)
     for _ in range(30):
-        la, lb = run(snap1, k1), run(rtrl, k1)
+        la, lb = run_steps(snap1, k1), run_steps(rtrl, k1)
         assert max_rel(la, lb) < 1e-10
         assert max_rel(snap1.theta, rtrl.theta) < 1e-10
-    run(eprop, 30 * k1)
+    run_steps(eprop, 30 * k1)
     # e-prop drops the path through W_hh[gate, 0] even at H = 1, so it leaves rtrl's trajectory
     assert max_rel(eprop.theta, rtrl.theta) > 1e-4
 
@@ -151,8 +145,8 @@ def test_gradient_is_rtrls_without_recurrent_weights(rule, k1):
     theta = without_recurrence()
     approx, exact = make(rule, k1=k1, theta=theta), make("rtrl", k1=k1, theta=theta)
     for _ in range(40 // k1):
-        run(approx, k1)
-        run(exact, k1)
+        run_steps(approx, k1)
+        run_steps(exact, k1)
         assert rel(approx.grad, exact.grad) < 1e-10
     assert np.any(split_theta(exact.grad, V, H)["weight_hh_l0"] != 0)  # W_hh's own gradient is in the comparison
 
@@ -161,8 +155,8 @@ def test_gradient_is_rtrls_without_recurrent_weights(rule, k1):
 def test_gradient_is_not_rtrls_with_recurrent_weights(rule):
     """With W_hh != 0 and H > 1 both rules are approximations: the identities above are not vacuous."""
     approx, exact = make(rule), make("rtrl")
-    run(approx, 30)
-    run(exact, 30)
+    run_steps(approx, 30)
+    run_steps(exact, 30)
     n_lstm = sensitivity_columns(V, H) + 4 * H
     assert rel(approx.grad[:n_lstm], exact.grad[:n_lstm]) > 1e-3
     assert rel(approx.grad[n_lstm:], exact.grad[n_lstm:]) < 1e-12  # the decoder's gradient is exact
@@ -171,16 +165,16 @@ def test_gradient_is_not_rtrls_with_recurrent_weights(rule):
 def test_eprop_differs_from_snap1_by_the_self_recurrent_paths():
     """Only W_hh's diagonal (W_hh[gate*H + k, k]) separates the two: zero it and they agree."""
     a, b = make("snap1"), make("eprop")
-    run(a, 30)
-    run(b, 30)
+    run_steps(a, 30)
+    run_steps(b, 30)
     assert rel(b.grad, a.grad) > 1e-4
     theta = init_theta(V, H, 1, "float64")
     W_hh = split_theta(theta, V, H)["weight_hh_l0"]
     for gate in range(4):
         W_hh[gate * H + np.arange(H), np.arange(H)] = 0.0
     a, b = make("snap1", theta=theta), make("eprop", theta=theta)
-    run(a, 30)
-    run(b, 30)
+    run_steps(a, 30)
+    run_steps(b, 30)
     assert rel(b.grad, a.grad) < 1e-12
 
 
@@ -190,10 +184,10 @@ def test_eprop_differs_from_snap1_by_the_self_recurrent_paths():
 @pytest.mark.parametrize("rule", RULES)
 def test_gradient_for_next_update_is_the_one_applied(rule):
     scheme = make(rule, k1=2, lr=0.3)
-    run(scheme, 6)
+    run_steps(scheme, 6)
     probe = scheme.gradient_for_next_update()
     before = scheme.theta.copy()
-    run(scheme, 2)
+    run_steps(scheme, 2)
     assert np.array_equal(scheme.grad, probe)
     assert np.allclose(scheme.theta, before - 0.3 * probe, rtol=0, atol=1e-15)
 
@@ -203,8 +197,8 @@ def test_k2_is_not_used_and_steps_may_be_split(rule):
     a = make_scheme(TrainConfig(scheme=rule, k1=2, k2=2, hidden=H, batch=B, lr=0.05, dtype="float64", budget_steps=1),
                     init_theta(V, H, 1, "float64"), V, IDS)
     b = make_scheme(a.cfg.replace(k2=9), init_theta(V, H, 1, "float64"), V, IDS)
-    la = run(a, 20)
-    lb = np.concatenate([run(b, 3), run(b, 8), run(b, 9)])
+    la = run_steps(a, 20)
+    lb = np.concatenate([run_steps(b, 3), run_steps(b, 8), run_steps(b, 9)])
     assert np.array_equal(la, lb) and np.array_equal(a.theta, b.theta)
 
 
