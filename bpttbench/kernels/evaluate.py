@@ -18,8 +18,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from bpttbench.kernels.lstm import lstm_forward, param_views
-from bpttbench.kernels.vecmath import JIT, vexp
+from bpttbench.kernels.lstm import param_views
+from bpttbench.kernels.vecmath import JIT, vexp, vsigmoid, vtanh
 
 
 def stream_plan(n_chars: int, *, max_streams: int, burn_in: int, min_scored: int) -> tuple[np.ndarray, np.ndarray, int]:
@@ -38,10 +38,11 @@ def stream_plan(n_chars: int, *, max_streams: int, burn_in: int, min_scored: int
 
 
 def stream_scratch(streams: int, hidden: int, vocab_size: int, dtype) -> tuple:
-    """Scratch arrays for evaluate_streams: (x, y, gates, c, h, h_next, tanh_c, logits)."""
+    """Scratch arrays for evaluate_streams: (x, y, gates, c, h, W_in, logits, peak, norm)."""
     S, H, V = streams, hidden, vocab_size
     return (np.zeros(S, np.int32), np.zeros(S, np.int32), np.zeros((S, 4 * H), dtype), np.zeros((S, H), dtype),
-            np.zeros((S, H), dtype), np.zeros((S, H), dtype), np.zeros((S, H), dtype), np.zeros((S, V), dtype))
+            np.zeros((S, H), dtype), np.zeros((V, 4 * H), dtype), np.zeros((V, S), dtype), np.zeros(S, dtype),
+            np.zeros(S, dtype))
 
 
 @njit(**JIT)
@@ -50,9 +51,18 @@ def evaluate_streams(theta, V, H, ids, starts, lengths, burn_in, scratch):
 
     All streams step together; a stream that has scored its part repeats its last input (its
     state is no longer read) until the longest is done, which is at most one step.
+
+    Speed: besides the two products per step, the work is elementwise, and every loop of it runs
+    over contiguous memory so that LLVM vectorises it: the input weights are copied once into
+    rows per character with both biases folded in, the LSTM cell is one fused loop per stream,
+    and the logits are laid out (V, S) so that the log-sum-exp's max and sum run across streams.
     """
-    x, y, gates, c, h, h_next, tanh_c, logits = scratch
+    x, y, gates, c, h, W_in, logits, peak, norm = scratch
     W_ih, W_hh, b_ih, b_hh, W_dec, b_dec = param_views(theta, V, H)
+    G = 4 * H
+    for v in range(V):
+        for j in range(G):
+            W_in[v, j] = W_ih[j, v] + b_ih[j] + b_hh[j]
     S = starts.size
     h[:] = 0.0
     c[:] = 0.0
@@ -63,27 +73,51 @@ def evaluate_streams(theta, V, H, ids, starts, lengths, burn_in, scratch):
             q = starts[s] + min(step, burn_in + lengths[s] - 1)
             x[s] = ids[q]
             y[s] = ids[q + 1]
-        lstm_forward(W_ih, W_hh, b_ih, b_hh, x, h, c, gates, c, h_next, tanh_c)
-        h[:] = h_next
+        np.dot(h, W_hh.T, gates)  # S,G; h is read here, so the cell may overwrite it
+        _lstm_cells(gates, W_in, x, c, h)
         if step < burn_in:
             continue
-        np.dot(h, W_dec.T, logits)  # S,V
+        np.dot(W_dec, h.T, logits)  # V,S
+        _log_sum_exp_columns(logits, b_dec, peak, norm)
         for s in range(S):
             if step - burn_in < lengths[s]:
-                total += _cross_entropy(logits[s], b_dec, y[s])
+                total += np.log(norm[s]) + peak[s] - logits[y[s], s]
                 count += 1
     return total, count
 
 
 @njit(**JIT)
-def _cross_entropy(logits, bias, target):
-    """-log softmax(logits + bias)[target], in the log-sum-exp form (exact when the target underflows)."""
-    peak = -np.inf
-    for v in range(logits.size):
-        logits[v] += bias[v]
-        if logits[v] > peak:
-            peak = logits[v]
-    norm = 0.0
-    for v in range(logits.size):
-        norm += vexp(logits[v] - peak)
-    return np.log(norm) + peak - logits[target]
+def _lstm_cells(z, W_in, x, c, h):
+    """Every stream's LSTM cell in place: gates z (S, 4H: W_hh h, no bias) plus row x[s] of W_in
+    (the input's weights with the biases) -> c, h. One function over 2-D arrays, not a call per
+    stream on row slices: that took half as long again (reference counts of the slices)."""
+    S, H = h.shape
+    for s in range(S):
+        w = x[s]
+        for j in range(H):
+            c_j = (vsigmoid(z[s, H + j] + W_in[w, H + j]) * c[s, j]
+                   + vsigmoid(z[s, j] + W_in[w, j]) * vtanh(z[s, 2 * H + j] + W_in[w, 2 * H + j]))
+            c[s, j] = c_j
+            h[s, j] = vsigmoid(z[s, 3 * H + j] + W_in[w, 3 * H + j]) * vtanh(c_j)
+
+
+@njit(**JIT)
+def _log_sum_exp_columns(logits, bias, peak, norm):
+    """Per column s of logits (V, S): adds the bias in place, peak[s] = max over v, norm[s] = sum
+    of exp(logit - peak); -log softmax[target] is then log(norm) + peak - logit (exact when the
+    target's probability underflows)."""
+    V, S = logits.shape
+    row = logits[0]
+    for s in range(S):
+        peak[s] = row[s] + bias[0]
+        norm[s] = 0.0
+    for v in range(V):
+        row = logits[v]
+        b = bias[v]
+        for s in range(S):
+            row[s] += b
+            peak[s] = row[s] if row[s] > peak[s] else peak[s]
+    for v in range(V):
+        row = logits[v]
+        for s in range(S):
+            norm[s] += vexp(row[s] - peak[s])
