@@ -3,10 +3,11 @@
 A study directory holds one sweep per part, each resumable like any sweep, and the report:
 
     <study>/study.json                     the preset, the corpora, each part's state (a Manifest)
-    <study>/claims/<corpus>/               single, stored, sliding (k1 = 1, k2 = 20) and chunked (k = 20)
+    <study>/claims/<corpus>/               single, stored, sliding (k1 = 1, k2 = 20)
+    <study>/claims/chunked-<corpus>/       chunked (k = 20), fewer seeds: for the figures
     <study>/claims/identity-<corpus>/      single, stored, sliding at k2 = 1 (claim 5)
     <study>/claims/gradcheck-<corpus>/     gradient fidelity along single's trajectory (claim 6)
-    <study>/map/<part>/                    single and sliding over k2 x H, at k1 = 1 and k1 = k2 / 2
+    <study>/map/k1-<rule>-k2-<k2>-h<H>/    single and sliding in one map cell (k1 = 1 or k2 / 2), a step budget each
     <study>/report.md, report.json         the claims' verdicts on both corpora, and the map
 
 Running the same command again skips every finished run and gradcheck, as a sweep does.
@@ -24,11 +25,35 @@ from bpttbench.errors import ConfigError
 DEFAULT_CORPORA = ("stdlib-docs", "tinyshakespeare")
 
 
+# Steps per second of sliding (the slower of the map's two schemes) in the first full study (2 workers on
+# 2 cores, stdlib-docs, training time only), by (k1 rule, H, k2). A map cell's step budget is this rate
+# times its H's seconds, so every cell costs about the same time per H whatever k2 and k1 do to the cost
+# per step, and every run evaluates map_evals times however few steps it makes.
+MAP_STEPS_PER_S = {
+    ("1", 32, 5): 4300, ("1", 32, 20): 4100, ("1", 32, 50): 2900, ("1", 32, 100): 2300,
+    ("1", 128, 5): 1000, ("1", 128, 20): 910, ("1", 128, 50): 640, ("1", 128, 100): 490,
+    ("1", 512, 5): 170, ("1", 512, 20): 84, ("1", 512, 50): 44, ("1", 512, 100): 27,
+    ("half", 32, 5): 10_000, ("half", 32, 20): 45_000, ("half", 32, 50): 83_000, ("half", 32, 100): 109_000,
+    ("half", 128, 5): 2200, ("half", 128, 20): 11_000, ("half", 128, 50): 20_000, ("half", 128, 100): 27_000,
+    ("half", 512, 5): 330, ("half", 512, 20): 820, ("half", 512, 50): 1000, ("half", 512, 100): 900,
+}
+
+
+def map_steps_per_s(rule: str, hidden: int, k2: int) -> float:
+    """MAP_STEPS_PER_S at the nearest measured H and k2 (on a log scale) for cells it does not list."""
+    import math
+
+    cells = [(h, k) for r, h, k in MAP_STEPS_PER_S if r == rule]
+    h, k = min(cells, key=lambda c: (abs(math.log(c[0] / hidden)), abs(math.log(c[1] / k2))))
+    return MAP_STEPS_PER_S[rule, h, k]
+
+
 @dataclass(frozen=True)
 class Preset:
     """Sizes of a study. The full preset fits 60 minutes of wall time with 2 workers on 2 cores."""
 
-    seeds: int  # claims 1-4: seeds per scheme, enough for ±0.03 bits/char intervals
+    seeds: int  # claims 1-4: seeds of single, stored and sliding, enough for ±0.03 bits/char intervals
+    chunked_seeds: int  # chunked is in the claims' figures, not in a claim
     budget: str  # claims 1-4: wall-clock budget per run
     hidden: int
     identity_steps: int  # claim 5: k2 = 1 runs
@@ -37,45 +62,70 @@ class Preset:
     map_k2: tuple[int, ...]
     map_hidden: tuple[int, ...]
     map_seeds: int
-    map_budget: str
+    map_seconds: tuple[float, ...]  # per map_hidden: sliding's training time per cell (see MAP_STEPS_PER_S)
+    # Per map_hidden: the map evaluates on the first map_eval_chars validation characters, fewer at large H
+    # where each costs more; map_evals evaluations and map_logs log points per run, from its step budget.
+    map_eval_chars: tuple[int, ...]
+    map_evals: int
+    map_logs: int
     eval_every: int
-    # The map evaluates often (a time to a target needs several evaluations even at H = 512, where a
-    # run makes a few thousand steps) on the first map_eval_chars validation characters: at H = 512
-    # the whole split costs seconds per evaluation.
-    map_eval_every: int
-    map_eval_chars: int
 
     def sweeps(self, corpora: tuple[str, ...]) -> list[tuple[str, str]]:
         """(relative directory, TOML spec) of every sweep of the study."""
         common = f"eval_every = {self.eval_every}\n"
-        map_common = f"eval_every = {self.map_eval_every}\neval_chars = {self.map_eval_chars}\n"
         out = []
         for corpus in corpora:
             slug = corpus_slug(corpus)
-            out.append((f"claims/{slug}", _spec(
-                f"claims-{slug}", corpus, f'budget = "{self.budget}"', self.seeds, ["chunked", "single", "stored", "sliding"],
-                {"k2": [20], "hidden": [self.hidden]}, common)))
+            claims = {"k2": [20], "hidden": [self.hidden]}
+            out.append((f"claims/{slug}", _spec(f"claims-{slug}", corpus, f'budget = "{self.budget}"', self.seeds,
+                                                ["single", "stored", "sliding"], claims, common)))
+            # Its own part for its own seed count; same settings, so the report groups it with the others.
+            out.append((f"claims/chunked-{slug}", _spec(f"chunked-{slug}", corpus, f'budget = "{self.budget}"',
+                                                        self.chunked_seeds, ["chunked"], claims, common)))
             out.append((f"claims/identity-{slug}", _spec(
                 f"identity-{slug}", corpus, f"steps = {self.identity_steps}", 2, ["single", "stored", "sliding"],
                 {"k2": [1], "hidden": [self.hidden]}, common)))
-        map_corpus = corpora[0]
-        out.append(("map/k1-1", _spec("map-k1-1", map_corpus, f'budget = "{self.map_budget}"', self.map_seeds,
-                                      ["single", "sliding"], {"k2": list(self.map_k2), "hidden": list(self.map_hidden)},
-                                      map_common)))
-        for k2 in self.map_k2:
-            if k2 >= 2:
-                out.append((f"map/k1-half-k2-{k2}", _spec(
-                    f"map-k1-half-k2-{k2}", map_corpus, f'budget = "{self.map_budget}"', self.map_seeds,
-                    ["single", "sliding"], {"k1": [k2 // 2], "k2": [k2], "hidden": list(self.map_hidden)}, map_common)))
+        out += self._map_sweeps(corpora[0])
+        return out
+
+    def _map_sweeps(self, corpus: str) -> list[tuple[str, str]]:
+        """One part per map cell (k1 rule, k2, H), each with its own step budget."""
+        out = []
+        for rule in ("1", "half"):
+            for k2 in self.map_k2:
+                if rule == "half" and k2 < 2:
+                    continue
+                k1 = 1 if rule == "1" else k2 // 2
+                for hidden, seconds, chars in zip(self.map_hidden, self.map_seconds, self.map_eval_chars):
+                    steps = max(self.map_evals, round(map_steps_per_s(rule, hidden, k2) * seconds))
+                    name = f"k1-{rule}-k2-{k2}-h{hidden}"
+                    settings = (f"eval_every = {max(1, steps // self.map_evals)}\neval_chars = {chars}\n"
+                                f"log_every = {max(1, steps // self.map_logs)}\n")
+                    out.append((f"map/{name}", _spec(f"map-{name}", corpus, f"steps = {steps}", self.map_seeds,
+                                                     ["single", "sliding"], {"k1": [k1], "k2": [k2], "hidden": [hidden]},
+                                                     settings)))
         return out
 
 
-FULL = Preset(seeds=8, budget="30s", hidden=128, identity_steps=20_000, gradcheck_steps=10_000, gradcheck_every=500,
-              map_k2=(5, 20, 50, 100), map_hidden=(32, 128, 512), map_seeds=2, map_budget="12s", eval_every=10_000,
-              map_eval_every=1000, map_eval_chars=20_000)
-QUICK = Preset(seeds=3, budget="4s", hidden=32, identity_steps=2000, gradcheck_steps=1000, gradcheck_every=250,
-               map_k2=(5, 20), map_hidden=(16, 32), map_seeds=2, map_budget="2s", eval_every=2000,
-               map_eval_every=500, map_eval_chars=5000)
+# Wall-time estimate of FULL with 2 workers on 2 cores, in worker-seconds (run time + evaluations + ~0.3 s
+# per run), from the first full study's manifests and the evaluation kernel of this version (about 0.66 s
+# per evaluation of stdlib-docs' whole split at H = 128 in a run, 0.40 s for tinyshakespeare):
+#   claims, per seed: stdlib-docs 3 x (30 + 10 evaluations x 0.66 + 0.3) = 111; tinyshakespeare 3 x
+#     (30 + ~14 x 0.40 + 0.3) = 108; 16 seeds x 219                                              = 3504
+#   chunked (20-30k steps/s, so an evaluation every 2,500 steps is 240-350 of them), 2 seeds:
+#     2 x ((30 + 240 x 0.66) + (30 + 350 x 0.40))                                                  =  716
+#   identity (k2 = 1, 20,000 steps; as before)                                                     =  210
+#   map: 32 runs per H; H = 32: 6 s + 12 x 0.03; H = 128: 10 s + 12 x 0.1; H = 512: 20 s + 12 x 0.4
+#     (single runs at most as long as sliding): 32 x (6.7 + 11.5 + 25.1)                          = 1386
+#   total 5816 worker-seconds / 2 workers = 48.5 min, + gradcheck 0.5 min, + a part's last run
+#   waiting alone (~38 parts x ~5 s = 3 min): about 52 minutes.
+FULL = Preset(seeds=16, chunked_seeds=2, budget="30s", hidden=128, identity_steps=20_000, gradcheck_steps=10_000,
+              gradcheck_every=500, map_k2=(5, 20, 50, 100), map_hidden=(32, 128, 512), map_seeds=2,
+              map_seconds=(6, 10, 20), map_eval_chars=(20_000, 20_000, 10_000), map_evals=12, map_logs=24,
+              eval_every=2500)
+QUICK = Preset(seeds=3, chunked_seeds=2, budget="4s", hidden=32, identity_steps=2000, gradcheck_steps=1000,
+               gradcheck_every=250, map_k2=(5, 20), map_hidden=(16, 32), map_seeds=2, map_seconds=(1.5, 1.5),
+               map_eval_chars=(5000, 5000), map_evals=8, map_logs=16, eval_every=2000)
 
 
 def corpus_slug(corpus: str) -> str:

@@ -12,9 +12,9 @@ from bpttbench.study import Preset
 from conftest import invoke
 
 # The quick preset shrunk further, so the pipeline runs in well under a minute.
-TINY = Preset(seeds=2, budget="1s", hidden=8, identity_steps=400, gradcheck_steps=300, gradcheck_every=100,
-              map_k2=(4, 8), map_hidden=(4, 8), map_seeds=2, map_budget="0.5s", eval_every=500,
-              map_eval_every=200, map_eval_chars=500)
+TINY = Preset(seeds=2, chunked_seeds=2, budget="1s", hidden=8, identity_steps=400, gradcheck_steps=300,
+              gradcheck_every=100, map_k2=(4, 8), map_hidden=(4, 8), map_seeds=2, map_seconds=(0.1, 0.1),
+              map_eval_chars=(500, 500), map_evals=6, map_logs=12, eval_every=500)
 
 
 @pytest.mark.slow
@@ -27,8 +27,9 @@ def test_study_quick_runs_every_part_writes_the_report_and_resumes(tmp_path, cap
     summary = json.loads(stdout)
     assert summary["status"] == "complete" and summary["out"] == str(out)
     parts = summary["parts"]
-    assert set(parts) == {"claims/lag-3-n=20000", "claims/identity-lag-3-n=20000", "map/k1-1", "map/k1-half-k2-4",
-                          "map/k1-half-k2-8", "claims/gradcheck-lag-3-n=20000"}
+    cells = {f"map/k1-{rule}-k2-{k2}-h{h}" for rule in ("1", "half") for k2 in (4, 8) for h in (4, 8)}
+    assert set(parts) == {"claims/lag-3-n=20000", "claims/chunked-lag-3-n=20000", "claims/identity-lag-3-n=20000",
+                          "claims/gradcheck-lag-3-n=20000"} | cells
     assert set(parts.values()) == {"complete"}
     manifest = json.loads((out / "study.json").read_text())
     assert manifest["status"] == "complete" and manifest["parts"] == parts
@@ -41,8 +42,10 @@ def test_study_quick_runs_every_part_writes_the_report_and_resumes(tmp_path, cap
     assert len(rows) == 4 and all(line.count("×") == 2 for line in rows), rows
     claims = (out / "claims" / "lag-3-n=20000" / "sweep.json")
     points = json.loads(claims.read_text())["points"]
-    assert {p["config"]["scheme"] for p in points} == {"chunked", "single", "stored", "sliding"}
-    assert len(points) == 4 * TINY.seeds
+    assert {p["config"]["scheme"] for p in points} == {"single", "stored", "sliding"}
+    assert len(points) == 3 * TINY.seeds
+    # Chunked is reported with the others (same family) though swept apart.
+    assert "chunked k2=8" in report or "chunked" in report.split("## The map")[0]
 
     # A rerun resumes: nothing is run again, every run directory is left as it was.
     manifests = sorted(out.glob("**/manifest.json"))
@@ -50,6 +53,14 @@ def test_study_quick_runs_every_part_writes_the_report_and_resumes(tmp_path, cap
     code, stdout, err = invoke(argv, capsys)
     assert code == 0, err
     assert {p: p.stat().st_mtime_ns for p in manifests} == before
+
+
+def test_map_cells_get_step_budgets_that_follow_the_cost_per_step_and_evaluate_several_times():
+    sweeps = dict(study.FULL.sweeps(("stdlib-docs", "tinyshakespeare")))
+    slow, fast = sweeps["map/k1-1-k2-100-h512"], sweeps["map/k1-1-k2-5-h32"]
+    assert "steps = 540\n" in slow and "[parameters.eval_every]\nvalue = 45\n" in slow
+    assert "steps = 25800\n" in fast and "[parameters.eval_every]\nvalue = 2150\n" in fast
+    assert study.map_steps_per_s("1", 16, 5) == study.MAP_STEPS_PER_S["1", 32, 5]  # nearest measured cell
 
 
 def test_study_refuses_an_unknown_corpus_before_running_anything(tmp_path, capsys):
