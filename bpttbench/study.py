@@ -68,23 +68,31 @@ class Preset:
     map_eval_chars: tuple[int, ...]
     map_evals: int
     map_logs: int
+    # Evaluations every eval_every steps: claim 4 averages each run's last 25% of them, so dense ones
+    # make it less noisy (a model's validation loss moves by 0.1 bits/char within a few thousand steps).
+    # chunked makes 20-30 times the steps per second: it evaluates every chunked_eval_every steps instead
+    # (the cadence is not part of a configuration, so it is still reported with the others), and the
+    # k2 = 1 runs, compared at every log step and not on validation, every identity_eval_every.
     eval_every: int
+    chunked_eval_every: int
+    identity_eval_every: int
 
     def sweeps(self, corpora: tuple[str, ...]) -> list[tuple[str, str]]:
         """(relative directory, TOML spec) of every sweep of the study."""
-        common = f"eval_every = {self.eval_every}\n"
         out = []
         for corpus in corpora:
             slug = corpus_slug(corpus)
             claims = {"k2": [20], "hidden": [self.hidden]}
             out.append((f"claims/{slug}", _spec(f"claims-{slug}", corpus, f'budget = "{self.budget}"', self.seeds,
-                                                ["single", "stored", "sliding"], claims, common)))
+                                                ["single", "stored", "sliding"], claims,
+                                                f"eval_every = {self.eval_every}")))
             # Its own part for its own seed count; same settings, so the report groups it with the others.
             out.append((f"claims/chunked-{slug}", _spec(f"chunked-{slug}", corpus, f'budget = "{self.budget}"',
-                                                        self.chunked_seeds, ["chunked"], claims, common)))
+                                                        self.chunked_seeds, ["chunked"], claims,
+                                                        f"eval_every = {self.chunked_eval_every}")))
             out.append((f"claims/identity-{slug}", _spec(
                 f"identity-{slug}", corpus, f"steps = {self.identity_steps}", 2, ["single", "stored", "sliding"],
-                {"k2": [1], "hidden": [self.hidden]}, common)))
+                {"k2": [1], "hidden": [self.hidden]}, f"eval_every = {self.identity_eval_every}")))
         out += self._map_sweeps(corpora[0])
         return out
 
@@ -107,25 +115,26 @@ class Preset:
         return out
 
 
-# Wall-time estimate of FULL with 2 workers on 2 cores, in worker-seconds (run time + evaluations + ~0.3 s
-# per run), from the first full study's manifests and the evaluation kernel of this version (about 0.66 s
-# per evaluation of stdlib-docs' whole split at H = 128 in a run, 0.40 s for tinyshakespeare):
-#   claims, per seed: stdlib-docs 3 x (30 + 10 evaluations x 0.66 + 0.3) = 111; tinyshakespeare 3 x
-#     (30 + ~14 x 0.40 + 0.3) = 108; 16 seeds x 219                                              = 3504
-#   chunked (20-30k steps/s, so an evaluation every 2,500 steps is 240-350 of them), 2 seeds:
-#     2 x ((30 + 240 x 0.66) + (30 + 350 x 0.40))                                                  =  716
-#   identity (k2 = 1, 20,000 steps; as before)                                                     =  210
-#   map: 32 runs per H; H = 32: 6 s + 12 x 0.03; H = 128: 10 s + 12 x 0.1; H = 512: 20 s + 12 x 0.4
-#     (single runs at most as long as sliding): 32 x (6.7 + 11.5 + 25.1)                          = 1386
-#   total 5816 worker-seconds / 2 workers = 48.5 min, + gradcheck 0.5 min, + a part's last run
-#   waiting alone (~38 parts x ~5 s = 3 min): about 52 minutes.
-FULL = Preset(seeds=16, chunked_seeds=2, budget="30s", hidden=128, identity_steps=20_000, gradcheck_steps=10_000,
+# Wall-time estimate of FULL with 2 workers on 2 cores, from the first full study's manifests (training
+# seconds, steps per run) and this version's evaluation kernel (in a run, about 0.66 s per evaluation of
+# stdlib-docs' whole split at H = 128 and 0.40 s of tinyshakespeare's), in worker-seconds:
+#   claims, per seed, 3 runs of 30 s per corpus plus their evaluations, one per 1,000 steps (single,
+#     sliding, stored make 25k, 25k, 20k steps on stdlib-docs; 41k, 32k, 31k on tinyshakespeare):
+#     90 + 70 x 0.66 + 90 + 104 x 0.40 + 2 (start-up) = 270; 14 seeds                         = 3780
+#   chunked, 2 seeds, one evaluation per 25,000 of its 600k-880k steps: 2 x (46 + 44)            =  180
+#   identity (k2 = 1, 20,000 steps, 6 runs per corpus): 6 x 22 + 6 x 14                          =  216
+#   map, 32 runs per H, single no longer than sliding: H = 32: 6 s + 12 x 0.03 s; H = 128: 10 s
+#     + 12 x 0.1 s; H = 512: 20 s + 12 x 0.4 s; 32 x (6.7 + 11.5 + 25.1)                          = 1386
+#   5562 worker-seconds / 2 workers = 46.4 min; + gradcheck 0.4 min; + each of the 30 parts' last
+#   round with one worker idle (~5 min) and its start (~2 s each, 1 min): about 53 minutes.
+FULL = Preset(seeds=14, chunked_seeds=2, budget="30s", hidden=128, identity_steps=20_000, gradcheck_steps=10_000,
               gradcheck_every=500, map_k2=(5, 20, 50, 100), map_hidden=(32, 128, 512), map_seeds=2,
               map_seconds=(6, 10, 20), map_eval_chars=(20_000, 20_000, 10_000), map_evals=12, map_logs=24,
-              eval_every=2500)
+              eval_every=1000, chunked_eval_every=25_000, identity_eval_every=5000)
 QUICK = Preset(seeds=3, chunked_seeds=2, budget="4s", hidden=32, identity_steps=2000, gradcheck_steps=1000,
                gradcheck_every=250, map_k2=(5, 20), map_hidden=(16, 32), map_seeds=2, map_seconds=(1.5, 1.5),
-               map_eval_chars=(5000, 5000), map_evals=8, map_logs=16, eval_every=2000)
+               map_eval_chars=(5000, 5000), map_evals=8, map_logs=16, eval_every=1000, chunked_eval_every=10_000,
+               identity_eval_every=1000)
 
 
 def corpus_slug(corpus: str) -> str:

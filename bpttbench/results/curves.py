@@ -32,8 +32,11 @@ from bpttbench.results.reader import (
 )
 
 # What identifies a configuration: scheme first (config_sort_key orders by it), then every other
-# configuration field but the seed, then the corpus.
-GROUP_KEY = ("scheme",) + tuple(c for c in CONFIG_FIELDS if c not in ("scheme", "seed")) + CORPUS_COLUMNS
+# configuration field but the seed and how often the run is measured (MEASURE_CADENCE: it changes
+# where the points of a curve fall, not the training), then the corpus.
+MEASURE_CADENCE = ("log_every", "eval_every")
+GROUP_KEY = (("scheme",) + tuple(c for c in CONFIG_FIELDS if c not in ("scheme", "seed") + MEASURE_CADENCE)
+             + CORPUS_COLUMNS)
 
 # The k2 under which an online scheme (rtrl, uoro: no truncation, k2 unused) is swept and grouped,
 # so that runs differing only in k2 count as one configuration.
