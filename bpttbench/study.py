@@ -120,14 +120,15 @@ class Preset:
 # stdlib-docs' whole split at H = 128 and 0.40 s of tinyshakespeare's), in worker-seconds:
 #   claims, per seed, 3 runs of 30 s per corpus plus their evaluations, one per 1,000 steps (single,
 #     sliding, stored make 25k, 25k, 20k steps on stdlib-docs; 41k, 32k, 31k on tinyshakespeare):
-#     90 + 70 x 0.66 + 90 + 104 x 0.40 + 2 (start-up) = 270; 14 seeds                         = 3780
+#     90 + 70 x 0.66 + 90 + 104 x 0.40 + 2 (start-up) = 270; 13 seeds                         = 3510
 #   chunked, 2 seeds, one evaluation per 25,000 of its 600k-880k steps: 2 x (46 + 44)            =  180
 #   identity (k2 = 1, 20,000 steps, 6 runs per corpus): 6 x 22 + 6 x 14                          =  216
 #   map, 32 runs per H, single no longer than sliding: H = 32: 6 s + 12 x 0.03 s; H = 128: 10 s
 #     + 12 x 0.1 s; H = 512: 20 s + 12 x 0.4 s; 32 x (6.7 + 11.5 + 25.1)                          = 1386
-#   5562 worker-seconds / 2 workers = 46.4 min; + gradcheck 0.4 min; + each of the 30 parts' last
-#   round with one worker idle (~5 min) and its start (~2 s each, 1 min): about 53 minutes.
-FULL = Preset(seeds=14, chunked_seeds=2, budget="30s", hidden=128, identity_steps=20_000, gradcheck_steps=10_000,
+#   5292 worker-seconds / 2 workers = 44.1 min; + gradcheck 0.4 min; + each of the 30 parts' last
+#   round with one worker idle (~5 min) and its Dask start (~5 s each in --quick: 2.5 min): about
+#   52 minutes. (--quick, measured: 3.7 min.)
+FULL = Preset(seeds=13, chunked_seeds=2, budget="30s", hidden=128, identity_steps=20_000, gradcheck_steps=10_000,
               gradcheck_every=500, map_k2=(5, 20, 50, 100), map_hidden=(32, 128, 512), map_seeds=2,
               map_seconds=(6, 10, 20), map_eval_chars=(20_000, 20_000, 10_000), map_evals=12, map_logs=24,
               eval_every=1000, chunked_eval_every=25_000, identity_eval_every=5000)
