@@ -124,10 +124,11 @@ class Preset:
 #   chunked, 2 seeds, one evaluation per 25,000 of its 600k-880k steps: 2 x (46 + 44)            =  180
 #   identity (k2 = 1, 20,000 steps, 6 runs per corpus): 6 x 22 + 6 x 14                          =  216
 #   map, 32 runs per H, single no longer than sliding: H = 32: 6 s + 12 x 0.03 s; H = 128: 10 s
-#     + 12 x 0.1 s; H = 512: 20 s + 12 x 0.4 s; 32 x (6.7 + 11.5 + 25.1)                          = 1386
-#   5292 worker-seconds / 2 workers = 44.1 min; + gradcheck 0.4 min; + each of the 30 parts' last
+#     + 12 x 0.1 s; H = 512: 20 s + 12 x 0.6 s (10,000 characters cost 0.9 of the whole split at
+#     H = 128: 39 streams make a slower product); 32 x (6.7 + 11.5 + 27.5)                       = 1462
+#   5368 worker-seconds / 2 workers = 44.7 min; + gradcheck 0.4 min; + each of the 30 parts' last
 #   round with one worker idle (~5 min) and its Dask start (~5 s each in --quick: 2.5 min): about
-#   52 minutes. (--quick, measured: 3.7 min.)
+#   53 minutes, the map about 16 of them. (--quick, measured: 3.7 min.)
 FULL = Preset(seeds=13, chunked_seeds=2, budget="30s", hidden=128, identity_steps=20_000, gradcheck_steps=10_000,
               gradcheck_every=500, map_k2=(5, 20, 50, 100), map_hidden=(32, 128, 512), map_seeds=2,
               map_seconds=(6, 10, 20), map_eval_chars=(20_000, 20_000, 10_000), map_evals=12, map_logs=24,
