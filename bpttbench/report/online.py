@@ -121,13 +121,16 @@ def _row(curves: list[Curve], grad: pd.DataFrame, gaps: dict[tuple, object], set
 
 
 def online_tables(curves: list[Curve], grad: pd.DataFrame, gaps: list[GapTable], settings: dict) -> list[OnlineTable]:
-    """Per corpus: a row per configuration (results.GROUP_KEY) of an online rule, ordered by hidden, rule, k2."""
+    """Per corpus with a run of an untruncated rule (rtrl, uoro, snap1, eprop): a row per configuration
+    (results.GROUP_KEY) of an online rule, ordered by hidden, rule, k2. Truncation alone gets no table."""
     gap_rows = {tuple(r.config[k] for k in GROUP_KEY): r for t in gaps for r in t.rows}
     optimum = {t.corpus: t.optimum for t in gaps}
     ours = [c for c in curves if c.scheme in ONLINE_RULES]
     by_corpus = by_key(ours, lambda c: str(c.family[FAMILY_KEY.index("corpus")]))
     tables = []
     for corpus in sorted(by_corpus, key=sort_key):
+        if not any(c.scheme in UNTRUNCATED_SCHEMES for c in by_corpus[corpus]):
+            continue
         groups = by_key(by_corpus[corpus], lambda c: c.group)
         rows = [_row(g, grad, gap_rows, settings) for g in groups.values()]
         rows.sort(key=lambda r: (r.hidden, ONLINE_RULES.index(r.scheme), r.k2 or 0, r.k1, str(r.config)))
