@@ -21,12 +21,13 @@ every array the rule keeps); the gap from report/gaps.py.
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field
 
 import pandas as pd
 
 from bpttbench.config import UNTRUNCATED_SCHEMES
-from bpttbench.report.families import FAMILY_KEY, Curve, by_key, per_seed, sort_key
+from bpttbench.report.families import FAMILY_KEY, Curve, by_key, per_seed
 from bpttbench.report.gaps import GapTable
 from bpttbench.report.gradients import read_frames
 from bpttbench.report.stats import Interval, bootstrap_median, format_interval, median_or_nan
@@ -128,7 +129,7 @@ def online_tables(curves: list[Curve], grad: pd.DataFrame, gaps: list[GapTable],
     ours = [c for c in curves if c.scheme in ONLINE_RULES]
     by_corpus = by_key(ours, lambda c: str(c.family[FAMILY_KEY.index("corpus")]))
     tables = []
-    for corpus in sorted(by_corpus, key=sort_key):
+    for corpus in sorted(by_corpus, key=_natural):
         if not any(c.scheme in UNTRUNCATED_SCHEMES for c in by_corpus[corpus]):
             continue
         groups = by_key(by_corpus[corpus], lambda c: c.group)
@@ -136,6 +137,11 @@ def online_tables(curves: list[Curve], grad: pd.DataFrame, gaps: list[GapTable],
         rows.sort(key=lambda r: (r.hidden, ONLINE_RULES.index(r.scheme), r.k2 or 0, r.k1, str(r.config)))
         tables.append(OnlineTable(corpus, optimum.get(corpus), rows))
     return tables
+
+
+def _natural(name: str) -> list:
+    """lag:5 before lag:10: the digits in a corpus name compared as numbers."""
+    return [(0, int(part), "") if part.isdigit() else (1, 0, part) for part in re.split(r"(\d+)", name)]
 
 
 def read_gradcheck_rows(files, warnings: list[str]) -> pd.DataFrame:
@@ -159,7 +165,8 @@ def format_bytes(n: float) -> str:
         return "–"
     for unit, size in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
         if n >= size:
-            return f"{n / size:.3g} {unit}"
+            value = n / size
+            return f"{value:.3g} {unit}" if value < 1000 else f"{value:.0f} {unit}"  # not 1.02e+03
     return f"{n:.0f} B"
 
 
