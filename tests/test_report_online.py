@@ -151,8 +151,8 @@ def test_which_estimator_measures_which_rule():
     assert estimator_for("chunked", 5, 5) == "exact_vs_rtrl"
     assert estimator_for("stored", 1, 5) == "stored_vs_rtrl"
     assert estimator_for("adaptive", 5, 5) is None and estimator_for("rtrl", 1, 1) is None
-    assert [format_bytes(n) for n in (512, 2048, 1020 * 2**10, 3 * 2**20, 2**31)] == \
-        ["512 B", "2 KiB", "1020 KiB", "3 MiB", "2 GiB"]
+    assert [format_bytes(n) for n in (512, 2048, 999.7 * 2**10, 1020 * 2**10, 3 * 2**20, 2**31)] == \
+        ["512 B", "2 KiB", "1000 KiB", "1020 KiB", "3 MiB", "2 GiB"]
 
 
 def test_corpora_are_listed_with_their_numbers_in_order():

@@ -166,7 +166,7 @@ def format_bytes(n: float) -> str:
     for unit, size in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
         if n >= size:
             value = n / size
-            return f"{value:.3g} {unit}" if value < 1000 else f"{value:.0f} {unit}"  # not 1.02e+03
+            return f"{value:.3g} {unit}" if value < 999.5 else f"{value:.0f} {unit}"  # not 1e+03
     return f"{n:.0f} B"
 
 
