@@ -10,7 +10,7 @@ import re
 from dataclasses import asdict, dataclass, fields
 
 from bpttbench.errors import ConfigError
-from bpttbench.scheme_names import SCHEMES, TRUNCATED_SCHEMES, UNTRUNCATED_SCHEMES  # noqa: F401 (re-exported)
+from bpttbench.scheme_names import CHUNK_SCHEMES, SCHEMES, TRUNCATED_SCHEMES, UNTRUNCATED_SCHEMES  # noqa: F401 (re-exported)
 
 # UNTRUNCATED_SCHEMES have no truncation: the gradient of each step's loss through the whole past, exact
 # (rtrl), an unbiased rank-one estimate (uoro), or a structurally sparse approximation (snap1,
@@ -103,7 +103,7 @@ def validate(cfg: TrainConfig) -> None:
     online = cfg.scheme in UNTRUNCATED_SCHEMES
     if cfg.k1 > cfg.k2 and not online:
         raise ConfigError(f"k1={cfg.k1} is larger than k2={cfg.k2}; steps between updates would get no gradient: use k1 <= k2")
-    if cfg.scheme in ("chunked", "adaptive") and cfg.k1 != cfg.k2:
+    if cfg.scheme in CHUNK_SCHEMES and cfg.k1 != cfg.k2:
         raise ConfigError(f"{cfg.scheme} needs k1 == k2 (got k1={cfg.k1}, k2={cfg.k2}); set both to the chunk length")
     if not _is_real(cfg.delta) or not 0 < cfg.delta < 1:
         raise ConfigError(f"delta must be a number between 0 and 1 (the tolerated relative gradient bias), got {cfg.delta!r}")

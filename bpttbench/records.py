@@ -32,6 +32,7 @@ class RunOutcome:
     diverged_at_step: int | None = None
     final_train_bpc: float | None = None
     final_val_bpc: float | None = None
+    resident_bytes: int | None = None  # every array the scheme keeps (Scheme.resident_bytes)
 
     def to_dict(self) -> dict:
         return asdict(self)

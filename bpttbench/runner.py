@@ -17,7 +17,7 @@ from pathlib import Path
 from statistics import median
 
 from bpttbench import __version__
-from bpttbench.config import SCHEMES, TRUNCATED_SCHEMES, TrainConfig
+from bpttbench.config import CHUNK_SCHEMES, SCHEMES, TRUNCATED_SCHEMES, TrainConfig
 from bpttbench.corpus import Corpus, check_corpus_fits
 from bpttbench.defaults import MAX_RUN_UNITS
 from bpttbench.errors import ConfigError
@@ -56,7 +56,7 @@ def plan_units(settings: dict, schemes, seeds, *, k1_given: bool) -> list[TrainC
                           f"limit of {MAX_RUN_UNITS:,} for one run; use fewer --seeds, or a sweep")
     units = []
     for scheme in schemes:
-        k1 = settings["k2"] if scheme in ("chunked", "adaptive") and not k1_given else settings["k1"]
+        k1 = settings["k2"] if scheme in CHUNK_SCHEMES and not k1_given else settings["k1"]
         for seed in seeds:
             units.append(TrainConfig(**{**settings, "scheme": scheme, "k1": k1, "seed": seed}))
     return units

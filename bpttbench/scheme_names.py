@@ -23,3 +23,5 @@ TRUNCATES: dict[str, bool] = {
 SCHEMES = tuple(TRUNCATES)
 TRUNCATED_SCHEMES = tuple(name for name, truncates in TRUNCATES.items() if truncates)
 UNTRUNCATED_SCHEMES = tuple(name for name, truncates in TRUNCATES.items() if not truncates)
+# Chunk by definition: they update once per chunk of k2 steps, so k1 = k2 (the default whenever k1 is not given).
+CHUNK_SCHEMES = ("chunked", "adaptive")

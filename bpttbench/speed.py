@@ -57,7 +57,7 @@ import numpy as np
 import pandas as pd
 from numba import njit
 
-from bpttbench.config import TRUNCATED_SCHEMES, UNTRUNCATED_SCHEMES, TrainConfig
+from bpttbench.config import CHUNK_SCHEMES, TRUNCATED_SCHEMES, UNTRUNCATED_SCHEMES, TrainConfig
 from bpttbench.errors import UserError
 from bpttbench.kernels.blas import gemm_tn
 from bpttbench.kernels.vecmath import JIT
@@ -138,7 +138,7 @@ class BoundTimer:
 def bound_us(scheme: str, hidden: int = 128, k1: int = 1, k2: int = 20, batch: int = 1, dtype: str = "float32",
              *, repeats: int = 5, min_time: float = 0.02) -> float:
     """The lower bound of one scheme alone, in microseconds of CPU time per step (median)."""
-    timer = BoundTimer(scheme, hidden, k2 if scheme == "chunked" else k1, k2, batch, dtype)
+    timer = BoundTimer(scheme, hidden, k2 if scheme in CHUNK_SCHEMES else k1, k2, batch, dtype)
     samples = _sample([timer], repeats, min_time)[0]
     return float(np.median([cpu for cpu, _ in samples]) * 1e6)
 
@@ -313,7 +313,7 @@ def measure_speed(schemes: Iterable[str] = SCHEMES, hidden: Iterable[int] = (128
                   progress: Callable[[str], None] | None = None) -> pd.DataFrame:
     """Time every scheme over the grid hidden x k2 x batch x dtypes; one row per configuration.
 
-    chunked always runs with k1 = k2 (its definition); the other schemes with the given k1.
+    chunked and adaptive always run with k1 = k2 (their definition); the other schemes with the given k1.
     `against` names peers to time too ("torch", "jax"); against_torch=True is against=("torch",).
     Columns (times in microseconds per time step, medians over `repeats` samples):
       us_per_step, steps_per_s    the scheme with plain SGD, CPU time
@@ -346,7 +346,7 @@ def measure_speed(schemes: Iterable[str] = SCHEMES, hidden: Iterable[int] = (128
                 for K2 in k2:
                     for B in batch:
                         for name in schemes:
-                            K1 = K2 if name == "chunked" else k1
+                            K1 = K2 if name in CHUNK_SCHEMES else k1
                             try:
                                 cfg = TrainConfig(scheme=name, k1=K1, k2=K2, hidden=H, batch=B, optimizer="sgd", lr=LR,
                                                   clip=0.0, dtype=dtype, seed=seed, budget_steps=1)

@@ -93,7 +93,7 @@ class Training:
         theta = init_theta(corpus.vocab_size, cfg.hidden, cfg.seed, cfg.dtype)
         self.initial_theta = theta.copy()
         self.scheme = make_scheme(cfg, theta, corpus.vocab_size, corpus.train_ids)
-        self.outcome = RunOutcome()
+        self.outcome = RunOutcome(resident_bytes=self.scheme.resident_bytes())
         self._scratch = stream_scratch(len(self.val_plan[0]), cfg.hidden, corpus.vocab_size, theta.dtype)
 
     @property

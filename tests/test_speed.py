@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bpttbench.config import TrainConfig
+from bpttbench.config import TRUNCATED_SCHEMES, TrainConfig
 from bpttbench.errors import UserError
 from bpttbench.model import init_theta, split_theta
 from bpttbench.schemes import make_scheme
@@ -218,6 +218,19 @@ def test_measure_speed_against_both_peers_divides_by_the_faster():
     assert np.allclose(df["peer_us_per_step"], fastest)
     assert np.allclose(df["peer_speedup"], fastest / df["us_per_step"])
     assert list(df["peer"]) == ["torch" if t < j else "jax" for t, j in zip(df["torch_us_per_step"], df["jax_us_per_step"])]
+
+
+def test_speed_command_times_every_truncated_scheme_by_default(tmp_path, capsys):
+    # --scheme all includes adaptive, which (like chunked) must take k1 = k2 rather than the default k1 = 1
+    code, stdout, stderr = invoke(["speed", "--hidden", "4", "--k2", "3", "--repeats", "1", "--min-time", "0.001",
+                                   "--no-adam", "--json", "--out", str(tmp_path)], capsys)
+    assert code == 0, stderr
+    import json
+
+    rows = {r["scheme"]: r for r in json.loads(stdout)["rows"]}
+    assert set(rows) == set(TRUNCATED_SCHEMES) and "adaptive" in rows
+    assert (rows["adaptive"]["k1"], rows["chunked"]["k1"], rows["single"]["k1"]) == (3, 3, 1)
+    assert rows["adaptive"]["us_per_step"] > 0
 
 
 def test_speed_command_takes_peers_and_the_old_flag(tmp_path, capsys):

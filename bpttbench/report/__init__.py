@@ -32,7 +32,10 @@ Definitions (report.md states them too):
 - rtrl and uoro do not use k2: their runs are grouped under k2 = 1 whatever k2 they recorded;
 - on a generated corpus the gap to the optimum is the step-weighted mean online loss over the last
   GAP_FRACTION of the steps minus the entropy rate the manifest records; on lag:L a configuration
-  learns the dependency when its median gap is below log2(M)/(L+1), what forgetting the cue costs.
+  learns the dependency when its median gap is below log2(M)/(L+1), what forgetting the cue costs;
+- where an untruncated rule (rtrl, uoro, snap1, eprop) ran, a table per corpus puts every online
+  rule side by side: its gradient's cosine with rtrl's along rtrl's trajectory (gradcheck.csv),
+  µs per step, resident memory and gap (online.py).
 
 References:
 - R. J. Williams and J. Peng, "An efficient gradient-based algorithm for on-line training of

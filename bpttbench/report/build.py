@@ -14,6 +14,7 @@ from bpttbench.report.claims import COSINE_MIN, EXACT_TOL, IDENTICAL_TOL, Claim,
 from bpttbench.report.families import VAL_TAIL_FRACTION, Family
 from bpttbench.report.gaps import GAP_FRACTION, GapTable, gap_tables
 from bpttbench.report.gradients import GradSummary, find_gradchecks, gradcheck_figures, read_gradchecks
+from bpttbench.report.online import OnlineTable, online_dict, online_tables, read_gradcheck_rows
 from bpttbench.report.paired import TIME_POINTS
 from bpttbench.report.render import render_markdown
 from bpttbench.report.stats import EDGE_FRACTION
@@ -38,6 +39,7 @@ class Report:
     notes: list[str] = field(default_factory=list)  # facts about the runs for the header
     gaps: list[GapTable] = field(default_factory=list)  # on corpora with a known optimum
     paths: list[Path] = field(default_factory=list)  # every path the runs were read under
+    online: list[OnlineTable] = field(default_factory=list)  # the online rules side by side, per corpus
 
     def to_dict(self) -> dict:
         """Everything as strict JSON data: null where a number is undefined or a target was not reached."""
@@ -62,6 +64,7 @@ class Report:
             "gradcheck": [{"config": g.config, "estimator": g.estimator, "cosine": g.cosine.to_dict(),
                            "rel_error": g.rel_error.to_dict()} for g in self.gradcheck],
             "gaps": [self._gap_dict(t) for t in self.gaps],
+            "online": [online_dict(t) for t in self.online],
         })
 
     def _gap_dict(self, t: GapTable) -> dict:
@@ -130,10 +133,12 @@ def build_report(
     grad, grad_problem = read_gradchecks(grad_files, settings, warnings)
     claims = judge(list(families.values()), grad, grad_problem, settings)
     gaps = gap_tables(curves, settings, warnings)
+    online = online_tables(curves, read_gradcheck_rows(grad_files, []), gaps, settings)  # read_gradchecks warned
     return Report(path=paths[0], settings=settings, runs=[r.path for r in complete], families=list(families.values()),
                   claims=claims, warnings=warnings, skipped=skipped,
                   figures=fams.figures(list(paths), complete) + gradcheck_figures(grad_files), gradcheck_files=grad_files,
-                  gradcheck=grad, notes=fams.notes(complete, curves), gaps=gaps, paths=list(paths))
+                  gradcheck=grad, notes=fams.notes(complete, curves), gaps=gaps, paths=list(paths),
+                  online=online)
 
 
 def _is_number(v) -> bool:

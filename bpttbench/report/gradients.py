@@ -51,7 +51,7 @@ def _status(path: Path) -> str | None:
     return str(data.get("status")) if isinstance(data, dict) and data.get("status") is not None else None
 
 
-def _read_frames(files: list[Path], warnings: list[str]) -> list[pd.DataFrame]:
+def read_frames(files: list[Path], warnings: list[str]) -> list[pd.DataFrame]:
     frames = []
     for f in files:
         try:
@@ -77,7 +77,7 @@ def read_gradchecks(files: list[Path], settings: dict, warnings: list[str]) -> t
     or None. Uses the whole-gradient rows (tensor 'all') when there are any, as gradcheck does."""
     if not files:
         return [], None
-    frames = _read_frames(files, warnings)
+    frames = read_frames(files, warnings)
     if not frames:
         return [], "no readable gradcheck.csv"
     df = pd.concat(frames, ignore_index=True)

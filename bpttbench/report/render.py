@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 from bpttbench.report.claims import Claim
 from bpttbench.report.families import ALL_METRICS, METRICS, Comparison, Family, GroupSummary
 from bpttbench.report.gaps import GapTable
+from bpttbench.report.online import ONLINE_HEADER, md_online, online_cells
 from bpttbench.report.stats import (
     CONTRADICTED,
     INCONCLUSIVE,
@@ -115,6 +116,8 @@ def render_markdown(report: Report, out_dir: Path) -> str:
         lines += [f"- {e}" for e in c.evidence]
     if report.gaps:
         lines += ["", "## Gap to the optimum", ""] + _md_gaps(report)
+    if report.online:
+        lines += ["", "## Online learning rules", ""] + md_online(report.online, md_table)
     lines += ["", "## Warnings", ""]
     lines += [f"- {w}" for w in report.warnings] or ["- none"]
     for fam in report.families:
@@ -269,6 +272,9 @@ def rich_renderables(report: Report) -> list:
             out.append(Text(f"where each scheme stops learning the dependency (learned: median gap < {t.cost:.4f} "
                             "bits/char):"))
             out.extend(Text(f"  {f.short}") for f in t.findings)  # the table has the gaps
+    for t in report.online:
+        out.append(_rich_table(f"online learning rules on {t.corpus}: cosine with rtrl's gradient, cost, memory, gap; "
+                               "medians [95% interval]", ONLINE_HEADER, online_cells(t)))
     for fam in report.families:
         names = terminal_metrics(fam)
         header = [METRICS[m][0] for m in names]

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import Any, Iterator, Sequence
 
-from bpttbench.config import UNTRUNCATED_SCHEMES, TrainConfig, format_duration
+from bpttbench.config import CHUNK_SCHEMES, UNTRUNCATED_SCHEMES, TrainConfig, format_duration
 from bpttbench.defaults import MAX_GRID_POINTS
 from bpttbench.errors import ConfigError
 from bpttbench.sweep.spec import SpecError, SweepSpec
@@ -63,7 +63,7 @@ def configurations(spec: SweepSpec) -> tuple[list[TrainConfig], list[str]]:
     configs: dict[TrainConfig, None] = {}
     refused: dict[str, int] = {}
     for scheme, values in _combinations(spec):
-        if scheme in ("chunked", "adaptive") and "k1" not in values:
+        if scheme in CHUNK_SCHEMES and "k1" not in values:
             values["k1"] = values.get("k2", base.k2)
         if scheme in UNTRUNCATED_SCHEMES:  # k2 unused: one configuration however many k2 the grid has
             values["k2"] = UNTRUNCATED_K2
