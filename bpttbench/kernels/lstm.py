@@ -15,7 +15,7 @@ import numpy as np
 from numba import njit
 
 from bpttbench.kernels.blas import gemm_tn
-from bpttbench.kernels.vecmath import JIT, vexp, vsigmoid, vtanh
+from bpttbench.kernels.vecmath import JIT, flush_subnormals, restore_subnormals, vexp, vsigmoid, vtanh
 
 
 @njit(**JIT)
@@ -228,7 +228,18 @@ def window_gradient_or_sgd_step(theta, grad, V, H, ring, t, first, first_injecte
     characters' rows (elsewhere the gradient is 0 and x - lr * 0 = x); the rest element by
     element. Each element gets theta - lr * g, the same arithmetic as apply_update's SGD.
     With lr = 0, W_in is not used.
+
+    Subnormals are flushed to zero meanwhile (kernels/vecmath.py says why).
     """
+    control = flush_subnormals()
+    _window_gradient_or_sgd_step(theta, grad, V, H, ring, t, first, first_injected, scale, W_hh_stack, W_dec_stack,
+                                 work, index_work, lr, W_in)
+    restore_subnormals(control)
+
+
+@njit(**JIT)
+def _window_gradient_or_sgd_step(theta, grad, V, H, ring, t, first, first_injected, scale, W_hh_stack, W_dec_stack,
+                                 work, index_work, lr, W_in):
     x_r, y_r, gates_r, c_r, h_r, tanh_c_r, probs_r = ring
     dh, dc, dh_prev, dh_head, dz_all, hprev_all, dlog_all, hinj_all = work
     g_ih, g_hh, g_bih, g_bhh, g_dec, g_bdec = param_views(grad, V, H)
