@@ -174,6 +174,13 @@ def unmirror_input_weights(theta, V, H, W_in):
 @njit(**JIT)
 def lstm_backward(W_hh, gates, c_prev, tanh_c, dh, dc, dz, dh_prev):
     """Backward through one LSTM step: dz (gate pre-activations) and dh_prev; dc becomes dc_prev in place."""
+    lstm_backward_gates(gates, c_prev, tanh_c, dh, dc, dz)
+    np.dot(dz, W_hh, dh_prev)  # B,G @ G,H
+
+
+@njit(**JIT)
+def lstm_backward_gates(gates, c_prev, tanh_c, dh, dc, dz):
+    """lstm_backward without dh_prev: what the window's first step needs (the gradient stops there)."""
     B, H = dh.shape
     one = dz.dtype.type(1.0)
     for b in range(B):
@@ -192,7 +199,6 @@ def lstm_backward(W_hh, gates, c_prev, tanh_c, dh, dc, dz, dh_prev):
             dg[j] = dcj * i * (one - g * g)
             do[j] = dhb[j] * tc * o * (one - o)
             dcb[j] = dcj * f
-    np.dot(dz, W_hh, dh_prev)  # B,G @ G,H
 
 
 SMALL_GEMM_ROWS = 8  # below this many rows a hand loop beats BLAS's packing for the decoder's gradient
@@ -271,8 +277,11 @@ def _window_gradient_or_sgd_step(theta, grad, V, H, ring, t, first, first_inject
                     dhb[j] += headb[j]
         dz = dz_all[k * B : (k + 1) * B]
         ps = (tau - 1) % R
-        lstm_backward(W_hh_stack[w], gates_r[s], c_r[ps], tanh_c_r[s], dh, dc, dz, dh_prev)
-        dh, dh_prev = dh_prev, dh  # the next step's dh is this step's dh_prev: swap, not copy
+        if tau > first:
+            lstm_backward(W_hh_stack[w], gates_r[s], c_r[ps], tanh_c_r[s], dh, dc, dz, dh_prev)
+            dh, dh_prev = dh_prev, dh  # the next step's dh is this step's dh_prev: swap, not copy
+        else:  # nothing reads the gradient into the state before the window: skip its product
+            lstm_backward_gates(gates_r[s], c_r[ps], tanh_c_r[s], dh, dc, dz)
         for b in range(B):
             src, dst = h_r[ps, b], hprev_all[k * B + b]
             for j in range(H):
