@@ -256,23 +256,31 @@ def _window_gradient_or_sgd_step(theta, grad, V, H, ring, t, first, first_inject
     dh[:] = 0.0
     dc[:] = 0.0
     scale_t = dh.dtype.type(scale)
+    # The head's gradients wrt h do not depend on the recurrence: every injected step's dlogits
+    # first, then their products with the decoder in one GEMM (one per step for stored's snapshots).
+    n_injected = t - first_injected + 1
+    for k in range(n_injected):
+        s = (t - k) % R
+        for b in range(B):
+            db, pb = dlog_all[k * B + b], probs_r[s, b]
+            for v in range(V):
+                db[v] = pb[v] * scale_t
+            db[y_r[s, b]] -= scale_t
+            src, dst = h_r[s, b], hinj_all[k * B + b]
+            for j in range(H):
+                dst[j] = src[j]
+    if n_stack == 1:
+        np.dot(dlog_all[: n_injected * B], W_dec_stack[0], dh_head[: n_injected * B])
+    else:
+        for k in range(n_injected):
+            np.dot(dlog_all[k * B : (k + 1) * B], W_dec_stack[(t - k) % n_stack], dh_head[k * B : (k + 1) * B])
     for tau in range(t, first - 1, -1):
         s = tau % R
         k = t - tau  # row block of this step in the window matrices
         w = tau % n_stack
         if tau >= first_injected:
-            dlog = dlog_all[k * B : (k + 1) * B]
             for b in range(B):
-                db, pb = dlog[b], probs_r[s, b]
-                for v in range(V):
-                    db[v] = pb[v] * scale_t
-                db[y_r[s, b]] -= scale_t
-                src, dst = h_r[s, b], hinj_all[k * B + b]
-                for j in range(H):
-                    dst[j] = src[j]
-            np.dot(dlog, W_dec_stack[w], dh_head)
-            for b in range(B):
-                dhb, headb = dh[b], dh_head[b]
+                dhb, headb = dh[b], dh_head[k * B + b]
                 for j in range(H):
                     dhb[j] += headb[j]
         dz = dz_all[k * B : (k + 1) * B]
