@@ -22,18 +22,19 @@ Peers. Each row names its strongest peer, the faster of those timed (`peer`,
 `peer_us_per_step`), and `peer_speedup` = peer_us_per_step / us_per_step is taken against it:
 a speed-up is only claimed against the best implementation measured.
 
-Lower bounds (per time step; G = 4H; each product is the BLAS call the kernels make, on
-64-byte aligned arrays):
-- single: per update, k1 forward products h W_hh^T (B x H times H x G), k2 backward products
-  dz W_hh (B x G times G x H) and the dW_hh GEMM over the window (G x k2 B x H, accumulated into
-  W_hh as the fused SGD step does); divided by k1.
+Lower bounds (per time step; G = 4H; each product is a BLAS call on 64-byte aligned arrays):
+- single: per update, k1 forward products h W_hh^T (B x H times H x G); the decoder's forward
+  and backward products over the k1 B rows whose losses are injected, one GEMM each; k2 - 1
+  backward products dz W_hh (B x G times G x H: the window's first step sends nothing further
+  back); the dW_hh GEMM over the window (G x k2 B x H) and the dW_dec GEMM (V x k1 B x H), both
+  accumulated into the weights as the fused SGD step does; divided by k1.
 - chunked: the same with k1 = k2 = k.
-- stored: as single, but the k2 backward products read k2 different matrices (the snapshots),
-  so their memory traffic counts.
-- sliding: per update, k2 forward products, k2 backward products and the GEMM; divided by k1.
-Left out on purpose: the decoder's products (V x H, an eighth of W_hh's at V = 65, H = 128),
-the gate nonlinearities and softmax, the updates of W_ih, the biases and the decoder, and the
-copying of stored's snapshots. `ratio` = us_per_step / bound_us is the price of all of that.
+- stored: as single, but the backward products read k2 different matrices (the snapshots),
+  so their memory traffic counts, and the decoder's backward is one product per step.
+- sliding: as single, with k2 forward products per update.
+Left out on purpose (not BLAS work): the gate nonlinearities and softmax, the input weights'
+gather and update, the biases, and the copying of stored's snapshots. `ratio` = us_per_step /
+bound_us is the price of all of that.
 
 Memory: `resident_bytes` is what the scheme keeps (Scheme.resident_bytes: parameters,
 optimiser state, rings, scratch, snapshots); `peak_bytes` is tracemalloc's peak while the
@@ -91,31 +92,43 @@ COLUMNS = [
 # ----------------------------------------------------------------------------- lower bounds
 
 @njit(**JIT)
-def bound_products(W_stack, h, gates, dz_all, dh, hprev, n_forward, n_backward, n_updates):
-    """n_updates times: n_forward products h W^T, n_backward products dz W, one dW GEMM.
+def bound_products(W_stack, D_stack, h, gates, dz_all, dh, hprev, h_injected, logits, dlog, dh_head, n_forward,
+                   n_backward, n_updates):
+    """n_updates times: n_forward products h W^T, the decoder's products over the injected rows,
+    n_backward products dz W, the dW and dW_dec GEMMs.
 
-    W_stack[0] is the current W_hh (the forward products and the GEMM use it); the backward
-    product of window row k reads W_stack[k % len(W_stack)] (a stack of one, or stored's k2
-    snapshots). The GEMM adds 1e-30 times the gradient into W_stack[0]: a real accumulate
-    (BLAS skips the product when alpha is 0) that leaves W as it was in float32 and float64.
+    W_stack[0] and D_stack[0] are the current W_hh and decoder (the forward products and the
+    GEMMs use them); the backward products of window row k read W_stack[k % len(W_stack)] and
+    D_stack[k % len(D_stack)] (a stack of one, or stored's k2 snapshots: then the decoder's
+    backward is one product per injected step, else one over all injected rows). The GEMMs add
+    1e-30 times the gradient into the weights: a real accumulate (BLAS skips the product when
+    alpha is 0) that leaves them as they were in float32 and float64.
     """
     B = h.shape[0]
     n_stack = W_stack.shape[0]
-    W = W_stack[0]
+    W, D = W_stack[0], D_stack[0]
     for _ in range(n_updates):
         for _ in range(n_forward):
             np.dot(h, W.T, gates)
+        np.dot(h_injected, D.T, logits)
+        if n_stack == 1:
+            np.dot(dlog, D, dh_head)
+        else:
+            for k in range(dlog.shape[0] // B):
+                np.dot(dlog[k * B : (k + 1) * B], D_stack[k % n_stack], dh_head[k * B : (k + 1) * B])
         for k in range(n_backward):
             np.dot(dz_all[k * B : (k + 1) * B], W_stack[k % n_stack], dh)
         gemm_tn(-1e-30, dz_all, hprev, 1.0, W)
+        gemm_tn(-1e-30, dlog, h_injected, 1.0, D)
 
 
 class BoundTimer:
-    """The unavoidable W_hh products of one scheme's update period, timed alone."""
+    """The unavoidable products of one scheme's update period, timed alone."""
 
-    def __init__(self, scheme: str, hidden: int, k1: int, k2: int, batch: int, dtype: str, seed: int = 0):
+    def __init__(self, scheme: str, hidden: int, k1: int, k2: int, batch: int, dtype: str, seed: int = 0,
+                 vocab_size: int = 65):
         rng = np.random.default_rng(seed)
-        G, H, B = 4 * hidden, hidden, batch
+        G, H, B, V = 4 * hidden, hidden, batch, vocab_size
         scale = 1.0 / math.sqrt(H)
 
         def filled(shape, s=1.0):
@@ -124,10 +137,12 @@ class BoundTimer:
             return a
 
         n_stack = k2 if scheme == "stored" else 1
-        self.args = (filled((n_stack, G, H), scale), filled((B, H)), filled((B, G)), filled((k2 * B, G), 0.1),
-                     filled((B, H)), filled((k2 * B, H)))
+        rows_injected = k1 * B  # the losses of the newest k1 steps (inject="new")
+        self.args = (filled((n_stack, G, H), scale), filled((n_stack, V, H), scale), filled((B, H)), filled((B, G)),
+                     filled((k2 * B, G), 0.1), filled((B, H)), filled((k2 * B, H)), filled((rows_injected, H)),
+                     filled((rows_injected, V)), filled((rows_injected, V), 0.1), filled((rows_injected, H)))
         self.n_forward = k2 if scheme == "sliding" else k1
-        self.n_backward = k2
+        self.n_backward = k2 - 1  # the window's first step sends no gradient further back
         self.unit_steps = k1
 
     def run(self, n_units: int) -> bool:
@@ -364,7 +379,7 @@ def _measure_one(name, cfg, vocab_size, ids, repeats, min_time, adam, peers) -> 
     truncated = name in TRUNCATED_SCHEMES
     timers = {"sgd": SchemeTimer(cfg, vocab_size, ids)}
     if truncated:
-        timers["bound"] = BoundTimer(name, cfg.hidden, cfg.k1, cfg.k2, cfg.batch, cfg.dtype, cfg.seed)
+        timers["bound"] = BoundTimer(name, cfg.hidden, cfg.k1, cfg.k2, cfg.batch, cfg.dtype, cfg.seed, vocab_size)
     if adam:
         timers["adam"] = SchemeTimer(cfg.replace(optimizer="adam"), vocab_size, ids)
     if truncated:

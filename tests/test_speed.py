@@ -124,12 +124,14 @@ def test_the_strongest_peer_is_the_fastest_timed_one():
 @pytest.mark.parametrize("scheme", SCHEMES)
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_lower_bound_kernels_run_and_leave_the_weights_alone(scheme, dtype):
-    timer = BoundTimer(scheme, hidden=8, k1=2, k2=4, batch=3, dtype=dtype)
-    W = timer.args[0].copy()
+    timer = BoundTimer(scheme, hidden=8, k1=2, k2=4, batch=3, dtype=dtype, vocab_size=6)
+    W, D = timer.args[0].copy(), timer.args[1].copy()
     assert timer.run(3)
-    assert np.array_equal(W, timer.args[0])  # the GEMM accumulates 1e-30 x the gradient
-    assert timer.args[0].shape[0] == (4 if scheme == "stored" else 1)
+    assert np.array_equal(W, timer.args[0]) and np.array_equal(D, timer.args[1])  # the GEMMs add 1e-30 x the gradient
+    assert timer.args[0].shape[0] == timer.args[1].shape[0] == (4 if scheme == "stored" else 1)
+    assert timer.args[1].shape[1:] == (6, 8)  # the decoder's products are in the bound
     assert timer.n_forward == (4 if scheme == "sliding" else 2)
+    assert timer.n_backward == 3  # the window's first step sends no gradient back
     us = bound_us(scheme, hidden=8, k2=4, repeats=2, min_time=0.001)
     assert math.isfinite(us) and us > 0
 

@@ -1,12 +1,15 @@
-"""The vectorisable exp/sigmoid/tanh of kernels/vecmath.py against NumPy, over the whole range."""
+"""The vectorisable exp/sigmoid/tanh of kernels/vecmath.py against NumPy, over the whole range; the
+subnormal flush the window backward runs under."""
 
 from __future__ import annotations
+
+import platform
 
 import numpy as np
 import pytest
 from numba import njit
 
-from bpttbench.kernels.vecmath import vexp, vsigmoid, vtanh
+from bpttbench.kernels.vecmath import flush_subnormals, restore_subnormals, vexp, vsigmoid, vtanh
 
 
 @njit
@@ -64,3 +67,29 @@ def test_special_values_match_numpy(kernel, exact, max_ulps, dtype):
     with np.errstate(over="ignore"):
         expected = exact(x)
     np.testing.assert_allclose(got, expected, rtol=4 * np.finfo(dtype).eps, atol=0)
+
+
+@njit
+def _products(a, b, out):
+    for i in range(a.size):
+        out[i] = a[i] * b[i]
+
+
+@njit
+def _products_flushed_then_not(a, b, flushed, plain):
+    control = flush_subnormals()
+    _products(a, b, flushed)
+    restore_subnormals(control)
+    _products(a, b, plain)
+
+
+@pytest.mark.skipif(platform.machine().lower() not in ("x86_64", "amd64"), reason="the flush is x86's MXCSR")
+@pytest.mark.parametrize("dtype,tiny_factor", [("float32", 1e-20), ("float64", 1e-160)])
+def test_flush_subnormals_zeroes_them_until_restored(dtype, tiny_factor):
+    a = np.array([tiny_factor, tiny_factor, 1.5, -tiny_factor], dtype)  # squares: subnormal, subnormal, 2.25, subnormal
+    subnormal = np.array([True, True, False, True])
+    flushed, plain = np.zeros_like(a), np.zeros_like(a)
+    _products_flushed_then_not(a, a, flushed, plain)
+    np.testing.assert_array_equal(plain, a * a)  # restored: gradual underflow again
+    assert np.all(plain[subnormal] != 0) and np.all(flushed[subnormal] == 0)
+    assert flushed[2] == plain[2] == np.asarray(2.25, dtype)  # normal numbers are untouched

@@ -15,7 +15,7 @@ import numpy as np
 from numba import njit
 
 from bpttbench.kernels.blas import gemm_tn
-from bpttbench.kernels.vecmath import JIT, vexp, vsigmoid, vtanh
+from bpttbench.kernels.vecmath import JIT, flush_subnormals, restore_subnormals, vexp, vsigmoid, vtanh
 
 
 @njit(**JIT)
@@ -174,6 +174,13 @@ def unmirror_input_weights(theta, V, H, W_in):
 @njit(**JIT)
 def lstm_backward(W_hh, gates, c_prev, tanh_c, dh, dc, dz, dh_prev):
     """Backward through one LSTM step: dz (gate pre-activations) and dh_prev; dc becomes dc_prev in place."""
+    lstm_backward_gates(gates, c_prev, tanh_c, dh, dc, dz)
+    np.dot(dz, W_hh, dh_prev)  # B,G @ G,H
+
+
+@njit(**JIT)
+def lstm_backward_gates(gates, c_prev, tanh_c, dh, dc, dz):
+    """lstm_backward without dh_prev: what the window's first step needs (the gradient stops there)."""
     B, H = dh.shape
     one = dz.dtype.type(1.0)
     for b in range(B):
@@ -192,7 +199,6 @@ def lstm_backward(W_hh, gates, c_prev, tanh_c, dh, dc, dz, dh_prev):
             dg[j] = dcj * i * (one - g * g)
             do[j] = dhb[j] * tc * o * (one - o)
             dcb[j] = dcj * f
-    np.dot(dz, W_hh, dh_prev)  # B,G @ G,H
 
 
 SMALL_GEMM_ROWS = 8  # below this many rows a hand loop beats BLAS's packing for the decoder's gradient
@@ -228,7 +234,18 @@ def window_gradient_or_sgd_step(theta, grad, V, H, ring, t, first, first_injecte
     characters' rows (elsewhere the gradient is 0 and x - lr * 0 = x); the rest element by
     element. Each element gets theta - lr * g, the same arithmetic as apply_update's SGD.
     With lr = 0, W_in is not used.
+
+    Subnormals are flushed to zero meanwhile (kernels/vecmath.py says why).
     """
+    control = flush_subnormals()
+    _window_gradient_or_sgd_step(theta, grad, V, H, ring, t, first, first_injected, scale, W_hh_stack, W_dec_stack,
+                                 work, index_work, lr, W_in)
+    restore_subnormals(control)
+
+
+@njit(**JIT)
+def _window_gradient_or_sgd_step(theta, grad, V, H, ring, t, first, first_injected, scale, W_hh_stack, W_dec_stack,
+                                 work, index_work, lr, W_in):
     x_r, y_r, gates_r, c_r, h_r, tanh_c_r, probs_r = ring
     dh, dc, dh_prev, dh_head, dz_all, hprev_all, dlog_all, hinj_all = work
     g_ih, g_hh, g_bih, g_bhh, g_dec, g_bdec = param_views(grad, V, H)
@@ -239,29 +256,40 @@ def window_gradient_or_sgd_step(theta, grad, V, H, ring, t, first, first_injecte
     dh[:] = 0.0
     dc[:] = 0.0
     scale_t = dh.dtype.type(scale)
+    # The head's gradients wrt h do not depend on the recurrence: every injected step's dlogits
+    # first, then their products with the decoder in one GEMM (one per step for stored's snapshots).
+    n_injected = t - first_injected + 1
+    for k in range(n_injected):
+        s = (t - k) % R
+        for b in range(B):
+            db, pb = dlog_all[k * B + b], probs_r[s, b]
+            for v in range(V):
+                db[v] = pb[v] * scale_t
+            db[y_r[s, b]] -= scale_t
+            src, dst = h_r[s, b], hinj_all[k * B + b]
+            for j in range(H):
+                dst[j] = src[j]
+    if n_stack == 1:
+        np.dot(dlog_all[: n_injected * B], W_dec_stack[0], dh_head[: n_injected * B])
+    else:
+        for k in range(n_injected):
+            np.dot(dlog_all[k * B : (k + 1) * B], W_dec_stack[(t - k) % n_stack], dh_head[k * B : (k + 1) * B])
     for tau in range(t, first - 1, -1):
         s = tau % R
         k = t - tau  # row block of this step in the window matrices
         w = tau % n_stack
         if tau >= first_injected:
-            dlog = dlog_all[k * B : (k + 1) * B]
             for b in range(B):
-                db, pb = dlog[b], probs_r[s, b]
-                for v in range(V):
-                    db[v] = pb[v] * scale_t
-                db[y_r[s, b]] -= scale_t
-                src, dst = h_r[s, b], hinj_all[k * B + b]
-                for j in range(H):
-                    dst[j] = src[j]
-            np.dot(dlog, W_dec_stack[w], dh_head)
-            for b in range(B):
-                dhb, headb = dh[b], dh_head[b]
+                dhb, headb = dh[b], dh_head[k * B + b]
                 for j in range(H):
                     dhb[j] += headb[j]
         dz = dz_all[k * B : (k + 1) * B]
         ps = (tau - 1) % R
-        lstm_backward(W_hh_stack[w], gates_r[s], c_r[ps], tanh_c_r[s], dh, dc, dz, dh_prev)
-        dh, dh_prev = dh_prev, dh  # the next step's dh is this step's dh_prev: swap, not copy
+        if tau > first:
+            lstm_backward(W_hh_stack[w], gates_r[s], c_r[ps], tanh_c_r[s], dh, dc, dz, dh_prev)
+            dh, dh_prev = dh_prev, dh  # the next step's dh is this step's dh_prev: swap, not copy
+        else:  # nothing reads the gradient into the state before the window: skip its product
+            lstm_backward_gates(gates_r[s], c_r[ps], tanh_c_r[s], dh, dc, dz)
         for b in range(B):
             src, dst = h_r[ps, b], hprev_all[k * B + b]
             for j in range(H):

@@ -108,7 +108,7 @@ class Scheme:
             aligned_zeros((B, H), dtype),  # dh
             aligned_zeros((B, H), dtype),  # dc
             aligned_zeros((B, H), dtype),  # dh_prev
-            aligned_zeros((B, H), dtype),  # dh from the head
+            aligned_zeros((k2 * B, H), dtype),  # dh from the head of every injected step
             aligned_zeros((k2 * B, G), dtype),  # dz of every step in the window
             aligned_zeros((k2 * B, H), dtype),  # h before every step in the window
             aligned_zeros((k2 * B, V), dtype),  # dlogits of every injected step
