@@ -190,10 +190,12 @@ def gradcheck_table(summary) -> Table:
 
 
 def speed_table(rows, peers) -> Table:
-    """Microseconds per step of each row, its bound and ratio, Adam's extra cost and the peers'."""
+    """Microseconds per step of each row, its bound and ratio, Adam's extra cost (Adam with clip 1,
+    the default optimizer) beside the optimizer bound, and the peers'."""
     columns = [("scheme", "scheme", "{}"), ("H", "hidden", "{}"), ("k2", "k2", "{}"), ("B", "batch", "{}"),
                ("dtype", "dtype", "{}"), ("us/step", "us_per_step", "{:.1f}"), ("bound", "bound_us", "{:.1f}"),
                ("ratio", "ratio", "{:.2f}"), ("Adam extra", "adam_extra_us", "{:+.0f}"),
+               ("Adam / SGD", "adam_ratio", "{:.2f}"), ("optimizer bound", "optimizer_bound_us", "{:.0f}"),
                *((peer, f"{peer}_us_per_step", "{:.0f}") for peer in peers),
                ("fastest peer / ours", "peer_speedup", "{:.1f}x")]
     columns = [c for c in columns if c[1] in rows.columns and (peers or not c[1].startswith("peer"))]

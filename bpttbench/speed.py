@@ -8,9 +8,9 @@ with a JSON note of the machine and a figure of cost against k2 and against H;
 command over these three.
 
 How a number is made. Each configuration gets a few timers: the scheme with SGD, the scheme
-with Adam, its lower bound, and (--against torch,jax) the peers: the same scheme written for
-speed in eager PyTorch (benchmarks/torch_baseline.py) and in jitted JAX
-(benchmarks/jax_baseline.py). Every timer is warmed up (compiled, jitted, caches filled), then
+with the default optimizer (Adam with clip 1), its lower bound, the optimizer bound, and
+(--against torch,jax) the peers: the same scheme written for speed in eager PyTorch
+(benchmarks/torch_baseline.py) and in jitted JAX (benchmarks/jax_baseline.py). Every timer is warmed up (compiled, jitted, caches filled), then
 sized so that one sample lasts `min_time` seconds, and the samples of all timers are taken
 in turns, `repeats` rounds, so that a burst of load from elsewhere hits them alike. A figure is
 the median over the samples. Each sample is read on two clocks: CPU time of this process
@@ -36,6 +36,10 @@ Left out on purpose (not BLAS work): the gate nonlinearities and softmax, the in
 gather and update, the biases, and the copying of stored's snapshots. `ratio` = us_per_step /
 bound_us is the price of all of that.
 
+The optimizer bound (`optimizer_bound_us`, bpttbench/speed_bounds.py): the one streaming pass
+over parameters, gradient and both moments that any Adam update makes, timed alone; Adam's
+extra cost over SGD is reported against it (`adam_ratio`, `adam_extra_over_bound`).
+
 Memory: `resident_bytes` is what the scheme keeps (Scheme.resident_bytes: parameters,
 optimiser state, rings, scratch, snapshots); `peak_bytes` is tracemalloc's peak while the
 scheme is built and runs one update period (the kernels allocate nothing per step).
@@ -59,12 +63,14 @@ import pandas as pd
 from numba import njit
 
 from bpttbench.config import CHUNK_SCHEMES, TRUNCATED_SCHEMES, UNTRUNCATED_SCHEMES, TrainConfig
+from bpttbench.defaults import TRAIN
 from bpttbench.errors import UserError
 from bpttbench.kernels.blas import gemm_tn
 from bpttbench.kernels.vecmath import JIT
 from bpttbench.model import init_theta
 from bpttbench.schemes import SCHEMES as REGISTRY, make_scheme
 from bpttbench.schemes.base import aligned_zeros
+from bpttbench.speed_bounds import OptimizerBoundTimer, adam_columns, adam_targets
 from bpttbench.threads import single_threaded_blas
 
 SCHEMES = TRUNCATED_SCHEMES  # what `--scheme all` times and the speed targets are about
@@ -77,12 +83,12 @@ PEERS = {"torch": ("torch_baseline", "TorchScheme"), "jax": ("jax_baseline", "Ja
 TORCH_BASELINE = BENCHMARKS / "torch_baseline.py"
 LR = 2e-3  # small enough that no timed run diverges; the rate does not change the work
 # Plain SGD without clipping, as every speed measurement here: its step is fused into the gradient GEMM.
-# Adam (adam_us_per_step) runs with the same rate and no clipping.
+# Adam (adam_us_per_step) runs with the same rate and the default clip (TrainConfig's, 1).
 COLUMNS = [
     "scheme", "hidden", "k1", "k2", "batch", "dtype", "vocab_size",
     "us_per_step", "steps_per_s", "bound_us", "ratio",
     "wall_us_per_step", "wall_bound_us", "wall_ratio",
-    "adam_us_per_step", "adam_extra_us",
+    "adam_us_per_step", "adam_extra_us", "adam_ratio", "optimizer_bound_us", "adam_extra_over_bound",
     "torch_us_per_step", "torch_wall_us_per_step", "jax_us_per_step", "jax_wall_us_per_step",
     "peer", "peer_us_per_step", "peer_speedup",
     "resident_bytes", "peak_bytes", "samples", "steps_per_sample",
@@ -334,7 +340,10 @@ def measure_speed(schemes: Iterable[str] = SCHEMES, hidden: Iterable[int] = (128
       us_per_step, steps_per_s    the scheme with plain SGD, CPU time
       bound_us, ratio             its lower bound (see the module docstring) and us_per_step / bound_us
       wall_*                      the same on the wall clock
-      adam_us_per_step            the scheme with Adam (adam=True), and adam_extra_us over SGD
+      adam_us_per_step            the scheme with Adam and clip 1 (adam=True), adam_extra_us over SGD and
+                                  adam_ratio = adam_us_per_step / us_per_step
+      optimizer_bound_us          the optimizer bound (see speed_bounds.py), and adam_extra_over_bound =
+                                  adam_extra_us / optimizer_bound_us
       torch_us_per_step,          each peer's version (NaN when not timed)
       jax_us_per_step
       peer, peer_us_per_step      the fastest of the timed peers, and peer_speedup =
@@ -381,7 +390,8 @@ def _measure_one(name, cfg, vocab_size, ids, repeats, min_time, adam, peers) -> 
     if truncated:
         timers["bound"] = BoundTimer(name, cfg.hidden, cfg.k1, cfg.k2, cfg.batch, cfg.dtype, cfg.seed, vocab_size)
     if adam:
-        timers["adam"] = SchemeTimer(cfg.replace(optimizer="adam"), vocab_size, ids)
+        timers["adam"] = SchemeTimer(cfg.replace(optimizer="adam", clip=TRAIN.clip), vocab_size, ids)
+        timers["optimizer_bound"] = OptimizerBoundTimer(vocab_size, cfg.hidden, cfg.k1, cfg.dtype, cfg.seed)
     if truncated:
         for peer in peers:
             timers[peer] = PeerTimer(peer, name, cfg, vocab_size, ids)
@@ -398,8 +408,7 @@ def _measure_one(name, cfg, vocab_size, ids, repeats, min_time, adam, peers) -> 
         steps_per_sample=timers["sgd"].steps_per_sample,
     )
     if adam:
-        row["adam_us_per_step"] = _median_us(samples["adam"], 0)
-        row["adam_extra_us"] = row["adam_us_per_step"] - us
+        row.update(adam_columns(_median_us(samples["adam"], 0), us, _median_us(samples["optimizer_bound"], 0)))
     times = {}
     for peer in PEERS:
         timed = peer in samples
@@ -462,6 +471,7 @@ def speed_targets(df: pd.DataFrame, *, hidden: int = 128, k2: int = 20) -> pd.Da
     add("sliding: time / BLAS lower bound", sliding["ratio"] if sliding is not None else None, "<= 1.25",
         sliding is not None and sliding["ratio"] <= 1.25)
     against_peer("sliding", sliding, 8)
+    out.extend(adam_targets(one))
     stored_ratio = stored["us_per_step"] / single["us_per_step"] if stored is not None and single is not None else None
     add("stored: time / single's", stored_ratio, "<= 1.1", stored_ratio is not None and stored_ratio <= 1.1,
         f"stored's BLAS bound alone is {stored['bound_us'] / single['bound_us']:.2f}x single's (k2 distinct W_hh)"

@@ -11,7 +11,8 @@ from bpttbench.config import TrainConfig
 from bpttbench.kernels.blas import gemm_tn
 from bpttbench.kernels.lstm import (head_forward, lstm_backward, lstm_forward, mirror_input_weights,
                                     param_views, unmirror_input_weights, window_gradient_or_sgd_step)
-from bpttbench.kernels.optim import OPTIMIZER_CODES, apply_update
+from bpttbench.kernels.optim import (ADAM_BETA1, ADAM_BETA2, ADAM_EPS, OPTIMIZER_CODES, SUM_LANES, apply_update,
+                                     apply_update_with_sum_of_squares, clip_factor, sum_of_squares)
 from bpttbench.model import init_theta, split_theta
 from bpttbench.schemes import make_scheme
 
@@ -104,6 +105,62 @@ def test_optimizer_matches_reference(optimizer, clip):
         apply_update(theta, grad, state, OPTIMIZER_CODES[optimizer], 0.01, clip)
     for name, view in split_theta(theta, V, H).items():
         assert rel_err(view, p[name]) < 1e-12, name
+
+
+@pytest.mark.parametrize("size", [0, 1, 7, SUM_LANES - 1, SUM_LANES, 3 * SUM_LANES + 5, 108_225])
+def test_sum_of_squares_is_numpys_in_float64(dtype, size):
+    a = np.random.default_rng(size).normal(size=size).astype(dtype) * 1e3
+    expected = float(np.sum(a.astype(np.float64) ** 2))
+    assert sum_of_squares(a) == pytest.approx(expected, rel=1e-13, abs=0.0)
+
+
+def test_clip_factor_shrinks_only_a_norm_over_the_clip():
+    assert clip_factor(25.0, 2.0) == pytest.approx(0.4)  # norm 5 > 2
+    assert clip_factor(25.0, 5.0) == 1.0  # norm at the clip: left alone, as the reference does
+    assert clip_factor(1e300, 0.0) == 1.0  # clip 0: off
+
+
+def numpy_update(theta, grad, m, v, count, optimizer, lr, clip):
+    """The update written plainly in float64: clip (when the norm exceeds it), then SGD or Adam."""
+    g = grad.astype(np.float64)
+    norm = np.sqrt(np.sum(g**2))
+    if clip > 0 and norm > clip:
+        g = g * (clip / norm)
+    if optimizer == "sgd":
+        return theta - lr * g, m, v
+    m = ADAM_BETA1 * m + (1 - ADAM_BETA1) * g
+    v = ADAM_BETA2 * v + (1 - ADAM_BETA2) * g**2
+    m_hat, v_hat = m / (1 - ADAM_BETA1**count), v / (1 - ADAM_BETA2**count)
+    return theta - lr * m_hat / (np.sqrt(v_hat) + ADAM_EPS), m, v
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
+@pytest.mark.parametrize("clip,triggered", [(0.0, False), (0.5, True), (1e6, False)])
+@pytest.mark.parametrize("known_sum", [False, True])
+def test_one_pass_update_matches_numpy(dtype, optimizer, clip, triggered, known_sum):
+    """apply_update (norm pass, then one pass) and apply_update_with_sum_of_squares (the sum handed
+    in) against numpy_update, clipping or not; grad is left as it was."""
+    rng = np.random.default_rng(2)
+    n = 3 * SUM_LANES + 11
+    theta = rng.normal(size=n).astype(dtype)
+    state = (np.zeros(n, dtype), np.zeros(n, dtype), np.zeros(1, np.int64))
+    ref_theta, ref_m, ref_v = theta.astype(np.float64), np.zeros(n), np.zeros(n)
+    for count in range(1, 4):
+        grad = (rng.normal(size=n) * 0.1).astype(dtype)
+        grad[::5] = 0.0  # as W_ih's columns of characters not in the window
+        kept = grad.copy()
+        assert (np.sqrt(np.sum(grad.astype(np.float64) ** 2)) > clip > 0) == triggered
+        ref_theta, ref_m, ref_v = numpy_update(ref_theta, grad, ref_m, ref_v, count, optimizer, 0.01, clip)
+        if known_sum:
+            apply_update_with_sum_of_squares(theta, grad, state, OPTIMIZER_CODES[optimizer], 0.01, clip,
+                                             float(np.sum(grad.astype(np.float64) ** 2)))
+        else:
+            apply_update(theta, grad, state, OPTIMIZER_CODES[optimizer], 0.01, clip)
+        np.testing.assert_array_equal(grad, kept)
+    assert rel_err(theta, ref_theta) < TOL[dtype]
+    if optimizer == "adam":
+        assert state[2][0] == 3
+        assert rel_err(state[0], ref_m) < TOL[dtype] and rel_err(state[1], ref_v) < TOL[dtype]
 
 
 

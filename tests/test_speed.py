@@ -17,6 +17,7 @@ from bpttbench.model import init_theta, split_theta
 from bpttbench.schemes import make_scheme
 from bpttbench.speed import (COLUMNS, BoundTimer, bound_us, measure_speed, speed_targets, strongest_peer,
                              write_speed)
+from bpttbench.speed_bounds import OptimizerBoundTimer
 
 from conftest import invoke, synthetic_ids
 
@@ -48,6 +49,9 @@ def test_measure_speed_returns_one_row_per_configuration_with_every_column():
         assert (df[column] > 0).all(), column
     assert np.allclose(df["ratio"], df["us_per_step"] / df["bound_us"])
     assert np.allclose(df["steps_per_s"], 1e6 / df["us_per_step"])
+    assert (df["optimizer_bound_us"] > 0).all()
+    assert np.allclose(df["adam_ratio"], df["adam_us_per_step"] / df["us_per_step"])
+    assert np.allclose(df["adam_extra_over_bound"], df["adam_extra_us"] / df["optimizer_bound_us"])
     assert df[["torch_us_per_step", "jax_us_per_step", "peer_us_per_step", "peer_speedup"]].isna().all().all()
     assert df["peer"].isna().all()
     stored, single = (df[(df["scheme"] == s) & (df["k2"] == 4)].iloc[0] for s in ("stored", "single"))
@@ -110,6 +114,28 @@ def test_speed_targets_read_the_rows():
     assert "against jax (900 us/step; torch 6000 us)" in single["note"]
 
 
+def test_adam_targets_say_what_the_optimizer_bound_allows():
+    import pandas as pd
+
+    def row(scheme, us, adam_us, optimizer_bound):
+        return dict(scheme=scheme, hidden=128, k1=1, k2=20, batch=1, dtype="float32", vocab_size=65, us_per_step=us,
+                    bound_us=us, ratio=1.0, peak_bytes=1000, adam_us_per_step=adam_us, adam_extra_us=adam_us - us,
+                    adam_ratio=adam_us / us, optimizer_bound_us=optimizer_bound,
+                    adam_extra_over_bound=(adam_us - us) / optimizer_bound)
+
+    table = speed_targets(pd.DataFrame([row("single", 100.0, 140.0, 30.0), row("sliding", 200.0, 290.0, 70.0)]))
+    table = table.set_index("target")
+    single, sliding = (table.loc[f"{s}: Adam with clip 1 / plain SGD"] for s in ("single", "sliding"))
+    assert single["measured"] == pytest.approx(1.4) and single["met"] and single["threshold"] == "<= 1.5"
+    assert "1.33x the optimizer bound (30 us); at the bound the ratio would be 1.30" in single["note"]
+    assert "exceeds" not in single["note"]
+    assert sliding["measured"] == pytest.approx(1.45) and sliding["met"] is False
+    assert "at the bound the ratio would be 1.35: the update pass alone exceeds the 60 us allowed" in sliding["note"]
+    sgd_only = speed_targets(pd.DataFrame([{**row("single", 100.0, 1.0, 1.0), "adam_ratio": float("nan")}]))
+    sgd_only = sgd_only.set_index("target").loc["single: Adam with clip 1 / plain SGD"]
+    assert sgd_only["met"] is None and "--optimizer adam" in sgd_only["note"]
+
+
 def test_the_strongest_peer_is_the_fastest_timed_one():
     assert strongest_peer({"torch": 44.0, "jax": 16.0}) == ("jax", 16.0)
     assert strongest_peer({"torch": 44.0, "jax": 160.0}) == ("torch", 44.0)
@@ -134,6 +160,22 @@ def test_lower_bound_kernels_run_and_leave_the_weights_alone(scheme, dtype):
     assert timer.n_backward == 3  # the window's first step sends no gradient back
     us = bound_us(scheme, hidden=8, k2=4, repeats=2, min_time=0.001)
     assert math.isfinite(us) and us > 0
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_optimizer_bound_runs_adams_pass_and_leaves_its_arrays_alone(dtype):
+    """The timed pass is a real Adam step (it moves m and v off a gradient they have not seen) that
+    leaves theta, m and v where they were for the gradient it is given: passes do not drift."""
+    timer = OptimizerBoundTimer(vocab_size=V, hidden=H, k1=3, dtype=dtype)
+    assert timer.theta.size == init_theta(V, H, 0).size and timer.unit_steps == 3
+    before = [a.copy() for a in (timer.theta, timer.m, timer.v)]
+    assert timer.run(5)
+    tol = 1e-6 if dtype == "float32" else 1e-13
+    for a, b in zip((timer.theta, timer.m, timer.v), before):
+        np.testing.assert_allclose(a, b, rtol=tol, atol=0)
+    timer.grad[:] *= -1.0  # another gradient: the moments move towards it
+    timer.run(1)
+    assert np.all(np.sign(timer.m) == np.sign(before[1])) and not np.allclose(timer.m, before[1], rtol=0.1)
 
 
 def torch_baseline():

@@ -66,7 +66,8 @@ def aligned_copy(a: np.ndarray) -> np.ndarray:
 class Scheme:
     """One training run's online state; see the module docstring for what a subclass provides.
 
-    `grad` holds the gradient of the last update, except where `fuses_sgd()` (see TruncatedScheme).
+    `grad` holds the gradient of the last update (before clipping: the update scales it as it reads it),
+    except where `fuses_sgd()` (see TruncatedScheme).
     """
 
     name = "base"
