@@ -58,13 +58,16 @@ def evaluate_streams(theta, V, H, ids, starts, lengths, burn_in, scratch):
     c[:] = 0.0
     total = 0.0
     count = 0
-    for step in range(burn_in + lengths.max()):
+    longest = 0
+    for s in range(S):
+        longest = max(longest, lengths[s])
+    for step in range(burn_in + longest):
         for s in range(S):
             q = starts[s] + min(step, burn_in + lengths[s] - 1)
             x[s] = ids[q]
             y[s] = ids[q + 1]
         lstm_forward(W_ih, W_hh, b_ih, b_hh, x, h, c, gates, c, h_next, tanh_c)
-        h[:] = h_next
+        h, h_next = h_next, h  # the new state becomes the state: swap, not copy
         if step < burn_in:
             continue
         np.dot(h, W_dec.T, logits)  # S,V

@@ -26,6 +26,8 @@ from numba.extending import intrinsic, overload
 
 # error_model="numpy": IEEE division (no zero-division branch), which LLVM can vectorise.
 JIT = dict(cache=True, nogil=True, error_model="numpy")
+# Kernels copy arrays with loops, not `a[:] = b` or `a.max()`: each of those compiles Numba's
+# error-message formatting (shape strings, `str.join`), several seconds of a first, cold run.
 
 
 @intrinsic
