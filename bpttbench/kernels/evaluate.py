@@ -18,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from bpttbench.kernels.lstm import lstm_forward, param_views
+from bpttbench.kernels.lstm import lstm_forward_with_input_weights, param_views
 from bpttbench.kernels.vecmath import JIT, vexp
 
 
@@ -66,7 +66,8 @@ def evaluate_streams(theta, V, H, ids, starts, lengths, burn_in, scratch):
             q = starts[s] + min(step, burn_in + lengths[s] - 1)
             x[s] = ids[q]
             y[s] = ids[q + 1]
-        lstm_forward(W_ih, W_hh, b_ih, b_hh, x, h, c, gates, c, h_next, tanh_c)
+        # the training kernels' own forward (W_ih.T, as lstm_forward passes it): compiled once for both
+        lstm_forward_with_input_weights(W_ih.T, W_hh, b_ih, b_hh, x, h, c, gates, c, h_next, tanh_c)
         h, h_next = h_next, h  # the new state becomes the state: swap, not copy
         if step < burn_in:
             continue
