@@ -8,7 +8,7 @@ import threading
 import pytest
 
 from bpttbench.config import TrainConfig
-from bpttbench.precompile import compiling_in_background, warm_up_configs
+from bpttbench.precompile import compiling_in_background, corpus_needs_building, warm_up_configs
 from bpttbench.runner import execute
 from bpttbench.train import warm_up_config
 
@@ -59,3 +59,13 @@ def test_execute_waits_for_the_kernels_before_each_unit_compiles(tmp_path, corpu
     result = execute([unit(), unit(scheme="sliding")], corpus, tmp_path / "run", kernels_ready=lambda: events.append("ready"))
     assert result.status == "complete"
     assert events == ["ready", "warm_up", "ready", "warm_up"]
+
+
+def test_a_child_only_when_the_corpus_is_built(tmp_path, monkeypatch):
+    monkeypatch.setenv("BPTTBENCH_CACHE_DIR", str(tmp_path / "empty"))
+    assert corpus_needs_building(None) and corpus_needs_building("stdlib-docs")
+    text = tmp_path / "text.txt"
+    text.write_text("abc " * 100)
+    assert not corpus_needs_building(str(text))  # a file, or a generated corpus: nothing slow to overlap
+    with compiling_in_background([unit()], enabled=False) as background:
+        assert background.child is None
