@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from statistics import median
+from typing import Callable
 
 from bpttbench import __version__
 from bpttbench.config import CHUNK_SCHEMES, SCHEMES, TRUNCATED_SCHEMES, TrainConfig
@@ -180,8 +181,12 @@ def _finish_quietly(writer: RunWriter, key: str, outcome: RunOutcome, error: str
 
 
 def execute(units: list[TrainConfig], corpus: Corpus, out_dir: Path, *, force: bool = False,
-            save_weights: bool = False, observer: Observer | None = None, extra_manifest: dict | None = None) -> RunResult:
+            save_weights: bool = False, observer: Observer | None = None, extra_manifest: dict | None = None,
+            kernels_ready: Callable[[], None] | None = None) -> RunResult:
     """Train every unit in turn, writing out_dir as it goes; returns how each ended.
+
+    kernels_ready, if given, is called as each unit starts compiling (Training.compile): it waits for
+    kernels being compiled elsewhere (precompile.compiling_in_background), so they are loaded, not compiled twice.
 
     A KeyboardInterrupt (Ctrl-C, or SIGTERM turned into one by the CLI) marks the run
     `interrupted` and propagates; any other exception marks it `failed` and propagates.
@@ -207,7 +212,7 @@ def execute(units: list[TrainConfig], corpus: Corpus, out_dir: Path, *, force: b
             training = Training(cfg, corpus)
             key = writer.start_unit(cfg, corpus.name)
             try:
-                observer.compiled(index, cfg, training.compile())
+                observer.compiled(index, cfg, training.compile(kernels_ready))
                 if save_weights:
                     writer.save_weights(f"{cfg.scheme}-seed{cfg.seed}-init", state_dict(training.initial_theta, corpus.vocab_size, cfg.hidden))
                 for record in training.records():

@@ -55,6 +55,7 @@ def run(ctx, schemes, k1, k2, inject, hidden, batch, optimizer, lr, clip, dtype,
     """
     from bpttbench.corpus import load_corpus
     from bpttbench.files import check_out_dir
+    from bpttbench.precompile import compiling_in_background, corpus_needs_building
     from bpttbench.runner import check_units_fit, default_out_dir, execute, plan_units
 
     budget, steps = one_of(ctx, "budget", "steps", "give either --budget (seconds) or --steps, not both")
@@ -71,15 +72,17 @@ def run(ctx, schemes, k1, k2, inject, hidden, batch, optimizer, lr, clip, dtype,
     out_dir = out or default_out_dir()
     check_out_dir(out_dir, force=force)
     chatty = not (quiet or as_json)
-    text = load_corpus(corpus, progress=download_progress() if chatty else None)
-    check_units_fit(units, text)  # before the plan is printed, so a refusal is the only line
-    if chatty:
-        per_unit = f"{format_duration(budget_seconds)}" if budget_seconds else f"{steps:,} steps"
-        total = f" = {format_duration(budget_seconds * len(units))} of training" if budget_seconds else ""
-        stderr.print(f"{len(units)} runs × {per_unit}{total} (plus compilation and evaluation) "
-                     f"on {text.name} ({text.n_chars:,} characters, {text.vocab_size} symbols) → {out_dir}")
-    with sigterm_as_interrupt(), RunProgress(units, enabled=chatty) as progress:
-        result = execute(units, text, out_dir, force=force, save_weights=save_weights, observer=progress)
+    with compiling_in_background(units, enabled=corpus_needs_building(corpus)) as background:  # while it is built
+        text = load_corpus(corpus, progress=download_progress() if chatty else None)
+        check_units_fit(units, text)  # before the plan is printed, so a refusal is the only line
+        if chatty:
+            per_unit = f"{format_duration(budget_seconds)}" if budget_seconds else f"{steps:,} steps"
+            total = f" = {format_duration(budget_seconds * len(units))} of training" if budget_seconds else ""
+            stderr.print(f"{len(units)} runs × {per_unit}{total} (plus compilation and evaluation) "
+                         f"on {text.name} ({text.n_chars:,} characters, {text.vocab_size} symbols) → {out_dir}")
+        with sigterm_as_interrupt(), RunProgress(units, enabled=chatty) as progress:
+            result = execute(units, text, out_dir, force=force, save_weights=save_weights, observer=progress,
+                             kernels_ready=background.wait)
     rows = result.summary()
     if as_json:
         emit_json(result.path, result.status, summary=rows)

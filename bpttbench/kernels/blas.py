@@ -19,6 +19,7 @@ from bpttbench.kernels.vecmath import JIT
 
 _CHAR, _INT = ir.IntType(8), ir.IntType(64)
 _VOIDP = ir.IntType(8).as_pointer()
+_NO_TRANSPOSE, _TRANSPOSE = ord("n"), ord("t")  # constants to JIT code: ord() there compiles string code
 
 
 @intrinsic
@@ -74,6 +75,6 @@ def gemm_tn(alpha, X, Y, beta, C):
     n = Y.shape[1]
     if Y.shape[0] != k or C.shape[0] != m or C.shape[1] != n:
         raise ValueError("gemm_tn: shapes do not match")
-    status = _xxgemm(ord("n"), ord("t"), n, m, k, alpha, Y, n, X, m, beta, C, n)
+    status = _xxgemm(_NO_TRANSPOSE, _TRANSPOSE, n, m, k, alpha, Y, n, X, m, beta, C, n)
     if status != 0:
         raise RuntimeError("BLAS xGEMM failed")

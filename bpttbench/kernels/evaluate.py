@@ -68,7 +68,10 @@ def evaluate_streams(theta, V, H, ids, starts, lengths, burn_in, scratch):
     c[:] = 0.0
     total = 0.0
     count = 0
-    for step in range(burn_in + lengths.max()):
+    longest = 0
+    for s in range(S):
+        longest = max(longest, lengths[s])
+    for step in range(burn_in + longest):
         for s in range(S):
             q = starts[s] + min(step, burn_in + lengths[s] - 1)
             x[s] = ids[q]

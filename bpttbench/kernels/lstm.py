@@ -315,7 +315,8 @@ def _window_gradient_or_sgd_step(theta, grad, V, H, ring, t, first, first_inject
         for j in range(G):
             b_hh[j] -= lr_t * g_bih[j]
     else:
-        g_bhh[:] = g_bih
+        for j in range(G):
+            g_bhh[j] = g_bih[j]
     # dW_ih's nonzero columns are the window's distinct characters: sum their rows (contiguous),
     # then write each such column once (a strided walk: W_ih is 4H x V) or, fused, update the
     # character's row of the row-major mirror W_in.

@@ -33,6 +33,8 @@ JIT = dict(cache=True, nogil=True, error_model="numpy")
 # The elementary functions also let LLVM fuse a * b + c into one FMA (one rounding instead of
 # two: never less accurate); their polynomials are chains of them.
 ELEMENTARY = dict(JIT, fastmath={"contract"})
+# Kernels copy arrays with loops, not `a[:] = b` or `a.max()`: each of those compiles Numba's
+# error-message formatting (shape strings, `str.join`), several seconds of a first, cold run.
 
 
 @intrinsic
