@@ -1,1 +1,6 @@
 """Numba kernels: pure functions on arrays (no I/O, no globals), checked against bpttbench.reference."""
+
+from bpttbench.kernels.jitcache import use_digest_cache_dir
+
+# Before any kernel is decorated (every kernel module, and every scheme's, imports this package first).
+use_digest_cache_dir()
