@@ -103,15 +103,21 @@ def test_speed_targets_read_the_rows():
     assert table.loc["single: time / BLAS lower bound", "met"]
     assert not table.loc["sliding: time / BLAS lower bound", "met"]
     assert table.loc["stored: time / single's", "met"]
-    assert table.loc["single: fastest peer's time / ours", "met"] is None
-    assert "needs --against" in table.loc["single: fastest peer's time / ours", "note"]
+    assert table.loc["single (B=1): fastest peer's time / ours", "met"] is None
+    assert "needs --against" in table.loc["single (B=1): fastest peer's time / ours", "note"]
     # with peers: the target is read against the faster one, and names both
     rows[0].update(torch_us_per_step=6000.0, jax_us_per_step=900.0, peer="jax", peer_us_per_step=900.0,
                    peer_speedup=9.0)
     table = speed_targets(pd.DataFrame(rows)).set_index("target")
-    single = table.loc["single: fastest peer's time / ours"]
-    assert single["measured"] == 9.0 and single["met"] is False
+    single = table.loc["single (B=1): fastest peer's time / ours"]
+    assert single["measured"] == 9.0 and single["met"] is True  # issue 16: at least 2x the fastest peer
     assert "against jax (900 us/step; torch 6000 us)" in single["note"]
+    assert "at most 10.00 at the BLAS bound" in single["note"]  # 900 / 90
+    rows[0].update(peer_speedup=1.9)
+    assert speed_targets(pd.DataFrame(rows)).set_index("target").loc[
+        "single (B=1): fastest peer's time / ours", "met"] is False
+    # chunked is held to its bound at 1.15: 10 / 7 misses
+    assert table.loc["chunked (B=1): time / BLAS lower bound", "met"] is False
 
 
 def test_adam_targets_say_what_the_optimizer_bound_allows():
