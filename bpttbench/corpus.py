@@ -44,6 +44,7 @@ from typing import Callable
 import numpy as np
 
 from bpttbench.errors import CorpusError, DownloadError
+from bpttbench.files import cache_dir
 from bpttbench.stdlib_docs import STDLIB_DOCS_RULE, stdlib_docs_text
 
 DEFAULT_CORPUS = "stdlib-docs"
@@ -250,17 +251,6 @@ def check_corpus_fits(corpus: Corpus, *, k2: int, eval_chars: int, batch: int) -
             f"corpus {corpus.name} has {corpus.n_val} validation characters, fewer than --eval-chars + 1 = "
             f"{eval_chars + 1}; {fix}"
         )
-
-
-def cache_dir() -> Path:
-    """$BPTTBENCH_CACHE_DIR, else $XDG_CACHE_HOME/bpttbench, else ~/.cache/bpttbench."""
-    own = os.environ.get("BPTTBENCH_CACHE_DIR")
-    if own:
-        return Path(own).expanduser()
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    # The XDG spec says a relative path there is invalid and is to be ignored.
-    base = Path(xdg) if xdg and os.path.isabs(xdg) else Path.home() / ".cache"
-    return base / "bpttbench"
 
 
 # ---------------------------------------------------------------- files

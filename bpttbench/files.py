@@ -271,3 +271,14 @@ class Manifest:
             if hasattr(exc, "add_note"):
                 exc.add_note(f"(also: could not mark {self.path} as finished: {close_exc})")
         return False
+
+
+def cache_dir() -> Path:
+    """$BPTTBENCH_CACHE_DIR, else $XDG_CACHE_HOME/bpttbench, else ~/.cache/bpttbench."""
+    own = os.environ.get("BPTTBENCH_CACHE_DIR")
+    if own:
+        return Path(own).expanduser()
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    # The XDG spec says a relative path there is invalid and is to be ignored.
+    base = Path(xdg) if xdg and os.path.isabs(xdg) else Path.home() / ".cache"
+    return base / "bpttbench"

@@ -16,6 +16,8 @@ from pathlib import Path
 
 from numba.core import config
 
+from bpttbench.files import cache_dir
+
 PACKAGE = Path(__file__).resolve().parents[1]
 
 
@@ -30,16 +32,9 @@ def kernel_sources_digest(package: Path = PACKAGE) -> str:
 
 
 def default_cache_base() -> Path:
-    """$NUMBA_CACHE_DIR when set, else the bpttbench cache directory's numba/ (see corpus.cache_dir)."""
+    """$NUMBA_CACHE_DIR when set, else numba/ in the bpttbench cache directory (files.cache_dir)."""
     own = os.environ.get("NUMBA_CACHE_DIR")
-    if own:
-        return Path(own).expanduser()
-    base = os.environ.get("BPTTBENCH_CACHE_DIR")
-    if base:
-        return Path(base).expanduser() / "numba"
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    root = Path(xdg) if xdg and os.path.isabs(xdg) else Path.home() / ".cache"
-    return root / "bpttbench" / "numba"
+    return Path(own).expanduser() if own else cache_dir() / "numba"
 
 
 def use_digest_cache_dir() -> str:
