@@ -60,8 +60,8 @@ def test_study_quick_runs_every_part_writes_the_report_and_resumes(tmp_path, cap
 def test_map_cells_get_step_budgets_that_follow_the_cost_per_step_and_evaluate_several_times():
     sweeps = dict(study.FULL.sweeps(("stdlib-docs", "tinyshakespeare")))
     slow, fast = sweeps["map/k1-1-k2-100-h512"], sweeps["map/k1-1-k2-5-h32"]
-    assert "steps = 540\n" in slow and "[parameters.eval_every]\nvalue = 45\n" in slow
-    assert "steps = 25800\n" in fast and "[parameters.eval_every]\nvalue = 2150\n" in fast
+    assert "steps = 324\n" in slow and "[parameters.eval_every]\nvalue = 27\n" in slow
+    assert "steps = 17200\n" in fast and "[parameters.eval_every]\nvalue = 1433\n" in fast
     assert study.map_steps_per_s("1", 16, 5) == study.MAP_STEPS_PER_S["1", 32, 5]  # nearest measured cell
 
 

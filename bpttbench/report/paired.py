@@ -24,7 +24,11 @@ import numpy as np
 if TYPE_CHECKING:
     from bpttbench.report.families import Curve
 
-TIME_POINTS = 5  # training times the curves are compared at over time
+# Training times the curves are compared at over time. Dense, because a validation curve jitters by
+# 0.1-0.2 bits/char between evaluations a few seconds apart: the mean over 25 times approximates the
+# time-average of the difference, which 5 samples of the jitter did not (on the first quiet claims
+# run, 13 seeds of stdlib-docs, claim 3's interval went from [-0.072, +0.029] to [-0.055, -0.021]).
+TIME_POINTS = 25
 
 # name: (column title, unit, how pairs compare); every one is first minus second
 PAIR_METRICS = {
