@@ -129,8 +129,9 @@ class Preset:
 #     H = 128: 39 streams make a slower product); 32 x (4.4 + 7.2 + 19.2)                        =  986
 #   5702 worker-seconds / 2 workers = 47.5 min; + gradcheck 0.4 min; + each of the 30 parts' last
 #   round with one worker idle (~5 min) and its Dask start (~5 s each in --quick: 2.5 min): about
-#   55 minutes, the map about 11 of them. 16 seeds, because the 13 of the quiet claims run left
-#   claim 4 undecided: it needs intervals of about ±0.03 where the per-seed spread is 0.03-0.05.
+#   55 minutes, the map about 11 of them. Measured on a quiet machine: 49 min 57 s. 16 seeds, because
+#   the 13 of the quiet claims run left claim 4 undecided: it needs intervals of about ±0.03 where the
+#   per-seed spread is 0.03-0.05.
 #   (--quick, measured: 3.7 min.)
 FULL = Preset(seeds=16, chunked_seeds=2, budget="30s", hidden=128, identity_steps=20_000, gradcheck_steps=10_000,
               gradcheck_every=500, map_k2=(5, 20, 50, 100), map_hidden=(32, 128, 512), map_seeds=2,

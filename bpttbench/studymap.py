@@ -107,7 +107,8 @@ def plot_map(cells: list[MapCell], path: Path) -> Path:
     rules = sorted({c.k1_label for c in cells}, key=lambda s: s != "k1 = 1")
     k2s = sorted({c.k2 for c in cells})
     hs = sorted({c.hidden for c in cells})
-    fig, axes = plt.subplots(1, len(rules), figsize=(4.2 * len(rules) + 1, 3.6), squeeze=False)
+    # constrained layout keeps the right panel's tick labels off the left panel and the colour bar
+    fig, axes = plt.subplots(1, len(rules), figsize=(4.2 * len(rules) + 1.5, 3.8), squeeze=False, layout="constrained")
     by = {(c.k1_label, c.hidden, c.k2): c for c in cells}
     image = None
     for ax, rule in zip(axes[0], rules):
@@ -122,7 +123,8 @@ def plot_map(cells: list[MapCell], path: Path) -> Path:
         ax.set_xticks(range(len(k2s)), [str(k) for k in k2s])
         ax.set_yticks(range(len(hs)), [str(h) for h in hs])
         ax.set_xlabel("k2")
-        ax.set_ylabel("hidden units H")
+        if ax is axes[0][0]:
+            ax.set_ylabel("hidden units H")
         ax.set_title(rule)
     fig.colorbar(image, ax=axes[0].tolist(), label="log2(single's time / sliding's time) to target")
     fig.suptitle("single vs sliding: time to a target validation loss (ratio) and per-step loss difference (bits/char)",
