@@ -652,8 +652,13 @@ def test_diverged_and_incomplete_units_are_left_out_and_said(tmp_path):
     single = group(report, "single")
     assert single.seeds == [0, 1, 2] and single.diverged == [3]
     assert any("seed 3 diverged" in w for w in report.warnings)
+    # sliding's seed 3 lost its partner to the divergence, said once above; seed 4 never had one
+    write_run(root / "more", [unit("sliding", s, points(f_fast, 1000)) for s in (3, 4)])
+    report = build_report(root, smooth=1)
+    (unpartnered,) = [w for w in report.warnings if "have no partner" in w]
+    assert "seed 4 " in unpartnered and "seed 3" not in unpartnered, unpartnered
     assert [(p.name, why) for p, why in report.skipped] == [("stopped", "status is 'interrupted': it was stopped before the end")]
-    assert report.runs == [root / "done"]
+    assert report.runs == [root / "done", root / "more"]
 
 
 def test_report_over_several_paths(tmp_path, capsys):

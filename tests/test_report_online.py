@@ -105,6 +105,9 @@ def test_each_rule_gets_its_cosine_cost_memory_and_gap(report):
     assert rows["rtrl"].resident_bytes == 3 * 2**20
     assert rows["uoro"].gap.median == pytest.approx(0.51, abs=1e-9)
     assert rows["chunked k2=5"].gap.median == pytest.approx(0.41, abs=1e-9)
+    # the final online loss itself, shown on every corpus (the gap is only where the optimum is known)
+    assert rows["snap1"].final_loss.median == pytest.approx(OPTIMUM + 0.04, abs=1e-9)
+    assert rows["rtrl"].final_loss.median == pytest.approx(OPTIMUM + 0.02, abs=1e-9)
 
 
 def test_report_md_and_json_show_the_table(report, tmp_path):
@@ -120,11 +123,13 @@ def test_report_md_and_json_show_the_table(report, tmp_path):
     assert cells["rtrl"]["resident memory"] == "3 MiB"
     assert cells["rtrl"]["µs per step"].startswith("40,000 [")
     assert cells["eprop"]["gap to the optimum"].startswith("+0.050")
+    assert cells["eprop"]["final online loss"].startswith(f"{OPTIMUM + 0.05:.3f} [")
     data = json.loads((tmp_path / "out" / "report.json").read_text(encoding="utf-8"))
     (online,) = data["online"]
     snap1 = next(r for r in online["rows"] if r["scheme"] == "snap1")
     assert snap1["cosine"]["all"]["median"] == pytest.approx(0.801) and snap1["resident_bytes"] == 6000
     assert snap1["k2"] is None and snap1["hidden"] == 16
+    assert snap1["final_loss"]["median"] == pytest.approx(OPTIMUM + 0.04, abs=1e-9)
 
 
 def test_without_gradcheck_the_cosines_are_empty(tmp_path):

@@ -364,7 +364,9 @@ def _compare_groups(fam: Family, live: dict[str, list[Curve]], settings: dict, w
             shared = sorted(set(first.seeds) & set(second.seeds))
             if not shared:
                 continue
-            unpaired = sorted(set(first.seeds) ^ set(second.seeds))
+            # a seed that diverged in one of the two was warned about already, as its own line
+            diverged = set(first.diverged) | set(second.diverged)
+            unpaired = sorted(s for s in set(first.seeds) ^ set(second.seeds) if s not in diverged)
             if unpaired:
                 warnings.append(f"{first.label} vs {second.label} ({fam.label}): {format_seeds(unpaired)} have no "
                                 "partner and are left out of the paired comparison")

@@ -15,7 +15,9 @@ adaptive has no row: its update is chunked's at the k2 it chose (curves.csv, met
 chunked's row at that k2.
 
 µs per step and resident memory come from the run manifests (wall_s / steps; Scheme.resident_bytes,
-every array the rule keeps); the gap from report/gaps.py.
+every array the rule keeps); the final online loss (the mean of the last log points, as in the
+families) on every corpus, so a corpus without a known optimum still compares what the rules learnt;
+the gap from report/gaps.py.
 """
 
 from __future__ import annotations
@@ -67,6 +69,7 @@ class OnlineRow:
     cosine: dict[str, Interval]  # tensor -> cosine with rtrl's gradient over checkpoints
     us_per_step: Interval
     resident_bytes: float  # median over seeds (NaN when the manifests do not record it)
+    final_loss: Interval  # final online loss, bits/char
     gap: Interval | None  # generated corpora only
     note: str = ""
 
@@ -118,6 +121,7 @@ def _row(curves: list[Curve], grad: pd.DataFrame, gaps: dict[tuple, object], set
         cosine={t: bootstrap_median(_cosine_points(grad, cfg, t), **rng) for t in COSINE_TENSORS},
         us_per_step=bootstrap_median(per_seed(live, "us_per_step").values(), **rng),
         resident_bytes=median_or_nan(list(per_seed(live, "resident_bytes").values())),
+        final_loss=bootstrap_median(per_seed(live, "final_train").values(), **rng),
         gap=None if gap is None else gap.gap, note=COSINE_NOTES.get(scheme, ""))
 
 
@@ -181,20 +185,20 @@ def cosine_cell(row: OnlineRow, tensor: str) -> str:
 
 
 ONLINE_HEADER = ["rule", "H", "seeds", "cosine with rtrl (all)", "cosine (W_hh)", "µs per step", "resident memory",
-                 "gap to the optimum"]
+                 "final online loss", "gap to the optimum"]
 
 
 def online_cells(t: OnlineTable) -> list[list[str]]:
     return [[r.label, str(r.hidden), str(len(r.seeds)), cosine_cell(r, "all"), cosine_cell(r, "weight_hh_l0"),
              format_interval(r.us_per_step, "us"), format_bytes(r.resident_bytes),
-             "–" if r.gap is None else format_interval(r.gap, "bits/char", signed=True)] for r in t.rows]
+             format_interval(r.final_loss, "bits/char"), "–" if r.gap is None else format_interval(r.gap, "bits/char", signed=True)] for r in t.rows]
 
 
 def online_dict(t: OnlineTable) -> dict:
     return {"corpus": t.corpus, "optimum_bpc": t.optimum, "rows": [{
         "scheme": r.scheme, "k1": r.k1, "k2": r.k2, "hidden": r.hidden, "config": r.config, "seeds": r.seeds,
         "cosine": {k: v.to_dict() for k, v in r.cosine.items()}, "us_per_step": r.us_per_step.to_dict(),
-        "resident_bytes": r.resident_bytes, "gap": None if r.gap is None else r.gap.to_dict(), "note": r.note}
+        "resident_bytes": r.resident_bytes, "final_loss": r.final_loss.to_dict(), "gap": None if r.gap is None else r.gap.to_dict(), "note": r.note}
         for r in t.rows]}
 
 
@@ -203,8 +207,8 @@ def md_online(tables: list[OnlineTable], md_table) -> list[str]:
              "rtrl's trajectory: cosine, median over seeds and checkpoints [95% bootstrap interval over them], for the "
              "whole gradient and for W_hh alone. uoro's is of one sample of its random projection; rtrl is the "
              "reference; adaptive's update is chunked's at the k2 it chose. µs per step: training time per step "
-             "(medians over seeds); resident memory: every array the rule keeps; gap: final online loss − optimum, "
-             "bits/char (generated corpora)."]
+             "(medians over seeds); resident memory: every array the rule keeps; final online loss: the mean over the "
+             "last log points, bits/char; gap: final online loss − optimum (generated corpora)."]
     for t in tables:
         optimum = f" (optimum {t.optimum:.4f} bits/char)" if t.optimum is not None else ""
         lines += ["", f"### {t.corpus}{optimum}", ""] + md_table(ONLINE_HEADER, online_cells(t))
