@@ -547,6 +547,8 @@ def test_k2_of_one_identical_or_not(tmp_path):
     differ = build_report(write_run(tmp_path / "differ", k2_one(1e-3)), smooth=1)
     assert claim(differ, "5").verdict == CONTRADICTED
     assert "0.001" in claim(differ, "5").evidence[0]
+    # the table cell: one phrase per corpus, naming the schemes compared and the largest difference
+    assert claim(differ, "5").deciding.startswith("single/sliding at most 0.001 bits/char apart (")
 
 
 def write_gradcheck(path: Path, *, single_cos=0.999, stored_rel=1e-3, fd_rel=1e-9, fd_tensor_rel=1e-4,
