@@ -580,6 +580,7 @@ def test_gradient_claims_from_gradcheck_csv(tmp_path):
     write_gradcheck(root / "gradcheck.csv")
     good = build_report(root, smooth=1)
     assert claim(good, "6a").verdict == SUPPORTED and claim(good, "6b").verdict == SUPPORTED
+    assert "(synthetic, k2=20, lr=" in claim(good, "6a").deciding  # the table cell names its corpus
     (single,) = [g for g in good.gradcheck if g.estimator == "single"]
     assert single.cosine.n == 6 and single.cosine.median == pytest.approx(0.999 - 2e-4)
     assert single.tensors == "the whole gradient"

@@ -315,7 +315,8 @@ def _gradient_claim(number: str, text: str, rule: str, estimator: str, grad: lis
         verdicts.append(v)
         evidence.append(f"{_grad_where(g.config)}: cosine {format_interval(g.cosine, 'cos')}, relative error "
                         f"{format_small_interval(g.rel_error)} over {g.cosine.n} checkpoints ({g.tensors}) → {v}")
-        short.append(f"{deciding(g)} (k2={format_setting(g.config['k2'])}, lr={format_setting(g.config['lr'])})")
+        corpus = f"{g.config['corpus']}, " if "corpus" in g.config else ""
+        short.append(f"{deciding(g)} ({corpus}k2={format_setting(g.config['k2'])}, lr={format_setting(g.config['lr'])})")
     return Claim(number, text, combine(verdicts), rule, evidence, "; ".join(short))
 
 
