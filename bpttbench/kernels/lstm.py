@@ -155,21 +155,30 @@ def forward_step_with_input_weights(theta, V, H, ring, t, prev_slot, W_in, with_
 @njit(**JIT)
 def mirror_input_weights(theta, V, H, W_in):
     """W_in (V, 4H) = W_ih.T, row-major: the fused SGD path reads and updates W_ih through it."""
-    W_ih = param_views(theta, V, H)[0]
-    for j in range(4 * H):
-        Wj = W_ih[j]
-        for v in range(V):
-            W_in[v, j] = Wj[v]
+    _transpose(param_views(theta, V, H)[0], W_in)
 
 
 @njit(**JIT)
 def unmirror_input_weights(theta, V, H, W_in):
     """Write the mirror back into theta's W_ih."""
-    W_ih = param_views(theta, V, H)[0]
-    for j in range(4 * H):
-        Wj = W_ih[j]
-        for v in range(V):
-            Wj[v] = W_in[v, j]
+    _transpose(W_in, param_views(theta, V, H)[0])
+
+
+TRANSPOSE_TILE = 16  # a tile's rows and columns stay in L1 while both are walked
+
+
+@njit(**JIT)
+def _transpose(src, dst):
+    """dst = src.T, tile by tile (column by column, every write of a 4H x V transpose missed a line)."""
+    rows, cols = src.shape
+    for i0 in range(0, rows, TRANSPOSE_TILE):
+        i1 = min(i0 + TRANSPOSE_TILE, rows)
+        for j0 in range(0, cols, TRANSPOSE_TILE):
+            j1 = min(j0 + TRANSPOSE_TILE, cols)
+            for i in range(i0, i1):
+                s = src[i]
+                for j in range(j0, j1):
+                    dst[j, i] = s[j]
 
 
 @njit(**JIT)
