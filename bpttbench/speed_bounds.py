@@ -9,9 +9,9 @@ step: one pass per update, divided by k1), is the optimizer bound: `optimizer_bo
 
 Adam's cost over SGD (`adam_extra_us`) is reported against it (`adam_extra_over_bound`).
 Besides the pass it holds the clip norm (a read of the gradient, less where its producer sums
-the squares as it writes), the gradient's materialisation (the fused step writes W_hh's
-update straight into the weights) and, for the truncated schemes, reading W_ih through a
-strided view rather than the fused path's row-major mirror. Where the bound alone, 1 +
+the squares as it writes: the truncated schemes' backward sums W_ih's few written rows, so the
+norm reads the other blocks only) and the gradient's materialisation (the fused step writes
+W_hh's update straight into the weights). Where the bound alone, 1 +
 optimizer_bound_us / us_per_step, exceeds a target's ratio, that target cannot be met by
 this update on this machine: the note of each target says what the bound allows.
 

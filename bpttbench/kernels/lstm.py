@@ -15,6 +15,7 @@ import numpy as np
 from numba import njit
 
 from bpttbench.kernels.blas import gemm_tn
+from bpttbench.kernels.optim import sum_of_squares
 from bpttbench.kernels.vecmath import JIT, flush_subnormals, restore_subnormals, vexp, vsigmoid, vtanh
 
 
@@ -154,21 +155,52 @@ def forward_step_with_input_weights(theta, V, H, ring, t, prev_slot, W_in, with_
 @njit(**JIT)
 def mirror_input_weights(theta, V, H, W_in):
     """W_in (V, 4H) = W_ih.T, row-major: the fused SGD path reads and updates W_ih through it."""
-    W_ih = param_views(theta, V, H)[0]
-    for j in range(4 * H):
-        Wj = W_ih[j]
-        for v in range(V):
-            W_in[v, j] = Wj[v]
+    _transpose(param_views(theta, V, H)[0], W_in)
 
 
 @njit(**JIT)
 def unmirror_input_weights(theta, V, H, W_in):
     """Write the mirror back into theta's W_ih."""
-    W_ih = param_views(theta, V, H)[0]
-    for j in range(4 * H):
-        Wj = W_ih[j]
-        for v in range(V):
-            Wj[v] = W_in[v, j]
+    _transpose(W_in, param_views(theta, V, H)[0])
+
+
+TRANSPOSE_TILE = 16  # a tile's rows and columns stay in L1 while both are walked
+
+
+@njit(**JIT)
+def _transpose(src, dst):
+    """dst = src.T, tile by tile (column by column, every write of a 4H x V transpose missed a line)."""
+    rows, cols = src.shape
+    for i0 in range(0, rows, TRANSPOSE_TILE):
+        i1 = min(i0 + TRANSPOSE_TILE, rows)
+        for j0 in range(0, cols, TRANSPOSE_TILE):
+            j1 = min(j0 + TRANSPOSE_TILE, cols)
+            for i in range(i0, i1):
+                s = src[i]
+                for j in range(j0, j1):
+                    dst[j, i] = s[j]
+
+
+@njit(**JIT)
+def transpose_input_block(a, V, H, scratch, to_rows):
+    """Transpose the W_ih block of the flat vector a in place (scratch: a (V, 4H) array), to_rows:
+    from PyTorch's (4H, V) to (V, 4H), whose row v is character v's column, contiguous; else back.
+
+    Outside fused SGD a truncated scheme's block runs with theta's, grad's and Adam's moments'
+    blocks transposed (schemes/base.py): the forward then reads a character's input weights as a
+    contiguous row of theta, the backward writes its gradient as a contiguous row of grad, and
+    the optimiser's element-wise pass is the same on either layout.
+    """
+    n = 4 * H * V
+    flat = scratch.reshape(n)
+    if to_rows:
+        mirror_input_weights(a, V, H, scratch)
+        for i in range(n):
+            a[i] = flat[i]
+    else:
+        for i in range(n):
+            flat[i] = a[i]
+        unmirror_input_weights(a, V, H, scratch)
 
 
 @njit(**JIT)
@@ -215,40 +247,46 @@ def window_backward(theta, grad, V, H, ring, t, first, first_injected, scale, W_
     window, not summed per step; dW_ih's few nonzero columns (the window's characters) are
     summed row by row, then scattered.
     """
-    index_work = np.full((3, max(work[4].shape[0], V)), -1, np.int64)
+    index_work = np.full((4, max(work[4].shape[0], V)), -1, np.int64)
     window_gradient_or_sgd_step(theta, grad, V, H, ring, t, first, first_injected, scale, W_hh_stack, W_dec_stack,
-                                work, index_work, 0.0, param_views(theta, V, H)[0].T)
+                                work, index_work, 0.0, param_views(theta, V, H)[0].T, param_views(grad, V, H)[0].T)
 
 
 @njit(**JIT)
 def window_gradient_or_sgd_step(theta, grad, V, H, ring, t, first, first_injected, scale, W_hh_stack, W_dec_stack,
-                                work, index_work, lr, W_in):
-    """With lr = 0, window_backward: the window's gradient into grad. With lr > 0, the SGD step
-    theta -= lr * gradient instead, fused into the backward pass (grad is then scratch).
+                                work, index_work, lr, W_in, G_in):
+    """With lr = 0, window_backward: the window's gradient into grad, and returns the sum of
+    squares (float64) of its W_ih block. With lr > 0, the SGD step theta -= lr * gradient
+    instead, fused into the backward pass (grad is then scratch), and returns 0.
 
-    index_work: int64 scratch from index_scratch(k2, B, V) (window_backward allocates its own).
+    W_in, G_in: the (V, 4H) matrices whose row v is character v's input weights, gradient: views
+    of W_ih.T in theta and grad, or their rows where the W_ih blocks are held transposed
+    (transpose_input_block); under fused SGD, W_in is a row-major mirror instead.
+    index_work: int64 scratch from index_scratch(k2, B, V) (window_backward allocates its own);
+    its row 3 marks the rows of G_in that may be nonzero (see _write_input_gradient).
 
     With lr > 0 the step goes straight into the weights: W_hh by a GEMM that accumulates into
     it (alpha = -lr, beta = 1); W_ih through W_in, its (V, 4H) row-major mirror (see
     mirror_input_weights: the caller writes it back into theta), and only in the window's
     characters' rows (elsewhere the gradient is 0 and x - lr * 0 = x); the rest element by
     element. Each element gets theta - lr * g, the same arithmetic as apply_update's SGD.
-    With lr = 0, W_in is not used.
+    With lr = 0, W_in is not used; with lr > 0, G_in is not.
 
     Subnormals are flushed to zero meanwhile (kernels/vecmath.py says why).
     """
     control = flush_subnormals()
-    _window_gradient_or_sgd_step(theta, grad, V, H, ring, t, first, first_injected, scale, W_hh_stack, W_dec_stack,
-                                 work, index_work, lr, W_in)
+    sum_sq_in = _window_gradient_or_sgd_step(theta, grad, V, H, ring, t, first, first_injected, scale, W_hh_stack,
+                                             W_dec_stack, work, index_work, lr, W_in, G_in)
     restore_subnormals(control)
+    return sum_sq_in
 
 
 @njit(**JIT)
 def _window_gradient_or_sgd_step(theta, grad, V, H, ring, t, first, first_injected, scale, W_hh_stack, W_dec_stack,
-                                 work, index_work, lr, W_in):
+                                 work, index_work, lr, W_in, G_in):
     x_r, y_r, gates_r, c_r, h_r, tanh_c_r, probs_r = ring
     dh, dc, dh_prev, dh_head, dz_all, hprev_all, dlog_all, hinj_all = work
-    g_ih, g_hh, g_bih, g_bhh, g_dec, g_bdec = param_views(grad, V, H)
+    _, g_hh, g_bih, g_bhh, g_dec, g_bdec = param_views(grad, V, H)
     R = x_r.shape[0]
     n_stack = W_hh_stack.shape[0]
     B = dh.shape[0]
@@ -318,21 +356,16 @@ def _window_gradient_or_sgd_step(theta, grad, V, H, ring, t, first, first_inject
         for j in range(G):
             g_bhh[j] = g_bih[j]
     # dW_ih's nonzero columns are the window's distinct characters: sum their rows (contiguous),
-    # then write each such column once (a strided walk: W_ih is 4H x V) or, fused, update the
-    # character's row of the row-major mirror W_in.
+    # then write each such row of G_in once or, fused, update the character's row of W_in.
     n_chars = _sum_rows_by_character(dz_all, x_r, t, rows, B, R, index_work)
-    if not fused:
-        g_ih[:] = 0.0
-    for u in range(n_chars):
-        c = index_work[1, u]
-        acc = dz_all[index_work[0, u]]
-        if fused:
-            w_c = W_in[c]
+    sum_sq_in = 0.0
+    if fused:
+        for u in range(n_chars):
+            w_c, acc = W_in[index_work[1, u]], dz_all[index_work[0, u]]
             for j in range(G):
                 w_c[j] -= lr_t * acc[j]
-        else:
-            for j in range(G):
-                g_ih[j, c] = acc[j]
+    else:
+        sum_sq_in = _write_input_gradient(G_in, dz_all, index_work, n_chars)
     rows_injected = (t - first_injected + 1) * B
     if rows_injected < SMALL_GEMM_ROWS:
         for v in range(V):
@@ -365,11 +398,41 @@ def _window_gradient_or_sgd_step(theta, grad, V, H, ring, t, first, first_inject
     if fused:
         for v in range(V):
             b_dec[v] -= lr_t * g_bdec[v]
+    return sum_sq_in
 
 
 def index_scratch(k2, B, V):
-    """The int64 scratch window_gradient_or_sgd_step needs: (3, max(k2 * B, V))."""
-    return np.full((3, max(k2 * B, V)), -1, np.int64)
+    """The int64 scratch window_gradient_or_sgd_step needs: (4, max(k2 * B, V)), -1 everywhere
+    (row 3: any row of the input gradient may be nonzero)."""
+    return np.full((4, max(k2 * B, V)), -1, np.int64)
+
+
+@njit(**JIT)
+def _write_input_gradient(G_in, dz_all, index_work, n_chars):
+    """W_ih's gradient into G_in (V, 4H): row index_work[1, u] = dz_all[index_work[0, u]] for
+    u < n_chars, every other row 0; returns its sum of squares (float64).
+
+    Only the rows index_work[3] marks (written by an earlier call, or not known to be zero) are
+    zeroed: a window writes at most k2 * B of the V rows, and the others stay 0 from one update
+    to the next, so the gradient is neither zeroed nor normed whole.
+    """
+    maybe_nonzero = index_work[3]
+    zero = G_in.dtype.type(0.0)
+    for c in range(G_in.shape[0]):
+        if maybe_nonzero[c] != 0:
+            row = G_in[c]
+            for j in range(row.size):
+                row[j] = zero
+            maybe_nonzero[c] = 0
+    total = 0.0
+    for u in range(n_chars):
+        c = index_work[1, u]
+        row, acc = G_in[c], dz_all[index_work[0, u]]
+        for j in range(row.size):
+            row[j] = acc[j]
+        maybe_nonzero[c] = 1
+        total += sum_of_squares(acc)
+    return total
 
 
 @njit(**JIT)

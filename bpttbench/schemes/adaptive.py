@@ -26,7 +26,7 @@ from numba import njit
 
 from bpttbench.kernels.lstm import (JIT, forward_step_with_input_weights, lstm_backward, param_views, read_inputs,
                                     window_gradient_or_sgd_step)
-from bpttbench.kernels.optim import apply_update
+from bpttbench.kernels.optim import apply_update_with_partial_sum
 from bpttbench.schemes.base import aligned_copy, aligned_zeros
 from bpttbench.schemes.single import Single
 
@@ -107,7 +107,7 @@ def decay_norms(theta, V, H, ring, t, n, work, norms):
 
 @njit(**JIT)
 def run_adaptive_block(theta, grad, V, H, ids, track_len, ring, opt_state, optimizer, lr, clip, t0, n_steps, k1,
-                       state, k_max, adapt_every, delta, norms, work, index_work, W_in, W_hh_stack, W_dec_stack,
+                       state, k_max, adapt_every, delta, norms, work, index_work, W_in, G_in, W_hh_stack, W_dec_stack,
                        fuse_sgd, losses):
     """Steps t0+1 .. t0+n_steps of `adaptive`; returns (steps done, updates done).
 
@@ -139,10 +139,10 @@ def run_adaptive_block(theta, grad, V, H, ids, track_len, ring, opt_state, optim
                     next_k = choose_truncation(norms[:lags], delta, k_max)
             first = t - k + 1
             scale = 1.0 / (k * B)
-            window_gradient_or_sgd_step(theta, grad, V, H, ring, t, first, first, scale, W_hh_stack, W_dec_stack,
-                                        work, index_work, lr if fuse_sgd else 0.0, W_in)
+            sum_sq_in = window_gradient_or_sgd_step(theta, grad, V, H, ring, t, first, first, scale, W_hh_stack,
+                                                    W_dec_stack, work, index_work, lr if fuse_sgd else 0.0, W_in, G_in)
             if not fuse_sgd:
-                apply_update(theta, grad, opt_state, optimizer, lr, clip)
+                apply_update_with_partial_sum(theta, grad, opt_state, optimizer, lr, clip, G_in.size, sum_sq_in)
             updates += 1
             total_updates += 1
             chunk_start = t
@@ -173,7 +173,7 @@ class Adaptive(Single):
 
     def kernel_arguments(self) -> tuple:
         return (self.state, self.k_max, self.adapt_every, self.delta, self.norms, self.work, self.index_work,
-                self.input_weights(), *self.weight_stacks(), self.fuses_sgd())
+                self.input_weights(), self.input_gradient(), *self.weight_stacks(), self.fuses_sgd())
 
     def own_arrays(self) -> tuple:
         return (*super().own_arrays(), self.state, self.norms)

@@ -34,9 +34,8 @@ import copy
 import numpy as np
 
 from bpttbench.config import TrainConfig
-from bpttbench.kernels.lstm import index_scratch, mirror_input_weights, unmirror_input_weights
+from bpttbench.kernels.lstm import index_scratch, mirror_input_weights, transpose_input_block, unmirror_input_weights
 from bpttbench.kernels.optim import OPTIMIZER_CODES
-from bpttbench.model import split_theta
 from bpttbench.threads import single_threaded_blas
 
 ALIGNMENT = 64  # bytes: a cache line, and whole AVX-512 loads
@@ -194,31 +193,53 @@ class TruncatedScheme(Scheme):
     saves a pass over the weights, and `grad` is scratch; set `keep_gradient = True` on an
     instance to keep it (`gradient_for_next_update()` always gives the gradient). For such a
     block W_ih is read and updated through a row-major mirror of its transpose, written back after
-    the block: kernel_arguments() passes `input_weights()`, the matrix to read it from.
+    the block. Any other block runs with the W_ih blocks of theta, grad and (Adam) both moments
+    transposed in place, back to PyTorch's layout after it (kernels.lstm.transpose_input_block):
+    the forward reads a character's input weights, and the backward writes their gradient, as
+    contiguous rows. kernel_arguments() passes `input_weights()` and `input_gradient()`, the
+    (V, 4H) matrices to read W_ih from and write its gradient to.
     """
 
     def __init__(self, cfg, theta, vocab_size, train_ids):
         super().__init__(cfg, theta, vocab_size, train_ids)
         self.index_work = aligned_copy(index_scratch(self.k2, self.B, self.V))  # the window's distinct characters
-        self.W_in_mirror = aligned_zeros((self.V, 4 * self.H), theta.dtype)  # W_ih.T, row-major, during fused SGD
+        # W_ih.T, row-major, during fused SGD; otherwise the scratch of the in-place transposes
+        self.W_in_mirror = aligned_zeros((self.V, 4 * self.H), theta.dtype)
 
     def fuses_sgd(self) -> bool:
         return (self.optimizer == OPTIMIZER_CODES["sgd"] and self.clip == 0.0 and self.lr > 0.0
                 and not self.keep_gradient)
 
+    def _input_rows(self, a: np.ndarray) -> np.ndarray:
+        """a's W_ih block read as (V, 4H): its rows while run_block holds the block transposed."""
+        return a[: self.V * 4 * self.H].reshape(self.V, 4 * self.H)
+
     def input_weights(self) -> np.ndarray:
-        """The (V, 4H) matrix the block reads W_ih from: the mirror under fused SGD, else a view of W_ih.T."""
+        """The (V, 4H) matrix the block reads W_ih from: the mirror under fused SGD, else theta's transposed block."""
         if self.fuses_sgd():
             return self.W_in_mirror
-        return split_theta(self.theta, self.V, self.H)["weight_ih_l0"].T
+        return self._input_rows(self.theta)
+
+    def input_gradient(self) -> np.ndarray:
+        """The (V, 4H) matrix the block writes W_ih's gradient to: grad's transposed block (unused under fused SGD)."""
+        return self._input_rows(self.grad)
 
     def run_block(self, n_steps: int, losses: np.ndarray) -> tuple[int, int]:
-        if not self.fuses_sgd():
+        V, H = self.V, self.H
+        if self.fuses_sgd():
+            mirror_input_weights(self.theta, V, H, self.W_in_mirror)
+            try:
+                return super().run_block(n_steps, losses)
+            finally:
+                unmirror_input_weights(self.theta, V, H, self.W_in_mirror)
+        held = (self.theta, self.grad) + (self.opt_state[:2] if self.optimizer == OPTIMIZER_CODES["adam"] else ())
+        for a in held:
+            transpose_input_block(a, V, H, self.W_in_mirror, True)
+        try:
             return super().run_block(n_steps, losses)
-        mirror_input_weights(self.theta, self.V, self.H, self.W_in_mirror)
-        done = super().run_block(n_steps, losses)
-        unmirror_input_weights(self.theta, self.V, self.H, self.W_in_mirror)
-        return done
+        finally:
+            for a in held:
+                transpose_input_block(a, V, H, self.W_in_mirror, False)
 
     def own_arrays(self) -> tuple:
         return (self.index_work, self.W_in_mirror)

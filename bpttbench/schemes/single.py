@@ -12,7 +12,7 @@ from numba import njit
 
 from bpttbench.kernels.lstm import (JIT, forward_step_with_input_weights, param_views, read_inputs,
                                     window_gradient_or_sgd_step)
-from bpttbench.kernels.optim import apply_update
+from bpttbench.kernels.optim import apply_update_with_partial_sum
 from bpttbench.schemes.base import TruncatedScheme
 
 
@@ -26,13 +26,15 @@ def copy_matrix(dst, src):
 
 @njit(**JIT)
 def run_single_block(theta, grad, V, H, ids, track_len, ring, opt_state, optimizer, lr, clip, t0, n_steps, k1,
-                     k2, inject_window, work, index_work, W_in, W_hh_stack, W_dec_stack, snapshot, fuse_sgd, losses):
+                     k2, inject_window, work, index_work, W_in, G_in, W_hh_stack, W_dec_stack, snapshot, fuse_sgd,
+                     losses):
     """Steps t0+1 .. t0+n_steps of single/stored/chunked; returns (steps done, updates done).
 
     With snapshot, the weights each step's forward used are copied into slot t % k2 of the
     stacks before the step (the `stored` scheme); otherwise the stacks are views of theta.
-    W_in is W_ih's transpose, or its row-major mirror with fuse_sgd (plain SGD, no clipping:
-    the update is applied inside the backward pass).
+    W_in, G_in: W_ih's and its gradient's rows (see window_gradient_or_sgd_step); W_in is a
+    row-major mirror with fuse_sgd (plain SGD, no clipping: the update is applied inside the
+    backward pass).
     """
     x_r, y_r = ring[0], ring[1]
     R = x_r.shape[0]
@@ -54,10 +56,11 @@ def run_single_block(theta, grad, V, H, ids, track_len, ring, opt_state, optimiz
             first = max(1, t - k2 + 1)
             first_injected = first if inject_window else max(first, t - k1 + 1)
             scale = 1.0 / ((t - first_injected + 1) * B)
-            window_gradient_or_sgd_step(theta, grad, V, H, ring, t, first, first_injected, scale, W_hh_stack,
-                                        W_dec_stack, work, index_work, lr if fuse_sgd else 0.0, W_in)
+            sum_sq_in = window_gradient_or_sgd_step(theta, grad, V, H, ring, t, first, first_injected, scale,
+                                                    W_hh_stack, W_dec_stack, work, index_work,
+                                                    lr if fuse_sgd else 0.0, W_in, G_in)
             if not fuse_sgd:
-                apply_update(theta, grad, opt_state, optimizer, lr, clip)
+                apply_update_with_partial_sum(theta, grad, opt_state, optimizer, lr, clip, G_in.size, sum_sq_in)
             updates += 1
     return n_steps, updates
 
@@ -74,5 +77,5 @@ class Single(TruncatedScheme):
         return W_hh.reshape((1,) + W_hh.shape), W_dec.reshape((1,) + W_dec.shape)
 
     def kernel_arguments(self) -> tuple:
-        return (self.k2, self.inject_window, self.work, self.index_work, self.input_weights(), *self.weight_stacks(),
-                self.snapshot, self.fuses_sgd())
+        return (self.k2, self.inject_window, self.work, self.index_work, self.input_weights(), self.input_gradient(),
+                *self.weight_stacks(), self.snapshot, self.fuses_sgd())

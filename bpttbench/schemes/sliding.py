@@ -13,17 +13,18 @@ from numba import njit
 
 from bpttbench.kernels.lstm import (JIT, forward_step_with_input_weights, param_views, read_inputs,
                                     window_gradient_or_sgd_step)
-from bpttbench.kernels.optim import apply_update
+from bpttbench.kernels.optim import apply_update_with_partial_sum
 from bpttbench.schemes.base import TruncatedScheme
 
 
 @njit(**JIT)
 def run_sliding_block(theta, grad, V, H, ids, track_len, ring, opt_state, optimizer, lr, clip, t0, n_steps, k1,
-                      k2, inject_window, work, index_work, W_in, fuse_sgd, losses):
+                      k2, inject_window, work, index_work, W_in, G_in, fuse_sgd, losses):
     """Steps t0+1 .. t0+n_steps (a multiple of k1); returns (steps done, updates done).
 
-    W_in is W_ih's transpose, or its row-major mirror with fuse_sgd (plain SGD, no clipping:
-    the update is applied inside the backward pass).
+    W_in, G_in: W_ih's and its gradient's rows (see window_gradient_or_sgd_step); W_in is a
+    row-major mirror with fuse_sgd (plain SGD, no clipping: the update is applied inside the
+    backward pass).
     """
     x_r, y_r = ring[0], ring[1]
     R = x_r.shape[0]
@@ -52,10 +53,10 @@ def run_sliding_block(theta, grad, V, H, ids, track_len, ring, opt_state, optimi
         if diverged:
             return n + 1, updates
         scale = 1.0 / ((t - first_injected + 1) * B)
-        window_gradient_or_sgd_step(theta, grad, V, H, ring, t, first, first_injected, scale, W_hh_stack, W_dec_stack,
-                                    work, index_work, lr if fuse_sgd else 0.0, W_in)
+        sum_sq_in = window_gradient_or_sgd_step(theta, grad, V, H, ring, t, first, first_injected, scale, W_hh_stack,
+                                                W_dec_stack, work, index_work, lr if fuse_sgd else 0.0, W_in, G_in)
         if not fuse_sgd:
-            apply_update(theta, grad, opt_state, optimizer, lr, clip)
+            apply_update_with_partial_sum(theta, grad, opt_state, optimizer, lr, clip, G_in.size, sum_sq_in)
         updates += 1
     return n_steps, updates
 
@@ -66,4 +67,5 @@ class Sliding(TruncatedScheme):
     whole_periods = True
 
     def kernel_arguments(self) -> tuple:
-        return (self.k2, self.inject_window, self.work, self.index_work, self.input_weights(), self.fuses_sgd())
+        return (self.k2, self.inject_window, self.work, self.index_work, self.input_weights(), self.input_gradient(),
+                self.fuses_sgd())
