@@ -19,6 +19,13 @@ CORPUS = "stdlib-docs"  # built without network from this Python's standard libr
 MAX_RUN_UNITS = 10_000  # (scheme, seed) units in one `bpttbench run`
 MAX_GRID_POINTS = 100_000  # runs in one sweep
 
+# ----------------------------------------------------------------------------- BLAS
+# The kernels' products: BPTTBENCH_BLAS=auto|openblas|mkl overrides (bpttbench/blas_backend.py).
+# auto = MKL when the mkl wheel or PyTorch provides it, else SciPy's OpenBLAS: on one thread MKL ran
+# the B = 32 products 1.3-2.1x as fast and every scheme 1.4-1.5x as fast end to end, B = 1 too
+# (benchmarks/blas_backends.py; MKL 2026.2 against OpenBLAS 0.3.30).
+BLAS = "auto"
+
 # ----------------------------------------------------------------------------- validation
 # The validation split is read as parallel streams from a zero state (kernels/evaluate.py): as many
 # as give each EVAL_MIN_SCORED scored characters, at most EVAL_STREAMS, each reading EVAL_BURN_IN
