@@ -1,12 +1,14 @@
 """SciPy's OpenBLAS against MKL for the kernels' products, one thread, in one process.
 
-    python benchmarks/blas_backends.py products [--batch 1,32] [--repeats 9]
-    python benchmarks/blas_backends.py schemes [--batch 1,32] [--scheme chunked,single,sliding] [--repeats 7] [--against torch,jax]
+    python benchmarks/blas_backends.py products [--batch 1,32] [--repeats 9] [--mkl torch|wheel]
+    python benchmarks/blas_backends.py schemes [--batch 1,32] [--scheme chunked,single,sliding] [--repeats 9]
+                                               [--against torch,jax] [--mkl torch|wheel]
 
 `products`: GFLOP/s of each product the B-stream kernels make at H = 128, V = 65, k2 = 20, with
 the kernels' own layouts, through Numba's np.dot (SciPy's BLAS by numba_xxgemm/xxgemv: the
-path before bpttbench.kernels.blas) and through bpttbench.kernels.blas's table on every backend
-this machine has (blas_backend.available()). `schemes`: microseconds per step of each scheme
+path before bpttbench.kernels.blas) and through bpttbench.kernels.blas's table on OpenBLAS and on
+MKL (the one BPTTBENCH_BLAS=mkl takes, or --mkl torch / --mkl wheel: one MKL per process, see
+bpttbench/blas_backend.py). `schemes`: microseconds per step of each scheme
 with plain SGD on every backend, beside the peers (bpttbench speed's timers and its interleaved
 sampling: one timer per backend, switched between samples). Figures are medians of CPU time
 over interleaved rounds; `cpu/wall` above 1 would mean a BLAS used more than one thread.
@@ -22,7 +24,7 @@ import time
 import numpy as np
 from numba import njit
 
-from bpttbench.blas_backend import available, use_blas
+from bpttbench.blas_backend import find_mkl, mkl_from, scipy_blas, use_blas
 from bpttbench.kernels.blas import dot, gemm_tn
 from bpttbench.kernels.vecmath import JIT
 from bpttbench.schemes.base import aligned_zeros
@@ -94,8 +96,12 @@ def _time(fn, args, n):
     return time.process_time() - cpu, time.perf_counter() - wall
 
 
-def products(batches, repeats: int, min_time: float = 0.02) -> None:
-    backends = available()
+def pick_backends(mkl: str | None) -> dict:
+    found = mkl_from("mkl wheel" if mkl == "wheel" else mkl) if mkl else find_mkl()
+    return {"openblas": scipy_blas(), **({f"mkl-{found.source.split()[-1]}": found} if found else {})}
+
+
+def products(backends, batches, repeats: int, min_time: float = 0.02) -> None:
     print(f"backends: " + "; ".join(f"{k}: {b.version} ({b.library})" for k, b in backends.items()))
     with single_threaded_blas():
         for B in batches:
@@ -143,11 +149,10 @@ class OnBackend:
         return self.timer.run(n_units)
 
 
-def schemes(names, batches, repeats: int, peers, min_time: float = 0.05) -> None:
+def schemes(backends, names, batches, repeats: int, peers, min_time: float = 0.05) -> None:
     from bpttbench.config import CHUNK_SCHEMES, TrainConfig
     from bpttbench.speed import LR, PeerTimer, SchemeTimer, _median_us, _sample, one_thread, synthetic_ids
 
-    backends = available()
     ids = synthetic_ids(V)
     columns = [*backends, *peers]
     print(f"us/step, CPU time, medians of {repeats} interleaved samples; H {H}, V {V}, k1 1, k2 {K2}, float32, SGD")
@@ -174,14 +179,15 @@ def main() -> None:
     parser.add_argument("--scheme", default="chunked,single,sliding")
     parser.add_argument("--repeats", type=int, default=9)
     parser.add_argument("--against", default="torch,jax")
+    parser.add_argument("--mkl", choices=["torch", "wheel"], default=None, help="the MKL to time [default: auto's]")
     args = parser.parse_args()
     batches = [int(b) for b in args.batch.split(",")]
     print(f"load average before: {os.getloadavg()}")
     if args.what == "products":
-        products(batches, args.repeats)
+        products(pick_backends(args.mkl), batches, args.repeats)
     else:
         peers = [p for p in args.against.split(",") if p]
-        schemes(args.scheme.split(","), batches, args.repeats, peers)
+        schemes(pick_backends(args.mkl), args.scheme.split(","), batches, args.repeats, peers)
     print(f"load average after: {os.getloadavg()}")
 
 

@@ -10,11 +10,14 @@ before any kernel can run) and can refill it in-process (`use_blas`: tests, benc
 Why MKL: at B = 32 on one thread the products are the floor of every scheme's cost, and MKL
 runs them up to twice as fast as OpenBLAS 0.3.30 (benchmarks/blas_backends.py measures it).
 Where MKL comes from, in this order:
-- the `mkl` wheel's libmkl_rt (pip install mkl), switched to its sequential layer: one thread,
-  no OpenMP runtime;
 - PyTorch's libtorch_cpu.so, which links MKL statically and exports sgemm_/dgemm_/sgemv_/dgemv_:
   the `torch` extra that CI installs, so CI needs no 221 MB wheel. It is loaded with ctypes,
   without importing torch. Its MKL threads through OpenMP; threads.py keeps it on one thread.
+- else the `mkl` wheel's libmkl_rt (pip install mkl), switched to its sequential layer: one
+  thread, no OpenMP runtime.
+Never both in one process: libmkl_rt loads MKL's libraries into the global symbol scope, where
+they take over the MKL internals of a libtorch_cpu.so loaded after them (seen: its version
+string became the wheel's), and PyTorch, once there, would call its own MKL anyway.
 BPTTBENCH_BLAS=auto (defaults.BLAS) takes MKL when either is there, else SciPy's BLAS.
 """
 
@@ -140,21 +143,15 @@ def scipy_blas() -> Backend:
 
 
 def find_mkl() -> Backend | None:
-    """MKL from the mkl wheel, else from PyTorch's libtorch_cpu.so; None if neither is installed."""
+    """MKL from PyTorch's libtorch_cpu.so, else from the mkl wheel; None if neither is installed."""
     if "mkl" not in _cache:
-        _cache["mkl"] = _load_mkl(_mkl_wheel_library(), "mkl wheel") or _load_mkl(_torch_library(), "torch")
+        _cache["mkl"] = _load_mkl(_torch_library(), "torch") or _load_mkl(_mkl_wheel_library(), "mkl wheel")
     return _cache["mkl"]
 
 
-def available() -> dict[str, Backend]:
-    """Every backend this machine has, by label: openblas, mkl-wheel, mkl-torch (benchmarks compare them)."""
-    found = {"openblas": scipy_blas()}
-    for label, path, source in (("mkl-wheel", _mkl_wheel_library(), "mkl wheel"),
-                                ("mkl-torch", _torch_library(), "torch")):
-        backend = _load_mkl(path, source)
-        if backend is not None:
-            found[label] = backend
-    return found
+def mkl_from(source: str) -> Backend | None:
+    """MKL from one source, "torch" or "mkl wheel" (benchmarks compare them, one per process)."""
+    return _load_mkl(_torch_library() if source == "torch" else _mkl_wheel_library(), source)
 
 
 def _mkl_wheel_library() -> Path | None:

@@ -21,9 +21,10 @@ MAX_GRID_POINTS = 100_000  # runs in one sweep
 
 # ----------------------------------------------------------------------------- BLAS
 # The kernels' products: BPTTBENCH_BLAS=auto|openblas|mkl overrides (bpttbench/blas_backend.py).
-# auto = MKL when the mkl wheel or PyTorch provides it, else SciPy's OpenBLAS: on one thread MKL ran
-# the B = 32 products 1.3-2.1x as fast and every scheme 1.4-1.5x as fast end to end, B = 1 too
-# (benchmarks/blas_backends.py; MKL 2026.2 against OpenBLAS 0.3.30).
+# auto = MKL when PyTorch or the mkl wheel provides it, else SciPy's OpenBLAS: on one thread MKL ran
+# the B = 32 products up to 2.1x as fast and every B = 32 scheme 1.45-1.59x as fast end to end; at
+# B = 1 about as fast (PyTorch's MKL 2024.2) or 1.3x as fast (the wheel's 2026.2) as OpenBLAS 0.3.30
+# (benchmarks/blas_backends.py).
 BLAS = "auto"
 
 # ----------------------------------------------------------------------------- validation
