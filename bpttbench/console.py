@@ -205,7 +205,9 @@ def speed_table(rows, peers) -> Table:
             return "-"
         return fmt.format(row[key]) + (f" ({row['peer']})" if key == "peer_speedup" else "")
 
-    table = new_table("microseconds per time step (CPU, median; plain SGD, one BLAS thread)",
+    backend = rows.attrs.get("blas_backend")
+    blas = f"{backend['name']} BLAS ({backend['version']}, from {backend['source']})" if backend else "BLAS"
+    table = new_table(f"microseconds per time step (CPU, median; plain SGD, {blas} on one thread)",
                       [title for title, _, _ in columns], left=("scheme", "dtype"))
     for row in rows.to_dict("records"):
         table.add_row(*(cell(row, key, fmt) for _, key, fmt in columns))

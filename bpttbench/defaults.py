@@ -19,6 +19,14 @@ CORPUS = "stdlib-docs"  # built without network from this Python's standard libr
 MAX_RUN_UNITS = 10_000  # (scheme, seed) units in one `bpttbench run`
 MAX_GRID_POINTS = 100_000  # runs in one sweep
 
+# ----------------------------------------------------------------------------- BLAS
+# The kernels' products: BPTTBENCH_BLAS=auto|openblas|mkl overrides (bpttbench/blas_backend.py).
+# auto = MKL when PyTorch or the mkl wheel provides it, else SciPy's OpenBLAS: on one thread MKL ran
+# the B = 32 products up to 2.1x as fast and every B = 32 scheme 1.45-1.59x as fast end to end; at
+# B = 1 about as fast (PyTorch's MKL 2024.2) or 1.3x as fast (the wheel's 2026.2) as OpenBLAS 0.3.30
+# (benchmarks/blas_backends.py).
+BLAS = "auto"
+
 # ----------------------------------------------------------------------------- validation
 # The validation split is read as parallel streams from a zero state (kernels/evaluate.py): as many
 # as give each EVAL_MIN_SCORED scored characters, at most EVAL_STREAMS, each reading EVAL_BURN_IN

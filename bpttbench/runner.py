@@ -88,6 +88,8 @@ def machine_info() -> dict:
     import numpy
     import scipy
 
+    from bpttbench.blas_backend import current as current_blas
+
     return {
         "cpu": cpu_model(),
         "cores": os.cpu_count(),
@@ -99,6 +101,7 @@ def machine_info() -> dict:
         "scipy": scipy.__version__,
         "bpttbench": __version__,
         "git_revision": git_revision(),
+        "blas": current_blas().info(),  # the kernels' products: BPTTBENCH_BLAS, see blas_backend.py
     }
 
 

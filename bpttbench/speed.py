@@ -62,10 +62,11 @@ import numpy as np
 import pandas as pd
 from numba import njit
 
+from bpttbench.blas_backend import current as current_blas
 from bpttbench.config import CHUNK_SCHEMES, TRUNCATED_SCHEMES, UNTRUNCATED_SCHEMES, TrainConfig
 from bpttbench.defaults import TRAIN
 from bpttbench.errors import UserError
-from bpttbench.kernels.blas import gemm_tn
+from bpttbench.kernels.blas import dot, gemm_tn
 from bpttbench.kernels.vecmath import JIT
 from bpttbench.model import init_theta
 from bpttbench.schemes import SCHEMES as REGISTRY, make_scheme
@@ -115,15 +116,15 @@ def bound_products(W_stack, D_stack, h, gates, dz_all, dh, hprev, h_injected, lo
     W, D = W_stack[0], D_stack[0]
     for _ in range(n_updates):
         for _ in range(n_forward):
-            np.dot(h, W.T, gates)
-        np.dot(h_injected, D.T, logits)
+            dot(h, W.T, gates)
+        dot(h_injected, D.T, logits)
         if n_stack == 1:
-            np.dot(dlog, D, dh_head)
+            dot(dlog, D, dh_head)
         else:
             for k in range(dlog.shape[0] // B):
-                np.dot(dlog[k * B : (k + 1) * B], D_stack[k % n_stack], dh_head[k * B : (k + 1) * B])
+                dot(dlog[k * B : (k + 1) * B], D_stack[k % n_stack], dh_head[k * B : (k + 1) * B])
         for k in range(n_backward):
-            np.dot(dz_all[k * B : (k + 1) * B], W_stack[k % n_stack], dh)
+            dot(dz_all[k * B : (k + 1) * B], W_stack[k % n_stack], dh)
         gemm_tn(-1e-30, dz_all, hprev, 1.0, W)
         gemm_tn(-1e-30, dlog, h_injected, 1.0, D)
 
@@ -379,7 +380,8 @@ def measure_speed(schemes: Iterable[str] = SCHEMES, hidden: Iterable[int] = (128
                             say(f"{name} H={H} k2={K2} B={B} {dtype}")
                             rows.append(_measure_one(name, cfg, vocab_size, ids, repeats, min_time, adam, peers))
     df = pd.DataFrame(rows, columns=COLUMNS)
-    df.attrs.update(blas=blas, load_average_before=load_before, load_average_after=list(os.getloadavg()))
+    df.attrs.update(blas=blas, blas_backend=current_blas().info(), load_average_before=load_before,
+                    load_average_after=list(os.getloadavg()))
     return df
 
 
@@ -529,6 +531,7 @@ def write_speed(df: pd.DataFrame, out: Path, *, parameters: dict | None = None) 
     csv, meta, png = out / "speed.csv", out / "speed.json", out / "speed.png"
     atomic_write(csv, lambda f: df.to_csv(f, index=False))
     info = {"machine": machine_info(), "blas_while_measuring": df.attrs.get("blas", blas_info()),
+            "blas_backend": df.attrs.get("blas_backend", current_blas().info()),
             "load_average_before": df.attrs.get("load_average_before"),
             "load_average_after": df.attrs.get("load_average_after", list(os.getloadavg())),
             "parameters": parameters or {}, "targets": speed_targets(df).to_dict(orient="records")}

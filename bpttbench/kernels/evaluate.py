@@ -18,6 +18,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from bpttbench.kernels.blas import dot
 from bpttbench.kernels.lstm import param_views
 from bpttbench.kernels.vecmath import JIT, vexp, vsigmoid, vtanh
 
@@ -76,11 +77,11 @@ def evaluate_streams(theta, V, H, ids, starts, lengths, burn_in, scratch):
             q = starts[s] + min(step, burn_in + lengths[s] - 1)
             x[s] = ids[q]
             y[s] = ids[q + 1]
-        np.dot(h, W_hh.T, gates)  # S,G; h is read here, so the cell may overwrite it
+        dot(h, W_hh.T, gates)  # S,G; h is read here, so the cell may overwrite it
         _lstm_cells(gates, W_in, x, c, h)
         if step < burn_in:
             continue
-        np.dot(W_dec, h.T, logits)  # V,S
+        dot(W_dec, h.T, logits)  # V,S
         _log_sum_exp_columns(logits, b_dec, peak, norm)
         for s in range(S):
             if step - burn_in < lengths[s]:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from bpttbench.kernels.blas import gemm_tn
+from bpttbench.kernels.blas import dot, gemm_tn
 from bpttbench.kernels.optim import sum_of_squares
 from bpttbench.kernels.vecmath import JIT, flush_subnormals, restore_subnormals, vexp, vsigmoid, vtanh
 
@@ -71,7 +71,7 @@ def lstm_forward_with_input_weights(W_in, W_hh, b_ih, b_hh, x, h_prev, c_prev, g
     """
     B, H = h_prev.shape
     G = 4 * H
-    np.dot(h_prev, W_hh.T, gates)  # B,G
+    dot(h_prev, W_hh.T, gates)  # B,G
     for b in range(B):
         w_x = W_in[x[b]]
         z = gates[b]
@@ -107,7 +107,7 @@ def _tanh_inplace(z):
 def head_forward(W_dec, b_dec, h, y, probs):
     """Softmax over the decoder's logits into probs; returns the summed cross-entropy (nats)."""
     B, V = probs.shape
-    np.dot(h, W_dec.T, probs)  # B,V logits
+    dot(h, W_dec.T, probs)  # B,V logits
     total = 0.0
     for b in range(B):
         p = probs[b]
@@ -207,7 +207,7 @@ def transpose_input_block(a, V, H, scratch, to_rows):
 def lstm_backward(W_hh, gates, c_prev, tanh_c, dh, dc, dz, dh_prev):
     """Backward through one LSTM step: dz (gate pre-activations) and dh_prev; dc becomes dc_prev in place."""
     lstm_backward_gates(gates, c_prev, tanh_c, dh, dc, dz)
-    np.dot(dz, W_hh, dh_prev)  # B,G @ G,H
+    dot(dz, W_hh, dh_prev)  # B,G @ G,H
 
 
 @njit(**JIT)
@@ -308,10 +308,10 @@ def _window_gradient_or_sgd_step(theta, grad, V, H, ring, t, first, first_inject
             for j in range(H):
                 dst[j] = src[j]
     if n_stack == 1:
-        np.dot(dlog_all[: n_injected * B], W_dec_stack[0], dh_head[: n_injected * B])
+        dot(dlog_all[: n_injected * B], W_dec_stack[0], dh_head[: n_injected * B])
     else:
         for k in range(n_injected):
-            np.dot(dlog_all[k * B : (k + 1) * B], W_dec_stack[(t - k) % n_stack], dh_head[k * B : (k + 1) * B])
+            dot(dlog_all[k * B : (k + 1) * B], W_dec_stack[(t - k) % n_stack], dh_head[k * B : (k + 1) * B])
     for tau in range(t, first - 1, -1):
         s = tau % R
         k = t - tau  # row block of this step in the window matrices
@@ -340,7 +340,7 @@ def _window_gradient_or_sgd_step(theta, grad, V, H, ring, t, first, first_inject
     if fused:
         gemm_tn(-lr, dz_all[:rows], hprev_all[:rows], 1.0, W_hh)
     else:
-        np.dot(dz_all[:rows].T, hprev_all[:rows], g_hh)
+        dot(dz_all[:rows].T, hprev_all[:rows], g_hh)
     # biases: the column sums of dz, in the order of the rows (newest step first)
     g_bih[:] = 0.0
     for r in range(rows):
@@ -384,7 +384,7 @@ def _window_gradient_or_sgd_step(theta, grad, V, H, ring, t, first, first_inject
                 for j in range(H):
                     Wv[j] -= lr_t * gv[j]
     else:
-        np.dot(dlog_all[:rows_injected].T, hinj_all[:rows_injected], g_dec)
+        dot(dlog_all[:rows_injected].T, hinj_all[:rows_injected], g_dec)
         if fused:
             for v in range(V):
                 Wv, gv = W_dec[v], g_dec[v]

@@ -24,6 +24,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from bpttbench.kernels.blas import dot
 from bpttbench.kernels.lstm import (JIT, forward_step_with_input_weights, lstm_backward, param_views, read_inputs,
                                     window_gradient_or_sgd_step)
 from bpttbench.kernels.optim import apply_update_with_partial_sum
@@ -88,7 +89,7 @@ def decay_norms(theta, V, H, ring, t, n, work, norms):
     for b in range(B):
         dlog[b] = probs_r[s, b]
         dlog[b, y_r[s, b]] -= 1.0
-    np.dot(dlog, W_dec, dh)
+    dot(dlog, W_dec, dh)
     dc[:] = 0.0
     dz = dz_all[:B]
     for l in range(n):

@@ -39,6 +39,7 @@ import numpy as np
 from numba import njit
 
 from bpttbench.errors import ConfigError
+from bpttbench.kernels.blas import dot
 from bpttbench.kernels.lstm import JIT, forward_step, param_views, read_inputs
 from bpttbench.kernels.optim import apply_update
 from bpttbench.schemes.base import Scheme, aligned_zeros
@@ -73,7 +74,7 @@ def rtrl_sensitivities(W_hh, gates, c_prev, tanh_c, h_prev, x, V, S_h, S_c, Dz):
     o_hh = G * V
     o_b = G * (V + H)
     one = S_h.dtype.type(1.0)  # coefficients in the arrays' precision: float32 loops stay float32
-    np.dot(W_hh, S_h, Dz)  # G,P'
+    dot(W_hh, S_h, Dz)  # G,P'
     for j in range(G):
         Dz[j, j * V + x] += one
         Dz[j, o_b + j] += one

@@ -33,6 +33,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from bpttbench.kernels.blas import dot
 from bpttbench.kernels.lstm import JIT, param_views
 from bpttbench.schemes.base import Scheme, aligned_copy, aligned_zeros
 from bpttbench.schemes.rtrl import head_gradient, online_step, online_update
@@ -79,7 +80,7 @@ def uoro_stream_step(W_hh, gates, c_prev, tanh_c, h_prev, x, V, st_h, st_c, tt, 
         sq += tt[p] * tt[p]
     norm_tt = np.sqrt(sq)
     # s~' = J_s s~ (forward mode), written into st_h, st_c; dh of the tangent first
-    np.dot(W_hh, st_h, zdot)  # G
+    dot(W_hh, st_h, zdot)  # G
     sq = 0.0
     for k in range(H):
         i = gates[k]
