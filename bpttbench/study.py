@@ -120,20 +120,20 @@ class Preset:
 # stdlib-docs' whole split at H = 128 and 0.40 s of tinyshakespeare's), in worker-seconds:
 #   claims, per seed, 3 runs of 30 s per corpus plus their evaluations, one per 1,000 steps (single,
 #     sliding, stored make 25k, 25k, 20k steps on stdlib-docs; 41k, 32k, 31k on tinyshakespeare):
-#     90 + 70 x 0.66 + 90 + 104 x 0.40 + 2 (start-up) = 270; 16 seeds                         = 4320
+#     90 + 70 x 0.66 + 90 + 104 x 0.40 + 2 (start-up) = 270; 18 seeds                         = 4860
 #     (the quiet 13-seed claims run on stdlib-docs alone took 14.4 min against 14.8 estimated so)
 #   chunked, 2 seeds, one evaluation per 25,000 of its 600k-880k steps: 2 x (46 + 44)            =  180
 #   identity (k2 = 1, 20,000 steps, 6 runs per corpus): 6 x 22 + 6 x 14                          =  216
 #   map, 32 runs per H, single no longer than sliding: H = 32: 4 s + 12 x 0.03 s; H = 128: 6 s
 #     + 12 x 0.1 s; H = 512: 12 s + 12 x 0.6 s (10,000 characters cost 0.9 of the whole split at
 #     H = 128: 39 streams make a slower product); 32 x (4.4 + 7.2 + 19.2)                        =  986
-#   5702 worker-seconds / 2 workers = 47.5 min; + gradcheck 0.4 min; + each of the 30 parts' last
-#   round with one worker idle (~5 min) and its Dask start (~5 s each in --quick: 2.5 min): about
-#   55 minutes, the map about 11 of them. Measured on a quiet machine: 49 min 57 s. 16 seeds, because
-#   the 13 of the quiet claims run left claim 4 undecided: it needs intervals of about ±0.03 where the
-#   per-seed spread is 0.03-0.05.
+#   6242 worker-seconds / 2 workers = 52 min; + gradcheck 0.4 min; + each of the 30 parts' last
+#   round with one worker idle and its Dask start: about 58 minutes. Measured on a quiet machine:
+#   49 min 57 s with 16 seeds, and 6 min 25 s to resume it with seeds 16 and 17: about 56 minutes.
+#   18 seeds, because 13 left claims 3 and 4 undecided on stdlib-docs (per-seed spreads 0.03-0.07),
+#   and 16 left claim 3 there with its interval's edge at exactly 0.
 #   (--quick, measured: 3.7 min.)
-FULL = Preset(seeds=16, chunked_seeds=2, budget="30s", hidden=128, identity_steps=20_000, gradcheck_steps=10_000,
+FULL = Preset(seeds=18, chunked_seeds=2, budget="30s", hidden=128, identity_steps=20_000, gradcheck_steps=10_000,
               gradcheck_every=500, map_k2=(5, 20, 50, 100), map_hidden=(32, 128, 512), map_seeds=2,
               map_seconds=(4, 6, 12), map_eval_chars=(20_000, 20_000, 10_000), map_evals=12, map_logs=24,
               eval_every=1000, chunked_eval_every=25_000, identity_eval_every=5000)
