@@ -51,18 +51,41 @@ def warm_up(cfg: TrainConfig, train_ids: np.ndarray | None = None, val_ids: np.n
     Otherwise the first real block compiles new specialisations on the training clock.
     """
     start = time.perf_counter()
-    tiny = warm_up_config(cfg)
-    periods = tiny.budget_steps
-    vocab_size = 3
-    pattern = np.array([0, 1, 2, 1, 0, 2, 1, 0], np.int32)
-    train = _warm_up_ids(train_ids, pattern, 4 * tiny.batch + 4)
-    val = _warm_up_ids(val_ids, pattern, 8)
-    scheme = make_scheme(tiny, init_theta(vocab_size, tiny.hidden, 0, cfg.dtype), vocab_size, train)
-    scheme.run(periods, np.zeros(periods))
-    starts, lengths, burn_in = validation_plan(len(val))
-    evaluate_streams(scheme.theta, vocab_size, tiny.hidden, val, starts, lengths, burn_in,
-                     stream_scratch(len(starts), tiny.hidden, vocab_size, np.dtype(cfg.dtype)))
+    warm_up_training(cfg, train_ids)
+    warm_up_evaluation(cfg, val_ids)
     return time.perf_counter() - start
+
+
+WARM_UP_VOCAB = 3
+WARM_UP_PATTERN = np.array([0, 1, 2, 1, 0, 2, 1, 0], np.int32)
+
+
+def warm_up_training(cfg: TrainConfig, train_ids: np.ndarray | None = None) -> None:
+    """warm_up's first half: the kernels the scheme's steps call."""
+    scheme = _tiny_scheme(cfg, train_ids)
+    periods = scheme.cfg.budget_steps
+    scheme.run(periods, np.zeros(periods))
+
+
+def warm_up_update(cfg: TrainConfig) -> None:
+    """Of warm_up_training's kernels, only the optimiser step (Scheme.compile_update): another
+    process can compile it while one compiles the rest (bpttbench.precompile)."""
+    _tiny_scheme(cfg).compile_update()
+
+
+def _tiny_scheme(cfg: TrainConfig, train_ids: np.ndarray | None = None):
+    tiny = warm_up_config(cfg)
+    train = _warm_up_ids(train_ids, 4 * tiny.batch + 4)
+    return make_scheme(tiny, init_theta(WARM_UP_VOCAB, tiny.hidden, 0, cfg.dtype), WARM_UP_VOCAB, train)
+
+
+def warm_up_evaluation(cfg: TrainConfig, val_ids: np.ndarray | None = None) -> None:
+    """warm_up's second half: the validation kernel."""
+    tiny = warm_up_config(cfg)
+    val = _warm_up_ids(val_ids, 8)
+    starts, lengths, burn_in = validation_plan(len(val))
+    evaluate_streams(init_theta(WARM_UP_VOCAB, tiny.hidden, 0, cfg.dtype), WARM_UP_VOCAB, tiny.hidden, val, starts,
+                     lengths, burn_in, stream_scratch(len(starts), tiny.hidden, WARM_UP_VOCAB, np.dtype(cfg.dtype)))
 
 
 def warm_up_config(cfg: TrainConfig) -> TrainConfig:
@@ -73,9 +96,9 @@ def warm_up_config(cfg: TrainConfig) -> TrainConfig:
     return cfg.replace(**small, seed=0, budget_seconds=None, budget_steps=2 * small["k1"])
 
 
-def _warm_up_ids(like: np.ndarray | None, pattern: np.ndarray, n: int) -> np.ndarray:
-    """n ids of the pattern, typed like `like` (writable or not; read-only, as a corpus's, by default)."""
-    ids = np.resize(pattern, n).astype(np.int32)
+def _warm_up_ids(like: np.ndarray | None, n: int) -> np.ndarray:
+    """n ids of WARM_UP_PATTERN, typed like `like` (writable or not; read-only, as a corpus's, by default)."""
+    ids = np.resize(WARM_UP_PATTERN, n).astype(np.int32)
     ids.flags.writeable = bool(like is not None and like.flags.writeable)
     return ids
 

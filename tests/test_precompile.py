@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import importlib
+import multiprocessing
 import threading
 
 import pytest
 
 from bpttbench.config import TrainConfig
-from bpttbench.precompile import compiling_in_background, corpus_needs_building, warm_up_configs
+from bpttbench.precompile import (CALLEES_COMPILED, _Claims, callees_compiled_listener, compiling_in_background,
+                                  corpus_needs_building, kernels_never_compiled, warm_up_configs)
 from bpttbench.runner import execute
 from bpttbench.train import warm_up_config
 
@@ -69,3 +71,75 @@ def test_a_child_only_when_the_corpus_is_built(tmp_path, monkeypatch):
     assert not corpus_needs_building(str(text))  # a file, or a generated corpus: nothing slow to overlap
     with compiling_in_background([unit()], enabled=False) as background:
         assert background.child is None
+
+
+def test_the_signal_comes_after_the_callees_compile_and_before_the_caller_is_lowered():
+    from numba import njit
+    from numba.core import event
+
+    @njit
+    def callee(x):
+        return x + 1
+
+    @njit
+    def caller(x):
+        return callee(x) * 2
+
+    order = []
+
+    class Compiles(event.Listener):
+        def on_start(self, ev):
+            pass
+
+        def on_end(self, ev):
+            order.append(ev.data["dispatcher"].py_func.__name__)
+
+    announce = callees_compiled_listener(caller.py_func.__qualname__, order.append)
+    with event.install_listener("numba:run_pass", announce), event.install_listener("numba:compile", Compiles()):
+        assert caller(1) == 4
+    assert order == ["callee", CALLEES_COMPILED, "caller"]
+
+
+def test_each_further_configuration_is_claimed_once_across_processes():
+    context = multiprocessing.get_context("fork")
+    claims = _Claims(40, context)
+    receiver, sender = context.Pipe(duplex=False)
+    child = context.Process(target=lambda: sender.send(list(claims)))
+    child.start()
+    mine = list(claims)
+    theirs = receiver.recv()
+    child.join()
+    assert sorted(mine + theirs) == list(range(1, 40))
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("scheme", ["single", "sliding", "stored", "chunked", "adaptive"])
+def test_the_update_warm_up_compiles_the_specialisation_the_block_kernel_calls(scheme, dtype):
+    from bpttbench.kernels.optim import apply_update_with_partial_sum
+
+    cfg = unit(scheme=scheme, dtype=dtype, **({"k1": 4} if scheme in ("chunked", "adaptive") else {}))
+    train_module = importlib.import_module("bpttbench.train")
+    train_module.warm_up(cfg)
+    before = set(apply_update_with_partial_sum.signatures)
+    train_module.warm_up_update(cfg)
+    assert set(apply_update_with_partial_sum.signatures) == before  # else the head start compiled another one
+
+
+def test_compiling_on_both_sides_trains_the_same_numbers(tmp_path, corpus):
+    units = [unit(), unit(scheme="sliding"), unit(scheme="stored")]
+    with compiling_in_background(units) as background:
+        both = execute(units, corpus, tmp_path / "both", kernels_ready=background.wait)
+    assert background.child.exitcode == 0 and background.shared
+    alone = execute(units, corpus, tmp_path / "alone")
+    assert both.status == alone.status == "complete"
+    assert (tmp_path / "both" / "loss_vs_iter.csv").read_text() == (tmp_path / "alone" / "loss_vs_iter.csv").read_text()
+
+
+def test_the_kernels_count_as_never_compiled_only_with_an_empty_cache(tmp_path, monkeypatch):
+    from numba.core import config
+
+    monkeypatch.setattr(config, "CACHE_DIR", str(tmp_path))
+    assert kernels_never_compiled()
+    (tmp_path / "bpttbench" / "kernels").mkdir(parents=True)
+    (tmp_path / "bpttbench" / "kernels" / "lstm.dot-90.py311.nbi").write_bytes(b"")
+    assert not kernels_never_compiled()

@@ -55,7 +55,7 @@ def run(ctx, schemes, k1, k2, inject, hidden, batch, optimizer, lr, clip, dtype,
     """
     from bpttbench.corpus import load_corpus
     from bpttbench.files import check_out_dir
-    from bpttbench.precompile import compiling_in_background, corpus_needs_building
+    from bpttbench.precompile import compiling_in_background, corpus_needs_building, kernels_never_compiled
     from bpttbench.runner import check_units_fit, default_out_dir, execute, plan_units
 
     budget, steps = one_of(ctx, "budget", "steps", "give either --budget (seconds) or --steps, not both")
@@ -72,7 +72,8 @@ def run(ctx, schemes, k1, k2, inject, hidden, batch, optimizer, lr, clip, dtype,
     out_dir = out or default_out_dir()
     check_out_dir(out_dir, force=force)
     chatty = not (quiet or as_json)
-    with compiling_in_background(units, enabled=corpus_needs_building(corpus)) as background:  # while it is built
+    cold = corpus_needs_building(corpus) or kernels_never_compiled()
+    with compiling_in_background(units, enabled=cold) as background:  # while the corpus is built
         text = load_corpus(corpus, progress=download_progress() if chatty else None)
         check_units_fit(units, text)  # before the plan is printed, so a refusal is the only line
         if chatty:

@@ -10,6 +10,7 @@ package reuses its cache.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import os
 from pathlib import Path
@@ -41,3 +42,30 @@ def use_digest_cache_dir() -> str:
     """Point Numba's cache at <base>/<digest>; must run before the first kernel is decorated."""
     config.CACHE_DIR = str(default_cache_base() / kernel_sources_digest())
     return config.CACHE_DIR
+
+
+def lock_cache_saves() -> None:
+    """Make Numba's cache safe for two processes compiling one function's signatures at once.
+
+    IndexDataCacheFile.save reads the function's index, picks the first unused data file, then
+    writes the index and the data: two processes saving different signatures at once can both
+    pick file N, and the index one leaves can name the other's code (which a later load would
+    run for the wrong types). An exclusive lock on a file beside the index, held for the save,
+    makes the second saver read the first's index. Loads need no lock: both files are replaced
+    atomically, and a load that finds the index ahead of its data file is a miss.
+    bpttbench.precompile compiles in two processes at once, and a sweep's workers share the cache.
+    """
+    from numba.core.caching import IndexDataCacheFile
+
+    save = IndexDataCacheFile.save
+    if getattr(save, "locked", False):
+        return
+
+    def locked_save(self, key, data):
+        with open(self._index_path + ".lock", "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            save(self, key, data)
+
+    locked_save.locked = True
+    locked_save.unlocked = save  # for the test that shows the race
+    IndexDataCacheFile.save = locked_save

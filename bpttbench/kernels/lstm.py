@@ -275,15 +275,6 @@ def window_gradient_or_sgd_step(theta, grad, V, H, ring, t, first, first_injecte
     Subnormals are flushed to zero meanwhile (kernels/vecmath.py says why).
     """
     control = flush_subnormals()
-    sum_sq_in = _window_gradient_or_sgd_step(theta, grad, V, H, ring, t, first, first_injected, scale, W_hh_stack,
-                                             W_dec_stack, work, index_work, lr, W_in, G_in)
-    restore_subnormals(control)
-    return sum_sq_in
-
-
-@njit(**JIT)
-def _window_gradient_or_sgd_step(theta, grad, V, H, ring, t, first, first_injected, scale, W_hh_stack, W_dec_stack,
-                                 work, index_work, lr, W_in, G_in):
     x_r, y_r, gates_r, c_r, h_r, tanh_c_r, probs_r = ring
     dh, dc, dh_prev, dh_head, dz_all, hprev_all, dlog_all, hinj_all = work
     _, g_hh, g_bih, g_bhh, g_dec, g_bdec = param_views(grad, V, H)
@@ -398,6 +389,7 @@ def _window_gradient_or_sgd_step(theta, grad, V, H, ring, t, first, first_inject
     if fused:
         for v in range(V):
             b_dec[v] -= lr_t * g_bdec[v]
+    restore_subnormals(control)
     return sum_sq_in
 
 

@@ -35,7 +35,7 @@ import numpy as np
 
 from bpttbench.config import TrainConfig
 from bpttbench.kernels.lstm import index_scratch, mirror_input_weights, transpose_input_block, unmirror_input_weights
-from bpttbench.kernels.optim import OPTIMIZER_CODES
+from bpttbench.kernels.optim import OPTIMIZER_CODES, apply_update_with_partial_sum
 from bpttbench.threads import single_threaded_blas
 
 ALIGNMENT = 64  # bytes: a cache line, and whole AVX-512 loads
@@ -149,6 +149,10 @@ class Scheme:
         """The scheme's own arguments of block_kernel, between k1 and losses."""
         raise NotImplementedError
 
+    def compile_update(self) -> None:
+        """Compile, alone, the optimiser step block_kernel calls last, where that is one kernel
+        (bpttbench.precompile compiles it beside the rest); the instance is thrown away after."""
+
     def own_arrays(self) -> tuple:
         """The arrays the subclass allocates beyond the shared ones."""
         return ()
@@ -240,6 +244,9 @@ class TruncatedScheme(Scheme):
         finally:
             for a in held:
                 transpose_input_block(a, V, H, self.W_in_mirror, False)
+
+    def compile_update(self) -> None:
+        apply_update_with_partial_sum(self.theta, self.grad, self.opt_state, self.optimizer, self.lr, self.clip, 0, 0.0)
 
     def own_arrays(self) -> tuple:
         return (self.index_work, self.W_in_mirror)
