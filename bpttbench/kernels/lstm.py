@@ -332,12 +332,13 @@ def window_gradient_or_sgd_step(theta, grad, V, H, ring, t, first, first_injecte
         gemm_tn(-lr, dz_all[:rows], hprev_all[:rows], 1.0, W_hh)
     else:
         dot(dz_all[:rows].T, hprev_all[:rows], g_hh)
-    # biases: the column sums of dz, in the order of the rows (newest step first)
+    # dW_ih's nonzero columns are the window's distinct characters: sum their rows (contiguous),
+    # then write each such row of G_in once or, fused, update the character's row of W_in.
+    n_chars = _sum_rows_by_character(dz_all, x_r, t, rows, B, R, index_work)
+    # biases: the column sums of dz, as the sum of the per-character sums (n_chars rows, not all)
     g_bih[:] = 0.0
-    for r in range(rows):
-        dzr = dz_all[r]
-        for j in range(G):
-            g_bih[j] += dzr[j]
+    for u in range(n_chars):
+        _add_row(g_bih, dz_all[index_work[0, u]])
     if fused:
         for j in range(G):
             b_ih[j] -= lr_t * g_bih[j]
@@ -346,9 +347,6 @@ def window_gradient_or_sgd_step(theta, grad, V, H, ring, t, first, first_injecte
     else:
         for j in range(G):
             g_bhh[j] = g_bih[j]
-    # dW_ih's nonzero columns are the window's distinct characters: sum their rows (contiguous),
-    # then write each such row of G_in once or, fused, update the character's row of W_in.
-    n_chars = _sum_rows_by_character(dz_all, x_r, t, rows, B, R, index_work)
     sum_sq_in = 0.0
     if fused:
         for u in range(n_chars):
