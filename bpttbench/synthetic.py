@@ -47,6 +47,7 @@ from dataclasses import dataclass
 import numpy as np
 from numba import njit
 
+import bpttbench.kernels  # noqa: F401  (Numba's cache directory, set before the kernels below are decorated)
 from bpttbench.errors import CorpusError
 
 DEFAULT_LENGTH = 1_000_000
