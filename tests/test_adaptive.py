@@ -137,17 +137,23 @@ LAG = 6
 def test_on_lag_it_lengthens_a_too_short_truncation_and_learns_the_cue():
     """Started at k2 = 3, too short to link a cue to its repeat 6 steps later: at delta = 0.01 the
     first estimate already lengthens it beyond the lag, and it stays there while the cue is
-    learned, which chunked at k = 3 does only in part (1.57 bits/char against 1.44). (At delta = 0.1 it settles at 4 to 7 once the
-    cue is learned: most of the gradient's mass is within a few steps.)"""
+    learned, which chunked at k = 3 does only in part (medians over seeds 0-2: 1.44 bits/char
+    against 1.57-1.63). (At delta = 0.1 it settles at 4 to 7 once the cue is learned: most of the
+    gradient's mass is within a few steps.) Whether a run has learnt the cue by step 12,000 moves
+    with the last bits of its arithmetic (summing the same gradient in another order moved one
+    seed's gap from 0.28 to 0.07 bits/char), so the gap is taken between medians over three seeds."""
     corpus = load_corpus(f"lag:{LAG}:n=200000")
     forgetting = (2 + (LAG - 2) * 2 + 2) / (LAG + 1)  # bits/char: entropy rate + log2(4) / (L + 1)
     settings = dict(k1=3, k2=3, hidden=32, batch=8, lr=0.01, delta=0.01, k_max=30, adapt_every=20,
                     budget_steps=12000, log_every=600, eval_every=0, eval_chars=1000)
-    adaptive = list(Training(TrainConfig(scheme="adaptive", **settings), corpus).records())
-    chunked = list(Training(TrainConfig(scheme="chunked", **settings), corpus).records())
-    assert all(r.k2 > LAG for r in adaptive), [r.k2 for r in adaptive]
-    assert adaptive[-1].train_bpc < forgetting - 0.15
-    assert adaptive[-1].train_bpc < chunked[-1].train_bpc - 0.08
+    final = {}
+    for scheme in ("adaptive", "chunked"):
+        runs = [list(Training(TrainConfig(scheme=scheme, seed=seed, **settings), corpus).records()) for seed in range(3)]
+        if scheme == "adaptive":
+            assert all(r.k2 > LAG for run in runs for r in run), [[r.k2 for r in run] for run in runs]
+        final[scheme] = float(np.median([run[-1].train_bpc for run in runs]))
+    assert final["adaptive"] < forgetting - 0.15
+    assert final["adaptive"] < final["chunked"] - 0.08
 
 
 def test_k2_rows_reach_curves_csv_and_the_k2_figure(tmp_path):
