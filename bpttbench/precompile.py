@@ -106,6 +106,23 @@ def callees_compiled_listener(qualname: str | None, send: Callable[[str], None])
     return CalleesCompiled()
 
 
+def parent_watch_listener(parent: int):
+    """A Numba event listener that ends this (child) process, between two compiler passes, once
+    its parent `parent` has gone (killed before it could stop the child): an orphan would compile
+    on for seconds."""
+    from numba.core import event
+
+    class ParentWatch(event.Listener):
+        def on_start(self, ev):
+            if os.getppid() != parent:
+                os._exit(1)
+
+        def on_end(self, ev):
+            pass
+
+    return ParentWatch()
+
+
 def _compile_training(configs: list[TrainConfig], claims: _Claims, conn) -> None:
     """The child: configuration 0's training kernels, announcing when its block kernel's callees
     are in the cache, then whatever configurations are left. Ctrl-C is the parent's to handle."""
@@ -117,10 +134,11 @@ def _compile_training(configs: list[TrainConfig], claims: _Claims, conn) -> None
 
     announce = callees_compiled_listener(block_kernel_name(configs[0]), conn.send)
     try:
-        with event.install_listener("numba:run_pass", announce):
-            warm_up_training(configs[0])
-        for index in claims:
-            warm_up_training(configs[index])
+        with event.install_listener("numba:run_pass", parent_watch_listener(os.getppid())):
+            with event.install_listener("numba:run_pass", announce):
+                warm_up_training(configs[0])
+            for index in claims:
+                warm_up_training(configs[index])
     except Exception:
         os._exit(1)
 

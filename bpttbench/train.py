@@ -7,7 +7,10 @@ per-step loop. Compilation happens before the clock starts; evaluation is timed 
 
 from __future__ import annotations
 
+import contextlib
 import math
+import signal
+import threading
 import time
 from typing import Callable, Iterator
 
@@ -103,6 +106,34 @@ def _warm_up_ids(like: np.ndarray | None, n: int) -> np.ndarray:
     return ids
 
 
+@contextlib.contextmanager
+def interruptions_held():
+    """Hold SIGINT and SIGTERM back for the duration: one that comes meanwhile takes effect as it ends.
+
+    Numba compiles through ctypes callbacks, and a Python signal handler that raises inside one is
+    swallowed ("Exception ignored on calling ctypes callback function"), leaving the kernel half
+    built: Ctrl-C or SIGTERM while compiling then ended a run as failed, with Numba's "no compiled
+    object yet", instead of interrupted. Meanwhile the handlers only note the signal, which is then
+    raised again under the handlers that were there before. The wait is one warm-up: seconds on a
+    first run. (Masking the signals would not do: BLAS's own threads would still take them.)
+    """
+    if threading.current_thread() is not threading.main_thread():  # only the main thread handles signals
+        yield
+        return
+    noted = []
+    replaced = {}
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        if signal.getsignal(signum) is not None:  # None: a handler not set from Python, left alone
+            replaced[signum] = signal.signal(signum, lambda number, frame: noted.append(number))
+    try:
+        yield
+    finally:
+        for signum, handler in replaced.items():
+            signal.signal(signum, handler)
+        if noted:
+            signal.raise_signal(noted[0])
+
+
 class Training:
     """One (scheme, seed) on one corpus. `records()` trains and yields; `outcome` says how it ended.
 
@@ -132,10 +163,11 @@ class Training:
         """Compile (or load) every kernel the run calls; returns seconds taken. `ready`, if given, is
         called first and counts too: it waits for kernels compiled elsewhere (bpttbench.precompile)."""
         start = time.perf_counter()
-        if ready is not None:
-            ready()
-        waited = time.perf_counter() - start
-        self.outcome.compile_s = waited + warm_up(self.cfg, self.scheme.ids, self.val_ids)
+        with interruptions_held():
+            if ready is not None:
+                ready()
+            waited = time.perf_counter() - start
+            self.outcome.compile_s = waited + warm_up(self.cfg, self.scheme.ids, self.val_ids)
         return self.outcome.compile_s
 
     def validation_bpc(self) -> float:

@@ -143,3 +143,44 @@ def test_the_kernels_count_as_never_compiled_only_with_an_empty_cache(tmp_path, 
     (tmp_path / "bpttbench" / "kernels").mkdir(parents=True)
     (tmp_path / "bpttbench" / "kernels" / "lstm.dot-90.py311.nbi").write_bytes(b"")
     assert not kernels_never_compiled()
+
+
+def test_the_child_stops_compiling_once_its_parent_has_gone(tmp_path):
+    """Killed outright, the parent cannot stop the child: the child ends at its next compiler pass.
+    With the parent alive, the same child compiles."""
+    import os
+    import subprocess
+    import sys
+    import time
+
+    script = tmp_path / "orphan.py"
+    script.write_text(
+        "import os, sys, time\n"
+        "from numba import njit\n"
+        "from numba.core import event\n"
+        "from bpttbench.precompile import parent_watch_listener\n"
+        "parent = os.getpid()\n"
+        "pid = os.fork()\n"
+        "if pid:\n"
+        "    print(pid, flush=True)\n"
+        "    if sys.argv[1] == 'orphan':\n"
+        "        os._exit(0)  # gone at once\n"
+        "    os.waitpid(pid, 0)\n"
+        "    os._exit(0)\n"
+        "time.sleep(0.5)  # the orphan outlives its parent, then compiles\n"
+        "with event.install_listener('numba:run_pass', parent_watch_listener(parent)):\n"
+        "    njit(lambda x: x + 1)(1)\n"
+        "open(sys.argv[2], 'w').write('compiled')\n")
+    for mode, compiles in (("orphan", False), ("kept", True)):
+        marker = tmp_path / mode
+        out = subprocess.run([sys.executable, str(script), mode, str(marker)], capture_output=True, text=True,
+                             check=True)
+        child = int(out.stdout.split()[0])
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                os.kill(child, 0)
+            except ProcessLookupError:
+                break
+            time.sleep(0.1)
+        assert marker.exists() == compiles, mode

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import time
 
 import numpy as np
 import pytest
@@ -217,3 +218,25 @@ def test_config_round_trips_through_a_dict():
     assert TrainConfig.from_dict(cfg.to_dict()) == cfg
     with pytest.raises(ConfigError, match="unknown configuration key"):
         TrainConfig.from_dict({**cfg.to_dict(), "colour": "red"})
+
+
+def test_an_interruption_while_compiling_takes_effect_after_the_compile():
+    import os
+    import signal
+
+    from bpttbench.train import interruptions_held
+
+    order = []
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: order.append("handled"))
+    try:
+        with interruptions_held():
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(0.05)  # ample time for a delivered signal's handler to have run
+            order.append("compiled")
+        order.append("after")
+        os.kill(os.getpid(), signal.SIGTERM)  # and outside it, at once
+        time.sleep(0.05)
+        order.append("end")
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert order == ["compiled", "handled", "after", "handled", "end"]
