@@ -174,10 +174,11 @@ class BackgroundCompile:
             warm_up_training(self.configs[index])
 
     def stop(self) -> None:
-        if self.child is not None and self.child.is_alive():
+        if self.child is None:
+            return
+        if self.child.is_alive():
             self.child.terminate()
-        if self.child is not None:
-            self.child.join()
+        self.child.join()
 
 
 @contextlib.contextmanager

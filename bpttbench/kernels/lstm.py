@@ -332,8 +332,7 @@ def window_gradient_or_sgd_step(theta, grad, V, H, ring, t, first, first_injecte
         gemm_tn(-lr, dz_all[:rows], hprev_all[:rows], 1.0, W_hh)
     else:
         dot(dz_all[:rows].T, hprev_all[:rows], g_hh)
-    # dW_ih's nonzero columns are the window's distinct characters: sum their rows (contiguous),
-    # then write each such row of G_in once or, fused, update the character's row of W_in.
+    # dW_ih's nonzero columns are the window's distinct characters: sum their rows (contiguous).
     n_chars = _sum_rows_by_character(dz_all, x_r, t, rows, B, R, index_work)
     # biases: the column sums of dz, as the sum of the per-character sums (n_chars rows, not all)
     g_bih[:] = 0.0
@@ -347,6 +346,7 @@ def window_gradient_or_sgd_step(theta, grad, V, H, ring, t, first, first_injecte
     else:
         for j in range(G):
             g_bhh[j] = g_bih[j]
+    # Each character's summed row becomes its row of G_in or, fused, updates its row of W_in.
     sum_sq_in = 0.0
     if fused:
         for u in range(n_chars):
@@ -430,8 +430,8 @@ def _add_row(acc, add):
     """acc += add. A function of its own: written inline in _sum_rows_by_character's loop over rows,
     this loop made that function 3.5-4.5 times slower (B = 32: 640 rows of 512, 120-200 us against
     36-45 us); compiled alone it is vectorised, and stays so when LLVM inlines it there. Moving the
-    window backward's other row loops (copies, bias sums, SGD on rows) into such functions too
-    was tried: no gain measurable at B = 32, and chunked's steps got slower at B = 1."""
+    window backward's other row loops (copies of h and dlogits, SGD on rows) into such functions
+    too was tried: no gain measurable at B = 32, and chunked's steps got slower at B = 1."""
     for j in range(acc.shape[0]):
         acc[j] += add[j]
 
