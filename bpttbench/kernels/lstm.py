@@ -274,7 +274,8 @@ def window_gradient_or_sgd_step(theta, grad, V, H, ring, t, first, first_injecte
     it (alpha = -lr, beta = 1; from PER_STEP_BATCH streams on, a pass after the loop); W_ih
     through W_in, its (V, 4H) row-major mirror (see mirror_input_weights: the caller writes it
     back into theta), and only in the window's characters' rows (elsewhere the gradient is 0 and
-    x - lr * 0 = x); the rest element by element. Each element gets theta - lr * g, the same arithmetic as apply_update's SGD.
+    x - lr * 0 = x); the rest element by element. Each element gets theta - lr * g, the same
+    arithmetic as apply_update's SGD.
     With lr = 0, W_in is not used; with lr > 0, G_in (and grad) are scratch.
 
     Subnormals are flushed to zero meanwhile (kernels/vecmath.py says why).
