@@ -9,8 +9,8 @@ import pytest
 from bpttbench import reference as ref
 from bpttbench.config import TrainConfig
 from bpttbench.kernels.blas import gemm_tn
-from bpttbench.kernels.lstm import (PER_STEP_BATCH, head_forward, lstm_backward, lstm_forward, mirror_input_weights,
-                                    param_views, transpose_input_block, unmirror_input_weights, window_backward,
+from bpttbench.kernels.lstm import (head_forward, lstm_backward, lstm_forward, mirror_input_weights, param_views,
+                                    transpose_input_block, unmirror_input_weights, window_backward,
                                     window_gradient_or_sgd_step)
 from bpttbench.kernels.optim import (ADAM_BETA1, ADAM_BETA2, ADAM_EPS, OPTIMIZER_CODES, SUM_LANES, adam_step,
                                      apply_update, apply_update_with_partial_sum, apply_update_with_sum_of_squares,
@@ -228,17 +228,15 @@ def test_gemm_tn_accumulates_like_numpy(dtype):
 IDS = synthetic_ids(V, 600, seed=3)
 
 
-def scheme(name, k1, k2, *, dtype="float64", batch=2, optimizer="sgd", lr=0.3, clip=0.0, keep_gradient=False,
-           ids=IDS):
+def scheme(name, k1, k2, *, dtype="float64", batch=2, optimizer="sgd", lr=0.3, clip=0.0, keep_gradient=False):
     cfg = TrainConfig(scheme=name, k1=k1, k2=k2, hidden=H, batch=batch, optimizer=optimizer, lr=lr, clip=clip,
                       dtype=dtype, seed=1, budget_steps=1)
-    made = make_scheme(cfg, init_theta(V, H, 1, dtype), V, ids)
+    made = make_scheme(cfg, init_theta(V, H, 1, dtype), V, IDS)
     made.keep_gradient = keep_gradient
     return made
 
 
-# k2 = 40: more rows than characters; PER_STEP_BATCH streams: the weight gradients taken step by step
-@pytest.mark.parametrize("k1,k2,batch", [(1, 5, 2), (3, 5, 1), (2, 4, 3), (1, 40, 2), (1, 5, PER_STEP_BATCH)])
+@pytest.mark.parametrize("k1,k2,batch", [(1, 5, 2), (3, 5, 1), (2, 4, 3), (1, 40, 2)])  # k2 = 40: more rows than characters
 def test_fused_sgd_step_is_the_gradient_step_in_place(dtype, k1, k2, batch):
     """window_gradient_or_sgd_step with lr > 0 (W_ih through its mirror) = theta - lr * its gradient at lr = 0."""
     lr = 0.3
@@ -315,16 +313,13 @@ def test_transpose_input_block_is_the_mirror_in_place_and_back(dtype):
 
 
 @pytest.mark.parametrize("name,k1,k2,batch", [("single", 1, 3, 1), ("sliding", 1, 3, 1), ("stored", 2, 4, 1),
-                                              ("single", 1, 5, 2), ("single", 1, 3, PER_STEP_BATCH),
-                                              ("stored", 2, 4, PER_STEP_BATCH)])
+                                              ("single", 1, 5, 2)])
 def test_row_sparse_input_gradient_is_the_dense_gradient(dtype, name, k1, k2, batch):
     """Adam with clipping, update after update: the gradient each update used (the block writes W_ih's
     rows of the window's characters and zeroes only the rows an earlier window wrote) equals
     window_backward's into a NaN-filled buffer (every column zeroed or written), bit for bit, in
-    PyTorch's layout; the characters leave the window often enough to need that zeroing (with many
-    streams, because every stream reads the same track: a copy of IDS's first stretch)."""
-    ids = np.tile(IDS[: len(IDS) // batch], batch) if batch >= PER_STEP_BATCH else IDS
-    s = scheme(name, k1, k2, dtype=dtype, batch=batch, optimizer="adam", lr=0.05, clip=0.5, ids=ids)
+    PyTorch's layout; the characters leave the window often enough to need that zeroing."""
+    s = scheme(name, k1, k2, dtype=dtype, batch=batch, optimizer="adam", lr=0.05, clip=0.5)
     rows_left = 0
     previous = None
     for _ in range(25):

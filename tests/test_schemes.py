@@ -7,7 +7,6 @@ import pytest
 
 from bpttbench import reference as ref
 from bpttbench.config import TrainConfig
-from bpttbench.kernels.lstm import PER_STEP_BATCH
 from bpttbench.model import init_theta, split_theta
 from bpttbench.schemes import make_scheme
 
@@ -43,26 +42,12 @@ CASES = [
 @pytest.mark.parametrize("scheme,k1,k2,inject", CASES)
 @pytest.mark.parametrize("dtype,tol", [("float64", 1e-10), ("float32", 1e-4)])
 def test_kernel_trajectory_matches_reference(scheme, k1, k2, inject, dtype, tol):
-    check_trajectory(scheme, k1, k2, inject, dtype, tol)
-
-
-@pytest.mark.parametrize("scheme,k1,k2,inject", [("chunked", 4, 4, "new"), ("single", 1, 5, "new"),
-                                                 ("stored", 2, 5, "window"), ("sliding", 1, 5, "new")])
-@pytest.mark.parametrize("optimizer,clip", [("adam", 1.0), ("sgd", 0.0)])  # sgd without clip: the fused step
-def test_per_step_weight_gradients_follow_the_reference(scheme, k1, k2, inject, optimizer, clip):
-    """From PER_STEP_BATCH streams on, the window backward takes W_hh's and W_ih's gradients step by
-    step (kernels.lstm): the trajectory is still the reference's."""
-    check_trajectory(scheme, k1, k2, inject, "float64", 1e-10, batch=PER_STEP_BATCH, optimizer=optimizer, clip=clip)
-
-
-def check_trajectory(scheme, k1, k2, inject, dtype, tol, *, batch=B, optimizer="adam", clip=1.0):
     n = 24
     theta0 = init_theta(V, H, 1, dtype)
     p0 = {k: v.astype(np.float64) for k, v in split_theta(theta0, V, H).items()}
-    losses, theta = trajectory(scheme, k1, k2, n, dtype=dtype, inject=inject, batch=batch, optimizer=optimizer,
-                               clip=clip)
-    ref_losses, ref_p = ref.train(scheme, p0, IDS, batch=batch, k1=k1, k2=k2, n_steps=n, inject=inject,
-                                  optimizer=optimizer, lr=0.05, clip=clip)
+    losses, theta = trajectory(scheme, k1, k2, n, dtype=dtype, inject=inject)
+    ref_losses, ref_p = ref.train(scheme, p0, IDS, batch=B, k1=k1, k2=k2, n_steps=n, inject=inject,
+                                  optimizer="adam", lr=0.05, clip=1.0)
     assert np.max(np.abs(losses - ref_losses) / ref_losses) < tol
     for name, view in split_theta(theta, V, H).items():
         scale = np.max(np.abs(ref_p[name]))

@@ -234,11 +234,6 @@ def lstm_backward_gates(gates, c_prev, tanh_c, dh, dc, dz):
 
 
 SMALL_GEMM_ROWS = 8  # below this many rows a hand loop beats BLAS's packing for the decoder's gradient
-# From this many streams on, the window backward takes W_hh's and W_ih's gradients from each step's dz
-# while it is in cache (a GEMM with k = B per step, per-character sums into W_ih's rows) instead of
-# writing the window's k2 B rows of dz out and reading them twice after the loop: in one process,
-# paired with the window-wide GEMM, single's step took 0.975x (B = 32), 1.04x (B = 16), 1.15x (B = 8).
-PER_STEP_BATCH = 32
 
 
 @njit(**JIT)
@@ -249,8 +244,8 @@ def window_backward(theta, grad, V, H, ring, t, first, first_injected, scale, W_
     W_hh_stack[tau % len] and W_dec_stack[tau % len]: a stack of one (the current weights) for
     `single`, a ring of per-step snapshots for `stored`. Every element of grad is written (its
     previous contents do not matter). dW_hh and dW_dec are written by one GEMM each over the
-    window (below PER_STEP_BATCH streams; from there on, per step); dW_ih's few nonzero columns
-    (the window's characters) are summed row by row.
+    window, not summed per step; dW_ih's few nonzero columns (the window's characters) are
+    summed row by row, then scattered.
     """
     index_work = np.full((4, max(work[4].shape[0], V)), -1, np.int64)
     window_gradient_or_sgd_step(theta, grad, V, H, ring, t, first, first_injected, scale, W_hh_stack, W_dec_stack,
@@ -271,12 +266,11 @@ def window_gradient_or_sgd_step(theta, grad, V, H, ring, t, first, first_injecte
     its row 3 marks the rows of G_in that may be nonzero (see _write_input_gradient).
 
     With lr > 0 the step goes straight into the weights: W_hh by a GEMM that accumulates into
-    it (alpha = -lr, beta = 1; from PER_STEP_BATCH streams on, a pass after the loop); W_ih
-    through W_in, its (V, 4H) row-major mirror (see mirror_input_weights: the caller writes it
-    back into theta), and only in the window's characters' rows (elsewhere the gradient is 0 and
-    x - lr * 0 = x); the rest element by element. Each element gets theta - lr * g, the same
-    arithmetic as apply_update's SGD.
-    With lr = 0, W_in is not used; with lr > 0, G_in (and grad) are scratch.
+    it (alpha = -lr, beta = 1); W_ih through W_in, its (V, 4H) row-major mirror (see
+    mirror_input_weights: the caller writes it back into theta), and only in the window's
+    characters' rows (elsewhere the gradient is 0 and x - lr * 0 = x); the rest element by
+    element. Each element gets theta - lr * g, the same arithmetic as apply_update's SGD.
+    With lr = 0, W_in is not used; with lr > 0, G_in is not.
 
     Subnormals are flushed to zero meanwhile (kernels/vecmath.py says why).
     """
@@ -309,8 +303,6 @@ def window_gradient_or_sgd_step(theta, grad, V, H, ring, t, first, first_injecte
     else:
         for k in range(n_injected):
             dot(dlog_all[k * B : (k + 1) * B], W_dec_stack[(t - k) % n_stack], dh_head[k * B : (k + 1) * B])
-    per_step = B >= PER_STEP_BATCH
-    n_chars = 0
     for tau in range(t, first - 1, -1):
         s = tau % R
         k = t - tau  # row block of this step in the window matrices
@@ -320,50 +312,32 @@ def window_gradient_or_sgd_step(theta, grad, V, H, ring, t, first, first_injecte
                 dhb, headb = dh[b], dh_head[k * B + b]
                 for j in range(H):
                     dhb[j] += headb[j]
-        dz = dz_all[:B] if per_step else dz_all[k * B : (k + 1) * B]
+        dz = dz_all[k * B : (k + 1) * B]
         ps = (tau - 1) % R
         if tau > first:
             lstm_backward(W_hh_stack[w], gates_r[s], c_r[ps], tanh_c_r[s], dh, dc, dz, dh_prev)
             dh, dh_prev = dh_prev, dh  # the next step's dh is this step's dh_prev: swap, not copy
         else:  # nothing reads the gradient into the state before the window: skip its product
             lstm_backward_gates(gates_r[s], c_r[ps], tanh_c_r[s], dh, dc, dz)
-        if per_step:  # the weights' gradients from dz while it is in cache; W_hh stays until the loop ends
-            gemm_tn(1.0, dz, h_r[ps], 0.0 if k == 0 else 1.0, g_hh)
-            n_chars = _add_step_by_character(G_in, dz, x_r[s], index_work, n_chars)
-        else:
-            for b in range(B):
-                src, dst = h_r[ps, b], hprev_all[k * B + b]
-                for j in range(H):
-                    dst[j] = src[j]
+        for b in range(B):
+            src, dst = h_r[ps, b], hprev_all[k * B + b]
+            for j in range(H):
+                dst[j] = src[j]
     # The Jacobians are done: from here on theta may change.
     fused = lr > 0.0
     lr_t = theta.dtype.type(lr)
     W_ih, W_hh, b_ih, b_hh, W_dec, b_dec = param_views(theta, V, H)
     rows = (t - first + 1) * B
-    sum_sq_in = 0.0
-    # dW_ih's nonzero columns are the window's distinct characters: sum their rows (contiguous).
-    # biases: the column sums of dz, as the sum of the per-character sums (n_chars rows, not all).
-    # Each character's summed row becomes its row of G_in or, fused, updates its row of W_in.
-    if per_step:
-        if fused:
-            flat_hh, flat_g = W_hh.reshape(W_hh.size), g_hh.reshape(g_hh.size)
-            for i in range(flat_hh.size):
-                flat_hh[i] -= lr_t * flat_g[i]
-        _sum_character_rows(g_bih, G_in, index_work[1], n_chars)
-        if fused:
-            _sgd_character_rows(W_in, index_work[1], G_in, index_work[1], n_chars, lr_t)
-        sum_sq_in = _close_input_gradient(G_in, index_work, n_chars, not fused)
+    if fused:
+        gemm_tn(-lr, dz_all[:rows], hprev_all[:rows], 1.0, W_hh)
     else:
-        if fused:
-            gemm_tn(-lr, dz_all[:rows], hprev_all[:rows], 1.0, W_hh)
-        else:
-            dot(dz_all[:rows].T, hprev_all[:rows], g_hh)
-        n_chars = _sum_rows_by_character(dz_all, x_r, t, rows, B, R, index_work)
-        _sum_character_rows(g_bih, dz_all, index_work[0], n_chars)
-        if fused:
-            _sgd_character_rows(W_in, index_work[1], dz_all, index_work[0], n_chars, lr_t)
-        else:
-            sum_sq_in = _write_input_gradient(G_in, dz_all, index_work, n_chars)
+        dot(dz_all[:rows].T, hprev_all[:rows], g_hh)
+    # dW_ih's nonzero columns are the window's distinct characters: sum their rows (contiguous).
+    n_chars = _sum_rows_by_character(dz_all, x_r, t, rows, B, R, index_work)
+    # biases: the column sums of dz, as the sum of the per-character sums (n_chars rows, not all)
+    g_bih[:] = 0.0
+    for u in range(n_chars):
+        _add_row(g_bih, dz_all[index_work[0, u]])
     if fused:
         for j in range(G):
             b_ih[j] -= lr_t * g_bih[j]
@@ -372,6 +346,15 @@ def window_gradient_or_sgd_step(theta, grad, V, H, ring, t, first, first_injecte
     else:
         for j in range(G):
             g_bhh[j] = g_bih[j]
+    # Each character's summed row becomes its row of G_in or, fused, updates its row of W_in.
+    sum_sq_in = 0.0
+    if fused:
+        for u in range(n_chars):
+            w_c, acc = W_in[index_work[1, u]], dz_all[index_work[0, u]]
+            for j in range(G):
+                w_c[j] -= lr_t * acc[j]
+    else:
+        sum_sq_in = _write_input_gradient(G_in, dz_all, index_work, n_chars)
     rows_injected = (t - first_injected + 1) * B
     if rows_injected < SMALL_GEMM_ROWS:
         for v in range(V):
@@ -440,71 +423,6 @@ def _write_input_gradient(G_in, dz_all, index_work, n_chars):
         maybe_nonzero[c] = 1
         total += sum_of_squares(acc)
     return total
-
-
-@njit(**JIT)
-def _sum_character_rows(total, sums, sum_rows, n_chars):
-    """total = the sum of rows sum_rows[:n_chars] of sums, in that order."""
-    for j in range(total.size):
-        total[j] = 0.0
-    for u in range(n_chars):
-        _add_row(total, sums[sum_rows[u]])
-
-
-@njit(**JIT)
-def _sgd_character_rows(W_in, chars, sums, sum_rows, n_chars, lr):
-    """W_in[chars[u]] -= lr * sums[sum_rows[u]] for u < n_chars."""
-    for u in range(n_chars):
-        w_c, acc = W_in[chars[u]], sums[sum_rows[u]]
-        for j in range(w_c.size):
-            w_c[j] -= lr * acc[j]
-
-
-@njit(**JIT)
-def _add_step_by_character(G_in, dz, x, index_work, n_chars):
-    """Add each row of one step's dz into G_in's row of its input character x[b]; a character's
-    first row is copied (so each sum equals a plain accumulation from zero, in the order of
-    _sum_rows_by_character). Returns the number of distinct characters so far, recorded in
-    index_work's rows 1 (the characters) and 2 (character -> slot) until _close_input_gradient."""
-    chars, slot = index_work[1], index_work[2]
-    n = n_chars
-    for b in range(dz.shape[0]):
-        c = x[b]
-        if slot[c] < 0:
-            slot[c] = n
-            chars[n] = c
-            n += 1
-            _copy_row(G_in[c], dz[b])
-        else:
-            _add_row(G_in[c], dz[b])
-    return n
-
-
-@njit(**JIT)
-def _close_input_gradient(G_in, index_work, n_chars, with_sum):
-    """After _add_step_by_character: zero the rows of G_in an earlier window wrote and this one did
-    not, mark the ones it wrote (index_work row 3, as _write_input_gradient), clear the slots;
-    returns the written rows' sum of squares (float64) if with_sum, else 0."""
-    chars, slot, maybe_nonzero = index_work[1], index_work[2], index_work[3]
-    zero = G_in.dtype.type(0.0)
-    for c in range(G_in.shape[0]):
-        if maybe_nonzero[c] != 0 and slot[c] < 0:
-            row = G_in[c]
-            for j in range(row.size):
-                row[j] = zero
-        maybe_nonzero[c] = 1 if slot[c] >= 0 else 0
-    total = 0.0
-    for u in range(n_chars):
-        if with_sum:
-            total += sum_of_squares(G_in[chars[u]])
-        slot[chars[u]] = -1
-    return total
-
-
-@njit(**JIT)
-def _copy_row(dst, src):
-    for j in range(dst.shape[0]):
-        dst[j] = src[j]
 
 
 @njit(**JIT)
