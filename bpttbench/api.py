@@ -63,14 +63,17 @@ def _seed_list(seeds) -> list[int]:
 def run(schemes: str | Iterable[str] = defaults.SCHEMES, *, k1: int | None = None, k2: int = _TRAIN.k2,
         inject: str = _TRAIN.inject, hidden: int = _TRAIN.hidden, batch: int = _TRAIN.batch,
         optimizer: str = _TRAIN.optimizer, lr: float = _TRAIN.lr, clip: float = _TRAIN.clip, dtype: str = _TRAIN.dtype,
-        budget: float | str | None = None, steps: int | None = None, seeds: int | Iterable[int] = 1,
+        budget: float | str | None = None, clock: str = _TRAIN.clock, steps: int | None = None,
+        seeds: int | Iterable[int] = 1,
         corpus: str | Path | Corpus | None = None, eval_every: int = _TRAIN.eval_every,
-        eval_chars: int = _TRAIN.eval_chars, log_every: int = _TRAIN.log_every, out: str | Path | None = None,
+        eval_chars: int = _TRAIN.eval_chars, log_every: int = _TRAIN.log_every, delta: float = _TRAIN.delta,
+        k_max: int = _TRAIN.k_max, adapt_every: int = _TRAIN.adapt_every, out: str | Path | None = None,
         force: bool = False, save_weights: bool = False) -> RunResults:
     """Train every scheme × seed on one corpus, as `bpttbench run` does, and return the results.
 
     schemes: a name, several, or "all" (every truncated scheme). k1 defaults to 1 (chunked: k2).
-    budget: wall-clock seconds per (scheme, seed), a number or "90s", "2m"; or steps: time steps
+    budget: seconds per (scheme, seed) on `clock` ("cpu": the training thread's CPU time, or "wall"), a
+    number or "90s", "2m"; or steps: time steps
     instead (default: a budget of defaults.BUDGET). seeds: a count (3 = seeds 0, 1, 2) or a list
     of seeds. corpus: a built-in name, a generated one ("lag:8"), a text file, or a Corpus
     (default: defaults.CORPUS). out: the run directory, default results/<run-UTC time> under
@@ -87,8 +90,9 @@ def run(schemes: str | Iterable[str] = defaults.SCHEMES, *, k1: int | None = Non
         raise ConfigError("give either budget (seconds) or steps, not both")
     budget_seconds = parse_duration(defaults.BUDGET if budget is None else budget) if steps is None else None
     settings = dict(k1=_TRAIN.k1 if k1 is None else k1, k2=k2, inject=inject, hidden=hidden, batch=batch,
-                    optimizer=optimizer, lr=lr, clip=clip, dtype=dtype, budget_seconds=budget_seconds,
-                    budget_steps=steps, log_every=log_every, eval_every=eval_every, eval_chars=eval_chars)
+                    optimizer=optimizer, lr=lr, clip=clip, dtype=dtype, budget_seconds=budget_seconds, clock=clock,
+                    budget_steps=steps, log_every=log_every, eval_every=eval_every, eval_chars=eval_chars, delta=delta,
+                    k_max=k_max, adapt_every=adapt_every)
     units = plan_units(settings, [schemes] if isinstance(schemes, str) else list(schemes), _seed_list(seeds),
                        k1_given=k1 is not None)
     out_dir = Path(out) if out is not None else default_out_dir()

@@ -18,6 +18,7 @@ from rich.table import Table
 from rich.text import Text
 
 from bpttbench.config import TrainConfig, format_duration
+from bpttbench.defaults import TIME_UNITS
 
 stdout = Console(highlight=False, soft_wrap=True)
 stderr = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -102,7 +103,7 @@ class RunProgress:
 
     def where(self, cfg, record) -> str:
         if cfg.budget_seconds is not None:
-            return f"{record.wall_s:.0f}/{cfg.budget_seconds:.0f} s"
+            return f"{record.time_s(cfg.clock):.0f}/{cfg.budget_seconds:.0f} {TIME_UNITS[cfg.clock]}"
         return f"{record.step}/{cfg.budget_steps}"
 
     def unit_started(self, index, cfg):
@@ -112,11 +113,12 @@ class RunProgress:
         self.progress.update(self.tasks[index], where="training")
 
     def record(self, index, cfg, record):
-        done = record.wall_s if cfg.budget_seconds is not None else record.step
+        seconds = record.time_s(cfg.clock)
+        done = seconds if cfg.budget_seconds is not None else record.step
         loss = f"{record.train_bpc:.3f} bpc"
         if record.val_bpc is not None:
             loss += f" val {record.val_bpc:.2f}"
-        rate = f"{record.step / record.wall_s:,.0f} step/s" if record.wall_s > 0 else ""
+        rate = f"{record.step / seconds:,.0f} step/{TIME_UNITS[cfg.clock]}" if seconds > 0 else ""
         self.progress.update(self.tasks[index], completed=done, where=self.where(cfg, record), rate=rate, loss=loss)
 
     def unit_finished(self, index, cfg, outcome):
@@ -294,9 +296,10 @@ class SweepProgress:
         cfg = point.cfg
         timed = cfg.budget_seconds is not None
         digits = 1 if timed and cfg.budget_seconds < 10 else 0
-        where = f"{msg['wall_s']:.{digits}f}/{cfg.budget_seconds:.{digits}f} s" if timed else f"{msg['step']}/{cfg.budget_steps}"
+        where = (f"{msg['time_s']:.{digits}f}/{cfg.budget_seconds:.{digits}f} {TIME_UNITS[cfg.clock]}" if timed
+                 else f"{msg['step']}/{cfg.budget_steps}")
         loss = f"{msg['train_bpc']:.3f} bpc" + (f" val {msg['val_bpc']:.2f}" if msg.get("val_bpc") is not None else "")
-        self.progress.update(self.rows[point.id], completed=msg["wall_s"] if timed else msg["step"], where=where, loss=loss)
+        self.progress.update(self.rows[point.id], completed=msg["time_s"] if timed else msg["step"], where=where, loss=loss)
 
     def point_finished(self, point, state, entry):
         if point.id in self.rows:

@@ -12,7 +12,7 @@ from bpttbench.config import TrainConfig
 TRAIN = TrainConfig(budget_steps=1)  # TrainConfig's field defaults (the budget is set per run)
 
 # ----------------------------------------------------------------------------- runs and sweeps
-BUDGET = "60s"  # wall-clock training time per (scheme, seed) when neither a budget nor steps is given
+BUDGET = "60s"  # training time per (scheme, seed), on TrainConfig.clock, when neither a budget nor steps is given
 SCHEMES = ("single", "sliding")  # the question's red and blue curves
 CORPUS = "stdlib-docs"  # built without network from this Python's standard library
 # Refused before anything is allocated: a plan past these is a typo, not an experiment.
@@ -36,6 +36,8 @@ EVAL_BURN_IN = 64
 EVAL_MIN_SCORED = 256
 
 # ----------------------------------------------------------------------------- plots and reports
+# How a time axis and a time in a report name each TrainConfig.clock.
+TIME_UNITS = {"cpu": "CPU s", "wall": "wall s"}
 SMOOTH = 5  # log points in the moving average of the online training loss, in figures and reports
 DELTA = 0.05  # bits/char: "about the same" means the paired difference stays within ±DELTA
 BOOTSTRAP = 2000  # resamples of the seeds for each interval

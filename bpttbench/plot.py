@@ -25,7 +25,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
-from bpttbench.defaults import OTHER_COLORS, SCHEME_COLORS, SMOOTH
+from bpttbench.defaults import OTHER_COLORS, SCHEME_COLORS, SMOOTH, TIME_UNITS
 from bpttbench.errors import ResultsError
 from bpttbench.files import atomic_write
 from bpttbench.results import (
@@ -40,15 +40,17 @@ from bpttbench.results import (
 
 LINESTYLES = ("-", "--", ":", "-.", (0, (5, 1, 1, 1)), (0, (1, 1)), (0, (8, 2)))
 
+# x column: (axis label, what it is in words). train_s is each run's own clock (TrainConfig.clock): a
+# figure over time holds runs of one clock, and its axis names it.
 X_AXES = {
-    "wall_s": ("training time (s)", "training time"),
+    "train_s": ("training time ({unit})", "training time"),
     "step": ("time steps", "time steps"),
 }
 METRICS = {
     "train_bpc": ("online training loss (bits/char)", "Online training loss", "loss"),
     "val_bpc": ("validation loss (bits/char)", "Validation loss", "val_loss"),
 }
-FILE_X = {"wall_s": "time", "step": "iter"}
+FILE_X = {"train_s": "time", "step": "iter"}
 
 
 class PlotResult(list):
@@ -151,6 +153,7 @@ def _figure(data: pd.DataFrame, *, metric: str, x: str, smooth: int, logx: bool,
             optima: dict[str, float] | None = None) -> Figure | None:
     ylabel, what, _ = METRICS[metric]
     xlabel, xwhat = X_AXES[x]
+    xlabel = xlabel.format(unit=TIME_UNITS.get(str(data["clock"].iloc[0]), "s"))
     fig = Figure(figsize=(8.5, 5.2), layout="constrained")
     FigureCanvasAgg(fig)
     ax = fig.add_subplot()
@@ -256,9 +259,13 @@ def plot_runs(
         rows = data[data["metric"] == metric]
         if rows.empty:
             continue
-        for x in ("wall_s", "step"):
-            fig = _figure(rows, metric=metric, x=x, smooth=smooth, logx=logx, optima=optima)
-            stem = f"{METRICS[metric][2]}_vs_{FILE_X[x]}"
+        clocks = sorted(rows["clock"].astype(str).unique())
+        # Runs on different clocks never share a time axis: with both, one figure per clock.
+        panels = [("step", rows, "")] + [("train_s", rows[rows["clock"] == c], f"_{c}" if len(clocks) > 1 else "")
+                                         for c in clocks]
+        for x, panel, suffix in sorted(panels, key=lambda p: p[0] != "train_s"):
+            fig = _figure(panel, metric=metric, x=x, smooth=smooth, logx=logx, optima=optima)
+            stem = f"{METRICS[metric][2]}_vs_{FILE_X[x]}{suffix}"
             if fig is None:  # say so: a figure missing without a word looks like a crash
                 written.skipped.append((out / stem, f"nothing to draw: no configuration's seeds share a range of "
                                                     f"{X_AXES[x][1]}{' above 0' if logx else ''} (runs too short?)"))

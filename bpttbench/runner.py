@@ -149,7 +149,8 @@ class RunResult:
                 "diverged": sum(o.status == "diverged" for o in outcomes),
                 "steps": med([o.steps for o in outcomes]),
                 "updates": med([o.updates for o in outcomes]),
-                "steps_per_s": med([o.steps / o.wall_s if o.wall_s > 0 else None for o in outcomes]),
+                "steps_per_s": med([o.steps / o.time_s(u.cfg.clock) if o.time_s(u.cfg.clock) > 0 else None
+                                     for u, o in zip(units, outcomes)]),
                 "final_train_bpc": med([o.final_train_bpc for o in outcomes]),
                 "final_val_bpc": med([o.final_val_bpc for o in outcomes]),
             })

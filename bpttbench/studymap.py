@@ -50,8 +50,8 @@ def map_cells(data: pd.DataFrame, smooth: int = SMOOTH) -> list[MapCell]:
         train = cell[cell["metric"] == "train_bpc"]
         curves = {}
         for (scheme, seed), rows in val.groupby(["scheme", "seed"]):
-            rows = rows.sort_values("wall_s")
-            curves[scheme, seed] = (rows["wall_s"].to_numpy(float), rows["value"].to_numpy(float))
+            rows = rows.sort_values("train_s")
+            curves[scheme, seed] = (rows["train_s"].to_numpy(float), rows["value"].to_numpy(float))
         if not curves:
             continue
         target = max(float(np.min(y)) for _, y in curves.values())

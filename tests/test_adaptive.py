@@ -164,7 +164,7 @@ def test_k2_rows_reach_curves_csv_and_the_k2_figure(tmp_path):
     run = tmp_path / "run"
     w = RunWriter(run, force=False, manifest={"run_id": "run", "corpus": {"name": "lag:6"}})
     for scheme, k in (("adaptive", 3), ("chunked", 3)):
-        key = w.start_unit(TrainConfig(scheme=scheme, k1=k, k2=k, budget_steps=3000), "lag:6")
+        key = w.start_unit(TrainConfig(scheme=scheme, k1=k, k2=k, budget_steps=3000, clock="wall"), "lag:6")
         for i, chosen in enumerate((3, 9, 7), start=1):
             w.add_record(key, Record(step=i * 1000, updates=i * 100, wall_s=float(i), train_bpc=2.0 - 0.1 * i,
                                      k2=chosen if scheme == "adaptive" else None))
@@ -179,7 +179,7 @@ def test_k2_rows_reach_curves_csv_and_the_k2_figure(tmp_path):
 
     other = tmp_path / "other"
     w = RunWriter(other, force=False, manifest={"run_id": "other", "corpus": {"name": "lag:6"}})
-    key = w.start_unit(TrainConfig(scheme="chunked", k1=3, k2=3, budget_steps=1000), "lag:6")
+    key = w.start_unit(TrainConfig(scheme="chunked", k1=3, k2=3, budget_steps=1000, clock="wall"), "lag:6")
     w.add_record(key, Record(step=1000, updates=100, wall_s=1.0, train_bpc=2.0))
     w.add_record(key, Record(step=2000, updates=200, wall_s=2.0, train_bpc=1.9))
     w.finish_unit(key, RunOutcome(status="complete", steps=2000))

@@ -57,7 +57,7 @@ def write_run(out: Path, units, *, corpus="lag:20", optimum=OPTIMUM, generator=G
 
 def cfg(scheme, seed, k2, k1=None):
     k1 = k1 if k1 is not None else (k2 if scheme == "chunked" else 1)
-    return TrainConfig(scheme=scheme, k1=k1, k2=k2, seed=seed, hidden=16, budget_steps=STEPS, log_every=LOG)
+    return TrainConfig(scheme=scheme, k1=k1, k2=k2, seed=seed, hidden=16, budget_steps=STEPS, log_every=LOG, clock="wall")
 
 
 def sweep(tmp_path: Path, gaps: dict, online: dict) -> Path:

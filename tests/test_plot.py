@@ -33,7 +33,7 @@ def write_run(out: Path, *, schemes=(("sliding", 20, 3.0), ("single", 20, 1.0)),
     for scheme, k2, speed in schemes:
         for seed in seeds:
             rng = np.random.default_rng(seed * 100 + k2)
-            key = w.start_unit(TrainConfig(scheme=scheme, k2=k2, seed=seed, budget_steps=n * 1000), "tinyshakespeare")
+            key = w.start_unit(TrainConfig(scheme=scheme, k2=k2, seed=seed, budget_steps=n * 1000, clock="wall"), "tinyshakespeare")
             blowup = diverge == (scheme, seed)
             for i in range(1, n + 1):
                 step = i * 1000
@@ -66,7 +66,7 @@ def test_writes_train_and_val_figures(tmp_path):
         if p.suffix == ".png":
             assert data.startswith(PNG_MAGIC)
     svg = (run / "loss_vs_time.svg").read_text()
-    for text in ("online training loss (bits/char)", "training time (s)", "tinyshakespeare",
+    for text in ("online training loss (bits/char)", "training time (wall s)", "tinyshakespeare",
                  "sliding (3 seeds)", "single (3 seeds)"):
         assert text in svg
     # The question's colours: sliding window blue, single forward pass red.

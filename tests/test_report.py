@@ -71,7 +71,7 @@ def points(loss, speed, budget_s=10.0, log=500, val=0.1):
 
 
 def unit(scheme, seed, pts, *, k1=1, k2=20, status="complete", budget_seconds=10.0, budget_steps=None, **cfg):
-    return {"cfg": TrainConfig(scheme=scheme, seed=seed, k1=k1, k2=k2, budget_seconds=None if budget_steps else budget_seconds,
+    return {"cfg": TrainConfig(scheme=scheme, seed=seed, k1=k1, k2=k2, clock="wall", budget_seconds=None if budget_steps else budget_seconds,
                                budget_steps=budget_steps, log_every=500, **cfg),
             "points": pts, "status": status}
 

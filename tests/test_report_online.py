@@ -38,7 +38,7 @@ RUNS = {
 def write_runs(root: Path) -> None:
     for (scheme, k1, k2), (gap, seconds, resident) in RUNS.items():
         for s in SEEDS:
-            cfg = TrainConfig(scheme=scheme, k1=k1, k2=k2, seed=s, hidden=16, budget_steps=STEPS, log_every=LOG)
+            cfg = TrainConfig(scheme=scheme, k1=k1, k2=k2, seed=s, hidden=16, budget_steps=STEPS, log_every=LOG, clock="wall")
             out = root / f"{scheme}-{k2}-{s}"
             w = RunWriter(out, force=False, manifest={"run_id": out.name, "machine": MACHINE,
                                                       "corpus": {"name": "lag:20", "optimum_bpc": OPTIMUM,

@@ -45,7 +45,7 @@ SLIDING = {0: [(10, 2.0, 6.0), (20, 4.0, 5.0)],
 
 
 def cfg(scheme="single", seed=0, **kw) -> TrainConfig:
-    return TrainConfig(scheme=scheme, seed=seed, budget_steps=1000, **kw)
+    return TrainConfig(scheme=scheme, seed=seed, budget_steps=1000, clock="wall", **kw)
 
 
 def write_run(out: Path, curves=None, *, status="complete", run_id="r1", corpus="tiny", val_every=2, configs=None) -> Path:
@@ -127,7 +127,7 @@ def test_wide_medians_match_hand_computed(tmp_path):
     assert list(it["sliding"][:2]) == [5.0, 4.0] and math.isnan(it["sliding"][2])
 
     tm = pd.read_csv(run / "loss_vs_time.csv")
-    assert list(tm.wall_s) == [1.0, 1.5, 2.0, 2.5, 3.0, 3.5, 4.0]
+    assert list(tm.train_s) == [1.0, 1.5, 2.0, 2.5, 3.0, 3.5, 4.0]  # the runs' clock: wall
     # single: seed 0 has x in [1, 3], seed 1 in [1.5, 3.5]; no extrapolation, median of both.
     # At 2.0: seed 0 = 3.0, seed 1 = interp(5, 4) halfway = 4.5 -> 3.75.
     expect_single = [np.nan, (3.5 + 5.0) / 2, (3.0 + 4.5) / 2, (2.5 + 4.0) / 2, (2.0 + 3.5) / 2, np.nan, np.nan]
@@ -226,7 +226,7 @@ def test_empty_existing_dir_is_fine(tmp_path):
     assert m["status"] == "complete" and m["units"] == [] and m["finished_at"]
     assert (tmp_path / "run" / "curves.csv").read_text() == ",".join(CURVE_COLUMNS) + "\n"
     assert (tmp_path / "run" / "loss_vs_iter.csv").read_text().strip() == "step"
-    assert (tmp_path / "run" / "loss_vs_time.csv").read_text().strip() == "wall_s"
+    assert (tmp_path / "run" / "loss_vs_time.csv").read_text().strip() == "train_s"
 
 
 def test_force_will_not_clear_the_current_directory(tmp_path, monkeypatch):

@@ -324,11 +324,11 @@ def test_every_command_the_table_exercises_exists():
 
 
 def test_a_figure_with_nothing_to_draw_is_named_not_silently_missing(finished_run, tmp_path, capsys):
-    """Two runs of one configuration whose wall-clock ranges do not meet: no median exists on the time axis."""
+    """Two runs of one configuration whose training-time ranges do not meet: no median exists on the time axis."""
     copy_run(finished_run, tmp_path / "a")
     copy_run(finished_run, tmp_path / "b")
     curves = pd.read_csv(tmp_path / "b" / "curves.csv")
-    curves["wall_s"] += 1000.0
+    curves[["wall_s", "cpu_s"]] += 1000.0
     curves.to_csv(tmp_path / "b" / "curves.csv", index=False)
     code, out, err = invoke(["plot", str(tmp_path), "--out", str(tmp_path / "figs"), "--format", "svg"], capsys)
     assert code == 0, err

@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from bpttbench.cli.common import COMMAND, DEFAULT_BUDGET, DEFAULTS, emit_json, one_of, option, output_options, several, sigterm_as_interrupt
-from bpttbench.config import INJECTS, OPTIMIZERS, SCHEMES, format_duration, parse_duration
+from bpttbench.config import CLOCKS, INJECTS, OPTIMIZERS, SCHEMES, format_duration, parse_duration
 from bpttbench.console import RunProgress, download_progress, show, stderr, stdout, summary_table
 from bpttbench.errors import ConfigError
 
@@ -26,7 +26,9 @@ from bpttbench.errors import ConfigError
 @option("--lr", type=float, default=DEFAULTS.lr, help="Learning rate.")
 @option("--clip", type=float, default=DEFAULTS.clip, help="Global gradient-norm clip (0 = off).")
 @option("--dtype", type=click.Choice(["float32", "float64"]), default=DEFAULTS.dtype)
-@option("--budget", default=None, help=f"Wall-clock training time per scheme and seed: 90, 90s, 2m, 1m30s, 1h. [default: {DEFAULT_BUDGET}]")
+@option("--budget", default=None, help=f"Training time per scheme and seed, on --clock: 90, 90s, 2m, 1m30s, 1h. [default: {DEFAULT_BUDGET}]")
+@option("--clock", type=click.Choice(CLOCKS), default=DEFAULTS.clock,
+        help="What --budget and time axes count: the training thread's CPU time (steady under other load) or wall time.")
 @option("--steps", type=int, default=None, help="A budget of time steps instead of seconds.")
 @option("--seeds", type=int, default=None, help="Number of seeds: 3 runs seeds 0, 1, 2. [default: 1]")
 @option("--seed", type=int, default=None, help="Run this one seed.")
@@ -43,7 +45,7 @@ from bpttbench.errors import ConfigError
 @option("--strict", is_flag=True, help="Exit 1 if any scheme diverged (for CI smoke runs).")
 @output_options("the run directory", "Print out (the run directory), status and the summary as JSON on stdout.")
 @click.pass_context
-def run(ctx, schemes, k1, k2, inject, hidden, batch, optimizer, lr, clip, dtype, budget, steps, seeds, seed, corpus,
+def run(ctx, schemes, k1, k2, inject, hidden, batch, optimizer, lr, clip, dtype, budget, clock, steps, seeds, seed, corpus,
         eval_every, eval_chars, log_every, delta, k_max, adapt_every, out, force, save_weights, strict, quiet, as_json):
     """Train each scheme on a corpus under a budget and write a run directory.
 
@@ -64,7 +66,7 @@ def run(ctx, schemes, k1, k2, inject, hidden, batch, optimizer, lr, clip, dtype,
         raise ConfigError(f"--seeds must be at least 1, got {seeds}")
     budget_seconds = parse_duration(budget if budget is not None else DEFAULT_BUDGET) if steps is None else None
     settings = dict(k1=DEFAULTS.k1 if k1 is None else k1, k2=k2, inject=inject, hidden=hidden, batch=batch,
-                    optimizer=optimizer, lr=lr, clip=clip, dtype=dtype, budget_seconds=budget_seconds,
+                    optimizer=optimizer, lr=lr, clip=clip, dtype=dtype, budget_seconds=budget_seconds, clock=clock,
                     budget_steps=steps, log_every=log_every, eval_every=eval_every, eval_chars=eval_chars, delta=delta,
                     k_max=k_max, adapt_every=adapt_every)
     seed_list = [seed] if seed is not None else range(seeds or 1)

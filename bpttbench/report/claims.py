@@ -178,11 +178,11 @@ def _per_second_context(fam: Family, comp: Comparison) -> list[str]:
     tt, sp, on, val = (comp.stats[m] for m in ("time_to_target", "steps_per_s", "at_time", "val_at_time"))
     T = format_number(fam.at_time, "s")
     lines = [f"{fam.label}: also, time to reach {fam.target:.3f} bits/char (smoothed online loss), single − "
-             f"sliding: {format_interval(tt, 's', signed=True)} s; steps/s single / sliding: {format_interval(sp, '×')}"]
+             f"sliding: {format_interval(tt, 's', signed=True)} {fam.time_unit}; steps/s single / sliding: {format_interval(sp, '×')}"]
     at_t = f"online loss {format_interval(on, 'bits/char', signed=True)}"
     if val.n:
         at_t = f"validation loss {format_interval(val, 'bits/char', signed=True)}, {at_t}"
-    lines.append(f"{fam.label}: also, at T = {T} s alone, single − sliding: {at_t} bits/char (not the verdict: one "
+    lines.append(f"{fam.label}: also, at T = {T} {fam.time_unit} alone, single − sliding: {at_t} bits/char (not the verdict: one "
                  "point is noisier than a curve, and at equal time the schemes are at different places in the "
                  "stream, so the online loss mixes model quality with how hard the text there is)")
     return lines

@@ -14,7 +14,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from bpttbench.config import UNTRUNCATED_SCHEMES
+from bpttbench.config import LEGACY_VALUES, UNTRUNCATED_SCHEMES
+from bpttbench.defaults import TIME_UNITS
 from bpttbench.report.paired import PAIR_METRICS, PairedCurves, paired_curves
 from bpttbench.report.stats import (
     Interval,
@@ -101,6 +102,11 @@ class Family:
     groups: list[GroupSummary] = field(default_factory=list)
     comparisons: list[Comparison] = field(default_factory=list)
 
+    @property
+    def time_unit(self) -> str:
+        """The unit of this family's training times: 'CPU s' or 'wall s' (its configurations' clock)."""
+        return TIME_UNITS[self.key.get("clock") or LEGACY_VALUES["clock"]]
+
     def comparison(self, first: str, second: str) -> list[Comparison]:
         """Comparisons of scheme `first` against scheme `second` at the same k1."""
         return [c for c in self.comparisons if c.first.scheme == first and c.second.scheme == second
@@ -125,11 +131,11 @@ class Curve:
     seed: int
     diverged: bool
     step: np.ndarray
-    wall: np.ndarray
+    time: np.ndarray  # training seconds on the run's clock (TrainConfig.clock)
     raw: np.ndarray
     smooth: np.ndarray
     val_step: np.ndarray
-    val_wall: np.ndarray
+    val_time: np.ndarray
     val: np.ndarray
     values: dict = field(default_factory=dict)
 
@@ -149,16 +155,18 @@ class Curve:
 
     @property
     def steps_per_s(self) -> float:
-        steps, wall = self.unit.get("steps"), self.unit.get("wall_s")
-        if isinstance(steps, (int, float)) and isinstance(wall, (int, float)) and wall > 0 and steps > 0:
-            return float(steps) / float(wall)
-        return float(self.step[-1] / self.wall[-1]) if self.wall[-1] > 0 else math.nan
+        clock = (self.unit.get("config") or {}).get("clock", LEGACY_VALUES["clock"])
+        steps, seconds = self.unit.get("steps"), self.unit.get("cpu_s" if clock == "cpu" else "wall_s")
+        if isinstance(steps, (int, float)) and isinstance(seconds, (int, float)) and seconds > 0 and steps > 0:
+            return float(steps) / float(seconds)
+        return float(self.step[-1] / self.time[-1]) if self.time[-1] > 0 else math.nan
 
     @property
     def budget(self) -> str:
         cfg = self.unit.get("config") or {}
         if cfg.get("budget_seconds") is not None:
-            return f"{format_setting(float(cfg['budget_seconds']))} s"
+            unit = TIME_UNITS[cfg.get("clock") or LEGACY_VALUES["clock"]]
+            return f"{format_setting(float(cfg['budget_seconds']))} {unit}"
         if cfg.get("budget_steps") is not None:
             return f"{int(cfg['budget_steps']):,} steps"
         return "unknown"
@@ -206,8 +214,8 @@ def read_curves(runs: list[Run], data: pd.DataFrame, smooth: int) -> list[Curve]
             family=tuple(config[c] for c in FAMILY_KEY),
             scheme=str(first["scheme"]), k1=int(first["k1"]), seed=int(first["seed"]),
             diverged=bool(rows["diverged"].any()),
-            step=step, wall=train["wall_s"].to_numpy(dtype=float), raw=raw, smooth=smooth_curve(step, raw, smooth),
-            val_step=val["step"].to_numpy(dtype=float), val_wall=val["wall_s"].to_numpy(dtype=float),
+            step=step, time=train["train_s"].to_numpy(dtype=float), raw=raw, smooth=smooth_curve(step, raw, smooth),
+            val_step=val["step"].to_numpy(dtype=float), val_time=val["train_s"].to_numpy(dtype=float),
             val=val["value"].to_numpy(dtype=float),
         ))
     return out
@@ -244,7 +252,8 @@ def family_label(key: dict, *, online_only: bool = False) -> str:
     """The family's corpus and settings; k2 is left out when only rtrl/uoro (which do not use it) are in it."""
     k2 = "no truncation" if online_only else f"k2={format_setting(key['k2'])}"
     return (f"{key['corpus']} · {k2} · inject {key['inject']} · hidden {format_setting(key['hidden'])} · "
-            f"batch {format_setting(key['batch'])} · {key['optimizer']} lr={format_setting(key['lr'])}")
+            f"batch {format_setting(key['batch'])} · {key['optimizer']} lr={format_setting(key['lr'])} · "
+            f"{key.get('clock', LEGACY_VALUES['clock'])} clock")
 
 
 # ----------------------------------------------------------------------------- one family
@@ -270,12 +279,12 @@ def build_family(key: dict, curves: list[Curve], settings: dict, warnings: list[
     for c in curves:
         c.values["final_train"] = trailing_mean(c.step, c.raw, settings["smooth"])
         c.values["final_val"] = tail_evaluations(c.val)
-        c.values["at_time"] = value_at(c.wall, c.smooth, fam.at_time)
+        c.values["at_time"] = value_at(c.time, c.smooth, fam.at_time)
         last_val = float(c.val[-1]) if len(c.val) else math.nan
-        c.values["val_at_time"] = last_val if equal_time else value_at(c.val_wall, c.val, fam.at_time)
+        c.values["val_at_time"] = last_val if equal_time else value_at(c.val_time, c.val, fam.at_time)
         c.values["at_steps"] = value_at(c.step, c.smooth, fam.at_steps)
         c.values["steps_per_s"] = c.steps_per_s
-        c.values["time_to_target"] = first_crossing(c.wall, c.smooth, fam.target)
+        c.values["time_to_target"] = first_crossing(c.time, c.smooth, fam.target)
         c.values["steps_to_target"] = first_crossing(c.step, c.smooth, fam.target)
     for what, x, src in (("time", fam.at_time, fam.at_time_source), ("steps", fam.at_steps, fam.at_steps_source)):
         missing = [c for c in live if math.isnan(c.values["at_time" if what == "time" else "at_steps"])]
@@ -288,7 +297,7 @@ def build_family(key: dict, curves: list[Curve], settings: dict, warnings: list[
 
 
 def _equal_time_budgets(settings: dict, budgets: list[str]) -> bool:
-    """Every unit had the same wall-clock budget and no T was given: T is then where they all stopped."""
+    """Every unit had the same time budget and no T was given: T is then where they all stopped."""
     return settings["at_time"] is None and len(budgets) == 1 and budgets[0].endswith(" s")
 
 
@@ -297,7 +306,7 @@ def _reference_points(key: dict, label: str, curves: list[Curve], live: list[Cur
     if settings["at_time"] is not None:
         T, T_src = float(settings["at_time"]), "given"
     else:
-        T = min((float(c.wall[-1]) for c in live), default=math.nan)
+        T = min((float(c.time[-1]) for c in live), default=math.nan)
         T_src = "the smallest training time every seed reached"
     if settings["at_steps"] is not None:
         N, N_src = float(settings["at_steps"]), "given"

@@ -103,8 +103,8 @@ def paired_curves(a: list[Curve], b: list[Curve], seeds: list[int], burn_in: flo
     """First (a) minus second (b) over whole curves, per shared seed; a seed run more than once
     counts as the median over its pairings."""
     chosen = [c for c in a + b if c.seed in seeds]
-    val = {id(c): (c.val_wall, c.val) for c in chosen}
-    online = {id(c): (c.wall, c.smooth) for c in chosen}
+    val = {id(c): (c.val_time, c.val) for c in chosen}
+    online = {id(c): (c.time, c.smooth) for c in chosen}
     times = {"val_time_curve": common_times([v for v in val.values() if len(v[0])], burn_in),
              "time_curve": common_times(list(online.values()), burn_in)}
     values: dict[str, dict[int, float]] = {m: {} for m in PAIR_METRICS}

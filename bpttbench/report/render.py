@@ -138,7 +138,7 @@ def render_markdown(report: Report, out_dir: Path) -> str:
 
 def _md_family(fam: Family) -> list[str]:
     lines = ["", f"## {fam.label}", "",
-             f"Equal time T = {format_number(fam.at_time, 's')} s ({fam.at_time_source}); equal steps N = "
+             f"Equal time T = {format_number(fam.at_time, 's')} {fam.time_unit} ({fam.at_time_source}); equal steps N = "
              f"{format_number(fam.at_steps, 'steps')} ({fam.at_steps_source}); target loss "
              f"{format_number(fam.target, 'bits/char')} bits/char ({fam.target_source}). Budget per seed: "
              f"{', '.join(fam.budgets)}.", ""]
@@ -279,7 +279,7 @@ def rich_renderables(report: Report) -> list:
         names = terminal_metrics(fam)
         header = [METRICS[m][0] for m in names]
         out.append(_rich_table(f"{fam.label}: medians over seeds [95% interval]\nT = {format_number(fam.at_time, 's')} "
-                               f"s, N = {format_number(fam.at_steps, 'steps')} steps, target "
+                               f"{fam.time_unit}, N = {format_number(fam.at_steps, 'steps')} steps, target "
                                f"{format_number(fam.target, 'bits/char')} bits/char",
                                ["configuration", "seeds"] + header, [group_row(g, names) for g in fam.groups]))
         if fam.comparisons:

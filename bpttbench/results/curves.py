@@ -20,7 +20,7 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from bpttbench.config import UNTRUNCATED_SCHEMES
+from bpttbench.config import LEGACY_VALUES, UNTRUNCATED_SCHEMES
 from bpttbench.errors import ResultsError
 from bpttbench.results.reader import (
     CONFIG_FIELDS,
@@ -231,6 +231,8 @@ def _config_columns(run: Run, df: pd.DataFrame) -> dict[str, pd.Series]:
                 values[df["unit"] == unit.get("key")] = plain(known)
         if c in CORPUS_COLUMNS:
             values[values.isna()] = plain(name if c == "corpus" else sha)
+        elif c in LEGACY_VALUES:
+            values[values.isna()] = LEGACY_VALUES[c]
         # A column with None stays object, so that equal configurations stay equal (NaN != NaN).
         out[c] = values if values.isna().any() else values.infer_objects()
     return out
@@ -239,8 +241,9 @@ def _config_columns(run: Run, df: pd.DataFrame) -> dict[str, pd.Series]:
 def annotate_curves(run: Run, statuses: Iterable[str] | None = PLOTTED_UNIT_STATUSES) -> pd.DataFrame:
     """One run's curves with every configuration column, its unit's status and divergence.
 
-    Columns: run_id, corpus, corpus_sha256, every TrainConfig field (None where unknown), step,
-    updates, wall_s, metric, value, and unit, curve (an id unique across runs), status, diverged
+    Columns: run_id, corpus, corpus_sha256, every TrainConfig field (None where unknown; `clock` from
+    config.LEGACY_VALUES for runs older than it), step, updates, wall_s, cpu_s (NaN in older runs),
+    train_s (the seconds on the unit's clock), metric, value, and unit, curve (an id unique across runs), status, diverged
     (bool), diverged_at_step. Non-finite values are dropped everywhere, and a diverged unit is cut
     at its divergence step, so nothing plots garbage. Only units whose status is in `statuses`
     are kept (None keeps all).
@@ -254,15 +257,18 @@ def annotate_curves(run: Run, statuses: Iterable[str] | None = PLOTTED_UNIT_STAT
         "run_id": df["run_id"],
         **_config_columns(run, df),
         **{c: df[c] for c in ("step", "updates", "wall_s", "metric", "value", "unit")},
+        "cpu_s": df["cpu_s"] if "cpu_s" in df else pd.Series(math.nan, index=df.index, dtype=float),
         "status": pd.Series([u.get("status", "unknown") for u in info], index=df.index, dtype=object),
         "diverged_at_step": pd.Series([float(d) if isinstance(d, (int, float)) else math.nan for d in div_at],
                                       index=df.index, dtype=float),
     })
+    # train_s: training time on the unit's own clock, what every time axis and time budget counts.
+    out["train_s"] = out["cpu_s"].where(out["clock"] == "cpu", out["wall_s"]).astype(float)
     out["diverged"] = (out["status"] == "diverged").astype(bool)
     out["curve"] = str(run.path) + "#" + out["unit"].fillna("?").astype(str)
     if statuses is not None:
         out = out[out["status"].isin(tuple(statuses))]
-    keep = np.isfinite(out["value"].to_numpy(dtype=float)) & np.isfinite(out["wall_s"].to_numpy(dtype=float))
+    keep = np.isfinite(out["value"].to_numpy(dtype=float)) & np.isfinite(out["train_s"].to_numpy(dtype=float))
     # The record at the divergence step already averages the blow-up: cut from there on.
     cut = out["diverged"].to_numpy() & (out["step"].to_numpy(dtype=float) >= out["diverged_at_step"].to_numpy(dtype=float))
     return out[keep & ~cut].reset_index(drop=True)

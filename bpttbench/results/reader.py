@@ -27,11 +27,14 @@ WEIGHTS_DIR = "weights"
 CONFIG_FIELDS = tuple(f.name for f in fields(TrainConfig))
 _STR_FIELDS = {name for name, kind in get_type_hints(TrainConfig).items() if kind is str}
 CORPUS_COLUMNS = ("corpus", "corpus_sha256")  # the corpus's name and the sha256 of its text
-MEASURE_COLUMNS = ("step", "updates", "wall_s", "metric", "value")
+# wall_s and cpu_s: training seconds on the wall clock and the training thread's CPU time (which of
+# them a run's budget and time axes count is its configuration's `clock`).
+MEASURE_COLUMNS = ("step", "updates", "wall_s", "cpu_s", "metric", "value")
 CURVE_COLUMNS = ("run_id",) + CORPUS_COLUMNS + CONFIG_FIELDS + MEASURE_COLUMNS
 # What every curves.csv has had; the other configuration columns of an older file are filled
-# from its manifest (see curves.annotate_curves).
-REQUIRED_COLUMNS = ("run_id", "scheme", "k1", "k2", "inject", "hidden", "batch", "dtype", "seed") + MEASURE_COLUMNS
+# from its manifest (see curves.annotate_curves), and its missing cpu_s is NaN.
+REQUIRED_COLUMNS = ("run_id", "scheme", "k1", "k2", "inject", "hidden", "batch", "dtype", "seed", "step", "updates",
+                    "wall_s", "metric", "value")
 
 RUN_STATUSES = ("complete", "interrupted", "failed")
 UNIT_STATUSES = ("complete", "diverged", "interrupted", "failed")

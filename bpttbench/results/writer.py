@@ -132,7 +132,7 @@ class RunWriter:
         self._check_open()
         self._unit(key)
         prefix = self._cells[key]
-        head = [str(int(record.step)), str(int(record.updates)), _cell(float(record.wall_s))]
+        head = [str(int(record.step)), str(int(record.updates)), _cell(float(record.wall_s)), _cell(float(record.cpu_s))]
         rows = [prefix + head + ["train_bpc", _cell(float(record.train_bpc))]]
         if record.val_bpc is not None:
             rows.append(prefix + head + ["val_bpc", _cell(float(record.val_bpc))])
@@ -232,7 +232,7 @@ class RunWriter:
         train_bpc per configuration (units stopped early included: the file describes this run)."""
         run = Run(path=self.path, manifest=self.manifest, curves=read_curves(self.path / CURVES))
         data = add_labels(annotate_curves(run, statuses=("complete", "diverged", "interrupted")))
-        for name, x in ((LOSS_VS_TIME, "wall_s"), (LOSS_VS_ITER, "step")):
+        for name, x in ((LOSS_VS_TIME, "train_s"), (LOSS_VS_ITER, "step")):
             table = wide_median(data, x=x, metric="train_bpc")
             atomic_write(self.path / name, lambda f, t=table: t.to_csv(f, index=False, lineterminator="\n"))
 

@@ -4,7 +4,7 @@ A spec, read with tomllib (keys as in W&B sweeps, `method = "grid"` only):
 
     method = "grid"
     corpus = "tinyshakespeare"        # a built-in name or a text file (default: stdlib-docs)
-    budget = "30s"                    # wall-clock seconds per run, or `steps = 20000` instead (default: 60s)
+    budget = "30s"                    # seconds per run on the clock (parameter `clock`: cpu, the default, or wall), or `steps = 20000` instead (default: 60s)
     seeds = 3                         # a count (seeds 0, 1, 2) or a list [0, 4, 7] (default: 1)
     schemes = ["single", "sliding"]   # or "all" (default: single and sliding)
 

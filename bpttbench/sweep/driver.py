@@ -77,7 +77,7 @@ class SweepResult:
                          "failed": sum(e["state"] == "failed" for e in entries),
                          "diverged": sum(o.get("status") == "diverged" for o in done),
                          "steps": med([o.get("steps") for o in done]),
-                         "steps_per_s": med([o["steps"] / o["wall_s"] for o in done if o.get("steps") and o.get("wall_s")]),
+                         "steps_per_s": med([o["steps"] / o["train_s"] for o in done if o.get("steps") and o.get("train_s")]),
                          "final_train_bpc": med([o.get("final_train_bpc") for o in done]),
                          "final_val_bpc": med([o.get("final_val_bpc") for o in done])})
         return rows

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from bpttbench import defaults
-from bpttbench.config import DTYPES, INJECTS, OPTIMIZERS, SCHEMES, TRUNCATED_SCHEMES, TrainConfig, parse_duration
+from bpttbench.config import CLOCKS, DTYPES, INJECTS, OPTIMIZERS, SCHEMES, TRUNCATED_SCHEMES, TrainConfig, parse_duration
 from bpttbench.errors import ConfigError, UserError
 
 TOP_KEYS = ("method", "name", "description", "corpus", "budget", "steps", "seeds", "schemes", "parameters")
@@ -23,7 +23,7 @@ NOT_PARAMETERS = {"scheme": "schemes", "seed": "seeds", "budget_seconds": "budge
 PARAMETER_TYPES: dict[str, Any] = {
     "k1": int, "k2": int, "hidden": int, "batch": int, "log_every": int, "eval_every": int, "eval_chars": int,
     "lr": float, "clip": float, "inject": INJECTS, "optimizer": OPTIMIZERS, "dtype": DTYPES,
-    "delta": float, "k_max": int, "adapt_every": int,
+    "delta": float, "k_max": int, "adapt_every": int, "clock": CLOCKS,
 }
 assert set(PARAMETER_TYPES) | set(NOT_PARAMETERS) == {f.name for f in fields(TrainConfig)}
 

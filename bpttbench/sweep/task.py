@@ -18,7 +18,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from bpttbench.config import TrainConfig
+from bpttbench.config import LEGACY_VALUES, TrainConfig
 from bpttbench.errors import UserError
 
 # One thread per run: a run is one JIT loop; BLAS threads would only fight the other workers.
@@ -55,8 +55,10 @@ def unit_outcome(run_dir: Path) -> dict | None:
         unit = manifest["units"][0]
     except (OSError, ValueError, KeyError, IndexError, TypeError):
         return None
-    keys = ("status", "steps", "updates", "wall_s", "eval_s", "compile_s", "diverged_at_step", "final_train_bpc", "final_val_bpc")
-    return {k: unit.get(k) for k in keys}
+    keys = ("status", "steps", "updates", "wall_s", "cpu_s", "eval_s", "compile_s", "diverged_at_step", "final_train_bpc",
+            "final_val_bpc")
+    clock = (unit.get("config") or {}).get("clock", LEGACY_VALUES["clock"])
+    return {**{k: unit.get(k) for k in keys}, "train_s": unit.get("cpu_s" if clock == "cpu" else "wall_s")}
 
 
 def request_stop(token: str) -> None:
@@ -136,7 +138,7 @@ class _TaskObserver:
         now = time.monotonic()
         if now - self.last >= PROGRESS_EVERY_S:
             self.last = now
-            self.send({"event": "record", "step": int(record.step), "wall_s": float(record.wall_s),
+            self.send({"event": "record", "step": int(record.step), "time_s": float(record.time_s(cfg.clock)),
                        "train_bpc": float(record.train_bpc),
                        "val_bpc": None if record.val_bpc is None else float(record.val_bpc)})
         self.check_stop()
@@ -159,7 +161,7 @@ def run_point(point: dict, corpus_ref: dict, ctx: dict, hook=None) -> dict:
     slots = ctx["slots"].get(host)
     extra = {
         "run_id": point["id"],
-        # How many runs shared this machine: contention changes wall-clock results.
+        # How many runs shared this machine: contention slows wall-clock results (and CPU-clock ones a little).
         "concurrent_runs": slots if slots is not None else ctx.get("default_slots", 1),
         "command": ctx["command"],
         "sweep": {"dir": ctx["sweep_dir"], "name": ctx["name"], "point_id": point["id"], "scheduler": ctx["scheduler"],
