@@ -140,13 +140,15 @@ class Training:
     """One (scheme, seed) on one corpus. `records()` trains and yields; `outcome` says how it ended.
 
     `corpus` needs `train_ids`, `val_ids` and `vocab_size`. `clock`, when given, stands in for
-    both clocks, so tests of the budget logic do not depend on the machine's speed.
+    both clocks (`cpu_clock` for the CPU one alone), so tests of the budget logic do not depend on
+    the machine's speed.
     """
 
-    def __init__(self, cfg: TrainConfig, corpus, *, clock: Callable[[], float] | None = None):
+    def __init__(self, cfg: TrainConfig, corpus, *, clock: Callable[[], float] | None = None,
+                 cpu_clock: Callable[[], float] | None = None):
         self.cfg = cfg
         self.wall_clock = clock or time.perf_counter
-        self.cpu_clock = clock or time.thread_time
+        self.cpu_clock = cpu_clock or clock or time.thread_time
         self.vocab_size = corpus.vocab_size
         val_ids = np.ascontiguousarray(corpus.val_ids, dtype=np.int32)
         # eval_chars = 0 reads the whole validation split; otherwise its first eval_chars predictions.
