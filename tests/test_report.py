@@ -658,7 +658,7 @@ def test_diverged_and_incomplete_units_are_left_out_and_said(tmp_path):
     # sliding's seed 3 lost its partner to the divergence, said once above; seed 4 never had one
     write_run(root / "more", [unit("sliding", s, points(f_fast, 1000)) for s in (3, 4)])
     report = build_report(root, smooth=1)
-    (unpartnered,) = [w for w in report.warnings if "have no partner" in w]
+    (unpartnered,) = [w for w in report.warnings if "has no partner" in w]
     assert "seed 4 " in unpartnered and "seed 3" not in unpartnered, unpartnered
     assert [(p.name, why) for p, why in report.skipped] == [("stopped", "status is 'interrupted': it was stopped before the end")]
     assert report.runs == [root / "done", root / "more"]
@@ -736,7 +736,7 @@ def test_report_md_holds_the_verdicts_and_numbers_and_links_figures(tmp_path):
     assert by_label["single"]["compile (s)"] == "1.50"
     single_sliding = {r["comparison"]: r for r in comparisons}["single − sliding"]
     assert single_sliding["steps/s"] == "4.00× [4.00×, 4.00×]" and single_sliding["paired seeds"] == "3"
-    assert f"T = {report.families[0].at_time:g} s" in text  # the equal time the numbers were read at
+    assert f"T = {report.families[0].at_time:g} wall s" in text  # the equal time the numbers were read at
     assert "![" not in text
     (run / "loss_vs_time.png").write_bytes(b"\x89PNG\r\n\x1a\n")
     (run / "val_loss_vs_iter.png").write_bytes(b"\x89PNG\r\n\x1a\n")

@@ -365,10 +365,15 @@ def _largest_step_difference(a: Curve, b: Curve) -> float:
 
 
 def _compare_groups(fam: Family, live: dict[str, list[Curve]], settings: dict, warnings: list[str]) -> None:
-    """Fill fam.comparisons: every pair of configurations, later in the scheme order minus earlier, paired by seed."""
+    """Fill fam.comparisons: pairs of configurations that differ in scheme or in k1, not both (later in the scheme
+    order minus earlier), paired by seed."""
     rng = dict(n_boot=settings["bootstrap"], seed=settings["seed"])
     for j, second in enumerate(fam.groups):
         for first in fam.groups[j + 1:]:
+            # A paired comparison varies one thing: the scheme at equal k1 (what the claims read), or k1
+            # within a scheme. chunked (k1 = k2) against an online scheme at k1 = 1 varies both.
+            if first.k1 != second.k1 and first.scheme != second.scheme:
+                continue
             a, b = live[first.label], live[second.label]
             shared = sorted(set(first.seeds) & set(second.seeds))
             if not shared:
@@ -377,8 +382,9 @@ def _compare_groups(fam: Family, live: dict[str, list[Curve]], settings: dict, w
             diverged = set(first.diverged) | set(second.diverged)
             unpaired = sorted(s for s in set(first.seeds) ^ set(second.seeds) if s not in diverged)
             if unpaired:
-                warnings.append(f"{first.label} vs {second.label} ({fam.label}): {format_seeds(unpaired)} have no "
-                                "partner and are left out of the paired comparison")
+                verb = "has no partner and is" if len(unpaired) == 1 else "have no partner and are"
+                warnings.append(f"{first.label} vs {second.label} ({fam.label}): {format_seeds(unpaired)} {verb} "
+                                "left out of the paired comparison")
             stats = {m: bootstrap_median(paired(per_seed(a, m), per_seed(b, m), shared, kind), **rng)
                      for m, (_, _, kind) in METRICS.items()}
             whole = paired_curves(a, b, shared, settings["burn_in"])
