@@ -22,7 +22,8 @@ from bpttbench.errors import ConfigError, ResultsError
 from bpttbench.results import Run, group_curves, load_runs as read_runs, split_complete
 from bpttbench.results.reader import PLOTTED_UNIT_STATUSES
 
-_TRAIN = defaults.TRAIN
+# The TrainConfig fields `run` sets through arguments of its own.
+_OWN_ARGUMENT = {"scheme": "schemes", "seed": "seeds", "budget_seconds": "budget", "budget_steps": "steps"}
 
 
 @dataclass
@@ -60,25 +61,20 @@ def _seed_list(seeds) -> list[int]:
     return list(dict.fromkeys(chosen))
 
 
-def run(schemes: str | Iterable[str] = defaults.SCHEMES, *, k1: int | None = None, k2: int = _TRAIN.k2,
-        inject: str = _TRAIN.inject, hidden: int = _TRAIN.hidden, batch: int = _TRAIN.batch,
-        optimizer: str = _TRAIN.optimizer, lr: float = _TRAIN.lr, clip: float = _TRAIN.clip, dtype: str = _TRAIN.dtype,
-        budget: float | str | None = None, clock: str = _TRAIN.clock, steps: int | None = None,
-        seeds: int | Iterable[int] = 1,
-        corpus: str | Path | Corpus | None = None, eval_every: int = _TRAIN.eval_every,
-        eval_chars: int = _TRAIN.eval_chars, log_every: int = _TRAIN.log_every, delta: float = _TRAIN.delta,
-        k_max: int = _TRAIN.k_max, adapt_every: int = _TRAIN.adapt_every, out: str | Path | None = None,
-        force: bool = False, save_weights: bool = False) -> RunResults:
+def run(schemes: str | Iterable[str] = defaults.SCHEMES, *, budget: float | str | None = None, steps: int | None = None,
+        seeds: int | Iterable[int] = 1, corpus: str | Path | Corpus | None = None, out: str | Path | None = None,
+        force: bool = False, save_weights: bool = False, **settings) -> RunResults:
     """Train every scheme × seed on one corpus, as `bpttbench run` does, and return the results.
 
-    schemes: a name, several, or "all" (every truncated scheme). k1 defaults to 1 (chunked: k2).
-    budget: seconds per (scheme, seed) on `clock` ("cpu": the training thread's CPU time, or "wall"), a
-    number or "90s", "2m"; or steps: time steps
-    instead (default: a budget of defaults.BUDGET). seeds: a count (3 = seeds 0, 1, 2) or a list
-    of seeds. corpus: a built-in name, a generated one ("lag:8"), a text file, or a Corpus
+    schemes: a name, several, or "all" (every truncated scheme). budget: seconds per (scheme, seed)
+    on the configuration's `clock` (CPU time by default), a number or "90s", "2m"; or steps: time
+    steps instead (default: a budget of defaults.BUDGET). seeds: a count (3 = seeds 0, 1, 2) or a
+    list of seeds. corpus: a built-in name, a generated one ("lag:8"), a text file, or a Corpus
     (default: defaults.CORPUS). out: the run directory, default results/<run-UTC time> under
     the working directory, as on the command line, so `bpttbench plot` and `report` find it;
     pass a temporary directory for throwaway runs. force replaces what is in out already.
+    settings: any other TrainConfig field by name (k2=50, clock="wall", delta=0.05, ...), its
+    default otherwise; k1 defaults to 1 (chunked and adaptive: k2).
 
     Nothing is printed. Bad settings raise ConfigError before anything trains; a run interrupted
     (KeyboardInterrupt) or failing keeps its directory, marked as such, and the exception propagates.
@@ -88,13 +84,12 @@ def run(schemes: str | Iterable[str] = defaults.SCHEMES, *, k1: int | None = Non
 
     if budget is not None and steps is not None:
         raise ConfigError("give either budget (seconds) or steps, not both")
+    for name in ("scheme", "seed", "budget_seconds", "budget_steps"):
+        if name in settings:
+            raise ConfigError(f"{name} is set by run's own argument ({_OWN_ARGUMENT[name]}), not as a setting")
     budget_seconds = parse_duration(defaults.BUDGET if budget is None else budget) if steps is None else None
-    settings = dict(k1=_TRAIN.k1 if k1 is None else k1, k2=k2, inject=inject, hidden=hidden, batch=batch,
-                    optimizer=optimizer, lr=lr, clip=clip, dtype=dtype, budget_seconds=budget_seconds, clock=clock,
-                    budget_steps=steps, log_every=log_every, eval_every=eval_every, eval_chars=eval_chars, delta=delta,
-                    k_max=k_max, adapt_every=adapt_every)
-    units = plan_units(settings, [schemes] if isinstance(schemes, str) else list(schemes), _seed_list(seeds),
-                       k1_given=k1 is not None)
+    units = plan_units({**settings, "budget_seconds": budget_seconds, "budget_steps": steps},
+                       [schemes] if isinstance(schemes, str) else list(schemes), _seed_list(seeds))
     out_dir = Path(out) if out is not None else default_out_dir()
     check_out_dir(out_dir, force=force)
     text = corpus if isinstance(corpus, Corpus) else load_corpus(None if corpus is None else str(corpus))

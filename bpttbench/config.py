@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 
 from bpttbench.errors import ConfigError
 from bpttbench.scheme_names import CHUNK_SCHEMES, SCHEMES, TRUNCATED_SCHEMES, UNTRUNCATED_SCHEMES  # noqa: F401 (re-exported)
@@ -30,39 +30,48 @@ DTYPES = ("float32", "float64")
 MAX_HIDDEN = 8192
 
 
+def setting(default, help: str, *, choices: tuple[str, ...] | None = None, option: bool = True):
+    """A TrainConfig field: its default, its help, its choices, and whether commands offer it as an
+    option named after it (`--k-max` for k_max). The CLI's options, the API's keywords and the sweep
+    spec's parameters are all made from these fields (see `options`), so a new field is added here only."""
+    return field(default=default, metadata={"help": help, "choices": choices, "option": option})
+
+
 @dataclass(frozen=True)
 class TrainConfig:
-    scheme: str = "single"
-    k1: int = 1  # update every k1 steps
-    k2: int = 20  # backpropagate through the last k2 steps
-    inject: str = "new"  # which losses the update backpropagates: the newest k1, or the whole window
-    hidden: int = 128
-    batch: int = 1  # parallel streams; 1 is the online setting of the question
-    optimizer: str = "adam"
+    """Every setting of one training run (one scheme, one seed), each field once; `validate` checks them."""
+
+    scheme: str = setting("single", "The learning rule.", choices=SCHEMES, option=False)
+    k1: int = setting(1, "Steps between updates (chunked and adaptive: their chunk, k2).")
+    k2: int = setting(20, "Steps each update backpropagates through.")
+    inject: str = setting("new", "Losses backpropagated: the newest k1 (Williams & Peng) or the whole window (Sutskever).",
+                          choices=INJECTS)
+    hidden: int = setting(128, "Hidden units.")
+    batch: int = setting(1, "Parallel streams (1 = online, the question's setting).")
+    optimizer: str = setting("adam", "The optimiser.", choices=OPTIMIZERS)
     # Adam at 2e-3 is the char-rnn default; the same for every scheme, so comparisons are fair.
-    lr: float = 2e-3
-    # Global gradient-norm clip (0 turns it off). Online updates at k2 = 50 diverged without it
-    # (Adam 2e-3 on stdlib-docs); the same for every scheme, so comparisons stay fair.
-    clip: float = 1.0
-    dtype: str = "float32"
-    seed: int = 0
-    budget_seconds: float | None = None  # seconds of training on `clock` (compile and eval excluded)
-    budget_steps: int | None = None  # or a number of time steps
+    lr: float = setting(2e-3, "Learning rate.")
+    # Online updates at k2 = 50 diverged without it (Adam 2e-3 on stdlib-docs); the same for every scheme.
+    clip: float = setting(1.0, "Global gradient-norm clip (0 = off).")
+    dtype: str = setting("float32", "Floating-point type of weights and activations.", choices=DTYPES)
+    seed: int = setting(0, "Seed of the initial weights (and of uoro's random signs).", option=False)
+    budget_seconds: float | None = setting(None, "Seconds of training on `clock` (compile and eval excluded).",
+                                           option=False)
+    budget_steps: int | None = setting(None, "Or a number of time steps.", option=False)
     # cpu by default everywhere: a budget then buys the same work on a busy machine as on a quiet one, and
     # curves over time from two machines' loads compare (the wall time is recorded beside it).
-    clock: str = "cpu"
-    log_every: int = 1000  # steps between records of the mean online loss
-    eval_every: int = 20000  # steps between validation evaluations; 0 = only at the end
-    # Validation characters per evaluation (0 = the whole split), read as parallel streams from a
-    # zero state with a burn-in (kernels/evaluate.py; defaults.EVAL_*).
-    eval_chars: int = 0
-    # `adaptive` only (Aicher, Foti & Fox 2019): the tolerated relative gradient bias, the longest
-    # truncation (and the estimation pass's length), and the updates between re-estimates. delta =
-    # 0.1 and k_max = 300 are the defaults of the authors' language-model script (MAX_K there);
-    # the interval is ours: they re-estimate per training epoch, a unit an online run does not have.
-    delta: float = 0.1
-    k_max: int = 300
-    adapt_every: int = 100
+    clock: str = setting("cpu", "What budgets and time axes count: the training thread's CPU time (steady under "
+                                "other load) or wall time.", choices=CLOCKS)
+    log_every: int = setting(1000, "Steps between log points of the mean online loss.")
+    eval_every: int = setting(20000, "Steps between validation evaluations (0 = only at the end).")
+    # Read as parallel streams from a zero state with a burn-in (kernels/evaluate.py; defaults.EVAL_*).
+    eval_chars: int = setting(0, "Validation characters per evaluation (0 = the whole split).")
+    # `adaptive` only (Aicher, Foti & Fox 2019). delta = 0.1 and k_max = 300 are the defaults of the
+    # authors' language-model script (MAX_K there); the interval is ours: they re-estimate per training
+    # epoch, a unit an online run does not have.
+    delta: float = setting(0.1, "adaptive: tolerated relative gradient bias.")
+    k_max: int = setting(300, "adaptive: longest truncation, and the estimate's length.")
+    adapt_every: int = setting(100, "adaptive: updates between re-estimates of k2.")
 
     def __post_init__(self) -> None:
         validate(self)
@@ -72,12 +81,9 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, data: dict) -> "TrainConfig":
-        known = {f.name for f in fields(cls)}
-        data = {**{k: v for k, v in LEGACY_VALUES.items() if k not in data}, **data}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ConfigError(f"unknown configuration key(s) {', '.join(unknown)}; known keys are {', '.join(sorted(known))}")
-        return cls(**data)
+        """A configuration as a manifest recorded it (fields it predates take LEGACY_VALUES)."""
+        return config_from({**{k: v for k, v in LEGACY_VALUES.items() if k not in data}, **data},
+                           what="configuration key")
 
     def replace(self, **changes) -> "TrainConfig":
         return TrainConfig(**{**self.to_dict(), **changes})
@@ -87,6 +93,28 @@ class TrainConfig:
         import numpy as np
 
         return np.dtype(self.dtype)
+
+
+# The fields a command offers as options named after them (the others: scheme, seed and the budget,
+# which each command sets its own way), in the table's order; and each one's kind.
+OPTION_FIELDS = tuple(f.name for f in fields(TrainConfig) if f.metadata["option"])
+FIELD_KINDS = {f.name: (f.metadata["choices"] or {"int": int, "float": float, "str": str}[str(f.type)])
+               for f in fields(TrainConfig) if f.metadata["option"]}
+
+
+def field_help(name: str) -> str:
+    return next(f.metadata["help"] for f in fields(TrainConfig) if f.name == name)
+
+
+def config_from(settings: dict, *, what: str = "setting") -> TrainConfig:
+    """The one way every entry point builds a TrainConfig from a user's settings: unknown names are
+    refused with the known ones, missing ones take the table's defaults, and the result is validated."""
+    known = {f.name for f in fields(TrainConfig)}
+    unknown = sorted(set(settings) - known)
+    if unknown:
+        raise ConfigError(f"unknown {what}{'s' if len(unknown) > 1 else ''} {', '.join(unknown)}; "
+                          f"known: {', '.join(sorted(known))}")
+    return TrainConfig(**settings)
 
 
 def _is_int(value) -> bool:

@@ -138,6 +138,16 @@ def summary_table(rows: list[dict]) -> Table:
     return table
 
 
+def replication_table(rows: list[dict]) -> Table:
+    """This study's claims beside the shipped reference study's (report.replication.replication_rows)."""
+    table = new_table("replication of the shipped reference study (bits/char; 95% intervals)",
+                      ("claim", "corpus", "this study", "reference", "agree"))
+    for r in rows:
+        agree = "–" if r["agree"] is None else ("yes" if r["agree"] else "no")
+        table.add_row(r["claim"], r["corpus"], r["this"], r["reference"], f"{agree}: {r['why']}")
+    return table
+
+
 def download_progress():
     """A progress callback for corpus downloads, drawing a rich bar on stderr once bytes flow."""
     state = {}

@@ -66,6 +66,11 @@ SAMPLE_CHARS = 500  # characters `bpttbench sample` generates after the prime
 SAMPLE_TEMPERATURE = 0.8  # below 1 sharpens the model's odds: fewer typos than at 1, still varied
 
 # ----------------------------------------------------------------------------- gradcheck
+# rtrl is followed to compare the truncated gradients and the online rules with the untruncated
+# gradient it carries (its sensitivities go back to step 1, through the weights of every past
+# step); snap1 and eprop to make the same comparisons along their own trajectories (rtrl as a
+# shadow); uoro to see the truncated gradients along its trajectory.
+GRADCHECK_FOLLOWS = ("single", "stored", "rtrl", "snap1", "eprop", "uoro")
 GRADCHECK_K2S = (5, 20, 50)
 GRADCHECK_LRS = (2e-3, 2e-2)
 GRADCHECK_DTYPE = "float64"  # float64 makes the finite-difference check meaningful
@@ -73,3 +78,12 @@ GRADCHECK_CLIP = TRAIN.clip  # the same as training's, so the trajectory followe
 GRADCHECK_STEPS = 20_000
 GRADCHECK_EVERY = 1000  # updates between checkpoints
 GRADCHECK_FD_WEIGHTS = 24
+GRADCHECK_SETTINGS = {"scheme": "single", "dtype": GRADCHECK_DTYPE, "clip": GRADCHECK_CLIP}  # where training's differ
+# TrainConfig fields a gradcheck does not take, and why: it follows a trajectory for a number of
+# time steps and measures gradients, not losses over time.
+GRADCHECK_UNUSED = {
+    "budget_seconds": "a trajectory's length is its steps", "budget_steps": "a trajectory's length is its steps",
+    "clock": "nothing is timed", "log_every": "no loss curve is logged", "eval_every": "nothing is validated",
+    "eval_chars": "nothing is validated", "k2": "k2s gives one trajectory per k2", "lr": "lrs gives one per lr",
+    **{name: "gradcheck does not follow adaptive" for name in ("delta", "k_max", "adapt_every")},
+}

@@ -34,7 +34,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import NullFormatter
 
 from bpttbench import defaults
-from bpttbench.config import TrainConfig
+from bpttbench.config import TrainConfig, config_from
 from bpttbench.corpus import check_corpus_fits
 from bpttbench.errors import BpttbenchError, ConfigError
 from bpttbench.fidelity import (
@@ -58,11 +58,7 @@ from bpttbench.kernels.lstm import param_views
 from bpttbench.model import init_theta
 from bpttbench.schemes import make_scheme
 
-# rtrl is followed to compare the truncated gradients and the online rules with the untruncated
-# gradient it carries (its sensitivities go back to step 1, through the weights of every past
-# step); snap1 and eprop to make the same comparisons along their own trajectories (rtrl as a
-# shadow); uoro to see the truncated gradients along its trajectory.
-FOLLOWABLE = ("single", "stored", "rtrl", "snap1", "eprop", "uoro")
+FOLLOWABLE = defaults.GRADCHECK_FOLLOWS
 # Followed, these run rtrl and the other online rules as shadows.
 WITH_SHADOWS = ("rtrl", "snap1", "eprop")
 LN2 = math.log(2.0)
@@ -321,9 +317,10 @@ class GradcheckObserver:
     def trajectory_finished(self, index: int, cfg: TrainConfig, info: dict) -> None: ...
 
 
-def _plan(scheme: str, k1: int, k2s: Sequence[int], lrs: Sequence[float], every: int, n_fd: int, fd_step: float,
-          steps: int, **train) -> tuple[list[TrainConfig], list[int]]:
+def _plan(k2s: Sequence[int], lrs: Sequence[float], every: int, n_fd: int, fd_step: float, steps: int,
+          settings: dict) -> tuple[list[TrainConfig], list[int]]:
     """(one validated TrainConfig per (k2, lr), the update counts to check at); ConfigError if unusable."""
+    scheme = settings["scheme"]
     if scheme not in FOLLOWABLE:
         raise ConfigError(f"{_NOT_FOLLOWABLE}, not {scheme!r}; choose one of those with --scheme")
     k2s = list(dict.fromkeys(int(k) for k in k2s))
@@ -336,9 +333,9 @@ def _plan(scheme: str, k1: int, k2s: Sequence[int], lrs: Sequence[float], every:
         raise ConfigError(f"--fd-weights must be a whole number >= 0, got {n_fd!r}")
     if not (isinstance(fd_step, (int, float)) and 0 < fd_step < 1):
         raise ConfigError(f"the finite-difference step must be in (0, 1), got {fd_step!r}")
-    configs = [TrainConfig(scheme=scheme, k1=k1, k2=k2, lr=lr, budget_steps=steps, **train)
+    configs = [config_from({**settings, "k2": k2, "lr": lr, "budget_steps": steps})
                for k2 in k2s for lr in lrs]  # validates each
-    n_updates = steps // k1
+    n_updates = steps // configs[0].k1
     checkpoints = list(range(every, n_updates + 1, every))
     if not checkpoints:
         raise ConfigError(f"{steps} steps make {n_updates} updates, fewer than --every={every}: no checkpoint; "
@@ -385,17 +382,8 @@ def _follow(index: int, cfg: TrainConfig, checkpoints: list[int], corpus, result
 def gradcheck(
     corpus,
     *,
-    scheme: str = "single",
-    k1: int = 1,
     k2s: Sequence[int] = defaults.GRADCHECK_K2S,
     lrs: Sequence[float] = defaults.GRADCHECK_LRS,
-    hidden: int = defaults.TRAIN.hidden,
-    batch: int = defaults.TRAIN.batch,
-    optimizer: str = defaults.TRAIN.optimizer,
-    clip: float = defaults.GRADCHECK_CLIP,
-    inject: str = defaults.TRAIN.inject,
-    dtype: str = defaults.GRADCHECK_DTYPE,
-    seed: int = 0,
     steps: int = defaults.GRADCHECK_STEPS,
     every: int = defaults.GRADCHECK_EVERY,
     n_fd: int = defaults.GRADCHECK_FD_WEIGHTS,
@@ -404,17 +392,23 @@ def gradcheck(
     force: bool = False,
     formats: Sequence[str] = ("png", "svg"),
     observer: GradcheckObserver | None = None,
+    **settings,
 ) -> GradcheckResult:
     """Follow one trajectory per (k2, lr) for `steps` time steps and measure gradients every `every` updates.
+
+    settings: any TrainConfig field but those in defaults.GRADCHECK_UNUSED (scheme, k1, hidden, dtype,
+    ...), defaults.GRADCHECK_SETTINGS or training's default where not given.
 
     Every trajectory starts from the same weights (init_theta(seed)). n_fd = 0 skips the
     finite-difference check (the result then reports fd_checked False). With out_dir, writes
     gradcheck.csv (after every trajectory), gradcheck.json and the figures there.
     """
-    configs, checkpoints = _plan(scheme, k1, k2s, lrs, every, n_fd, fd_step, steps, inject=inject, hidden=hidden,
-                                 batch=batch, optimizer=optimizer, clip=clip, dtype=dtype, seed=seed)
+    unused = sorted(set(settings) & set(defaults.GRADCHECK_UNUSED))
+    if unused:
+        raise ConfigError(f"gradcheck does not take {', '.join(unused)}: {defaults.GRADCHECK_UNUSED[unused[0]]}")
+    configs, checkpoints = _plan(k2s, lrs, every, n_fd, fd_step, steps, {**defaults.GRADCHECK_SETTINGS, **settings})
     # Before any output exists: a corpus too short for the streams is the user's to fix (no validation is read).
-    check_corpus_fits(corpus, k2=max(c.k2 for c in configs), eval_chars=1, batch=batch)
+    check_corpus_fits(corpus, k2=max(c.k2 for c in configs), eval_chars=1, batch=configs[0].batch)
     observer = observer or GradcheckObserver()
     result = GradcheckResult(pd.DataFrame(columns=COLUMNS), fd_requested=n_fd > 0)
     rows: list[dict] = []
@@ -423,9 +417,9 @@ def gradcheck(
         from bpttbench.runner import machine_info
 
         out_dir = clear_dir(Path(out_dir), force=force)
-        settings = {"scheme": scheme, "k1": k1, "k2s": list(dict.fromkeys(c.k2 for c in configs)),
-                    "lrs": list(dict.fromkeys(c.lr for c in configs)), "hidden": hidden,
-                    "batch": batch, "optimizer": optimizer, "clip": clip, "inject": inject, "dtype": dtype, "seed": seed,
+        first = configs[0].to_dict()
+        settings = {**{k: v for k, v in first.items() if k not in defaults.GRADCHECK_UNUSED},
+                    "k2s": list(dict.fromkeys(c.k2 for c in configs)), "lrs": list(dict.fromkeys(c.lr for c in configs)),
                     "steps": steps, "every": every, "n_fd": n_fd, "fd_step": fd_step, "fd_tolerance": FD_TOLERANCE}
         manifest = Manifest(out_dir / MANIFEST_NAME, {
             "command": "gradcheck",

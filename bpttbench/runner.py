@@ -18,14 +18,15 @@ from statistics import median
 from typing import Callable
 
 from bpttbench import __version__
-from bpttbench.config import CHUNK_SCHEMES, SCHEMES, TRUNCATED_SCHEMES, TrainConfig
+from bpttbench.config import SCHEMES, TRUNCATED_SCHEMES, TrainConfig, config_from
 from bpttbench.corpus import Corpus, check_corpus_fits
-from bpttbench.defaults import MAX_RUN_UNITS
+from bpttbench.defaults import MAX_RUN_UNITS, TRAIN
 from bpttbench.errors import ConfigError
 from bpttbench.model import state_dict
 from bpttbench.records import Record, RunOutcome
 from bpttbench.results import RunWriter
 from bpttbench.schemes import SCHEMES as REGISTRY
+from bpttbench.scheme_names import resolve_k1
 from bpttbench.train import Training
 
 
@@ -42,25 +43,20 @@ def expand_schemes(names) -> list[str]:
     return out
 
 
-def plan_units(settings: dict, schemes, seeds, *, k1_given: bool) -> list[TrainConfig]:
-    """One config per (scheme, seed), schemes outermost; settings are every other TrainConfig field.
-    `seeds` may be a range: an oversized plan is refused from its size, before anything is built.
-
-    Each unit is validated on its own (rtrl and uoro accept a k1 above k2, the others do not).
-    chunked has k1 = k2 by definition: unless k1 was set explicitly, it takes k1 = k2 (the
-    chunk is the truncation length) so that `--scheme all` compares it at the same k2.
-    """
+def plan_units(settings: dict, schemes, seeds) -> list[TrainConfig]:
+    """One config per (scheme, seed), schemes outermost; settings are every other TrainConfig field
+    (k1 None: each scheme's own, see scheme_names.resolve_k1, so that `--scheme all` compares chunked
+    at the same k2). `seeds` may be a range: an oversized plan is refused from its size, before
+    anything is built. Each unit is validated on its own (rtrl and uoro accept a k1 above k2)."""
     schemes = expand_schemes(schemes)
     count = len(schemes) * len(seeds)
     if count > MAX_RUN_UNITS:
         raise ConfigError(f"the plan has {count:,} runs ({len(schemes)} schemes × {len(seeds):,} seeds), more than the "
                           f"limit of {MAX_RUN_UNITS:,} for one run; use fewer --seeds, or a sweep")
-    units = []
-    for scheme in schemes:
-        k1 = settings["k2"] if scheme in CHUNK_SCHEMES and not k1_given else settings["k1"]
-        for seed in seeds:
-            units.append(TrainConfig(**{**settings, "scheme": scheme, "k1": k1, "seed": seed}))
-    return units
+    k2 = settings.get("k2", TRAIN.k2)
+    return [config_from({**settings, "scheme": scheme, "k1": resolve_k1(scheme, settings.get("k1"), k2, TRAIN.k1),
+                         "seed": seed})
+            for scheme in schemes for seed in seeds]
 
 
 def git_revision() -> str | None:

@@ -25,3 +25,18 @@ TRUNCATED_SCHEMES = tuple(name for name, truncates in TRUNCATES.items() if trunc
 UNTRUNCATED_SCHEMES = tuple(name for name, truncates in TRUNCATES.items() if not truncates)
 # Chunk by definition: they update once per chunk of k2 steps, so k1 = k2 (the default whenever k1 is not given).
 CHUNK_SCHEMES = ("chunked", "adaptive")
+# The k2 under which an untruncated scheme (k2 unused) is swept and grouped, so that runs differing only in
+# k2 count as one configuration.
+UNTRUNCATED_K2 = 1
+
+
+def resolve_k1(scheme: str, k1: int | None, k2: int, default: int) -> int:
+    """The k1 a scheme runs at when the user gave k1 (or None): a chunking scheme's chunk is its k2."""
+    if k1 is not None:
+        return k1
+    return k2 if scheme in CHUNK_SCHEMES else default
+
+
+def effective_k2(scheme: str, k2: int) -> int:
+    """The k2 that tells configurations apart: an untruncated scheme does not use it (UNTRUNCATED_K2)."""
+    return UNTRUNCATED_K2 if scheme in UNTRUNCATED_SCHEMES else k2

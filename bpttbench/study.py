@@ -16,13 +16,17 @@ Running the same command again skips every finished run and gradcheck, as a swee
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+import sys
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
 
 from bpttbench.errors import ConfigError
+from bpttbench.files import now
 
-DEFAULT_CORPORA = ("stdlib-docs", "tinyshakespeare")
+# Built in, made from this Python's standard library: a study needs no network. Docstrings (English
+# prose) and source code are text of different character; tinyshakespeare joins with --corpus.
+DEFAULT_CORPORA = ("stdlib-docs", "stdlib-source")
 
 
 # Steps per second of sliding (the slower of the map's two schemes) in the first full study (2 workers on
@@ -50,11 +54,11 @@ def map_steps_per_s(rule: str, hidden: int, k2: int) -> float:
 
 @dataclass(frozen=True)
 class Preset:
-    """Sizes of a study. The full preset fits 60 minutes of wall time with 2 workers on 2 cores."""
+    """Sizes of a study. The full preset fits about 60 minutes with 2 workers on 2 cores."""
 
-    seeds: int  # claims 1-4: seeds of single, stored and sliding, enough for ±0.03 bits/char intervals
+    seeds: int  # claims 1-4: seeds of single, stored and sliding (FULL's: see the arithmetic beside it)
     chunked_seeds: int  # chunked is in the claims' figures, not in a claim
-    budget: str  # claims 1-4: wall-clock budget per run
+    budget: str  # claims 1-4: training time per run, on the study's clock
     hidden: int
     identity_steps: int  # claim 5: k2 = 1 runs
     gradcheck_steps: int  # claim 6
@@ -77,26 +81,27 @@ class Preset:
     chunked_eval_every: int
     identity_eval_every: int
 
-    def sweeps(self, corpora: tuple[str, ...]) -> list[tuple[str, str]]:
-        """(relative directory, TOML spec) of every sweep of the study."""
+    def sweeps(self, corpora: tuple[str, ...], clock: str = "cpu") -> list[tuple[str, str]]:
+        """(relative directory, TOML spec) of every sweep of the study; every run on `clock`."""
         out = []
+        on_clock = f'clock = "{clock}"\n'
         for corpus in corpora:
             slug = corpus_slug(corpus)
             claims = {"k2": [20], "hidden": [self.hidden]}
             out.append((f"claims/{slug}", _spec(f"claims-{slug}", corpus, f'budget = "{self.budget}"', self.seeds,
                                                 ["single", "stored", "sliding"], claims,
-                                                f"eval_every = {self.eval_every}")))
+                                                on_clock + f"eval_every = {self.eval_every}")))
             # Its own part for its own seed count; same settings, so the report groups it with the others.
             out.append((f"claims/chunked-{slug}", _spec(f"chunked-{slug}", corpus, f'budget = "{self.budget}"',
                                                         self.chunked_seeds, ["chunked"], claims,
-                                                        f"eval_every = {self.chunked_eval_every}")))
+                                                        on_clock + f"eval_every = {self.chunked_eval_every}")))
             out.append((f"claims/identity-{slug}", _spec(
                 f"identity-{slug}", corpus, f"steps = {self.identity_steps}", 2, ["single", "stored", "sliding"],
-                {"k2": [1], "hidden": [self.hidden]}, f"eval_every = {self.identity_eval_every}")))
-        out += self._map_sweeps(corpora[0])
+                {"k2": [1], "hidden": [self.hidden]}, on_clock + f"eval_every = {self.identity_eval_every}")))
+        out += self._map_sweeps(corpora[0], on_clock)
         return out
 
-    def _map_sweeps(self, corpus: str) -> list[tuple[str, str]]:
+    def _map_sweeps(self, corpus: str, on_clock: str) -> list[tuple[str, str]]:
         """One part per map cell (k1 rule, k2, H), each with its own step budget."""
         out = []
         for rule in ("1", "half"):
@@ -107,7 +112,7 @@ class Preset:
                 for hidden, seconds, chars in zip(self.map_hidden, self.map_seconds, self.map_eval_chars):
                     steps = max(self.map_evals, round(map_steps_per_s(rule, hidden, k2) * seconds))
                     name = f"k1-{rule}-k2-{k2}-h{hidden}"
-                    settings = (f"eval_every = {max(1, steps // self.map_evals)}\neval_chars = {chars}\n"
+                    settings = (on_clock + f"eval_every = {max(1, steps // self.map_evals)}\neval_chars = {chars}\n"
                                 f"log_every = {max(1, steps // self.map_logs)}\n")
                     out.append((f"map/{name}", _spec(f"map-{name}", corpus, f"steps = {steps}", self.map_seeds,
                                                      ["single", "sliding"], {"k1": [k1], "k2": [k2], "hidden": [hidden]},
@@ -115,29 +120,36 @@ class Preset:
         return out
 
 
-# Wall-time estimate of FULL with 2 workers on 2 cores, from the first full study's manifests (training
-# seconds, steps per run) and this version's evaluation kernel (in a run, about 0.66 s per evaluation of
-# stdlib-docs' whole split at H = 128 and 0.40 s of tinyshakespeare's), in worker-seconds:
-#   claims, per seed, 3 runs of 30 s per corpus plus their evaluations, one per 1,000 steps (single,
-#     sliding, stored make 25k, 25k, 20k steps on stdlib-docs; 41k, 32k, 31k on tinyshakespeare):
-#     90 + 70 x 0.66 + 90 + 104 x 0.40 + 2 (start-up) = 270; 18 seeds                         = 4860
-#     (the quiet 13-seed claims run on stdlib-docs alone took 14.4 min against 14.8 estimated so)
-#   chunked, 2 seeds, one evaluation per 25,000 of its 600k-880k steps: 2 x (46 + 44)            =  180
-#   identity (k2 = 1, 20,000 steps, 6 runs per corpus): 6 x 22 + 6 x 14                          =  216
-#   map, 32 runs per H, single no longer than sliding: H = 32: 4 s + 12 x 0.03 s; H = 128: 6 s
-#     + 12 x 0.1 s; H = 512: 12 s + 12 x 0.6 s (10,000 characters cost 0.9 of the whole split at
-#     H = 128: 39 streams make a slower product); 32 x (4.4 + 7.2 + 19.2)                        =  986
-#   6242 worker-seconds / 2 workers = 52 min; + gradcheck 0.4 min; + each of the 30 parts' last
-#   round with one worker idle and its Dask start: about 58 minutes. Measured on a quiet machine:
-#   49 min 57 s with 16 seeds, and 6 min 25 s to resume it with seeds 16 and 17: about 56 minutes.
-#   18 seeds, because 13 left claims 3 and 4 undecided on stdlib-docs (per-seed spreads 0.03-0.07),
-#   and 16 left claim 3 there with its interval's edge at exactly 0.
-#   (--quick, measured: 3.7 min.)
-FULL = Preset(seeds=18, chunked_seeds=2, budget="30s", hidden=128, identity_steps=20_000, gradcheck_steps=10_000,
-              gradcheck_every=500, map_k2=(5, 20, 50, 100), map_hidden=(32, 128, 512), map_seeds=2,
+# FULL's seed count, registered before its reference study ran (the study never adds seeds after its
+# results are read; a claim it leaves undecided gets the seed count a future preset needs, in the report).
+# Target: a 95% interval of at most +-0.02 bits/char for claims 1-4 on each corpus, with the report's
+# estimator, the mean of the per-seed paired differences and its Student-t interval: half-width
+# h(n) = t_{0.975, n-1} * s / sqrt(n) for per-seed spread s. The spreads come from the previous full study
+# (18 seeds, 30-s wall-clock runs, stdlib-docs and tinyshakespeare; percentile-bootstrap intervals of the
+# median, half-width ~ t_{0.975,17} * 1.2533 * s / sqrt(18), so s ~ 1.604 x its half-width):
+#   claim 3 on stdlib-docs: [-0.053, -0.008], half-width 0.0225 -> s = 0.036 (the largest)
+#   claim 4 on stdlib-docs and on tinyshakespeare: half-width 0.0175 -> s = 0.028
+#   claims 1 and 2, claim 3 on tinyshakespeare: s <= 0.015
+# h(15) = 2.145 * 0.036 / sqrt(15) = 0.0199; h(16) = 2.131 * 0.036 / 4 = 0.0192, which holds up to
+# s = 0.0375: 16 seeds, one above the minimum for stdlib-source, whose spread nobody has measured yet.
+#
+# Cost of FULL with 2 workers on 2 cores, in worker-seconds (the budget is 30 CPU-seconds of training;
+# a run also evaluates the whole validation split every 1,000 steps, about 0.66 s each at H = 128, and
+# single, sliding and stored make about 25k, 25k and 20k steps):
+#   claims, per seed and corpus: 90 + 70 x 0.66 + 1 (start-up) = 137; 16 seeds x 2 corpora       = 4384
+#   chunked, 2 seeds x 2 corpora, one evaluation per 25,000 of its ~700k steps: 4 x 45            =  180
+#   identity (k2 = 1, 20,000 steps, 6 runs per corpus): 12 x 18                                   =  216
+#   map, 16 runs per H (one seed: it says where the answer changes, the claims say what it is):
+#     16 x (4.4 + 7.2 + 19.2)                                                                      =  493
+#   5273 worker-seconds / 2 = 44 min; + gradcheck 1 min; + each part's last round with one worker
+#   idle and its Dask start: about 50 minutes. Cut to fit the hour: the map's second seed (the
+#   previous preset's 2 seeds per cell cost 8 more minutes and still could not decide a cell).
+FULL = Preset(seeds=16, chunked_seeds=2, budget="30s", hidden=128, identity_steps=20_000, gradcheck_steps=10_000,
+              gradcheck_every=500, map_k2=(5, 20, 50, 100), map_hidden=(32, 128, 512), map_seeds=1,
               map_seconds=(4, 6, 12), map_eval_chars=(20_000, 20_000, 10_000), map_evals=12, map_logs=24,
               eval_every=1000, chunked_eval_every=25_000, identity_eval_every=5000)
-QUICK = Preset(seeds=3, chunked_seeds=2, budget="4s", hidden=32, identity_steps=2000, gradcheck_steps=1000,
+# A first look in minutes; 5 seeds, the fewest for which the report gives a 95% interval.
+QUICK = Preset(seeds=5, chunked_seeds=2, budget="4s", hidden=32, identity_steps=2000, gradcheck_steps=1000,
                gradcheck_every=250, map_k2=(5, 20), map_hidden=(16, 32), map_seeds=2, map_seconds=(1.5, 1.5),
                map_eval_chars=(5000, 5000), map_evals=8, map_logs=16, eval_every=1000, chunked_eval_every=10_000,
                identity_eval_every=1000)
@@ -170,12 +182,50 @@ class StudyResult:
     status: str
     parts: dict[str, str] = field(default_factory=dict)  # part -> state
     report: Path | None = None
+    replication: list[dict] = field(default_factory=list)  # report.replication.replication_rows
+
+
+def preset_named(name: str) -> Preset:
+    return {"full": FULL, "quick": QUICK}[name]
+
+
+def registration(preset_name: str, corpora: tuple[str, ...], clock: str) -> dict:
+    """What a study directory is fixed to when it starts: its preset (seed counts included), corpora and
+    clock, as JSON reads it back."""
+    import json
+
+    settings = {"preset": preset_name, "settings": asdict(preset_named(preset_name)), "corpora": list(corpora),
+                "clock": clock}
+    return json.loads(json.dumps(settings))
+
+
+def _check_registration(path: Path, registered: dict) -> dict:
+    """The study.json already in a study directory, if any; ConfigError if it was registered otherwise
+    (a study resumes only what it started: more seeds or other settings would be read after results)."""
+    import json
+
+    try:
+        existing = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"could not read {path} ({exc}); move the study directory aside or choose another --out") from None
+    before = existing.get("registered")
+    if before is not None and before != registered:
+        changed = sorted(k for k in set(before) | set(registered) if before.get(k) != registered.get(k))
+        raise ConfigError(f"{path.parent} holds a study registered with other {', '.join(changed)} "
+                          f"({before.get('preset')} preset, corpora {', '.join(before.get('corpora', []))}, "
+                          f"{before.get('clock')} clock); its seeds and settings stay as registered: resume it with "
+                          "the same options, or start a new study with another --out")
+    return existing
 
 
 def run_study(out: Path, *, quick: bool = False, corpora: tuple[str, ...] = DEFAULT_CORPORA, workers: int | None = None,
-              scheduler: str | None = None, progress: Callable[[str], None] = lambda message: None,
+              scheduler: str | None = None, clock: str = "cpu", progress: Callable[[str], None] = lambda message: None,
               sweep_observer=None) -> StudyResult:
-    """Run (or resume) every part of the study under out, then write its report."""
+    """Run (or resume) every part of the study under out, then write its report and its replication
+    of the reference study shipped with bpttbench."""
+    from bpttbench.config import CLOCKS
     from bpttbench.corpus import load_corpus
     from bpttbench.files import Manifest, make_dir
     from bpttbench.sweep import check_cluster, parse_spec, plan_sweep, run_sweep
@@ -183,15 +233,23 @@ def run_study(out: Path, *, quick: bool = False, corpora: tuple[str, ...] = DEFA
     check_cluster(workers, scheduler)
     if not corpora:
         raise ConfigError("a study needs at least one corpus")
-    preset = QUICK if quick else FULL
+    if clock not in CLOCKS:
+        raise ConfigError(f"unknown clock {clock!r}; choose cpu (the training thread's CPU time) or wall")
+    preset_name = "quick" if quick else "full"
+    preset = preset_named(preset_name)
+    registered = registration(preset_name, tuple(corpora), clock)
+    existing = _check_registration(Path(out) / "study.json", registered)
     out = make_dir(Path(out))
     texts = {c: load_corpus(c) for c in corpora}  # every corpus before the first run: a bad one fails at once
-    sweeps = preset.sweeps(tuple(corpora))
+    sweeps = preset.sweeps(tuple(corpora), clock)
     plans = [(part, plan_sweep(parse_spec(text, source=f"study part {part}"), texts[_corpus_of(text)]))
              for part, text in sweeps]
     result = StudyResult(path=out, status="running")
-    manifest = Manifest(out / "study.json", {"preset": "quick" if quick else "full", "corpora": list(corpora),
-                                            "parts": {part: "pending" for part, _ in plans}})
+    manifest = Manifest(out / "study.json", {
+        "preset": preset_name, "corpora": list(corpora), "registered": registered,
+        "registered_at": existing.get("registered_at") or now(), "started_at": existing.get("started_at"),
+        "command": ["bpttbench", *sys.argv[1:]], "machine": _machine(),
+        "parts": {part: "pending" for part, _ in plans}})
     with manifest:
         for part, plan in plans:
             progress(f"{part}: {plan.total_budget()}")
@@ -204,9 +262,19 @@ def run_study(out: Path, *, quick: bool = False, corpora: tuple[str, ...] = DEFA
             result.parts[part] = _gradcheck(texts[corpus], out / part, preset)
             manifest.save(parts={**manifest.data["parts"], part: result.parts[part]})
         progress("writing the report")
-        result.report = write_study_report(out)
+        manifest.save(machine_at_end=_machine())
+        result.report, result.replication = write_study_report(out, manifest.data)
     result.status = "complete" if all(s == "complete" for s in result.parts.values()) else "failed"
     return result
+
+
+def _machine() -> dict:
+    """The machine and software, with the load beside the study (its figures say on what they ran)."""
+    import os
+
+    from bpttbench.runner import machine_info
+
+    return {**machine_info(), "load_average": list(os.getloadavg()), "at": now()}
 
 
 def _corpus_of(spec_text: str) -> str:
@@ -232,15 +300,22 @@ def _gradcheck(corpus, out_dir: Path, preset: Preset) -> str:
     return "complete"
 
 
-def write_study_report(out: Path) -> Path:
-    """report.md of the study: the claims report over claims/, then the map over map/."""
-    from bpttbench.files import atomic_write
+def write_study_report(out: Path, manifest: dict) -> tuple[Path, list[dict]]:
+    """report.md of the study: the claims report over claims/, the map over map/, and the replication
+    of the shipped reference study; summary.json beside it. Returns (report.md, replication rows)."""
+    from bpttbench.files import atomic_write, write_json
     from bpttbench.report import build_report, write_report
+    from bpttbench.report.replication import SUMMARY, reference, replication_lines, replication_rows, study_summary
     from bpttbench.results import complete_runs, group_curves
     from bpttbench.studymap import map_cells, map_table, plot_map
 
     out = Path(out)
-    path = write_report(build_report(out / "claims"), out)
+    report = build_report(out / "claims")
+    path = write_report(report, out)
+    registered = manifest.get("registered") or {}
+    summary = study_summary(report, registered, {**manifest, "finished_at": now()})
+    write_json(out / SUMMARY, summary)
+    ref = reference(str(registered.get("preset")))
     lines = ["", "## The map: where does the answer change?", "",
              "single against sliding on the first corpus, paired by seed. Each cell: single's training time to a target "
              "validation loss over sliding's (below 1×: single gets there first), then single's online loss minus "
@@ -254,6 +329,7 @@ def write_study_report(out: Path) -> Path:
         lines += map_table(cells) + ["", f"![the map]({figure.name})", ""]
     else:
         lines += ["No complete map runs yet.", ""]
+    lines += replication_lines(summary, ref)
     text = path.read_text(encoding="utf-8") + "\n".join(lines)
     atomic_write(path, lambda f: f.write(text))
-    return path
+    return path, replication_rows(summary, ref) if ref is not None else []

@@ -18,7 +18,7 @@ from typing import Callable, Iterator
 
 import numpy as np
 
-from bpttbench.config import TrainConfig
+from bpttbench.config import CHUNK_SCHEMES, TrainConfig
 from bpttbench.defaults import EVAL_BURN_IN, EVAL_MIN_SCORED, EVAL_STREAMS
 from bpttbench.kernels.evaluate import evaluate_streams, stream_plan, stream_scratch
 from bpttbench.model import init_theta
@@ -96,7 +96,7 @@ def warm_up_evaluation(cfg: TrainConfig, val_ids: np.ndarray | None = None) -> N
 def warm_up_config(cfg: TrainConfig) -> TrainConfig:
     """The tiny copy of cfg that warm_up runs: configurations with the same one compile the same kernels."""
     small = {name: min(getattr(cfg, name), 2) for name in ("k1", "k2", "hidden", "batch")}
-    if cfg.scheme in ("chunked", "adaptive"):
+    if cfg.scheme in CHUNK_SCHEMES:
         small["k1"] = small["k2"]
     return cfg.replace(**small, seed=0, budget_seconds=None, budget_steps=2 * small["k1"])
 

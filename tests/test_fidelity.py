@@ -223,14 +223,14 @@ def test_following_rtrl_draws_its_rows_and_completes_the_manifest(tmp_path):
     assert manifest["status"] == "complete" and manifest["finished_at"] is not None
 
 
-def test_the_library_and_the_command_clip_alike():
-    import inspect
-
+def test_the_library_and_the_command_clip_alike(tmp_path):
     from bpttbench import defaults
     from bpttbench.cli import gradcheck as command
 
     (clip,) = [p.default for p in command.params if p.name == "clip"]
-    assert clip == inspect.signature(gradcheck).parameters["clip"].default == defaults.GRADCHECK_CLIP
+    gradcheck(tiny_corpus(), k2s=(3,), lrs=(0.1,), hidden=3, steps=20, every=10, n_fd=0, out_dir=tmp_path, formats=())
+    recorded = json.loads((tmp_path / checker.MANIFEST_NAME).read_text())["settings"]["clip"]
+    assert clip == recorded == defaults.GRADCHECK_CLIP
 
 
 def test_error_and_drift_grow_with_the_learning_rate():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import pytest
 
@@ -34,6 +35,17 @@ def test_study_quick_runs_every_part_writes_the_report_and_resumes(tmp_path, cap
     assert set(parts.values()) == {"complete"}
     manifest = json.loads((out / "study.json").read_text())
     assert manifest["status"] == "complete" and manifest["parts"] == parts
+    # Registered before the first run: the preset's seed counts, the corpora and the clock.
+    assert manifest["registered"]["settings"]["seeds"] == TINY.seeds and manifest["registered"]["clock"] == "cpu"
+    assert manifest["registered_at"] <= manifest["started_at"]
+    # Every run of the study counts CPU time.
+    configs = [p["config"] for part in out.glob("**/sweep.json") for p in json.loads(part.read_text())["points"]]
+    assert configs and {c["clock"] for c in configs} == {"cpu"}
+    # It ends with its summary and a replication of the shipped quick reference, which studied other corpora.
+    assert summary["replication"] and {r["agree"] for r in summary["replication"]} == {None}
+    saved = json.loads((out / "summary.json").read_text())
+    assert saved["preset"] == "quick" and saved["clock"] == "cpu" and saved["seeds"] == TINY.seeds
+    assert {r["claim"] for r in saved["claims"]} >= {"1", "2", "3", "4", "5"}
 
     report = (out / "report.md").read_text()
     assert "## The question's claims" in report and "## The map" in report and (out / "map.png").stat().st_size > 0
@@ -56,9 +68,17 @@ def test_study_quick_runs_every_part_writes_the_report_and_resumes(tmp_path, cap
     assert code == 0, err
     assert {p: p.stat().st_mtime_ns for p in manifests} == before
 
+    # Its seeds are registered: the same directory refuses other settings instead of adding runs.
+    code, _, err = invoke(argv[:-1] + ["--clock", "wall"], capsys)
+    assert code == 2 and "registered with other clock" in err and len(err.strip().splitlines()) == 1
+    monkeypatch.setattr(study, "QUICK", replace(TINY, seeds=3))
+    code, _, err = invoke(argv, capsys)
+    assert code == 2 and "registered with other settings" in err
+    assert {p: p.stat().st_mtime_ns for p in manifests} == before
+
 
 def test_map_cells_get_step_budgets_that_follow_the_cost_per_step_and_evaluate_several_times():
-    sweeps = dict(study.FULL.sweeps(("stdlib-docs", "tinyshakespeare")))
+    sweeps = dict(study.FULL.sweeps(("stdlib-docs", "stdlib-source")))
     slow, fast = sweeps["map/k1-1-k2-100-h512"], sweeps["map/k1-1-k2-5-h32"]
     assert "steps = 324\n" in slow and "[parameters.eval_every]\nvalue = 27\n" in slow
     assert "steps = 17200\n" in fast and "[parameters.eval_every]\nvalue = 1433\n" in fast
@@ -70,3 +90,19 @@ def test_study_refuses_an_unknown_corpus_before_running_anything(tmp_path, capsy
                           capsys)
     assert code == 2 and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "s" / "study.json").exists()
+
+
+def test_the_full_preset_meets_its_registered_target_at_the_spread_it_was_sized_for():
+    """FULL's seed count: a 95% t-interval of the mean at most ±0.02 bits/char at the largest per-seed
+    spread of the previous full study (s = 0.036, claim 3 on stdlib-docs), as the comment beside it works out."""
+    from scipy import stats
+
+    n = study.FULL.seeds
+    assert stats.t.ppf(0.975, n - 1) * 0.036 / n ** 0.5 <= 0.02
+    assert stats.t.ppf(0.975, n - 2) * 0.036 / (n - 1) ** 0.5 > 0.0195  # and not many more than it needs
+
+
+def test_every_part_of_a_study_runs_on_its_clock():
+    for clock in ("cpu", "wall"):
+        for part, spec in study.QUICK.sweeps(("stdlib-docs",), clock):
+            assert f'[parameters.clock]\nvalue = "{clock}"\n' in spec, part

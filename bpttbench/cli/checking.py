@@ -8,35 +8,31 @@ from pathlib import Path
 import click
 
 from bpttbench import defaults
-from bpttbench.cli.common import COMMAND, DEFAULTS, emit_json, option, output_options, several, sigterm_as_interrupt
-from bpttbench.config import INJECTS, OPTIMIZERS
+from bpttbench.cli.common import (COMMAND, config_options, config_settings, emit_json, option, output_options, several,
+                                  sigterm_as_interrupt)
+from bpttbench.config import field_help
+from bpttbench.defaults import GRADCHECK_FOLLOWS, GRADCHECK_SETTINGS, GRADCHECK_UNUSED, TRAIN
 from bpttbench.console import GradcheckProgress, download_progress, gradcheck_table, show, stdout
 
 
 @click.command(context_settings=COMMAND)
-@option("--scheme", type=click.Choice(["single", "stored", "rtrl", "snap1", "eprop", "uoro"]), default="single",
+@option("--scheme", type=click.Choice(GRADCHECK_FOLLOWS), default=GRADCHECK_SETTINGS["scheme"],
         help="The scheme whose trajectory is followed; rtrl, snap1 and eprop add each gradient's error against rtrl's "
              "untruncated one, and snap1's, eprop's and uoro's (one sample) against it too (use a small --hidden).")
-@option("--k1", type=int, default=1, help="Steps between updates.")
 @several("--k2", "k2s", type=int, help=f"Truncation length; repeat or give a comma list for several. [default: {', '.join(map(str, defaults.GRADCHECK_K2S))}]")
 @several("--lr", "lrs", type=float, help=f"Learning rate; repeat or give a comma list for several. [default: {', '.join(f'{lr:g}' for lr in defaults.GRADCHECK_LRS)}]")
-@option("--inject", type=click.Choice(INJECTS), default=DEFAULTS.inject)
-@option("--optimizer", type=click.Choice(OPTIMIZERS), default=DEFAULTS.optimizer)
-@option("--clip", type=float, default=defaults.GRADCHECK_CLIP, help="Global gradient-norm clip (0 = off).")
-@option("--hidden", type=int, default=DEFAULTS.hidden)
-@option("--batch", type=int, default=DEFAULTS.batch)
-@option("--dtype", type=click.Choice(["float64", "float32"]), default=defaults.GRADCHECK_DTYPE, help="float64 makes the finite-difference check meaningful.")
-@option("--seed", type=int, default=0)
+@config_options(skip=tuple(GRADCHECK_UNUSED), defaults=GRADCHECK_SETTINGS,
+                helps={"dtype": "float64 makes the finite-difference check meaningful."})
+@option("--seed", type=int, default=TRAIN.seed, help=field_help("seed"))
 @option("--steps", type=int, default=defaults.GRADCHECK_STEPS, help="Time steps per trajectory.")
 @option("--every", type=int, default=defaults.GRADCHECK_EVERY, help="Updates between checkpoints.")
 @option("--fd-weights", type=int, default=defaults.GRADCHECK_FD_WEIGHTS, help="Weights in the finite-difference subset (0 skips the check).")
-@option("--corpus", default=None, help="A built-in corpus name or a text file. [default: stdlib-docs]")
+@option("--corpus", default=None, help=f"A built-in corpus name or a text file. [default: {defaults.CORPUS}]")
 @option("--out", type=click.Path(path_type=Path), default=None, help="Output folder. [default: results/gradcheck-<time>]")
 @option("--force", is_flag=True, help="Replace what is already in --out.")
 @option("--format", "formats", multiple=True, type=click.Choice(["png", "svg", "pdf"]), help="[default: png and svg]")
 @output_options("the output folder", "Print out (the output folder), status, the finite-difference check and the summary as JSON on stdout.")
-def gradcheck(scheme, k1, k2s, lrs, inject, optimizer, clip, hidden, batch, dtype, seed, steps, every, fd_weights, corpus,
-              out, force, formats, quiet, as_json):
+def gradcheck(scheme, k2s, lrs, seed, steps, every, fd_weights, corpus, out, force, formats, quiet, as_json, **settings):
     """How far are single's and stored's gradients from the exact window gradient along a real trajectory?
 
     At checkpoints, for the same window and weights: the gradient single and stored would use,
@@ -57,11 +53,10 @@ def gradcheck(scheme, k1, k2s, lrs, inject, optimizer, clip, hidden, batch, dtyp
     text = load_corpus(corpus, progress=download_progress() if chatty else None)
     out_dir = out or checker.default_out_dir()
     with sigterm_as_interrupt():
-        result = checker.gradcheck(text, scheme=scheme, k1=k1, k2s=k2s or defaults.GRADCHECK_K2S,
-                                   lrs=lrs or defaults.GRADCHECK_LRS, hidden=hidden, batch=batch, optimizer=optimizer,
-                                   clip=clip, inject=inject, dtype=dtype, seed=seed, steps=steps, every=every,
-                                   n_fd=fd_weights, out_dir=out_dir, force=force, formats=formats or ("png", "svg"),
-                                   observer=GradcheckProgress(chatty))
+        result = checker.gradcheck(text, k2s=k2s or defaults.GRADCHECK_K2S, lrs=lrs or defaults.GRADCHECK_LRS,
+                                   steps=steps, every=every, n_fd=fd_weights, out_dir=out_dir, force=force,
+                                   formats=formats or ("png", "svg"), observer=GradcheckProgress(chatty),
+                                   scheme=scheme, seed=seed, **config_settings(settings))
     summary = result.summary()
     if as_json:
         status = "failed" if result.fd_requested and not result.fd_passed else "complete"

@@ -16,13 +16,12 @@ from contextlib import contextmanager
 
 import click
 
-from bpttbench.config import TrainConfig
+from bpttbench.config import FIELD_KINDS, OPTION_FIELDS, field_help
 from bpttbench.console import stdout
+from bpttbench.defaults import TRAIN
 from bpttbench.errors import ConfigError
 from bpttbench.files import jsonable
 
-DEFAULTS = TrainConfig(budget_steps=1)  # the one place defaults live
-DEFAULT_BUDGET = "60s"
 COMMAND = {"show_default": True}  # context settings of every command
 
 
@@ -53,6 +52,26 @@ def option(*names, **kw):
     kw.setdefault("show_envvar", True)
     kw.setdefault("cls", EnvOption)
     return click.option(*names, **kw)
+
+
+def config_options(*, skip=(), defaults: dict | None = None, helps: dict | None = None):
+    """An option per TrainConfig field a command offers (config.OPTION_FIELDS, less `skip`), in the
+    field table's order, with the table's default, kind and help (`defaults` and `helps` override a
+    command's own); the command receives each as a keyword named after its field."""
+    defaults, helps = defaults or {}, helps or {}
+
+    def decorate(f):
+        for name in reversed([n for n in OPTION_FIELDS if n not in skip]):
+            kind = FIELD_KINDS[name]
+            f = option(f"--{name.replace('_', '-')}", name, type=click.Choice(kind) if isinstance(kind, tuple) else kind,
+                       default=defaults.get(name, getattr(TRAIN, name)), help=helps.get(name, field_help(name)))(f)
+        return f
+    return decorate
+
+
+def config_settings(params: dict) -> dict:
+    """The TrainConfig fields among a command's parameters (what config_options added)."""
+    return {name: params[name] for name in OPTION_FIELDS if name in params}
 
 
 class CommaList(click.ParamType):

@@ -7,7 +7,10 @@ from pathlib import Path
 import click
 
 from bpttbench.cli.common import COMMAND, emit_json, option, output_options, several, sigterm_as_interrupt
-from bpttbench.console import SweepProgress, download_progress, print_grid, show, stderr, stdout, sweep_headline, sweep_table
+from bpttbench.config import CLOCKS, field_help
+from bpttbench.defaults import TRAIN
+from bpttbench.console import (SweepProgress, download_progress, print_grid, replication_table, show, stderr, stdout,
+                               sweep_headline, sweep_table)
 from bpttbench.errors import BpttbenchError
 
 SCHEDULER_ENV = "BPTTBENCH_SCHEDULER"  # shared by sweep and study: one cluster address for both
@@ -84,9 +87,10 @@ def sweep(spec_file, overrides, out, workers, scheduler, dry_run, quiet, as_json
 @scheduler_option
 @option("--quick", is_flag=True, help="A smaller study that takes a few minutes: a first look, and for CI.")
 @several("--corpus", "corpora",
-         help="Corpus to study, repeatable or a comma list (the map uses the first). [default: stdlib-docs and tinyshakespeare]")
+         help="Corpus to study, repeatable or a comma list (the map uses the first). [default: stdlib-docs and stdlib-source, built in]")
+@option("--clock", type=click.Choice(CLOCKS), default=TRAIN.clock, help=field_help("clock"))
 @output_options("the study directory", "Print out (the study directory), status, the parts and the report as JSON on stdout.")
-def study(out, workers, scheduler, quick, corpora, quiet, as_json):
+def study(out, workers, scheduler, quick, corpora, clock, quiet, as_json):
     """Run the preset experiment that answers the question, and write its report.
 
     single, stored and sliding at k1 = 1, k2 = 20 and chunked at k = 20, with enough seeds for a
@@ -104,12 +108,15 @@ def study(out, workers, scheduler, quick, corpora, quiet, as_json):
     say = (lambda message: stderr.print(message, markup=False)) if chatty else (lambda message: None)
     with sigterm_as_interrupt():
         result = run_study(out, quick=quick, corpora=tuple(corpora) or DEFAULT_CORPORA, workers=workers,
-                           scheduler=scheduler, progress=say)
+                           scheduler=scheduler, clock=clock, progress=say)
     if as_json:
-        emit_json(result.path, result.status, parts=result.parts, report=str(result.report))
+        emit_json(result.path, result.status, parts=result.parts, report=str(result.report),
+                  replication=result.replication)
     elif quiet:
         stdout.print(str(result.path))
     else:
+        if result.replication:
+            show(replication_table(result.replication))
         stdout.print(f"report in {result.report}")
     if result.status != "complete":
         raise BpttbenchError(f"some parts of the study did not complete ({result.parts}); rerun the same command to retry them")

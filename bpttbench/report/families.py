@@ -28,7 +28,8 @@ from bpttbench.report.stats import (
     trailing_mean,
     value_at,
 )
-from bpttbench.results import GROUP_KEY, UNTRUNCATED_K2, Run, config_sort_key, smooth_curve
+from bpttbench.results import GROUP_KEY, Run, config_sort_key, smooth_curve
+from bpttbench.scheme_names import effective_k2
 
 FAMILY_KEY = tuple(c for c in GROUP_KEY if c not in ("scheme", "k1"))
 LATE_FRACTION = 0.75  # "still improving": the smoothed loss fell by more than delta after this fraction of the steps
@@ -207,8 +208,7 @@ def read_curves(runs: list[Run], data: pd.DataFrame, smooth: int) -> list[Curve]
         step = train["step"].to_numpy(dtype=float)
         raw = train["value"].to_numpy(dtype=float)
         config = {c: plain_value(first[c]) for c in GROUP_KEY}
-        if config["scheme"] in UNTRUNCATED_SCHEMES:  # k2 unused: runs that differ only in it are one configuration
-            config["k2"] = UNTRUNCATED_K2
+        config["k2"] = effective_k2(config["scheme"], config["k2"])  # untruncated runs differing only in k2 are one
         out.append(Curve(
             id=cid, run=run, unit=unit or {}, label=str(first["label"]), group=tuple(config[c] for c in GROUP_KEY),
             family=tuple(config[c] for c in FAMILY_KEY),

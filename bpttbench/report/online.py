@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from bpttbench.config import UNTRUNCATED_SCHEMES
+from bpttbench.config import CHUNK_SCHEMES, UNTRUNCATED_SCHEMES
 from bpttbench.report.families import FAMILY_KEY, Curve, by_key, per_seed
 from bpttbench.report.gaps import GapTable
 from bpttbench.report.gradients import read_frames
@@ -75,7 +75,7 @@ class OnlineRow:
 
     @property
     def label(self) -> str:
-        k = "" if self.k2 is None else f" k2={self.k2}" if self.scheme in ("chunked", "adaptive") else \
+        k = "" if self.k2 is None else f" k2={self.k2}" if self.scheme in CHUNK_SCHEMES else \
             f" k1={self.k1} k2={self.k2}"
         return f"{self.scheme}{k}"
 

@@ -4,7 +4,7 @@ grouping seeds by configuration, labelling, smoothing, resampling and median ban
 A configuration is everything a unit's TrainConfig holds except the seed, plus the corpus (name
 and sha256): units that differ in anything else, a clip or a budget included, are different
 configurations and are never averaged together. The one exception: rtrl and uoro do not use k2,
-so they are grouped under UNTRUNCATED_K2 whatever k2 they recorded.
+so they are grouped under scheme_names.UNTRUNCATED_K2 whatever k2 they recorded.
 
 Seeds are aggregated by resampling each seed onto a common grid with linear interpolation, never
 extrapolating beyond a seed's own range, and taking the median (and quartiles) only where every
@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from bpttbench.config import LEGACY_VALUES, UNTRUNCATED_SCHEMES
+from bpttbench.scheme_names import UNTRUNCATED_K2, effective_k2  # noqa: F401 (UNTRUNCATED_K2 re-exported)
 from bpttbench.errors import ResultsError
 from bpttbench.results.reader import (
     CONFIG_FIELDS,
@@ -37,10 +38,6 @@ from bpttbench.results.reader import (
 MEASURE_CADENCE = ("log_every", "eval_every")
 GROUP_KEY = (("scheme",) + tuple(c for c in CONFIG_FIELDS if c not in ("scheme", "seed") + MEASURE_CADENCE)
              + CORPUS_COLUMNS)
-
-# The k2 under which an online scheme (rtrl, uoro: no truncation, k2 unused) is swept and grouped,
-# so that runs differing only in k2 count as one configuration.
-UNTRUNCATED_K2 = 1
 
 # Sorting follows the question: sliding window first, then the single pass.
 SCHEME_ORDER = ("sliding", "single", "stored", "chunked")
@@ -65,10 +62,11 @@ def plain(value: Any) -> Any:
 
 
 def group_key(config: Mapping[str, Any]) -> tuple:
-    """The configuration's GROUP_KEY values (missing fields as None); k2 is UNTRUNCATED_K2 for rtrl and uoro."""
+    """The configuration's GROUP_KEY values (missing fields as None); an untruncated scheme's k2 is
+    scheme_names.UNTRUNCATED_K2 whatever it recorded."""
     values = {c: plain(config.get(c)) for c in GROUP_KEY}
-    if values["scheme"] in UNTRUNCATED_SCHEMES:
-        values["k2"] = UNTRUNCATED_K2
+    if values["k2"] is not None:
+        values["k2"] = effective_k2(values["scheme"], values["k2"])
     return tuple(values[c] for c in GROUP_KEY)
 
 

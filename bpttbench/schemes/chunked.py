@@ -8,14 +8,9 @@ it against the reference's literal chunk-by-chunk implementation.
 
 from __future__ import annotations
 
-from bpttbench.errors import ConfigError
 from bpttbench.schemes.single import Single
 
 
 class Chunked(Single):
     name = "chunked"
 
-    def __init__(self, cfg, theta, vocab_size, train_ids):
-        if cfg.k1 != cfg.k2:
-            raise ConfigError(f"chunked needs k1 == k2 (got k1={cfg.k1}, k2={cfg.k2}); set both to the chunk length")
-        super().__init__(cfg, theta, vocab_size, train_ids)

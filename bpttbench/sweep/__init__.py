@@ -16,7 +16,7 @@ A spec, read with tomllib (keys as in W&B sweeps, `method = "grid"` only):
 `parameters` may set any TrainConfig field except scheme, seed and the budget. The grid is the
 product of schemes, parameter values and seeds; as in `bpttbench run`, chunked takes k1 = k2 unless
 k1 is a parameter. Combinations TrainConfig refuses (k1 > k2, say) are left out with a warning.
-rtrl and uoro do not use k2: their k2 is set to 1 (results.UNTRUNCATED_K2), so a grid over k2 runs each
+the untruncated schemes do not use k2: their k2 is set to 1 (scheme_names.UNTRUNCATED_K2), so a grid over k2 runs each
 of their configurations once, not once per k2. Every point is checked against the schemes' size
 limits (rtrl's memory) before anything runs, and a grid of more than defaults.MAX_GRID_POINTS
 runs is refused from the lengths of its axes, before any point is built.

@@ -18,7 +18,9 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import Any, Iterator, Sequence
 
-from bpttbench.config import CHUNK_SCHEMES, UNTRUNCATED_SCHEMES, TrainConfig, format_duration
+from bpttbench.config import TrainConfig, config_from, format_duration
+from bpttbench.defaults import TRAIN
+from bpttbench.scheme_names import UNTRUNCATED_SCHEMES, effective_k2, resolve_k1
 from bpttbench.defaults import MAX_GRID_POINTS
 from bpttbench.errors import ConfigError
 from bpttbench.sweep.spec import SpecError, SweepSpec
@@ -56,19 +58,15 @@ def _combinations(spec: SweepSpec) -> Iterator[tuple[str, dict]]:
 def configurations(spec: SweepSpec) -> tuple[list[TrainConfig], list[str]]:
     """Every distinct configuration TrainConfig accepts, with the spec's first seed; and why the
     others were refused (counted per run, seeds included). SpecError when none is accepted."""
-    if any(scheme in UNTRUNCATED_SCHEMES for scheme in spec.schemes):
-        # Imported only when needed: results imports pandas, most of a second of a dry run.
-        from bpttbench.results import UNTRUNCATED_K2
-    base = TrainConfig(budget_seconds=spec.budget_seconds, budget_steps=spec.budget_steps, seed=spec.seeds[0])
+    base = {"budget_seconds": spec.budget_seconds, "budget_steps": spec.budget_steps, "seed": spec.seeds[0]}
     configs: dict[TrainConfig, None] = {}
     refused: dict[str, int] = {}
     for scheme, values in _combinations(spec):
-        if scheme in CHUNK_SCHEMES and "k1" not in values:
-            values["k1"] = values.get("k2", base.k2)
-        if scheme in UNTRUNCATED_SCHEMES:  # k2 unused: one configuration however many k2 the grid has
-            values["k2"] = UNTRUNCATED_K2
+        k2 = values.get("k2", TRAIN.k2)
+        values["k1"] = resolve_k1(scheme, values.get("k1"), k2, TRAIN.k1)
+        values["k2"] = effective_k2(scheme, k2)  # one configuration per untruncated scheme however many k2
         try:
-            configs.setdefault(dataclasses.replace(base, scheme=scheme, **values))
+            configs.setdefault(config_from({**base, **values, "scheme": scheme}))
         except ConfigError as exc:
             refused[str(exc)] = refused.get(str(exc), 0) + len(spec.seeds)
     if not configs:

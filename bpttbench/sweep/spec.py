@@ -14,17 +14,13 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from bpttbench import defaults
-from bpttbench.config import CLOCKS, DTYPES, INJECTS, OPTIMIZERS, SCHEMES, TRUNCATED_SCHEMES, TrainConfig, parse_duration
+from bpttbench.config import FIELD_KINDS, SCHEMES, TRUNCATED_SCHEMES, TrainConfig, parse_duration
 from bpttbench.errors import ConfigError, UserError
 
 TOP_KEYS = ("method", "name", "description", "corpus", "budget", "steps", "seeds", "schemes", "parameters")
 # Set elsewhere in a spec than under [parameters]: where to set it instead.
 NOT_PARAMETERS = {"scheme": "schemes", "seed": "seeds", "budget_seconds": "budget", "budget_steps": "steps"}
-PARAMETER_TYPES: dict[str, Any] = {
-    "k1": int, "k2": int, "hidden": int, "batch": int, "log_every": int, "eval_every": int, "eval_chars": int,
-    "lr": float, "clip": float, "inject": INJECTS, "optimizer": OPTIMIZERS, "dtype": DTYPES,
-    "delta": float, "k_max": int, "adapt_every": int, "clock": CLOCKS,
-}
+PARAMETER_TYPES: dict[str, Any] = FIELD_KINDS  # every field commands offer as an option: its type or choices
 assert set(PARAMETER_TYPES) | set(NOT_PARAMETERS) == {f.name for f in fields(TrainConfig)}
 
 

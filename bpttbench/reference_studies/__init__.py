@@ -1,0 +1,1 @@
+"""The reference studies' summaries (full.json, quick.json), data read by bpttbench/report/replication.py."""
