@@ -21,7 +21,6 @@ from bpttbench.errors import ResultsError, UserError
 from bpttbench.files import check_out_dir, clear_dir
 from bpttbench.results import add_labels, annotate_curves, complete_runs
 
-FORMATS = ("tensorboard",)
 METRICS = ("train_bpc", "val_bpc")
 _UNSAFE = re.compile(r"[^A-Za-z0-9._=+-]+")
 

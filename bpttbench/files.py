@@ -268,8 +268,7 @@ class Manifest:
         try:
             self.finish("interrupted" if interrupted else "failed", error=None if interrupted else one_line(exc))
         except Exception as close_exc:  # the original exception matters more; keep it and say so
-            if hasattr(exc, "add_note"):
-                exc.add_note(f"(also: could not mark {self.path} as finished: {close_exc})")
+            exc.add_note(f"(also: could not mark {self.path} as finished: {close_exc})")
         return False
 
 

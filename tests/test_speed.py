@@ -273,7 +273,7 @@ def test_measure_speed_against_both_peers_divides_by_the_faster():
 def test_speed_command_times_every_truncated_scheme_by_default(tmp_path, capsys):
     # --scheme all includes adaptive, which (like chunked) must take k1 = k2 rather than the default k1 = 1
     code, stdout, stderr = invoke(["speed", "--hidden", "4", "--k2", "3", "--repeats", "1", "--min-time", "0.001",
-                                   "--no-adam", "--json", "--out", str(tmp_path)], capsys)
+                                   "--optimizer", "sgd", "--json", "--out", str(tmp_path)], capsys)
     assert code == 0, stderr
     import json
 
@@ -286,7 +286,7 @@ def test_speed_command_times_every_truncated_scheme_by_default(tmp_path, capsys)
 def test_speed_command_takes_peers_and_the_old_flag(tmp_path, capsys):
     torch_baseline()
     small = ["speed", "--scheme", "chunked", "--hidden", "4", "--k2", "3", "--repeats", "1", "--min-time", "0.001",
-             "--no-adam", "--json"]
+             "--optimizer", "sgd", "--json"]
     code, stdout, stderr = invoke([*small, "--against-torch", "--out", str(tmp_path / "a")], capsys)
     assert code == 0, stderr
     import json

@@ -25,8 +25,6 @@ from bpttbench.errors import UserError
 @option("--min-time", type=float, default=0.05, help="Seconds per sample.")
 @option("--optimizer", type=click.Choice(["sgd", "adam"]), default="adam",
         help="sgd times plain SGD only; adam also times Adam's update and reports its extra cost over SGD.")
-@click.option("--adam/--no-adam", "adam", default=None, hidden=True, allow_from_autoenv=False,
-              help="Deprecated: --optimizer adam / --optimizer sgd.")
 @several("--against",
          help="Also time peers: torch, jax; repeatable or a comma list (pip install -e '.[torch,jax]'). "
               "Speed-ups are against the faster peer of each row.")
@@ -34,7 +32,7 @@ from bpttbench.errors import UserError
 @option("--out", type=click.Path(path_type=Path), default=None, help="Folder for speed.csv/.json/.png. [default: results/speed-<time>]")
 @option("--force", is_flag=True, help="Replace what is already in --out.")
 @output_options("the output folder", "Print out (the output folder), status and the rows as JSON on stdout.")
-def speed(schemes, hidden, k2, batch, k1, dtypes, repeats, min_time, optimizer, adam, against, against_torch, out, force,
+def speed(schemes, hidden, k2, batch, k1, dtypes, repeats, min_time, optimizer, against, against_torch, out, force,
           quiet, as_json):
     """Microseconds per time step of each scheme beside its BLAS lower bound (and PyTorch, JAX).
 
@@ -50,8 +48,6 @@ def speed(schemes, hidden, k2, batch, k1, dtypes, repeats, min_time, optimizer, 
     from bpttbench.runner import default_out_dir
     from bpttbench.speed import PEERS, SCHEMES as TIMED, measure_speed, speed_targets, write_speed
 
-    if adam is not None:
-        optimizer = "adam" if adam else "sgd"
     names = list(dict.fromkeys(s for n in (schemes or ("all",)) for s in (TIMED if n == "all" else (n,))))
     grid = dict(hidden=hidden or (128,), k2=k2 or (20,), batch=batch or (1,))
     peers = list(dict.fromkeys([*against, *(["torch"] if against_torch else [])]))

@@ -250,6 +250,5 @@ class RunWriter:
         try:
             self.close(status, error=message)
         except Exception as close_exc:  # the original exception matters more; keep going
-            if hasattr(exc, "add_note"):
-                exc.add_note(f"(also: could not mark the run {status}: {close_exc})")
+            exc.add_note(f"(also: could not mark the run {status}: {close_exc})")
         return False
