@@ -21,10 +21,8 @@ MAX_GRID_POINTS = 100_000  # runs in one sweep
 
 # ----------------------------------------------------------------------------- BLAS
 # The kernels' products: BPTTBENCH_BLAS=auto|openblas|mkl overrides (bpttbench/blas_backend.py).
-# auto = MKL when PyTorch or the mkl wheel provides it, else SciPy's OpenBLAS: on one thread MKL ran
-# the B = 32 products up to 2.1x as fast and every B = 32 scheme 1.45-1.59x as fast end to end; at
-# B = 1 about as fast (PyTorch's MKL 2024.2) or 1.3x as fast (the wheel's 2026.2) as OpenBLAS 0.3.30
-# (benchmarks/blas_backends.py).
+# auto = MKL when PyTorch or the mkl wheel provides it, else SciPy's OpenBLAS: MKL is the faster one
+# on one thread (README's Performance section; benchmarks/blas_backends.py measures both).
 BLAS = "auto"
 
 # ----------------------------------------------------------------------------- validation

@@ -31,8 +31,8 @@ from bpttbench.train import Training
 
 
 def expand_schemes(names) -> list[str]:
-    """Scheme names as given (`all` = every truncated scheme; rtrl and uoro, O(H^4) and O(H^2 V)
-    per step, are run only when named), duplicates dropped, order kept."""
+    """Scheme names as given (`all` = every truncated scheme; the untruncated ones, rtrl's O(H^4)
+    per step among them, are run only when named), duplicates dropped, order kept."""
     out: list[str] = []
     for name in names:
         for scheme in TRUNCATED_SCHEMES if name == "all" else (name,):
@@ -47,7 +47,7 @@ def plan_units(settings: dict, schemes, seeds) -> list[TrainConfig]:
     """One config per (scheme, seed), schemes outermost; settings are every other TrainConfig field
     (k1 None: each scheme's own, see scheme_names.resolve_k1, so that `--scheme all` compares chunked
     at the same k2). `seeds` may be a range: an oversized plan is refused from its size, before
-    anything is built. Each unit is validated on its own (rtrl and uoro accept a k1 above k2)."""
+    anything is built. Each unit is validated on its own (the untruncated schemes accept a k1 above k2)."""
     schemes = expand_schemes(schemes)
     count = len(schemes) * len(seeds)
     if count > MAX_RUN_UNITS:

@@ -75,7 +75,7 @@ from bpttbench.speed_bounds import OptimizerBoundTimer, adam_columns, adam_targe
 from bpttbench.threads import single_threaded_blas
 
 SCHEMES = TRUNCATED_SCHEMES  # what `--scheme all` times and the speed targets are about
-# rtrl and uoro are timed when named, without a BLAS bound or a peer (their rows say NaN).
+# The untruncated schemes are timed when named, without a BLAS bound or a peer (their rows say NaN).
 TIMEABLE = TRUNCATED_SCHEMES + UNTRUNCATED_SCHEMES
 DEFAULTS = dict(hidden=128, vocab_size=65, k1=1, k2=20, batch=1, dtype="float32")
 BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"

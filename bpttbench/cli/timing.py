@@ -15,7 +15,7 @@ from bpttbench.errors import UserError
 
 @click.command(context_settings=COMMAND)
 @several("--scheme", "schemes", type=click.Choice([*SCHEMES, "all"]),
-         help="Repeatable or a comma list; 'all' is the four truncated schemes (rtrl and uoro only when named, without a bound). [default: all]")
+         help="Repeatable or a comma list; 'all' is the truncated schemes (the untruncated ones only when named, without a bound). [default: all]")
 @several("--hidden", type=int, help="Hidden sizes; repeatable or a comma list. [default: 128]")
 @several("--k2", type=int, help="Truncation lengths; repeatable or a comma list (chunked: k1 = k2). [default: 20]")
 @several("--batch", type=int, help="Batch sizes; repeatable or a comma list. [default: 1]")

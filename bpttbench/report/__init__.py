@@ -29,7 +29,7 @@ Definitions (report.md states them too):
   t(0.975, n'-1)·sqrt(pi/2)·s/sqrt(n') falls below the median's distance to the band's nearest
   edge, s the spread of the per-seed differences (stats.seeds_needed);
 - diverged seeds are left out of the statistics (and listed in the warnings);
-- rtrl and uoro do not use k2: their runs are grouped under k2 = 1 whatever k2 they recorded;
+- the untruncated schemes (rtrl, uoro, snap1, eprop) do not use k2: their runs are grouped under k2 = 1 whatever k2 they recorded;
 - on a generated corpus the gap to the optimum is the step-weighted mean online loss over the last
   GAP_FRACTION of the steps minus the entropy rate the manifest records; on lag:L a configuration
   learns the dependency when its median gap is below log2(M)/(L+1), what forgetting the cue costs;

@@ -3,7 +3,7 @@ grouping seeds by configuration, labelling, smoothing, resampling and median ban
 
 A configuration is everything a unit's TrainConfig holds except the seed, plus the corpus (name
 and sha256): units that differ in anything else, a clip or a budget included, are different
-configurations and are never averaged together. The one exception: rtrl and uoro do not use k2,
+configurations and are never averaged together. The one exception: the untruncated schemes do not use k2,
 so they are grouped under scheme_names.UNTRUNCATED_K2 whatever k2 they recorded.
 
 Seeds are aggregated by resampling each seed onto a common grid with linear interpolation, never
@@ -20,7 +20,7 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from bpttbench.config import LEGACY_VALUES, UNTRUNCATED_SCHEMES
+from bpttbench.config import CHUNK_SCHEMES, LEGACY_VALUES, UNTRUNCATED_SCHEMES
 from bpttbench.scheme_names import UNTRUNCATED_K2, effective_k2  # noqa: F401 (UNTRUNCATED_K2 re-exported)
 from bpttbench.errors import ResultsError
 from bpttbench.results.reader import (
@@ -43,9 +43,9 @@ GROUP_KEY = (("scheme",) + tuple(c for c in CONFIG_FIELDS if c not in ("scheme",
 SCHEME_ORDER = ("sliding", "single", "stored", "chunked")
 
 _BUDGET = ("budget_seconds", "budget_steps")
-# A field a scheme does not choose: rtrl and uoro ignore k2, chunked's k1 is its k2. Labels never
+# A field a scheme does not choose: the untruncated schemes ignore k2, chunked's k1 is its k2. Labels never
 # show it for that scheme, and it is no difference between configurations.
-_NOT_CHOSEN = {**{s: "k2" for s in UNTRUNCATED_SCHEMES}, "chunked": "k1"}
+_NOT_CHOSEN = {**{s: "k2" for s in UNTRUNCATED_SCHEMES}, **{s: "k1" for s in CHUNK_SCHEMES}}
 
 
 # ----------------------------------------------------------------------------- configurations
@@ -110,7 +110,7 @@ def varying_fields(configs: Sequence[Mapping[str, Any]]) -> list[str]:
 def config_labels(configs: Sequence[Mapping[str, Any]]) -> list[str]:
     """A label per configuration: its scheme, then the fields that differ between configs and only
     those ('single clip=0.5' beside 'single clip=1'; 'single' and 'sliding' when nothing else
-    differs). A budget is shown as 'budget=60s' or 'budget=1000 steps'; rtrl and uoro never show
+    differs). A budget is shown as 'budget=60s' or 'budget=1000 steps'; untruncated schemes never show
     k2, chunked never k1."""
     varying = varying_fields(configs)
     labels = []

@@ -85,7 +85,7 @@ def budget_text(runs: int, spec: SweepSpec) -> str:
 def check_grid_size(spec: SweepSpec) -> None:
     """SpecError if the grid has more than MAX_GRID_POINTS runs, decided from the axes' lengths.
 
-    The count is the product of the axes (rtrl and uoro counted once across k2), less the
+    The count is the product of the axes (each untruncated scheme counted once across k2), less the
     combinations TrainConfig refuses when there are few enough to check; otherwise it is an
     upper bound and the message says "at most".
     """
