@@ -133,6 +133,7 @@ def _python(code, **env):
     return subprocess.run([sys.executable, "-c", code], env={**os.environ, **env}, capture_output=True, text=True)
 
 
+@pytest.mark.slow
 def test_a_bad_value_is_a_one_line_error_from_the_cli():
     done = _python("from bpttbench.cli import main; main(['speed', '--scheme', 'single'])", BPTTBENCH_BLAS="fastest")
     assert done.returncode == 2
@@ -140,6 +141,7 @@ def test_a_bad_value_is_a_one_line_error_from_the_cli():
         "error: BPTTBENCH_BLAS='fastest' is not a BLAS backend; set it to one of auto, openblas, mkl, or unset it"]
 
 
+@pytest.mark.slow
 @needs_mkl
 def test_kernels_compiled_under_one_backend_load_from_cache_under_the_other(tmp_path):
     """The table's symbol, not an address, is in the compiled code: Numba's cache holds across backends."""

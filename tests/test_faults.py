@@ -102,6 +102,7 @@ def finish(proc: subprocess.Popen, timeout: float = 30.0) -> tuple[int, str, str
 
 @pytest.mark.parametrize("sig,code,word", [(signal.SIGINT, 130, "interrupted"), (signal.SIGTERM, 143, "terminated")],
                          ids=["SIGINT", "SIGTERM"])
+@pytest.mark.slow
 def test_signal_keeps_the_curves_and_marks_the_run_interrupted(sig, code, word, corpus_file, tmp_path, capsys):
     run = tmp_path / "run"
     proc = start_run(run, corpus_file, "--scheme", "single", "--scheme", "sliding", "--budget", "60")
@@ -125,6 +126,7 @@ def test_signal_keeps_the_curves_and_marks_the_run_interrupted(sig, code, word, 
     assert code2 == 2 and "status is 'interrupted'" in err2 and len(err2.strip().splitlines()) == 1
 
 
+@pytest.mark.slow
 def test_sigkill_leaves_a_manifest_that_does_not_claim_complete(corpus_file, tmp_path, capsys):
     run = tmp_path / "killed"
     proc = start_run(run, corpus_file, "--scheme", "single", "--budget", "60")
@@ -250,6 +252,7 @@ def clean_env() -> dict:
     return {k: v for k, v in os.environ.items() if not k.startswith("BPTTBENCH_")}
 
 
+@pytest.mark.slow
 def test_full_disk_ends_with_one_line_and_no_complete_claim(corpus_file, tmp_path):
     """A real full filesystem: a 64 KiB tmpfs (root only), filled by curves.csv after a few hundred rows."""
     with small_filesystem(tmp_path / "small") as fs:
@@ -260,6 +263,7 @@ def test_full_disk_ends_with_one_line_and_no_complete_claim(corpus_file, tmp_pat
         check_full_disk_outcome(run, proc.returncode, proc.stderr)
 
 
+@pytest.mark.slow
 def test_file_size_limit_ends_with_one_line_and_no_complete_claim(corpus_file, tmp_path):
     """RLIMIT_FSIZE of 64 KiB in the child: writes beyond it fail with EFBIG (works without root)."""
     def limit():
@@ -352,6 +356,7 @@ def test_saturating_input_long_run_of_one_character():
     assert np.isfinite(training.theta).all() or training.outcome.status == "diverged"
 
 
+@pytest.mark.slow
 def test_sigterm_during_gradcheck_marks_it_interrupted(corpus_file, tmp_path):
     out = tmp_path / "gc"
     env = {k: v for k, v in os.environ.items() if not k.startswith("BPTTBENCH_")}

@@ -8,6 +8,8 @@ import sys
 import threading
 from pathlib import Path
 
+import pytest
+
 from bpttbench.kernels.jitcache import PACKAGE, kernel_sources_digest
 
 
@@ -26,6 +28,7 @@ def test_digest_follows_every_kernel_module_and_nothing_else(tmp_path):
     assert kernel_sources_digest(copy) != original
 
 
+@pytest.mark.slow
 def test_cache_dir_is_the_digest_under_numba_cache_dir(tmp_path):
     env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path))
     code = "import bpttbench.kernels.lstm, numba.core.config as c; print(c.CACHE_DIR)"

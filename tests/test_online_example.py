@@ -25,6 +25,7 @@ def test_the_spec_runs_every_online_rule_with_three_seeds():
     assert spec.budget_seconds is not None  # a time budget: rtrl at H = 64 would take hours of steps
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash")
 def test_the_example_pipeline_produces_the_online_table(tmp_path):
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",

@@ -211,6 +211,7 @@ def our_trajectory(scheme, k1, k2, batch, n):
     return theta, losses, split_theta(ours.theta, V, H)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("scheme,k1,k2,batch,updates", PEER_CASES)
 def test_torch_baseline_follows_our_trajectory(scheme, k1, k2, batch, updates):
     """Same losses at every step and same weights at the end: the two implement the same scheme."""
@@ -224,6 +225,7 @@ def test_torch_baseline_follows_our_trajectory(scheme, k1, k2, batch, updates):
         np.testing.assert_allclose(value, params[name], rtol=1e-9, atol=1e-12, err_msg=name)
 
 
+@pytest.mark.slow
 def test_measure_speed_against_torch_fills_the_torch_columns():
     torch_baseline()
     df = measure_speed(["chunked", "single"], hidden=(4,), k2=(3,), vocab_size=5, repeats=1, min_time=0.001,
@@ -246,6 +248,7 @@ def jax_baseline():
     return module
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("scheme,k1,k2,batch,updates", PEER_CASES)
 def test_jax_baseline_follows_our_trajectory(scheme, k1, k2, batch, updates):
     """Same losses at every step and same weights at the end, in float64. Blocks of 6 updates: the state
@@ -259,6 +262,7 @@ def test_jax_baseline_follows_our_trajectory(scheme, k1, k2, batch, updates):
         np.testing.assert_allclose(value, params[name], rtol=1e-9, atol=1e-12, err_msg=name)
 
 
+@pytest.mark.slow
 def test_measure_speed_against_both_peers_divides_by_the_faster():
     torch_baseline(), jax_baseline()
     df = measure_speed(["chunked", "sliding"], hidden=(4,), k2=(3,), vocab_size=5, repeats=1, min_time=0.001,
@@ -283,6 +287,7 @@ def test_speed_command_times_every_truncated_scheme_by_default(tmp_path, capsys)
     assert rows["adaptive"]["us_per_step"] > 0
 
 
+@pytest.mark.slow
 def test_speed_command_takes_peers_and_the_old_flag(tmp_path, capsys):
     torch_baseline()
     small = ["speed", "--scheme", "chunked", "--hidden", "4", "--k2", "3", "--repeats", "1", "--min-time", "0.001",
