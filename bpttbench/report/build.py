@@ -49,7 +49,7 @@ class Report:
             "settings": self.settings,
             "runs": self.runs,
             "claims": [{"number": c.number, "claim": c.text, "verdict": c.verdict, "rule": c.rule,
-                        "evidence": c.evidence, "seeds_needed": c.needs} for c in self.claims],
+                        "evidence": c.evidence, "seeds_needed": c.needs, "results": c.results} for c in self.claims],
             "warnings": self.warnings,
             "skipped": [{"path": p, "reason": r} for p, r in self.skipped],
             "families": [{

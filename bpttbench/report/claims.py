@@ -49,6 +49,18 @@ class Claim:
     evidence: list[str]  # one line per family or configuration, with the numbers
     deciding: str  # the short version for a table cell
     needs: list[dict] = field(default_factory=list)  # per inconclusive comparison: the seeds that would decide it
+    # One row per comparison or gradcheck configuration that decided it, for replication (report/replication.py):
+    # corpus, k2, metric, unit, estimate, lo, hi (None without an interval), n, values (per seed), verdict.
+    results: list[dict] = field(default_factory=list)
+
+
+def _result(corpus, k2, metric: str, unit: str, iv: Interval | None, verdict: str, estimate: float | None = None) -> dict:
+    """A row of Claim.results: the interval's numbers, or a bare estimate."""
+    if iv is None:
+        return {"corpus": corpus, "k2": k2, "metric": metric, "unit": unit, "estimate": estimate, "lo": None, "hi": None,
+                "n": None, "values": [], "verdict": verdict}
+    return {"corpus": corpus, "k2": k2, "metric": metric, "unit": unit, "estimate": iv.median, "lo": iv.lo, "hi": iv.hi,
+            "n": iv.n, "values": list(iv.values), "verdict": verdict}
 
 
 def judge(families: list[Family], grad: list[GradSummary], grad_problem: str | None, settings: dict) -> list[Claim]:
@@ -96,7 +108,7 @@ def _pair_claim(number: str, text: str, rule_text: str, families: list[Family], 
                 choose: Choose, rule: PairRule, s: dict, extra: Callable[[Family, Comparison], list[str]] | None = None,
                 tail: list[str] = ()) -> Claim:
     """One claim over every family's comparisons of scheme first with scheme second (k1 < k2)."""
-    verdicts, evidence, short, needs = [], [], [], []
+    verdicts, evidence, short, needs, results = [], [], [], [], []
     for fam in families:
         for comp in _truncating(fam, fam.comparison(first, second)):
             metric, where = choose(fam, comp)
@@ -104,6 +116,7 @@ def _pair_claim(number: str, text: str, rule_text: str, families: list[Family], 
             v0 = rule.rule(iv)
             v = rule.override(v0, iv, fam, comp) if rule.override else v0
             verdicts.append(v)
+            results.append(_result(fam.key["corpus"], fam.key["k2"], metric, ALL_METRICS[metric][1], iv, v))
             line = _evidence(fam, comp, metric, v, where)
             cell = (f"{format_interval(iv, ALL_METRICS[metric][1], signed=True)} "
                     f"({ALL_METRICS[metric][0]}, {fam.key['corpus']}, k2={format_setting(fam.key['k2'])})")
@@ -118,7 +131,7 @@ def _pair_claim(number: str, text: str, rule_text: str, families: list[Family], 
                 evidence.extend(extra(fam, comp))
     missing = NO_PAIR.format(first, second)
     return Claim(number, text, combine(verdicts), rule_text, (evidence or [missing]) + list(tail),
-                 "; ".join(short) if short else missing, needs)
+                 "; ".join(short) if short else missing, needs, results)
 
 
 def _within(s: dict, override: Override | None = None) -> PairRule:
@@ -256,16 +269,17 @@ K2_ONE_RULE = ("supported when, for every paired seed, the online losses at ever
 def k2_one_claim(families: list[Family], s: dict) -> Claim:
     """5: at k2 = 1 the schemes' curves agree to identical_tol at every common log step, seed by seed."""
     tol = s["identical_tol"]
-    verdicts, evidence, short = [], [], []
+    verdicts, evidence, short, results = [], [], [], []
     for fam in families:
         if fam.key["k2"] != 1:
             continue
-        worst_here, schemes, seeds = [], set(), set()
+        worst_here, schemes, seeds, family_verdicts = [], set(), set(), []
         for first, second in (("single", "sliding"), ("stored", "single"), ("stored", "sliding")):
             for comp in fam.comparison(first, second):
                 worst = max(comp.max_abs_step_diff.values(), default=math.nan)
                 v = NOT_MEASURED if math.isnan(worst) else SUPPORTED if worst <= tol else CONTRADICTED
                 verdicts.append(v)
+                family_verdicts.append(v)
                 evidence.append(f"{fam.label}: largest |{first} − {second}| online loss at any common log step over "
                                 f"{format_seeds(comp.seeds)}: {worst:.3g} bits/char → {v}")
                 worst_here.append(worst)
@@ -276,10 +290,12 @@ def k2_one_claim(families: list[Family], s: dict) -> Claim:
             names = "/".join(s for s in ("single", "stored", "sliding") if s in schemes)
             short.append(f"{names} at most {max(measured):.3g} bits/char apart ({fam.key['corpus']}, "
                          f"{format_seeds(sorted(seeds))})")
+            results.append(_result(fam.key["corpus"], 1, "largest step difference", "bits/char", None,
+                                   combine(family_verdicts), max(measured)))
     return Claim(
         "5", "With k2 = 1, single and sliding (and stored) are identical.", combine(verdicts),
         K2_ONE_RULE.format(tol=tol), evidence or ["not measured: no runs with k2 = 1 pair these schemes"],
-        "; ".join(short) if short else "not measured: no k2 = 1 runs")
+        "; ".join(short) if short else "not measured: no k2 = 1 runs", results=results)
 
 
 # ----------------------------------------------------------------------------- claims 6a, 6b: gradcheck.csv
@@ -300,8 +316,8 @@ def _grad_where(cfg: dict) -> str:
 
 
 def _gradient_claim(number: str, text: str, rule: str, estimator: str, grad: list[GradSummary],
-                    grad_problem: str | None, decide: Callable[[GradSummary], str], deciding: Callable[[GradSummary], str]
-                    ) -> Claim:
+                    grad_problem: str | None, decide: Callable[[GradSummary], str], deciding: Callable[[GradSummary], str],
+                    measure: Callable[[GradSummary], tuple[str, Interval]]) -> Claim:
     if grad_problem is not None:
         return Claim(number, text, NOT_MEASURED, rule, [f"not measured: {grad_problem}"], f"not measured: {grad_problem}")
     rows = [g for g in grad if g.estimator == estimator]
@@ -309,15 +325,17 @@ def _gradient_claim(number: str, text: str, rule: str, estimator: str, grad: lis
         why = ("no gradcheck.csv where the runs were read (run `bpttbench gradcheck`)" if not grad
                else f"gradcheck.csv has no {estimator} rows")
         return Claim(number, text, NOT_MEASURED, rule, [f"not measured: {why}"], f"not measured: {why}")
-    verdicts, evidence, short = [], [], []
+    verdicts, evidence, short, results = [], [], [], []
     for g in rows:
         v = decide(g)
         verdicts.append(v)
+        metric, iv = measure(g)
+        results.append(_result(g.config.get("corpus"), g.config["k2"], metric, "", iv, v))
         evidence.append(f"{_grad_where(g.config)}: cosine {format_interval(g.cosine, 'cos')}, relative error "
                         f"{format_small_interval(g.rel_error)} over {g.cosine.n} checkpoints ({g.tensors}) → {v}")
         corpus = f"{g.config['corpus']}, " if "corpus" in g.config else ""
         short.append(f"{deciding(g)} ({corpus}k2={format_setting(g.config['k2'])}, lr={format_setting(g.config['lr'])})")
-    return Claim(number, text, combine(verdicts), rule, evidence, "; ".join(short))
+    return Claim(number, text, combine(verdicts), rule, evidence, "; ".join(short), results=results)
 
 
 def single_gradient_claim(grad: list[GradSummary], grad_problem: str | None, s: dict) -> Claim:
@@ -325,7 +343,7 @@ def single_gradient_claim(grad: list[GradSummary], grad_problem: str | None, s: 
     return _gradient_claim("6a", "The single-forward gradient is a very good approximation of the exact one.",
                            SINGLE_GRADIENT_RULE.format(cosine_min=s["cosine_min"]), "single", grad, grad_problem,
                            lambda g: verdict_above(g.cosine, s["cosine_min"], strict=False),
-                           lambda g: f"cos {format_number(g.cosine.median, 'cos')}")
+                           lambda g: f"cos {format_number(g.cosine.median, 'cos')}", lambda g: ("cosine", g.cosine))
 
 
 def stored_gradient_claim(grad: list[GradSummary], grad_problem: str | None, s: dict) -> Claim:
@@ -333,4 +351,5 @@ def stored_gradient_claim(grad: list[GradSummary], grad_problem: str | None, s: 
     return _gradient_claim("6b", "Even with stored past weights the gradient is not the exact one.",
                            STORED_GRADIENT_RULE.format(exact_tol=s["exact_tol"]), "stored", grad, grad_problem,
                            lambda g: verdict_above(g.rel_error, s["exact_tol"], strict=True),
-                           lambda g: f"rel err {format_small(g.rel_error.median)}")
+                           lambda g: f"rel err {format_small(g.rel_error.median)}",
+                           lambda g: ("relative error", g.rel_error))

@@ -35,9 +35,9 @@ def study_summary(report, registered: dict, manifest: dict) -> dict:
     speeds = []
     for fam in report.families:
         for comp in fam.comparison("single", "sliding"):
-            iv = comp.stats["steps_per_s"].to_dict()
+            iv = comp.stats["steps_per_s"]
             speeds.append({"corpus": fam.key["corpus"], "k2": fam.key["k2"], "ratio": "single / sliding",
-                           **{k: _plain(iv.get(k)) for k in ("estimate", "lo", "hi", "n")}})
+                           "estimate": _plain(iv.median), "lo": _plain(iv.lo), "hi": _plain(iv.hi), "n": iv.n})
     return {"format": FORMAT, "preset": registered.get("preset"), "corpora": registered.get("corpora"),
             "clock": registered.get("clock"), "seeds": (registered.get("settings") or {}).get("seeds"),
             "command": manifest.get("command"), "registered_at": manifest.get("registered_at"),
