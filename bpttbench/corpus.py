@@ -1,9 +1,10 @@
 """Corpora: where a text comes from, its vocabulary and ids, and the train/validation split.
 
 A corpus is named one of four ways:
-- the built-in default `stdlib-docs`: the docstrings of this Python's standard library, read with
-  `ast` from the source files (nothing imported, no network), put in a seeded shuffled order so
-  that the text's difficulty is the same all along it, and cached per Python version;
+- a built-in corpus (BUILTIN_CORPORA), made from this Python's standard library with `ast` (nothing
+  imported, no network), put in a seeded shuffled order so that the text's difficulty is the same
+  all along it, and cached per Python version: the default `stdlib-docs`, its docstrings (prose),
+  and `stdlib-source`, 1.7 M characters of its source code (bpttbench/stdlib_source.py);
 - a name in the registry `corpora/registry.json` (installed as the package data `bpttbench.corpora`):
   downloaded on first use into the cache, checked against its sha256 and size, and checked again
   on every later use;
@@ -46,9 +47,10 @@ import numpy as np
 from bpttbench.errors import CorpusError, DownloadError
 from bpttbench.files import cache_dir
 from bpttbench.stdlib_docs import STDLIB_DOCS_RULE, stdlib_docs_text
+from bpttbench.stdlib_source import STDLIB_SOURCE_RULE, stdlib_source_text
 
 DEFAULT_CORPUS = "stdlib-docs"
-BUILTIN_SOURCE = "builtin:stdlib-docs"
+BUILTIN_SOURCE = "builtin:stdlib-docs"  # the default's source; a built-in corpus's is builtin:<name>
 TRAIN_FRACTION = 0.9
 
 DOWNLOAD_TIMEOUT_S = 30
@@ -71,7 +73,7 @@ GENERATED_DESCRIPTIONS = {
 @dataclass(frozen=True, eq=False)
 class Corpus:
     name: str  # registry name, or the path as given
-    source: str  # file path, URL, or BUILTIN_SOURCE
+    source: str  # file path, URL, or builtin:<name> (BUILTIN_SOURCE for the default)
     sha256: str  # of the UTF-8 bytes of the text
     n_chars: int
     vocab: tuple[str, ...]  # distinct characters, sorted by code point
@@ -163,8 +165,8 @@ def corpus_from_text(text: str, name: str = "text", source: str = "") -> Corpus:
 
 
 def load_corpus(spec: str | None = None, *, progress: Progress | None = None) -> Corpus:
-    """The corpus named by `spec`: None for DEFAULT_CORPUS, a registered name, a generated corpus
-    (`reber`, `lag:L`, `brackets`, with parameters), or a file path.
+    """The corpus named by `spec`: None for DEFAULT_CORPUS, a built-in or registered name, a generated
+    corpus (`reber`, `lag:L`, `brackets`, with parameters), or a file path.
 
     Registered and generated names win over files of the same name. `progress(done_bytes, total_bytes)`,
     if given, is called while a registered corpus downloads.
@@ -172,8 +174,8 @@ def load_corpus(spec: str | None = None, *, progress: Progress | None = None) ->
     spec = DEFAULT_CORPUS if spec is None else spec
     if not isinstance(spec, str) or not spec.strip():
         raise CorpusError(f"no corpus given; use one of {_known_names()} or a path to a UTF-8 text file")
-    if spec == DEFAULT_CORPUS:
-        return _load_stdlib_docs()
+    if spec in BUILTIN_CORPORA:
+        return _load_builtin(BUILTIN_CORPORA[spec])
     from bpttbench import synthetic  # here: it compiles Numba kernels, which `corpus list` does not need
 
     if synthetic.is_generated(spec):
@@ -195,21 +197,23 @@ def load_corpus(spec: str | None = None, *, progress: Progress | None = None) ->
 
 
 def list_corpora() -> list[dict]:
-    """The built-in default and every registered corpus: name, description, source, licence, size
-    (bytes; None when not known without work), sha256 (likewise), cached (usable without fetching)."""
-    cached_docs = _cached_stdlib_docs()
-    rows = [
-        {
-            "name": DEFAULT_CORPUS,
-            "description": "Docstrings of this Python's standard library (the default; no network, "
-            "extracted on first use in a few seconds)",
-            "source": BUILTIN_SOURCE,
-            "licence": "Python Software Foundation License (Python's own documentation)",
-            "size": None if cached_docs is None else len(cached_docs),
-            "sha256": None if cached_docs is None else hashlib.sha256(cached_docs).hexdigest(),
-            "cached": cached_docs is not None,
-        }
-    ]
+    """The built-in corpora (the default first), the generated kinds and every registered corpus: name,
+    description, source, licence, size (bytes; None when not known without work), sha256 (likewise),
+    cached (usable without fetching or building)."""
+    rows = []
+    for builtin in BUILTIN_CORPORA.values():
+        cached = _cached_builtin(builtin)
+        rows.append(
+            {
+                "name": builtin.name,
+                "description": builtin.description,
+                "source": builtin.source,
+                "licence": builtin.licence,
+                "size": None if cached is None else len(cached),
+                "sha256": None if cached is None else hashlib.sha256(cached).hexdigest(),
+                "cached": cached is not None,
+            }
+        )
     for kind, description in GENERATED_DESCRIPTIONS.items():
         rows.append({"name": kind, "description": description, "source": "generated", "licence": "generated (no licence needed)",
                      "size": None, "sha256": None, "cached": True})
@@ -380,7 +384,7 @@ def _registry() -> dict[str, RegistryEntry]:
             raise bad(f"an entry lacks the key {e}") from None
         except TypeError:
             raise bad(f"an entry is not an object: {item!r:.60}") from None
-        if not isinstance(entry.name, str) or not _NAME_RE.fullmatch(entry.name) or entry.name == DEFAULT_CORPUS:
+        if not isinstance(entry.name, str) or not _NAME_RE.fullmatch(entry.name) or entry.name in BUILTIN_CORPORA:
             raise bad(f"bad corpus name {entry.name!r}")
         if entry.name in entries:
             raise bad(f"{entry.name} is listed twice")
@@ -393,7 +397,7 @@ def _registry() -> dict[str, RegistryEntry]:
 
 
 def _known_names() -> str:
-    return ", ".join([DEFAULT_CORPUS, *_registry()])
+    return ", ".join([*BUILTIN_CORPORA, *_registry()])
 
 
 def _cache_file(entry: RegistryEntry) -> Path:
@@ -546,19 +550,50 @@ def _fetch_into_cache(
         Path(tmp).unlink(missing_ok=True)
 
 
-# ---------------------------------------------------------------- the built-in default
+# ---------------------------------------------------------------- the built-in corpora
 
 
-def _stdlib_docs_cache() -> Path:
+@dataclass(frozen=True)
+class BuiltinCorpus:
+    name: str
+    text: Callable[[], str]  # builds the text from this Python's standard library (seconds)
+    rule: int  # the extraction rule's version: part of the cache file's name
+    what: str  # what the text is made of, for the error when none is found
+    description: str
+    licence: str
+
+    @property
+    def source(self) -> str:
+        return f"builtin:{self.name}"
+
+
+# The text functions are looked up when called (lambdas, not the functions themselves), so that a
+# test can replace bpttbench.corpus.stdlib_docs_text. The default comes first.
+BUILTIN_CORPORA = {
+    b.name: b
+    for b in (
+        BuiltinCorpus(DEFAULT_CORPUS, lambda: stdlib_docs_text(), STDLIB_DOCS_RULE, "docstrings",
+                      "Docstrings of this Python's standard library (the default; no network, extracted on first "
+                      "use in a few seconds)",
+                      "Python Software Foundation License (Python's own documentation)"),
+        BuiltinCorpus("stdlib-source", lambda: stdlib_source_text(), STDLIB_SOURCE_RULE, "source files",
+                      "Source code of this Python's standard library, 1.7 M characters (no network, extracted on "
+                      "first use in a few seconds)",
+                      "Python Software Foundation License (Python's own source code)"),
+    )
+}
+
+
+def _builtin_cache(builtin: BuiltinCorpus) -> Path:
     stdlib = sysconfig.get_paths()["stdlib"]
     where = hashlib.sha256(stdlib.encode("utf-8", "surrogateescape")).hexdigest()[:8]
     version = f"{sys.implementation.name}-{platform.python_version()}"
-    return cache_dir() / f"stdlib-docs-r{STDLIB_DOCS_RULE}-{version}-{where}.txt"
+    return cache_dir() / f"{builtin.name}-r{builtin.rule}-{version}-{where}.txt"
 
 
-def _cached_stdlib_docs() -> bytes | None:
+def _cached_builtin(builtin: BuiltinCorpus) -> bytes | None:
     """The cached extraction, if present and matching the checksum stored beside it."""
-    text_file = _stdlib_docs_cache()
+    text_file = _builtin_cache(builtin)
     try:
         data = text_file.read_bytes()
         expected = text_file.with_suffix(".sha256").read_text(encoding="ascii").strip()
@@ -567,18 +602,18 @@ def _cached_stdlib_docs() -> bytes | None:
     return data if data and hashlib.sha256(data).hexdigest() == expected else None
 
 
-def _load_stdlib_docs() -> Corpus:
-    data = _cached_stdlib_docs()
+def _load_builtin(builtin: BuiltinCorpus) -> Corpus:
+    data = _cached_builtin(builtin)
     if data is not None:
         text = data.decode("utf-8")
     else:
-        text = stdlib_docs_text()
+        text = builtin.text()
         if not text:
             raise CorpusError(
-                f"found no docstrings under {sysconfig.get_paths()['stdlib']} for the default corpus "
+                f"found no {builtin.what} under {sysconfig.get_paths()['stdlib']} for the built-in corpus {builtin.name} "
                 "(is the standard library zipped?); use --corpus tinyshakespeare or a path to a text file"
             )
-        text_file = _stdlib_docs_cache()
+        text_file = _builtin_cache(builtin)
         data = text.encode("utf-8")
         try:  # a cache is a convenience: without a writable one the corpus is extracted each time
             text_file.parent.mkdir(parents=True, exist_ok=True)
@@ -586,4 +621,4 @@ def _load_stdlib_docs() -> Corpus:
             _write_atomically(text_file.with_suffix(".sha256"), hashlib.sha256(data).hexdigest().encode("ascii") + b"\n")
         except OSError:
             pass
-    return corpus_from_text(text, name=DEFAULT_CORPUS, source=BUILTIN_SOURCE)
+    return corpus_from_text(text, name=builtin.name, source=builtin.source)

@@ -53,8 +53,9 @@ def stdlib_docs_text(root: str | os.PathLike | None = None, *, shuffled: bool = 
     return "\n\n".join(doc for _, doc in keyed)
 
 
-def _order_key(rel: str, index: int) -> bytes:
-    return hashlib.sha256(f"{STDLIB_DOCS_ORDER_SEED}\0{rel}\0{index}".encode("utf-8", "surrogateescape")).digest()
+def _order_key(rel: str, index: int, seed: str = STDLIB_DOCS_ORDER_SEED) -> bytes:
+    """The sort key of the index-th piece of the file `rel` in the order drawn from `seed`."""
+    return hashlib.sha256(f"{seed}\0{rel}\0{index}".encode("utf-8", "surrogateescape")).digest()
 
 
 def _stdlib_sources(root: Path) -> list[str]:

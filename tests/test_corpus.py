@@ -1,5 +1,5 @@
 """Corpus loading: vocabulary and split, every refusal, downloads against a local HTTP server, the
-built-in stdlib-docs corpus, and the packaging that ships the registry."""
+built-in stdlib-docs and stdlib-source corpora, and the packaging that ships the registry."""
 
 from __future__ import annotations
 
@@ -14,8 +14,9 @@ import numpy as np
 import pytest
 
 import bpttbench.corpus as corpus_mod
-from bpttbench import stdlib_docs
+from bpttbench import stdlib_docs, stdlib_source
 from bpttbench.corpus import (
+    BUILTIN_CORPORA,
     BUILTIN_SOURCE,
     DEFAULT_CORPUS,
     Corpus,
@@ -27,7 +28,9 @@ from bpttbench.corpus import (
 )
 from bpttbench.errors import CorpusError
 
-from conftest import serving
+from bpttbench.stdlib_source import STDLIB_SOURCE_CHARS, STDLIB_SOURCE_MAX_CHUNK, stdlib_source_text
+
+from conftest import invoke, serving
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_CORPORA = Path(__file__).resolve().parents[2] / "shared" / "corpora"
@@ -164,7 +167,7 @@ def test_unreadable_file_is_refused(tmp_path, monkeypatch):
 
 def test_unknown_name_lists_the_known_names(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    with pytest.raises(CorpusError, match="unknown corpus 'shakespear'.*stdlib-docs, tinyshakespeare") as e:
+    with pytest.raises(CorpusError, match="unknown corpus 'shakespear'.*stdlib-docs, stdlib-source, tinyshakespeare") as e:
         load_corpus("shakespear")
     one_line_error(e)
 
@@ -189,7 +192,11 @@ def test_check_corpus_fits():
 
 def test_list_corpora_names_the_default_and_the_registry(cache):
     rows = {row["name"]: row for row in list_corpora()}
-    assert list(rows)[0] == DEFAULT_CORPUS
+    assert list(rows)[:2] == [DEFAULT_CORPUS, "stdlib-source"] == list(BUILTIN_CORPORA)
+    for name in BUILTIN_CORPORA:
+        assert rows[name]["source"] == f"builtin:{name}" and rows[name]["cached"] is False
+        assert rows[name]["size"] is None and rows[name]["licence"].startswith("Python Software Foundation")
+    assert rows[DEFAULT_CORPUS]["source"] == BUILTIN_SOURCE
     ts = rows["tinyshakespeare"]
     assert ts["sha256"] == TS_SHA256 and ts["size"] == TS_SIZE and ts["cached"] is False
     assert ts["source"].startswith("https://") and ts["licence"] and ts["description"]
@@ -313,6 +320,7 @@ def test_local_directory_mirror_copies_and_verifies(cache, shakespeare, tmp_path
 # ---------------------------------------------------------------- the built-in default
 
 
+@pytest.mark.slow
 def test_stdlib_docs_is_large_deterministic_and_offline(cache, no_network, monkeypatch):
     c = load_corpus()
     assert c.name == DEFAULT_CORPUS and c.source == BUILTIN_SOURCE
@@ -331,7 +339,8 @@ def test_stdlib_docs_is_large_deterministic_and_offline(cache, no_network, monke
     assert row["cached"] is True and row["sha256"] == c.sha256 and row["size"] == len(text.encode("utf-8"))
 
 
-def test_stdlib_docs_cache_that_fails_its_checksum_is_rebuilt(cache, monkeypatch):
+@pytest.mark.parametrize("name,function", [(DEFAULT_CORPUS, "stdlib_docs_text"), ("stdlib-source", "stdlib_source_text")])
+def test_builtin_cache_that_fails_its_checksum_is_rebuilt(name, function, cache, monkeypatch):
     docs = "Return the answer.\n\nA module."
     calls = []
 
@@ -339,14 +348,23 @@ def test_stdlib_docs_cache_that_fails_its_checksum_is_rebuilt(cache, monkeypatch
         calls.append(root)
         return docs
 
-    monkeypatch.setattr(corpus_mod, "stdlib_docs_text", fake_extract)
-    assert load_corpus().n_chars == len(docs) and len(calls) == 1
-    load_corpus()
+    monkeypatch.setattr(corpus_mod, function, fake_extract)
+    assert load_corpus(name).n_chars == len(docs) and len(calls) == 1
+    load_corpus(name)
     assert len(calls) == 1
-    (text_file,) = cache.glob("stdlib-docs-*.txt")
+    (text_file,) = cache.glob(f"{name}-r{BUILTIN_CORPORA[name].rule}-*.txt")
     text_file.write_text(docs[:-3])
-    c = load_corpus()
-    assert len(calls) == 2 and c.decode(c.ids) == docs
+    c = load_corpus(name)
+    assert len(calls) == 2 and c.decode(c.ids) == docs and c.source == f"builtin:{name}"
+
+
+@pytest.mark.parametrize("name,function", [(DEFAULT_CORPUS, "stdlib_docs_text"), ("stdlib-source", "stdlib_source_text")])
+def test_builtin_that_finds_nothing_says_so(name, function, cache, monkeypatch):
+    monkeypatch.setattr(corpus_mod, function, lambda root=None: "")
+    with pytest.raises(CorpusError, match=f"found no .* for the built-in corpus {name} .*tinyshakespeare") as e:
+        load_corpus(name)
+    one_line_error(e)
+    assert cache_files(cache) == []
 
 
 def test_stdlib_docs_extraction_rules(tmp_path):
@@ -386,6 +404,98 @@ def test_stdlib_docs_order_is_shuffled_not_source_order(tmp_path):
     assert positions != list(range(200))
     # Far from source order: a rank correlation near 0, not 1.
     assert abs(np.corrcoef(positions, np.arange(200))[0, 1]) < 0.3
+
+
+# ---------------------------------------------------------------- the built-in stdlib-source
+
+
+@pytest.mark.slow
+def test_stdlib_source_is_built_in_capped_deterministic_and_offline(cache, no_network, monkeypatch, capsys):
+    c = load_corpus("stdlib-source")
+    assert c.name == "stdlib-source" and c.source == "builtin:stdlib-source"
+    text = c.decode(c.ids)
+    # The first chunks of the seeded order up to the cap: within one chunk (and its separator) of it.
+    assert STDLIB_SOURCE_CHARS - STDLIB_SOURCE_MAX_CHUNK - 2 < c.n_chars <= STDLIB_SOURCE_CHARS
+    assert "\0" not in text and not text.startswith("\n") and not text.endswith("\n")
+    assert "def " in text and "class " in text and "import " in text
+    assert 60 <= c.vocab_size <= 300
+    assert stdlib_source_text() == text  # a second, independent extraction
+    assert c.sha256 != load_corpus(DEFAULT_CORPUS).sha256
+    (cached_file,) = cache.glob("stdlib-source-r*.txt")
+    assert cached_file.name.startswith(f"stdlib-source-r{stdlib_source.STDLIB_SOURCE_RULE}-")
+
+    def must_not_extract(root=None):
+        raise AssertionError("extracted again despite the cache")
+
+    monkeypatch.setattr(corpus_mod, "stdlib_source_text", must_not_extract)
+    cached = load_corpus("stdlib-source")
+    assert cached.sha256 == c.sha256 and np.array_equal(cached.ids, c.ids)
+    row = {r["name"]: r for r in list_corpora()}["stdlib-source"]
+    assert row["cached"] is True and row["sha256"] == c.sha256 and row["size"] == len(text.encode("utf-8"))
+
+    code, out, _ = invoke(["corpus", "list", "--json"], capsys)
+    rows = {r["name"]: r for r in json.loads(out)["corpora"]}
+    assert code == 0 and rows["stdlib-source"]["source"] == "builtin:stdlib-source" and rows["stdlib-source"]["cached"]
+    code, out, _ = invoke(["corpus", "list", "-q"], capsys)
+    assert code == 0 and out.split()[:2] == [DEFAULT_CORPUS, "stdlib-source"]
+
+
+def put(root: Path, rel: str, source) -> None:
+    path = root / rel
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(source.encode("utf-8") if isinstance(source, str) else source)
+
+
+def test_stdlib_source_extraction_rules(tmp_path):
+    # Cut after each top-level statement and each statement of a top-level class's body; the
+    # comments and blank lines before a statement go with it; blank lines at a chunk's ends go.
+    put(tmp_path, "b.py", '"""Module b."""\n\nimport os  # why\nx = 1; y = 2\n\n\n# About C.\n@decorated\n'
+        'class C:\n    """Class C."""\n\n    z = 3\n\n    def m(self):\n\n        return 1\n\n\n'
+        'def f():\n    s = """\n\nnot a boundary\n"""\n    class Inner:\n        pass\n# trailing comment\n\n')
+    put(tmp_path, "a.py", "A = 1\r\nB = 2\r\n")
+    put(tmp_path, "pkg/__init__.py", "# only a comment\n")
+    put(tmp_path, "pkg/empty.py", "\n\n")
+    put(tmp_path, "latin.py", b'# -*- coding: latin-1 -*-\nCAFE = "Caf\xe9"\n')
+    put(tmp_path, "broken.py", "def (:\n    pass\n")
+    put(tmp_path, "undecodable.py", b'X = "\xff"\n')
+    put(tmp_path, "nul.py", 'A = "\0"\nB = 1\n')  # a NUL byte: the parser refuses the file
+    put(tmp_path, "table.py", "T = (\n" + "    1,\n" * (STDLIB_SOURCE_MAX_CHUNK // 7) + ")\nU = 2\n")
+    put(tmp_path, "notes.txt", "N = 1\n")
+    for skipped in ("test/t.py", "pkg/tests/t.py", "idlelib/i.py", "site-packages/s.py", "lib2to3/tests/l.py"):
+        put(tmp_path, skipped, "S = 1\n")
+
+    expected = [
+        ("A = 1", "a.py", 0), ("B = 2", "a.py", 1),
+        ('"""Module b."""', "b.py", 0), ("import os  # why", "b.py", 1), ("x = 1; y = 2", "b.py", 2),
+        ('# About C.\n@decorated\nclass C:\n    """Class C."""', "b.py", 3), ("    z = 3", "b.py", 4),
+        ("    def m(self):\n\n        return 1", "b.py", 5),
+        ('def f():\n    s = """\n\nnot a boundary\n"""\n    class Inner:\n        pass\n# trailing comment', "b.py", 6),
+        ('# -*- coding: latin-1 -*-\nCAFE = "Café"', "latin.py", 0),
+        ("# only a comment", "pkg/__init__.py", 0),
+        ("U = 2", "table.py", 1),
+    ]
+    in_source_order = "\n\n".join(chunk for chunk, _, _ in expected)
+    assert stdlib_source_text(tmp_path, shuffled=False, max_chars=None) == in_source_order
+    key = lambda row: stdlib_docs._order_key(row[1], row[2], stdlib_source.STDLIB_SOURCE_ORDER_SEED)  # noqa: E731
+    shuffled = "\n\n".join(chunk for chunk, _, _ in sorted(expected, key=key))
+    assert stdlib_source_text(tmp_path, max_chars=None) == shuffled != in_source_order
+    assert stdlib_source_text(tmp_path, max_chars=None) == stdlib_source_text(tmp_path, max_chars=None)
+
+    # The cap cuts at a chunk boundary: the longest prefix of the seeded order that fits.
+    assert stdlib_source_text(tmp_path, max_chars=len(shuffled)) == shuffled
+    cut = stdlib_source_text(tmp_path, max_chars=len(shuffled) - 1)
+    assert shuffled.startswith(cut + "\n\n") and len(cut) < len(shuffled) - 1
+    assert stdlib_source_text(tmp_path, max_chars=0) == ""
+
+
+def test_stdlib_source_order_is_shuffled_not_source_order(tmp_path):
+    (tmp_path / "m.py").write_text("".join(f"def f{i:03d}():\n    return {i}\n\n" for i in range(200)))
+    chunks = stdlib_source_text(tmp_path).split("\n\n")
+    positions = [int(c[5:8]) for c in chunks]
+    assert sorted(positions) == list(range(200)) and positions != list(range(200))
+    assert abs(np.corrcoef(positions, np.arange(200))[0, 1]) < 0.3
+    # A different seed from stdlib-docs': the two built-in corpora are not shuffled alike.
+    assert stdlib_source.STDLIB_SOURCE_ORDER_SEED != stdlib_docs.STDLIB_DOCS_ORDER_SEED
 
 
 # ---------------------------------------------------------------- packaging

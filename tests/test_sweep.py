@@ -300,8 +300,15 @@ def test_killed_worker_and_failing_task(tmp_path, text_file):
     assert sorted(d.name for d in (tmp_path / "sweep").iterdir() if d.is_dir()) == sorted(p.id for p in plan.points)
 
 
+# `bpttbench ARGS` in a Python whose SIGINT raises KeyboardInterrupt even when pytest was started with
+# SIGINT ignored, as a non-interactive shell's background jobs are (the child inherits SIG_IGN, and
+# Python then installs no handler): what a terminal's Ctrl-C does. As CHILD in test_faults.py.
+CHILD = ("import signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
+         "from bpttbench.cli import main; main(sys.argv[1:])")
+
+
 def start_sweep(args, tmp_path) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "bpttbench", "sweep", *map(str, args)], cwd=tmp_path,
+    return subprocess.Popen([sys.executable, "-c", CHILD, "sweep", *map(str, args)], cwd=tmp_path,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
 
 

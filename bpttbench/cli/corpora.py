@@ -19,7 +19,7 @@ def corpus(ctx):
 @corpus.command("list")
 @output_options("the names, one a line", "Print out (null), status and the corpora as JSON on stdout.")
 def corpus_list(quiet, as_json):
-    """List the registered corpora and whether they are cached."""
+    """List the built-in, generated and registered corpora, and whether they are cached."""
     from bpttbench.corpus import list_corpora
 
     rows = list_corpora()
