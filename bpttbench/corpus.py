@@ -106,8 +106,12 @@ class Corpus:
     def info(self) -> dict:
         """What a run's manifest records about its corpus (JSON-able; the vocabulary is in vocab_json()).
 
-        Generated corpora add `optimum_bpc` (the entropy rate, bits/char) and `generator` (its parameters).
+        `reference_bpc`: what unigram, bigram and trigram models fitted on the training split reach on
+        the validation split (bpttbench.ngram). Generated corpora add `optimum_bpc` (the entropy rate,
+        bits/char) and `generator` (its parameters).
         """
+        from bpttbench.ngram import reference_levels
+
         info = {
             "name": self.name,
             "source": self.source,
@@ -116,6 +120,7 @@ class Corpus:
             "vocab_size": self.vocab_size,
             "n_train": self.n_train,
             "n_val": self.n_val,
+            "reference_bpc": reference_levels(self.train_ids, self.val_ids, self.vocab_size),
         }
         if self.optimum_bpc is not None:
             info["optimum_bpc"] = self.optimum_bpc

@@ -30,6 +30,7 @@ from bpttbench.errors import ResultsError
 from bpttbench.files import atomic_write
 from bpttbench.results import (
     aggregation_rows,
+    corpus_facts,
     early_divergences,
     group_curves,
     median_band,
@@ -96,11 +97,15 @@ def _count_note(rows: pd.DataFrame) -> str:
     return f"({text})"
 
 
-def _draw(ax, data: pd.DataFrame, *, x: str, smooth: int, logx: bool, optimum: float | None = None) -> bool:
+def _draw(ax, data: pd.DataFrame, *, x: str, smooth: int, logx: bool, optimum: float | None = None,
+          levels: dict | None = None) -> bool:
     """Draw every configuration's median and band on ax (and the corpus's optimum, if known, as a
-    dashed line); False if nothing could be drawn."""
+    dashed line; the n-gram reference levels, if given, as dotted ones); False if nothing could be drawn."""
     if optimum is not None:
         ax.axhline(optimum, color="0.25", linestyle="--", linewidth=1.2, label=f"optimum: entropy rate {optimum:.3f}")
+    for (level, bpc), shade in zip((levels or {}).items(), ("0.75", "0.6", "0.45")):
+        if bpc is not None and np.isfinite(bpc):
+            ax.axhline(bpc, color=shade, linestyle=":", linewidth=1.2, label=f"{level} on this split: {bpc:.3f}")
     groups = ordered_groups(data)
     styles = _styles(groups)
     drawn = False
@@ -150,7 +155,7 @@ def _draw(ax, data: pd.DataFrame, *, x: str, smooth: int, logx: bool, optimum: f
 
 
 def _figure(data: pd.DataFrame, *, metric: str, x: str, smooth: int, logx: bool,
-            optima: dict[str, float] | None = None) -> Figure | None:
+            optima: dict[str, float] | None = None, reference: dict[str, dict] | None = None) -> Figure | None:
     ylabel, what, _ = METRICS[metric]
     xlabel, xwhat = X_AXES[x]
     xlabel = xlabel.format(unit=TIME_UNITS.get(str(data["clock"].iloc[0]), "s"))
@@ -160,7 +165,10 @@ def _figure(data: pd.DataFrame, *, metric: str, x: str, smooth: int, logx: bool,
     corpora = sorted(data["corpus"].astype(str).unique())
     # A generated corpus's entropy rate is the floor for every curve; drawn when the figure has one corpus.
     optimum = (optima or {}).get(corpora[0]) if len(corpora) == 1 else None
-    if not _draw(ax, data, x=x, smooth=smooth if metric == "train_bpc" else 1, logx=logx, optimum=optimum):
+    # The n-gram levels are the validation split's: drawn on validation figures of one corpus.
+    levels = (reference or {}).get(corpora[0]) if len(corpora) == 1 and metric == "val_bpc" else None
+    if not _draw(ax, data, x=x, smooth=smooth if metric == "train_bpc" else 1, logx=logx, optimum=optimum,
+                 levels=levels):
         return None
     corpus = f"corpus {corpora[0]}" if len(corpora) == 1 else f"corpora {', '.join(corpora)}"
     fig.suptitle(f"{what} vs {xwhat} — {corpus}")
@@ -239,8 +247,9 @@ def plot_runs(
                            f"{skipped[0][1]}); plot a run that finished")
 
     data = group_curves(complete)
-    optima = {run.manifest["corpus"]["name"]: run.manifest["corpus"]["optimum_bpc"] for run in complete
-              if isinstance(run.manifest.get("corpus"), dict) and run.manifest["corpus"].get("optimum_bpc") is not None}
+    corpora = corpus_facts(complete)
+    optima = {name: c["optimum_bpc"] for name, c in corpora.items() if c.get("optimum_bpc") is not None}
+    reference = {name: c["reference_bpc"] for name, c in corpora.items() if c.get("reference_bpc")}
     early = early_divergences(complete, data)
     skipped.extend((where, f"diverged at step {step} before its first log point, nothing to draw") for where, step in early)
     if not (data["metric"] == "train_bpc").any():
@@ -264,7 +273,7 @@ def plot_runs(
         panels = [("step", rows, "")] + [("train_s", rows[rows["clock"] == c], f"_{c}" if len(clocks) > 1 else "")
                                          for c in clocks]
         for x, panel, suffix in sorted(panels, key=lambda p: p[0] != "train_s"):
-            fig = _figure(panel, metric=metric, x=x, smooth=smooth, logx=logx, optima=optima)
+            fig = _figure(panel, metric=metric, x=x, smooth=smooth, logx=logx, optima=optima, reference=reference)
             stem = f"{METRICS[metric][2]}_vs_{FILE_X[x]}{suffix}"
             if fig is None:  # say so: a figure missing without a word looks like a crash
                 written.skipped.append((out / stem, f"nothing to draw: no configuration's seeds share a range of "

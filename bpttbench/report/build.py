@@ -18,7 +18,7 @@ from bpttbench.report.online import OnlineTable, online_dict, online_tables, rea
 from bpttbench.report.paired import TIME_POINTS
 from bpttbench.report.render import render_markdown
 from bpttbench.report.stats import EDGE_FRACTION
-from bpttbench.results import Run, complete_runs, early_divergences, group_curves, nothing_to_show
+from bpttbench.results import Run, complete_runs, corpus_facts, early_divergences, group_curves, nothing_to_show
 
 REPORT = "report.md"
 REPORT_JSON = "report.json"
@@ -40,6 +40,8 @@ class Report:
     gaps: list[GapTable] = field(default_factory=list)  # on corpora with a known optimum
     paths: list[Path] = field(default_factory=list)  # every path the runs were read under
     online: list[OnlineTable] = field(default_factory=list)  # the online rules side by side, per corpus
+    # Per corpus: what n-gram models fitted on its training split reach on its validation split (bpttbench.ngram).
+    reference_bpc: dict[str, dict] = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         """Everything as strict JSON data: null where a number is undefined or a target was not reached."""
@@ -51,6 +53,7 @@ class Report:
             "claims": [{"number": c.number, "claim": c.text, "verdict": c.verdict, "rule": c.rule,
                         "evidence": c.evidence, "seeds_needed": c.needs, "results": c.results} for c in self.claims],
             "warnings": self.warnings,
+            "reference_bpc": self.reference_bpc,
             "skipped": [{"path": p, "reason": r} for p, r in self.skipped],
             "families": [{
                 "key": f.key, "label": f.label, "at_time": f.at_time, "at_steps": f.at_steps, "target": f.target,
@@ -138,7 +141,8 @@ def build_report(
                   claims=claims, warnings=warnings, skipped=skipped,
                   figures=fams.figures(list(paths), complete) + gradcheck_figures(grad_files), gradcheck_files=grad_files,
                   gradcheck=grad, notes=fams.notes(complete, curves), gaps=gaps, paths=list(paths),
-                  online=online)
+                  online=online, reference_bpc={name: c["reference_bpc"] for name, c in corpus_facts(complete).items()
+                                                if c.get("reference_bpc")})
 
 
 def _is_number(v) -> bool:

@@ -19,6 +19,7 @@ from bpttbench.report.stats import (
     SUPPORTED,
     format_interval,
     format_number,
+    format_signed,
     format_setting,
     format_small_interval,
 )
@@ -114,6 +115,8 @@ def render_markdown(report: Report, out_dir: Path) -> str:
     for c in report.claims:
         lines += ["", f"**{c.number}. {c.text}** — {c.verdict}.", "", f"Rule: {c.rule}", ""]
         lines += [f"- {e}" for e in c.evidence]
+    if report.reference_bpc:
+        lines += ["", "## Reference levels", ""] + _md_reference(report)
     if report.gaps:
         lines += ["", "## Gap to the optimum", ""] + _md_gaps(report)
     if report.online:
@@ -134,6 +137,23 @@ def render_markdown(report: Report, out_dir: Path) -> str:
         lines += ["", "## Skipped", ""]
         lines += [f"- `{relative_path(p, out_dir)}`: {why}" for p, why in report.skipped]
     return "\n".join(lines) + "\n"
+
+
+def _md_reference(report: Report) -> list[str]:
+    """Per corpus: the n-gram levels on its validation split beside the lowest final validation loss of
+    any configuration, so a reader sees whether the networks learned more than character statistics."""
+    lines = ["What character statistics alone reach on each corpus's validation split: unigram, bigram and "
+             "interpolated trigram models fitted on the training split the runs read (bpttbench/ngram.py), beside "
+             "the lowest final validation loss of any configuration here (median over its seeds).", ""]
+    rows = []
+    for corpus, levels in report.reference_bpc.items():
+        finals = [g.stats["final_val"].median for fam in report.families if fam.key["corpus"] == corpus
+                  for g in fam.groups if g.stats["final_val"].n]
+        best = min(finals, default=math.nan)
+        below = "–" if math.isnan(best) else format_signed(best - levels["bigram"], "bits/char")
+        rows.append([corpus, *(format_number(levels[k], "bits/char") for k in ("unigram", "bigram", "trigram")),
+                     format_number(best, "bits/char"), below])
+    return lines + md_table(["corpus", "unigram", "bigram", "trigram", "lowest final validation", "minus bigram"], rows)
 
 
 def _md_family(fam: Family) -> list[str]:

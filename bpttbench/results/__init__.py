@@ -51,6 +51,7 @@ from bpttbench.results.reader import (
     WEIGHTS_DIR,
     Run,
     complete_runs,
+    corpus_facts,
     load_runs,
     read_curves,
     split_complete,
@@ -60,7 +61,7 @@ from bpttbench.results.writer import RunWriter
 __all__ = [
     "CONFIG_FIELDS", "CURVE_COLUMNS", "CURVES", "GROUP_KEY", "LOSS_VS_ITER", "LOSS_VS_TIME", "MANIFEST", "UNTRUNCATED_K2",
     "PLOTTED_UNIT_STATUSES", "RUN_STATUSES", "Run", "RunWriter", "SCHEME_ORDER", "UNIT_STATUSES", "VOCAB", "WEIGHTS_DIR",
-    "add_labels", "aggregation_rows", "annotate_curves", "atomic_write", "complete_runs", "config_labels",
+    "add_labels", "aggregation_rows", "annotate_curves", "atomic_write", "complete_runs", "config_labels", "corpus_facts",
     "config_sort_key", "early_divergences", "group_curves", "group_key", "load_runs", "median_band", "nothing_to_show",
     "ordered_groups", "read_curves", "resample", "seed_curves", "smooth_curve", "split_complete", "step_weights",
     "varying_fields", "wide_median",

@@ -155,6 +155,17 @@ def split_complete(runs: Iterable[Run]) -> tuple[list[Run], list[tuple[Run, str]
     return complete, skipped
 
 
+def corpus_facts(runs: Iterable[Run]) -> dict[str, dict]:
+    """Per corpus name, what the runs' manifests record about it (corpus.Corpus.info: its optimum,
+    its n-gram reference levels, ...); the first run naming a corpus speaks for it."""
+    facts: dict[str, dict] = {}
+    for run in runs:
+        corpus = run.manifest.get("corpus")
+        if isinstance(corpus, dict) and corpus.get("name") is not None:
+            facts.setdefault(str(corpus["name"]), corpus)
+    return facts
+
+
 def complete_runs(path: Path) -> tuple[list[Run], list[tuple[Path, str]]]:
     """The complete runs under path, and every run or unit that plots and reports leave out, with why."""
     complete, skipped_runs = split_complete(load_runs(path))
