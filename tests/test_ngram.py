@@ -65,6 +65,6 @@ def test_the_report_and_the_validation_figures_show_the_levels(tmp_path):
     text = write_report(build_report(run), tmp_path / "report").read_text()
     assert "## Reference levels" in text
     assert "| text | 4.500 | 3.750 | 3.250 | 3.295 | −0.455 |" in text  # final: the mean of the last half of evaluations
-    plot_runs([run], out=tmp_path / "figs", formats=("svg",))
+    plot_runs(run, out=tmp_path / "figs", formats=("svg",))
     svg = (tmp_path / "figs" / "val_loss_vs_time.svg").read_text()
     assert "bigram on this split: 3.750" in svg and "bigram" not in (tmp_path / "figs" / "loss_vs_time.svg").read_text()
