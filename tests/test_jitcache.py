@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from bpttbench.kernels.jitcache import PACKAGE, kernel_sources_digest
+from bpttbench.kernels.jitcache import PACKAGE, imports_numba, kernel_sources_digest
 
 
 def test_digest_follows_every_kernel_module_and_nothing_else(tmp_path):
@@ -26,6 +26,18 @@ def test_digest_follows_every_kernel_module_and_nothing_else(tmp_path):
     callee = copy / "kernels" / "optim.py"  # compiled into the schemes' kernels, defined in another file
     callee.write_text(callee.read_text() + "\n# edited\n")
     assert kernel_sources_digest(copy) != original
+
+    mention = copy / "study.py"  # says "njit" and "numba" in a comment, imports neither: not a kernel module
+    mention.write_text(mention.read_text() + "\n# numba's njit\n")
+    edited = kernel_sources_digest(copy)
+    mention.write_text(mention.read_text() + "\n# again\n")
+    assert kernel_sources_digest(copy) == edited
+
+
+def test_a_kernel_module_is_one_that_imports_numba():
+    assert imports_numba(b"from numba import njit\n") and imports_numba(b"import numba.core.config as c\n")
+    assert imports_numba(b"def f():\n    from numba.extending import overload\n")
+    assert not imports_numba(b"# njit and numba\nx = 'numba'\n") and not imports_numba(b"import numbat\n")
 
 
 @pytest.mark.slow

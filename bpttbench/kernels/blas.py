@@ -22,8 +22,12 @@ from numba.core import cgutils
 from numba.core.errors import TypingError
 from numba.extending import intrinsic, overload
 
-from bpttbench.blas_backend import SLOTS, TABLE_SYMBOL
+from bpttbench.blas_backend import SLOTS, TABLE_SYMBOL, install
 from bpttbench.kernels.vecmath import JIT
+
+# Before any kernel that calls the table is compiled or loaded from the cache (its code names the
+# table's symbol): the table filled from BPTTBENCH_BLAS's backend (a bad value stops here).
+install()
 
 _CHAR, _INT = ir.IntType(8), ir.IntType(32)  # Fortran character and LP64 integer
 _VOIDP = ir.IntType(8).as_pointer()

@@ -10,6 +10,7 @@ package reuses its cache.
 
 from __future__ import annotations
 
+import ast
 import fcntl
 import hashlib
 import os
@@ -22,12 +23,26 @@ from bpttbench.files import cache_dir
 PACKAGE = Path(__file__).resolve().parents[1]
 
 
+def imports_numba(source: bytes) -> bool:
+    """Whether a module's code imports numba (or a part of it): what makes it compile kernels."""
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return False
+    for node in ast.walk(tree):
+        names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                 else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+        if any(name.split(".")[0] == "numba" for name in names):
+            return True
+    return False
+
+
 def kernel_sources_digest(package: Path = PACKAGE) -> str:
-    """sha256 prefix over the relative path and bytes of every module that compiles with Numba."""
+    """sha256 prefix over the relative path and bytes of every module that imports numba."""
     digest = hashlib.sha256()
     for path in sorted(package.rglob("*.py")):
         text = path.read_bytes()
-        if b"njit" in text or b"numba" in text:
+        if imports_numba(text):
             digest.update(path.relative_to(package).as_posix().encode() + b"\0" + text)
     return digest.hexdigest()[:16]
 

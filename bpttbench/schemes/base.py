@@ -36,6 +36,7 @@ import numpy as np
 from bpttbench.config import TrainConfig
 from bpttbench.kernels.lstm import index_scratch, mirror_input_weights, transpose_input_block, unmirror_input_weights
 from bpttbench.kernels.optim import OPTIMIZER_CODES, apply_update_with_partial_sum
+from bpttbench.kernels.windows import window_bounds
 from bpttbench.threads import single_threaded_blas
 
 ALIGNMENT = 64  # bytes: a cache line, and whole AVX-512 loads
@@ -184,9 +185,7 @@ class Scheme:
 
     def window_bounds(self, t: int) -> tuple[int, int]:
         """(first step of the window, first step whose loss is injected) for an update after step t."""
-        first = max(1, t - self.k2 + 1)
-        first_injected = first if self.inject_window else max(first, t - self.k1 + 1)
-        return first, first_injected
+        return window_bounds(t, self.k1, self.k2, self.inject_window)
 
 
 class TruncatedScheme(Scheme):

@@ -13,6 +13,7 @@ from numba import njit
 from bpttbench.kernels.lstm import (JIT, forward_step_with_input_weights, param_views, read_inputs,
                                     window_gradient_or_sgd_step)
 from bpttbench.kernels.optim import apply_update_with_partial_sum
+from bpttbench.kernels.windows import window_bounds
 from bpttbench.schemes.base import TruncatedScheme
 
 
@@ -53,8 +54,7 @@ def run_single_block(theta, grad, V, H, ids, track_len, ring, opt_state, optimiz
         if not np.isfinite(loss):
             return n + 1, updates
         if t % k1 == 0:
-            first = max(1, t - k2 + 1)
-            first_injected = first if inject_window else max(first, t - k1 + 1)
+            first, first_injected = window_bounds(t, k1, k2, inject_window)
             scale = 1.0 / ((t - first_injected + 1) * B)
             sum_sq_in = window_gradient_or_sgd_step(theta, grad, V, H, ring, t, first, first_injected, scale,
                                                     W_hh_stack, W_dec_stack, work, index_work,

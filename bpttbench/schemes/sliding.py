@@ -14,6 +14,7 @@ from numba import njit
 from bpttbench.kernels.lstm import (JIT, forward_step_with_input_weights, param_views, read_inputs,
                                     window_gradient_or_sgd_step)
 from bpttbench.kernels.optim import apply_update_with_partial_sum
+from bpttbench.kernels.windows import window_bounds
 from bpttbench.schemes.base import TruncatedScheme
 
 
@@ -35,9 +36,8 @@ def run_sliding_block(theta, grad, V, H, ids, track_len, ring, opt_state, optimi
     updates = 0
     for n in range(k1 - 1, n_steps, k1):
         t = t0 + n + 1
-        first = max(1, t - k2 + 1)
+        first, first_injected = window_bounds(t, k1, k2, inject_window)
         newest = t - k1 + 1
-        first_injected = first if inject_window else max(first, newest)
         diverged = False
         for tau in range(first, t + 1):
             s = tau % R
