@@ -384,6 +384,18 @@ def test_claims_inconclusive_when_seeds_disagree_or_training_is_unfinished(tmp_p
     assert claim(slow, "4").needs == []  # more seeds would not help there: more time would
 
 
+def test_the_same_minimum_is_not_decided_before_a_plateau(tmp_path):
+    """Two schemes level at every step but both still falling: equal final losses say where they stopped,
+    not where they converge, so claim 4 waits; the same curves flattened out decide it."""
+    falling = [unit(scheme, s, points(f_slow, 1000)) for scheme in ("single", "sliding") for s in SEEDS]
+    report = build_report(write_run(tmp_path / "falling", falling), smooth=1)
+    assert comparison(report, "single", "sliding").stats["final_train"].median == pytest.approx(0.0)
+    assert claim(report, "4").verdict == INCONCLUSIVE
+    assert any("not decidable yet" in e and "had not reached a plateau" in e for e in claim(report, "4").evidence)
+    level = [unit(scheme, s, points(f_fast, 1000)) for scheme in ("single", "sliding") for s in SEEDS]
+    assert claim(build_report(write_run(tmp_path / "level", level), smooth=1), "4").verdict == SUPPORTED
+
+
 def noisy_units(offset, *, noise=0.2, seeds=range(5), n=400):
     """single and sliding over the same n log points (every 500 steps), single 4× faster and offset
     higher; every log point of every curve carries independent Gaussian noise of sd `noise`."""
