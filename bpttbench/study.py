@@ -185,8 +185,54 @@ class StudyResult:
     replication: list[dict] = field(default_factory=list)  # report.replication.replication_rows
 
 
-def preset_named(name: str) -> Preset:
-    return {"full": FULL, "quick": QUICK}[name]
+@dataclass(frozen=True)
+class LongPreset:
+    """Claim 4 at convergence (`bpttbench study --long`): runs long enough to reach a plateau.
+
+    - convergence/<corpus>: on generated corpora with a known optimum, single, stored and sliding for
+      a step budget after which the best of them is within a few hundredths of a bit of the optimum
+      (measured: reber at H = 32, k2 = 20, Adam 2e-3: single's and sliding's validation gap 0.03-0.04
+      bits/char after 300,000 steps, its fall over the last quarter under 0.02); the report tables each
+      scheme's gap to the optimum, and claim 4 compares the gaps, paired by seed.
+    - long/<corpus>: single and sliding on the study's text corpora for `text_budget` of CPU time at
+      the claims' H = 128, validated every `text_eval_every` steps: held-out loss on this text was flat
+      between 20,000 and 150,000 steps of single, and 5 CPU-minutes is over a million steps.
+    Cost with 2 workers: convergence, 8 seeds x (11 + 11 + 21 CPU-s) x 2 corpora = 11.5 CPU-min; long,
+    3 seeds x 2 schemes x 5 min x 2 corpora = 60 CPU-min plus evaluations: about 40 minutes in all.
+    """
+
+    convergence_corpora: tuple[str, ...] = ("reber", "lag:10")
+    convergence_seeds: int = 8
+    convergence_steps: int = 300_000
+    convergence_hidden: int = 32
+    convergence_eval_every: int = 20_000
+    text_seeds: int = 3
+    text_budget: str = "5m"
+    text_hidden: int = 128
+    text_eval_every: int = 20_000
+
+    def sweeps(self, corpora: tuple[str, ...], clock: str = "cpu") -> list[tuple[str, str]]:
+        on_clock = f'clock = "{clock}"\n'
+        out = []
+        for corpus in self.convergence_corpora:
+            slug = corpus_slug(corpus)
+            out.append((f"convergence/{slug}", _spec(
+                f"convergence-{slug}", corpus, f"steps = {self.convergence_steps}", self.convergence_seeds,
+                ["single", "stored", "sliding"], {"k2": [20], "hidden": [self.convergence_hidden]},
+                on_clock + f"eval_every = {self.convergence_eval_every}\nlog_every = 5000")))
+        for corpus in corpora:
+            slug = corpus_slug(corpus)
+            out.append((f"long/{slug}", _spec(
+                f"long-{slug}", corpus, f'budget = "{self.text_budget}"', self.text_seeds, ["single", "sliding"],
+                {"k2": [20], "hidden": [self.text_hidden]}, on_clock + f"eval_every = {self.text_eval_every}")))
+        return out
+
+
+LONG = LongPreset()
+
+
+def preset_named(name: str) -> Preset | LongPreset:
+    return {"full": FULL, "quick": QUICK, "long": LONG}[name]
 
 
 def registration(preset_name: str, corpora: tuple[str, ...], clock: str) -> dict:
@@ -220,7 +266,7 @@ def _check_registration(path: Path, registered: dict) -> dict:
     return existing
 
 
-def run_study(out: Path, *, quick: bool = False, corpora: tuple[str, ...] = DEFAULT_CORPORA, workers: int | None = None,
+def run_study(out: Path, *, quick: bool = False, long: bool = False, corpora: tuple[str, ...] = DEFAULT_CORPORA, workers: int | None = None,
               scheduler: str | None = None, clock: str = "cpu", progress: Callable[[str], None] = lambda message: None,
               sweep_observer=None) -> StudyResult:
     """Run (or resume) every part of the study under out, then write its report and its replication
@@ -235,13 +281,16 @@ def run_study(out: Path, *, quick: bool = False, corpora: tuple[str, ...] = DEFA
         raise ConfigError("a study needs at least one corpus")
     if clock not in CLOCKS:
         raise ConfigError(f"unknown clock {clock!r}; choose cpu (the training thread's CPU time) or wall")
-    preset_name = "quick" if quick else "full"
+    if quick and long:
+        raise ConfigError("give either --quick or --long, not both")
+    preset_name = "quick" if quick else "long" if long else "full"
     preset = preset_named(preset_name)
     registered = registration(preset_name, tuple(corpora), clock)
     existing = _check_registration(Path(out) / "study.json", registered)
     out = make_dir(Path(out))
-    texts = {c: load_corpus(c) for c in corpora}  # every corpus before the first run: a bad one fails at once
     sweeps = preset.sweeps(tuple(corpora), clock)
+    # Every corpus before the first run: a bad one fails at once.
+    texts = {c: load_corpus(c) for c in dict.fromkeys([*corpora, *(_corpus_of(text) for _, text in sweeps)])}
     plans = [(part, plan_sweep(parse_spec(text, source=f"study part {part}"), texts[_corpus_of(text)]))
              for part, text in sweeps]
     result = StudyResult(path=out, status="running")
@@ -256,7 +305,7 @@ def run_study(out: Path, *, quick: bool = False, corpora: tuple[str, ...] = DEFA
             swept = run_sweep(plan, out / part, workers=workers, scheduler=scheduler, observer=sweep_observer)
             result.parts[part] = swept.status
             manifest.save(parts={**manifest.data["parts"], part: swept.status})
-        for corpus in corpora:
+        for corpus in corpora if isinstance(preset, Preset) else ():  # claim 6's gradcheck
             part = f"claims/gradcheck-{corpus_slug(corpus)}"
             progress(f"{part}: following single for {preset.gradcheck_steps:,} steps")
             result.parts[part] = _gradcheck(texts[corpus], out / part, preset)
@@ -300,6 +349,10 @@ def _gradcheck(corpus, out_dir: Path, preset: Preset) -> str:
     return "complete"
 
 
+# The study's parts whose runs and gradchecks the claims report reads (map/ has a report of its own).
+REPORTED_PARTS = ("claims", "convergence", "long")
+
+
 def write_study_report(out: Path, manifest: dict) -> tuple[Path, list[dict]]:
     """report.md of the study: the claims report over claims/, the map over map/, and the replication
     of the shipped reference study; summary.json beside it. Returns (report.md, replication rows)."""
@@ -310,7 +363,7 @@ def write_study_report(out: Path, manifest: dict) -> tuple[Path, list[dict]]:
     from bpttbench.studymap import map_cells, map_table, plot_map
 
     out = Path(out)
-    report = build_report(out / "claims")
+    report = build_report(*(out / part for part in REPORTED_PARTS if (out / part).is_dir()))
     path = write_report(report, out)
     registered = manifest.get("registered") or {}
     summary = study_summary(report, registered, {**manifest, "finished_at": now()})

@@ -106,3 +106,15 @@ def test_every_part_of_a_study_runs_on_its_clock():
     for clock in ("cpu", "wall"):
         for part, spec in study.QUICK.sweeps(("stdlib-docs",), clock):
             assert f'[parameters.clock]\nvalue = "{clock}"\n' in spec, part
+
+
+def test_the_long_part_runs_to_a_plateau_on_corpora_with_a_known_optimum(tmp_path, capsys):
+    from bpttbench import synthetic
+
+    sweeps = dict(study.LONG.sweeps(("stdlib-docs",)))
+    convergence = [part for part in sweeps if part.startswith("convergence/")]
+    assert convergence and all(synthetic.is_generated(study._corpus_of(sweeps[p])) for p in convergence)
+    assert 'schemes = ["single", "stored", "sliding"]' in sweeps[convergence[0]]
+    assert 'budget = "5m"' in sweeps["long/stdlib-docs"]
+    code, _, err = invoke(["study", "--quick", "--long", "--out", str(tmp_path / "s")], capsys)
+    assert code == 2 and "either --quick or --long" in err and not (tmp_path / "s").exists()
