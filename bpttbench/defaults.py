@@ -38,8 +38,6 @@ EVAL_MIN_SCORED = 256
 TIME_UNITS = {"cpu": "CPU s", "wall": "wall s"}
 SMOOTH = 5  # log points in the moving average of the online training loss, in figures and reports
 DELTA = 0.05  # bits/char: "about the same" means the paired difference stays within ±DELTA
-BOOTSTRAP = 2000  # resamples of the seeds for each interval
-BOOTSTRAP_SEED = 0
 # Curves compared as wholes (the paired per-step difference) skip this first fraction of their
 # common log points: early on every scheme is near the initial loss and differences say little.
 BURN_IN_FRACTION = 0.1

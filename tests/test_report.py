@@ -27,11 +27,12 @@ from bpttbench.report import (
     NOT_MEASURED,
     SUPPORTED,
     Interval,
-    bootstrap_median,
+    mean_interval,
+    median_interval,
+    ratio_interval,
     build_report,
     combine,
     first_crossing,
-    quantile,
     trailing_mean,
     value_at,
     verdict_below,
@@ -44,7 +45,7 @@ from conftest import invoke
 
 MACHINE = {"cpu": "Test CPU 3000", "cores": 2, "hostname": "box", "python": "3.11.0", "numpy": "1.26.0",
            "numba": "0.59.0", "bpttbench": "0.1.0"}
-SEEDS = (0, 1, 2)
+SEEDS = (0, 1, 2, 3, 4, 5)  # 6: the fewest seeds with a 95% interval of a median (5 for a mean)
 
 
 def f_fast(step):
@@ -124,49 +125,36 @@ def comparison(report, first, second, family=0):
 # ----------------------------------------------------------------------------- statistics
 
 
-def test_quantile_matches_numpy_and_copes_with_infinity():
-    rng = np.random.default_rng(0)
-    x = rng.normal(size=37)
-    for q in (0.0, 0.025, 0.3, 0.5, 0.975, 1.0):
-        assert quantile(x, q) == pytest.approx(np.quantile(x, q), abs=1e-12)
-    # numpy gives NaN here (0 × inf); the answer is the finite neighbour at weight 0, inf beyond it.
-    assert quantile(np.array([1.0, 2.0, math.inf]), 0.5) == 2.0
-    assert quantile(np.array([1.0, 2.0, math.inf]), 0.75) == math.inf
-    assert quantile(np.array([1.0, 3.0]), 0.25) == 1.5
+def test_a_mean_has_its_t_interval_and_none_below_five_values():
+    values = [0.01, -0.02, 0.03, 0.00, 0.05, 0.02]
+    iv = mean_interval(values)
+    half = stats.t.ppf(0.975, 5) * np.std(values, ddof=1) / math.sqrt(6)  # the textbook formula, by hand
+    assert (iv.estimate, iv.lo, iv.hi, iv.n) == pytest.approx((np.mean(values), np.mean(values) - half,
+                                                               np.mean(values) + half, 6))
+    few = mean_interval([0.007, 0.007, 0.018])  # the issue's case: three seeds are no 95% interval
+    assert few.estimate == pytest.approx(0.032 / 3) and few.n == 3 and not few.has_interval
+    assert format_interval(few, signed=True) == "+0.011 (3: too few for a 95% interval)"
+    assert verdict_within(few, 0.05) == INCONCLUSIVE
+    assert mean_interval([math.nan]).n == 0 and mean_interval([1.0, 2.0, math.inf, 3.0, 4.0]).estimator == "median"
 
 
-def test_bootstrap_median_small_samples_have_known_intervals():
-    # 3 values: a resampled median is the minimum with probability 7/27 > 2.5%, so the interval is the range.
-    iv = bootstrap_median([2.0, 5.0, 3.0])
-    assert (iv.median, iv.lo, iv.hi, iv.n) == (3.0, 2.0, 5.0, 3)
-    # 2 values: resampled medians a, (a+b)/2, b with probabilities 1/4, 1/2, 1/4.
-    iv = bootstrap_median([1.0, 4.0])
-    assert (iv.median, iv.lo, iv.hi) == (2.5, 1.0, 4.0)
-    one = bootstrap_median([7.0])
-    assert one.median == 7.0 and one.n == 1 and math.isnan(one.lo) and math.isnan(one.hi)
-    none = bootstrap_median([math.nan])
-    assert none.n == 0 and math.isnan(none.median)
+def test_a_median_has_its_order_statistic_interval():
+    """For n values the interval [x_(l), x_(n-1-l)] covers the median with probability
+    P(l <= Binomial(n, 1/2) <= n - 1 - l): the largest l with at least 95%."""
+    for n in (6, 11, 20):
+        iv = median_interval(np.arange(n, dtype=float)[::-1])
+        lower = int(iv.lo)
+        cover = stats.binom.cdf(n - 1 - lower, n, 0.5) - stats.binom.cdf(lower - 1, n, 0.5)
+        wider = stats.binom.cdf(n - 2 - lower, n, 0.5) - stats.binom.cdf(lower, n, 0.5)
+        assert iv.hi == n - 1 - lower and cover >= 0.95 > wider, (n, lower)
+    assert median_interval([1.0, 2.0, math.inf, math.inf, math.inf, math.inf, 3.0]).hi == math.inf
+    assert not median_interval(range(5)).has_interval  # the range of 5 values covers 94%
 
 
-def test_bootstrap_median_interval_matches_the_exact_bootstrap_distribution():
-    """For n = 11 values 0..10 the resampled median is <= k exactly when at least 6 of 11 draws
-    are <= k: P = P(Binomial(11, (k+1)/11) >= 6). The 2.5% / 97.5% points of that distribution
-    bound the interval; a mean instead of a median, or resampling without replacement, fails."""
-    n = 11
-    values = np.arange(n, dtype=float)
-    cdf = np.array([stats.binom.sf(5, n, (k + 1) / n) for k in range(n)])
-    lo_exact = int(np.argmax(cdf >= 0.025))
-    hi_exact = int(np.argmax(cdf >= 0.975))
-    iv = bootstrap_median(values[::-1], n_boot=20000, seed=3)
-    assert iv.median == 5.0
-    assert lo_exact - 1 <= iv.lo <= lo_exact and hi_exact - 1 <= iv.hi <= hi_exact
-    assert (lo_exact, hi_exact) != (0, 10)  # a real test: the interval is narrower than the range
-
-
-def test_bootstrap_is_deterministic_and_depends_on_its_seed():
-    x = np.random.default_rng(1).normal(size=15)
-    assert bootstrap_median(x, seed=4) == bootstrap_median(x, seed=4)
-    assert bootstrap_median(x, seed=4) != bootstrap_median(x, seed=5)
+def test_a_ratio_is_a_geometric_mean():
+    iv = ratio_interval([1.1, 1.2, 1.3, 1.15, 1.25])
+    assert iv.estimate == pytest.approx(math.exp(np.mean(np.log([1.1, 1.2, 1.3, 1.15, 1.25]))))
+    assert iv.lo < iv.estimate < iv.hi and iv.estimator == "geometric mean"
 
 
 def test_step_weighted_smoothing_by_hand():
@@ -185,7 +173,7 @@ def test_smoothing_does_not_lag_where_a_curve_stops(tmp_path):
     """Equal per-step curves, steeply falling where sliding stops (N = 2,500): a window that only
     shrank on one side read sliding 0.13 bits/char high there and 'contradicted' claim 2."""
     report = build_report(write_run(tmp_path / "run", question_units(loss=f_slow)))  # default smoothing
-    d = comparison(report, "single", "sliding").stats["at_steps"].median
+    d = comparison(report, "single", "sliding").stats["at_steps"].estimate
     assert abs(d) < 0.02  # what is left is the curvature of a symmetric window, the same for every scheme
     assert claim(report, "2").verdict == SUPPORTED
 
@@ -218,30 +206,31 @@ def test_verdict_rules_cover_every_outcome():
 
 
 def smallest_n(values, gap):
-    """The smallest n > len(values) with t(0.975, n-1)·sqrt(pi/2)·s/sqrt(n) < gap, by brute force."""
+    """The smallest n > len(values), at least 5, with t(0.975, n-1)·s/sqrt(n) < gap, by brute force."""
     s = np.std(values, ddof=1)
-    return next(n for n in range(len(values) + 1, 100_000)
-                if stats.t.ppf(0.975, n - 1) * math.sqrt(math.pi / 2) * s / math.sqrt(n) < gap)
+    return next(n for n in range(max(len(values) + 1, 5), 100_000)
+                if stats.t.ppf(0.975, n - 1) * s / math.sqrt(n) < gap)
 
 
 def test_seeds_needed_grows_with_the_spread_and_gives_up_on_the_edge():
     band = (-0.05, 0.05)
-    small = seeds_needed([0.01, 0.02, 0.03], band, 0.005)  # median 0.02, 0.03 from the edge, s = 0.01
-    assert small.seeds == smallest_n([0.01, 0.02, 0.03], 0.03) == 4
-    large = seeds_needed([-0.1, 0.0, 0.1], band, 0.005)  # median 0, 0.05 from either edge, s = 0.1
-    assert large.seeds == smallest_n([-0.1, 0.0, 0.1], 0.05) and large.seeds > 20
+    small = seeds_needed([0.01, 0.02, 0.03], band, 0.005)  # mean 0.02, 0.03 from the edge, s = 0.01
+    assert small.seeds == smallest_n([0.01, 0.02, 0.03], 0.03) == 5  # 5: the fewest with an interval
+    large = seeds_needed([-0.1, 0.0, 0.1], band, 0.005)  # mean 0, 0.05 from either edge, s = 0.1
+    assert large.seeds == smallest_n([-0.1, 0.0, 0.1], 0.05) and large.seeds > 15
     assert large.text.startswith(f"≈ {large.seeds} seeds") and "s = 0.100" in large.text
     # Outside the band the distance to the edge counts the same way: 0.08 − 0.05 = 0.03.
     assert seeds_needed([0.07, 0.08, 0.09], band, 0.005).seeds == smallest_n([0.07, 0.08, 0.09], 0.03)
-    # A median within the margin of an edge: no count of seeds decides it.
-    edge = seeds_needed([0.0, 0.048, 0.1], band, 0.005)
+    # A mean within the margin of an edge: no count of seeds decides it.
+    edge = seeds_needed([0.0, 0.048, 0.096], band, 0.005)
     assert edge.seeds is None and edge.text.startswith("not decidable at any seed count: the difference lies on the band")
-    assert seeds_needed([0.0, 0.056, 0.1], band, 0.005).seeds is not None  # just beyond the margin it is decidable
+    assert seeds_needed([0.0, 0.056, 0.112], band, 0.005).seeds is not None  # just beyond the margin it is decidable
     # Against a bound (claim 3: below 0), the one edge is 0.
-    assert seeds_needed([-0.03, -0.02, 0.01], (0.0,), 0.005).seeds == smallest_n([-0.03, -0.02, 0.01], 0.02)
-    assert seeds_needed([-0.03, 0.001, 0.01], (0.0,), 0.005).seeds is None
+    below = [-0.03, -0.02, 0.01]  # mean −0.0133: its distance to the bound
+    assert seeds_needed(below, (0.0,), 0.005).seeds == smallest_n(below, abs(np.mean(below)))
+    assert seeds_needed([-0.03, 0.011, 0.022], (0.0,), 0.005).seeds is None
     # Already tight: at least one seed more than there are. One seed: no spread to go on.
-    assert seeds_needed([0.0, 0.001, 0.002, 0.003], band, 0.005).seeds == 5
+    assert seeds_needed([0.0, 0.001, 0.002, 0.003, 0.004], band, 0.005).seeds == 6
     assert seeds_needed([0.02], band, 0.005).seeds is None
 
 
@@ -255,27 +244,27 @@ def test_medians_intervals_and_equal_time_and_steps_by_hand(tmp_path):
     assert fam.at_time == 10.0 and fam.at_steps == 2500.0
     single, sliding, stored = group(report, "single"), group(report, "sliding"), group(report, "stored")
     assert [g.scheme for g in fam.groups] == ["sliding", "single", "stored"]
-    assert single.seeds == [0, 1, 2] and single.diverged == []
+    assert single.seeds == list(SEEDS) and single.diverged == []
     fin = single.stats["final_train"]
-    assert fin.median == pytest.approx(f_fast(10000) + 0.01)
-    assert (fin.lo, fin.hi) == pytest.approx((f_fast(10000), f_fast(10000) + 0.02))
-    assert single.stats["final_val"].median == pytest.approx(f_fast(10000) + 0.01 + 0.1)
-    assert sliding.stats["at_time"].median == pytest.approx(f_fast(2500) + 0.01)
-    assert single.stats["at_time"].median == pytest.approx(f_fast(10000) + 0.01)
-    assert single.stats["at_steps"].median == pytest.approx(f_fast(2500) + 0.01)
-    assert stored.stats["at_steps"].median == pytest.approx(f_fast(2500) + 0.012)
-    assert single.stats["steps_per_s"].median == pytest.approx(1000)
-    assert sliding.stats["steps_per_s"].median == pytest.approx(250)
+    assert fin.estimate == pytest.approx(f_fast(10000) + 0.025)  # the median of seeds' offsets 0, 0.01, ... 0.05
+    assert (fin.lo, fin.hi) == pytest.approx((f_fast(10000), f_fast(10000) + 0.05))  # 6 values: the range covers 97%
+    assert single.stats["final_val"].estimate == pytest.approx(f_fast(10000) + 0.025 + 0.1)
+    assert sliding.stats["at_time"].estimate == pytest.approx(f_fast(2500) + 0.025)
+    assert single.stats["at_time"].estimate == pytest.approx(f_fast(10000) + 0.025)
+    assert single.stats["at_steps"].estimate == pytest.approx(f_fast(2500) + 0.025)
+    assert stored.stats["at_steps"].estimate == pytest.approx(f_fast(2500) + 0.027)
+    assert single.stats["steps_per_s"].estimate == pytest.approx(1000)
+    assert sliding.stats["steps_per_s"].estimate == pytest.approx(250)
     assert single.compile_s == 1.5
 
     c = comparison(report, "single", "sliding")
-    assert c.seeds == [0, 1, 2]
+    assert c.seeds == list(SEEDS)
     d = f_fast(10000) - f_fast(2500)
-    assert c.stats["at_time"].median == pytest.approx(d) and c.stats["at_time"].hi == pytest.approx(d)
-    assert c.stats["at_steps"].median == pytest.approx(0.0, abs=1e-12)
-    assert c.stats["steps_per_s"].median == pytest.approx(4.0)
+    assert c.stats["at_time"].estimate == pytest.approx(d) and c.stats["at_time"].hi == pytest.approx(d)
+    assert c.stats["at_steps"].estimate == pytest.approx(0.0, abs=1e-12)
+    assert c.stats["steps_per_s"].estimate == pytest.approx(4.0)
     s = comparison(report, "stored", "single")
-    assert s.stats["at_steps"].median == pytest.approx(0.002)
+    assert s.stats["at_steps"].estimate == pytest.approx(0.002)
 
 
 def test_equal_time_lies_between_log_points_and_can_be_given(tmp_path):
@@ -307,24 +296,24 @@ def test_time_and_steps_to_target(tmp_path):
     run = write_run(tmp_path / "run", units)
     report = build_report(run, smooth=1, target_loss=2.25)
     single, sliding = group(report, "single"), group(report, "sliding")
-    assert single.stats["steps_to_target"].median == pytest.approx(2750)
-    assert single.stats["time_to_target"].median == pytest.approx(2.75)
-    assert sliding.stats["time_to_target"].median == pytest.approx(11.0)
-    assert comparison(report, "single", "sliding").stats["time_to_target"].median == pytest.approx(-8.25)
+    assert single.stats["steps_to_target"].estimate == pytest.approx(2750)
+    assert single.stats["time_to_target"].estimate == pytest.approx(2.75)
+    assert sliding.stats["time_to_target"].estimate == pytest.approx(11.0)
+    assert comparison(report, "single", "sliding").stats["time_to_target"].estimate == pytest.approx(-8.25)
     never = build_report(run, smooth=1, target_loss=0.5)
-    assert group(never, "single").stats["time_to_target"].median == math.inf
+    assert group(never, "single").stats["time_to_target"].estimate == math.inf
     # Default target: the highest over seeds of the lowest loss each reached (all end at 1.0 here).
     default = build_report(run, smooth=1)
     assert default.families[0].target == pytest.approx(1.0)
-    assert group(default, "single").stats["steps_to_target"].median == pytest.approx(4000)
+    assert group(default, "single").stats["steps_to_target"].estimate == pytest.approx(4000)
 
 
 def test_smoothing_is_applied_to_the_curves(tmp_path):
     # One seed alternating 3, 1, 3, 1 (equal steps): smoothing over 2 points reads ~2, none reads the last point.
     pts = [(i * 500, i * 0.5, 3.0 if i % 2 else 1.0, None) for i in range(1, 9)]
     run = write_run(tmp_path / "run", [unit("single", 0, pts)])
-    assert group(build_report(run, smooth=1), "single").stats["final_train"].median == 1.0
-    assert group(build_report(run, smooth=2), "single").stats["final_train"].median == pytest.approx(2.0)
+    assert group(build_report(run, smooth=1), "single").stats["final_train"].estimate == 1.0
+    assert group(build_report(run, smooth=2), "single").stats["final_train"].estimate == pytest.approx(2.0)
 
 
 # ----------------------------------------------------------------------------- claims
@@ -377,7 +366,7 @@ def test_claims_inconclusive_when_seeds_disagree_or_training_is_unfinished(tmp_p
     assert "not decidable at any seed count: the difference lies on the band's edge" in claim(edge, "2").evidence[0]
     # Slow loss: sliding, at 2,500 steps, is still falling, so a gap in final loss is not a contradiction.
     slow = build_report(write_run(tmp_path / "b", question_units(loss=f_slow)), smooth=1)
-    assert comparison(slow, "single", "sliding").stats["final_train"].median == pytest.approx(f_slow(10000) - f_slow(2500))
+    assert comparison(slow, "single", "sliding").stats["final_train"].estimate == pytest.approx(f_slow(10000) - f_slow(2500))
     assert claim(slow, "4").verdict == INCONCLUSIVE
     drop = group(slow, "sliding").late_drop  # how much sliding's loss still fell over its last quarter
     assert drop > 0.05 and any(f"{drop:.3f}" in e for e in claim(slow, "4").evidence[1:])
@@ -389,7 +378,7 @@ def test_the_same_minimum_is_not_decided_before_a_plateau(tmp_path):
     not where they converge, so claim 4 waits; the same curves flattened out decide it."""
     falling = [unit(scheme, s, points(f_slow, 1000)) for scheme in ("single", "sliding") for s in SEEDS]
     report = build_report(write_run(tmp_path / "falling", falling), smooth=1)
-    assert comparison(report, "single", "sliding").stats["final_train"].median == pytest.approx(0.0)
+    assert comparison(report, "single", "sliding").stats["final_train"].estimate == pytest.approx(0.0)
     assert claim(report, "4").verdict == INCONCLUSIVE
     assert any("not decidable yet" in e and "had not reached a plateau" in e for e in claim(report, "4").evidence)
     level = [unit(scheme, s, points(f_fast, 1000)) for scheme in ("single", "sliding") for s in SEEDS]
@@ -427,7 +416,7 @@ def test_whole_curves_decide_where_one_point_cannot(tmp_path):
     assert (window.points, window.skipped, window.first, window.last) == (360, 40, 20_500, 200_000)
 
     worse = build_report(write_run(tmp_path / "worse", noisy_units(0.15)))
-    assert comparison(worse, "single", "sliding").stats["steps_curve"].median == pytest.approx(0.15, abs=0.02)
+    assert comparison(worse, "single", "sliding").stats["steps_curve"].estimate == pytest.approx(0.15, abs=0.02)
     assert claim(worse, "2").verdict == CONTRADICTED
 
 
@@ -459,11 +448,11 @@ def test_minimum_and_equal_time_read_the_validation_curves_not_one_evaluation(tm
     c = comparison(report, "single", "sliding")
     # Claim 4: the last evaluation alone says −0.2 (outside the band); the mean of the last half of the
     # evaluations (40 of single's 80, 10 of sliding's 20) puts the outlier at a tenth of its weight.
-    assert c.stats["val_at_time"].median == pytest.approx(-0.2, abs=1e-3)
+    assert c.stats["val_at_time"].estimate == pytest.approx(-0.2, abs=1e-3)
     sliding_tail = np.mean([2.5 + math.exp(-w / 4) for w in range(22, 41, 2)]) + 0.2 / 10
     single_tail = np.mean([2.5 + math.exp(-(i * 0.5) / 1) for i in range(41, 81)])
-    assert c.stats["final_val"].median == pytest.approx(single_tail - sliding_tail)
-    assert c.stats["final_val"].median == pytest.approx(-0.021, abs=1e-3)
+    assert c.stats["final_val"].estimate == pytest.approx(single_tail - sliding_tail)
+    assert c.stats["final_val"].estimate == pytest.approx(-0.021, abs=1e-3)
     assert claim(report, "4").verdict == SUPPORTED
     # Claim 3: the validation curves at 25 times from 4 s (10% of 40 s; both curves start before) to 40 s.
     times = c.curves.times["val_time_curve"]
@@ -471,7 +460,7 @@ def test_minimum_and_equal_time_read_the_validation_curves_not_one_evaluation(tm
     single_val = lambda t: 2.5 + math.exp(-t)  # noqa: E731  every time is one of single's evaluations
     sliding_at = [np.interp(t, [w for _, w, _, _ in pts(250, 4, 0)], [v for *_, v in pts(250, 4, 0)]) for t in times]
     expect = np.mean([single_val(t) - v for t, v in zip(times, sliding_at)])
-    assert c.stats["val_time_curve"].values == pytest.approx((expect,) * 3)
+    assert c.stats["val_time_curve"].values == pytest.approx((expect,) * len(SEEDS))
     assert claim(report, "3").verdict == SUPPORTED
 
 
@@ -489,11 +478,11 @@ def test_equal_time_is_judged_on_validation_loss_when_the_text_gets_harder(tmp_p
     units = [unit(scheme, s, pts(speed, s)) for s in SEEDS for scheme, speed in (("sliding", 250), ("single", 1000))]
     report = build_report(write_run(tmp_path / "run", units), smooth=1)
     c = comparison(report, "single", "sliding")
-    assert c.stats["at_time"].median == pytest.approx(1.5 + f_fast(10000) - f_fast(2500))
-    assert c.stats["val_at_time"].median == pytest.approx(f_fast(10000) - f_fast(2500))
+    assert c.stats["at_time"].estimate == pytest.approx(1.5 + f_fast(10000) - f_fast(2500))
+    assert c.stats["val_at_time"].estimate == pytest.approx(f_fast(10000) - f_fast(2500))
     # One evaluation each, both at 10 s: the validation curves share that one time.
     assert list(c.curves.times["val_time_curve"]) == [10.0]
-    assert c.stats["val_time_curve"].median == pytest.approx(f_fast(10000) - f_fast(2500))
+    assert c.stats["val_time_curve"].estimate == pytest.approx(f_fast(10000) - f_fast(2500))
     assert claim(report, "3").verdict == SUPPORTED
     decided, *context = claim(report, "3").evidence
     assert "validation loss over time" in decided and \
@@ -511,7 +500,7 @@ def test_equal_time_is_judged_on_validation_loss_when_the_text_gets_harder(tmp_p
     walls = {speed: [w for _, w, _, _ in pts(speed, 0)] for speed in (250, 1000)}
     online_at = {speed: np.interp(times, walls[speed], [harder(speed * w) for w in walls[speed]]) for speed in walls}
     expect = np.mean(online_at[1000] - online_at[250])
-    assert c.stats["time_curve"].median == pytest.approx(expect)
+    assert c.stats["time_curve"].estimate == pytest.approx(expect)
     assert claim(online, "3").verdict == CONTRADICTED
     assert format_interval(c.stats["time_curve"], signed=True) in claim(online, "3").evidence[0]
     assert claim(online, "4").verdict == CONTRADICTED  # final online loss, 1.5 apart, both level
@@ -527,8 +516,8 @@ def test_validation_at_equal_time_is_interpolated_between_evaluations_under_step
     fam = report.families[0]
     assert fam.at_time == 2.5 and "interpolated" in fam.val_at_time_source
     # sliding at 2.5 s is at step 625 → 3.375; single at 2.5 s is at its end, step 2500 → 1.5
-    assert group(report, "sliding").stats["val_at_time"].median == pytest.approx(3.375)
-    assert group(report, "single").stats["val_at_time"].median == pytest.approx(1.5)
+    assert group(report, "sliding").stats["val_at_time"].estimate == pytest.approx(3.375)
+    assert group(report, "single").stats["val_at_time"].estimate == pytest.approx(1.5)
     assert any("step budgets" in w for w in report.warnings)
 
 
@@ -594,7 +583,7 @@ def test_gradient_claims_from_gradcheck_csv(tmp_path):
     assert claim(good, "6a").verdict == SUPPORTED and claim(good, "6b").verdict == SUPPORTED
     assert "(synthetic, k2=20, lr=" in claim(good, "6a").deciding  # the table cell names its corpus
     (single,) = [g for g in good.gradcheck if g.estimator == "single"]
-    assert single.cosine.n == 6 and single.cosine.median == pytest.approx(0.999 - 2e-4)
+    assert single.cosine.n == 6 and single.cosine.estimate == pytest.approx(0.999 - 2e-4)
     assert single.tensors == "the whole gradient"
     assert any("single's gradient against stored's" in e and "0.03" in e for e in claim(good, "1").evidence)
     # Estimators the report does not judge (rows gradcheck may add, e.g. against rtrl) are summarised, not judged.
@@ -603,7 +592,7 @@ def test_gradient_claims_from_gradcheck_csv(tmp_path):
     pd.concat([df, extra]).to_csv(root / "gradcheck.csv", index=False)
     more = build_report(root, smooth=1)
     (snap1,) = [g for g in more.gradcheck if g.estimator == "snap1_vs_rtrl"]
-    assert snap1.cosine.median == 0.5 and snap1.rel_error.median == 0.9
+    assert snap1.cosine.estimate == 0.5 and snap1.rel_error.estimate == 0.9
     assert [(c.verdict, c.deciding) for c in more.claims] == [(c.verdict, c.deciding) for c in good.claims]
     assert "| snap1_vs_rtrl |" in write_report(more, tmp_path / "md").read_text()
 
@@ -633,7 +622,7 @@ def test_warns_about_different_machines_versions_and_budgets(tmp_path):
     write_run(root / "b", [u for u in units if u["cfg"].scheme == "sliding"])
     same = build_report(root, smooth=1)
     assert not any("different machines" in w or "budgets differ" in w or "unknown" in w for w in same.warnings)
-    assert comparison(same, "single", "sliding").seeds == [0, 1, 2]  # paired across runs
+    assert comparison(same, "single", "sliding").seeds == list(SEEDS)  # paired across runs
 
     other = tmp_path / "other"
     write_run(other / "a", [u for u in units if u["cfg"].scheme == "single"])
@@ -660,18 +649,18 @@ def test_warns_about_different_machines_versions_and_budgets(tmp_path):
 def test_diverged_and_incomplete_units_are_left_out_and_said(tmp_path):
     root = tmp_path / "results"
     units = question_units(stored=False)
-    bad = unit("single", 3, points(f_fast, 1000)[:4], status="diverged")
+    bad = unit("single", 6, points(f_fast, 1000)[:4], status="diverged")
     write_run(root / "done", units + [bad])
     write_run(root / "stopped", question_units(stored=False), status="interrupted")
     report = build_report(root, smooth=1)
     single = group(report, "single")
-    assert single.seeds == [0, 1, 2] and single.diverged == [3]
-    assert any("seed 3 diverged" in w for w in report.warnings)
-    # sliding's seed 3 lost its partner to the divergence, said once above; seed 4 never had one
-    write_run(root / "more", [unit("sliding", s, points(f_fast, 1000)) for s in (3, 4)])
+    assert single.seeds == list(SEEDS) and single.diverged == [6]
+    assert any("seed 6 diverged" in w for w in report.warnings)
+    # sliding's seed 6 lost its partner to the divergence, said once above; seed 7 never had one
+    write_run(root / "more", [unit("sliding", s, points(f_fast, 1000)) for s in (6, 7)])
     report = build_report(root, smooth=1)
     (unpartnered,) = [w for w in report.warnings if "has no partner" in w]
-    assert "seed 4 " in unpartnered and "seed 3" not in unpartnered, unpartnered
+    assert "seed 7 " in unpartnered and "seed 6" not in unpartnered, unpartnered
     assert [(p.name, why) for p, why in report.skipped] == [("stopped", "status is 'interrupted': it was stopped before the end")]
     assert report.runs == [root / "done", root / "more"]
 
@@ -685,12 +674,12 @@ def test_report_over_several_paths(tmp_path, capsys):
     report = build_report(a, elsewhere, smooth=1)
     assert report.path == a and report.paths == [a, elsewhere]
     assert sorted(report.runs) == [a, b]
-    assert comparison(report, "single", "sliding").seeds == [0, 1, 2]  # paired across the paths
+    assert comparison(report, "single", "sliding").seeds == list(SEEDS)  # paired across the paths
     assert claim(report, "2").verdict == SUPPORTED and claim(report, "6a").verdict == SUPPORTED
     # Overlapping paths read each run once: the same numbers as their common parent alone.
     twice = build_report(tmp_path, a, smooth=1)
     one = build_report(tmp_path, smooth=1)
-    assert len(twice.runs) == 2 and group(twice, "single").seeds == [0, 1, 2]
+    assert len(twice.runs) == 2 and group(twice, "single").seeds == list(SEEDS)
     assert not any("more than one run" in w for w in twice.warnings)
     assert [(c.verdict, c.deciding) for c in twice.claims] == [(c.verdict, c.deciding) for c in one.claims]
     # report.md goes to the first path by default and names every path.
@@ -711,8 +700,6 @@ def test_paths_without_complete_runs_are_refused(tmp_path):
     write_run(tmp_path / "run", question_units(), status="interrupted")
     with pytest.raises(ResultsError, match="no complete runs"):
         build_report(tmp_path)
-    with pytest.raises(ResultsError, match="bootstrap"):
-        build_report(tmp_path, bootstrap=3)
 
 
 # ----------------------------------------------------------------------------- report.md
@@ -747,7 +734,7 @@ def test_report_md_holds_the_verdicts_and_numbers_and_links_figures(tmp_path):
     assert by_label["sliding"]["steps/s (steps/s)"] == "250 [250, 250]"
     assert by_label["single"]["compile (s)"] == "1.50"
     single_sliding = {r["comparison"]: r for r in comparisons}["single − sliding"]
-    assert single_sliding["steps/s"] == "4.00× [4.00×, 4.00×]" and single_sliding["paired seeds"] == "3"
+    assert single_sliding["steps/s"] == "4.00× [4.00×, 4.00×]" and single_sliding["paired seeds"] == str(len(SEEDS))
     assert f"T = {report.families[0].at_time:g} wall s" in text  # the equal time the numbers were read at
     assert "![" not in text
     (run / "loss_vs_time.png").write_bytes(b"\x89PNG\r\n\x1a\n")
@@ -788,9 +775,9 @@ def test_report_json_is_strict_with_null_where_a_target_is_not_reached(tmp_path)
     data = json.loads(text, parse_constant=lambda c: pytest.fail(f"{c} in report.json"))
     assert data == report.to_dict()
     group0 = data["families"][0]["groups"][0]["stats"]
-    assert group(report, "single").stats["time_to_target"].median == math.inf
-    assert group0["time_to_target"]["median"] is None and group0["final_train"]["lo"] is None
-    assert group0["final_train"]["median"] == pytest.approx(report.families[0].groups[0].stats["final_train"].median)
+    assert group(report, "single").stats["time_to_target"].estimate == math.inf
+    assert group0["time_to_target"]["estimate"] is None and group0["final_train"]["lo"] is None
+    assert group0["final_train"]["estimate"] == pytest.approx(report.families[0].groups[0].stats["final_train"].estimate)
     assert "inf" not in text.replace("info", "") and "NaN" not in text
     assert data["claims"][1]["verdict"] == INCONCLUSIVE  # one seed decides nothing
 
@@ -803,7 +790,5 @@ def test_the_command_and_the_library_share_their_defaults():
 
     options = {p.name: p.default for p in command.params}
     library = inspect.signature(build_report).parameters
-    for option, parameter, value in (("delta", "delta", defaults.DELTA), ("bootstrap", "bootstrap", defaults.BOOTSTRAP),
-                                     ("bootstrap_seed", "seed", defaults.BOOTSTRAP_SEED),
-                                     ("smooth", "smooth", defaults.SMOOTH)):
+    for option, parameter, value in (("delta", "delta", defaults.DELTA), ("smooth", "smooth", defaults.SMOOTH)):
         assert options[option] == library[parameter].default == value, option

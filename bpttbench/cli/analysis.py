@@ -59,11 +59,9 @@ def plot(paths, out, logx, smooth, formats, quiet, as_json):
 @option("--at-time", default=None, help="Compare at this training time (90s, 2m, 1m30s). [default: the common budget]")
 @option("--at-steps", type=int, default=None, help="Compare at this many steps. [default: the smallest common count]")
 @option("--smooth", type=int, default=defaults.SMOOTH, help="Moving average over this many log points.")
-@option("--bootstrap", type=int, default=defaults.BOOTSTRAP, help="Bootstrap resamples for the 95% intervals.")
-@option("--bootstrap-seed", type=int, default=defaults.BOOTSTRAP_SEED, help="Seed of the bootstrap (the report is deterministic).")
 @output_options("the report's path", "Print out (report.md), status and the report as JSON on stdout.")
-def report(paths, out, delta, target, at_time, at_steps, smooth, bootstrap, bootstrap_seed, quiet, as_json):
-    """Medians with bootstrap intervals, paired scheme comparisons, and verdicts on the question's claims.
+def report(paths, out, delta, target, at_time, at_steps, smooth, quiet, as_json):
+    """Paired scheme comparisons with 95% intervals, and verdicts on the question's claims.
 
     PATH... are run directories or folders of runs (default: results); the report reads every
     complete run and gradcheck under all of them, each run once.
@@ -77,7 +75,7 @@ def report(paths, out, delta, target, at_time, at_steps, smooth, bootstrap, boot
     from bpttbench.report import build_report, rich_renderables, write_report
 
     built = build_report(*(paths or (Path("results"),)), target_loss=target, at_time=parse_duration(at_time) if at_time else None,
-                         at_steps=at_steps, bootstrap=bootstrap, seed=bootstrap_seed, delta=delta, smooth=smooth)
+                         at_steps=at_steps, delta=delta, smooth=smooth)
     written = write_report(built, out)
     if not quiet:
         for skipped, reason in built.skipped:

@@ -2,10 +2,11 @@
 
 The runs are read from one or more paths (each run once). Per configuration, every seed's curve
 is summarised by a few numbers (final online and validation loss, loss at equal time and at equal
-steps, time and steps to a target loss, steps per second); each is a median over seeds with a 95%
-percentile-bootstrap interval (a fixed RNG seed, so the same runs give the same report). Schemes
-run with the same seed start from the same weights on the same stream, so they are compared in
-pairs, seed by seed, at those points and over whole curves (paired.py). The claims of the Cross
+steps, time and steps to a target loss, steps per second); each is a median over seeds with its
+distribution-free 95% interval. Schemes run with the same seed start from the same weights on the
+same stream, so they are compared in pairs, seed by seed, at those points and over whole curves
+(paired.py): a paired difference is the mean over seeds with its Student-t 95% interval, a ratio
+the geometric mean (stats.py says why; below stats.MIN_SAMPLE values no interval is given). The claims of the Cross
 Validated question "Truncated Back Propagation of LSTM with K2 > K1"
 (https://stats.stackexchange.com/q/278806) are judged by stated rules on those paired differences
 (claims.py) and on gradcheck.csv; an inconclusive one says how many seeds would decide it.
@@ -25,9 +26,9 @@ Definitions (report.md states them too):
   at paired.TIME_POINTS common times, and "same minimum" on the final validation loss (the same
   held-out text for every model), whenever the runs recorded it, because at equal time the
   schemes are at different places in the stream;
-- seeds that would decide an inconclusive claim: the smallest n' at which
-  t(0.975, n'-1)·sqrt(pi/2)·s/sqrt(n') falls below the median's distance to the band's nearest
-  edge, s the spread of the per-seed differences (stats.seeds_needed);
+- seeds that would decide an inconclusive claim: the smallest n' at which t(0.975, n'-1)·s/sqrt(n')
+  falls below the mean's distance to the band's nearest edge, s the spread of the per-seed
+  differences (stats.seeds_needed);
 - diverged seeds are left out of the statistics (and listed in the warnings);
 - the untruncated schemes (rtrl, uoro, snap1, eprop) do not use k2: their runs are grouped under k2 = 1 whatever k2 they recorded;
 - on a generated corpus the gap to the optimum is the step-weighted mean online loss over the last
@@ -40,7 +41,8 @@ Definitions (report.md states them too):
 References:
 - R. J. Williams and J. Peng, "An efficient gradient-based algorithm for on-line training of
   recurrent network trajectories", Neural Computation 2(4), 1990.
-- B. Efron and R. Tibshirani, "An Introduction to the Bootstrap", 1993 (percentile intervals).
+- W. J. Conover, "Practical Nonparametric Statistics", 3rd ed., 1999 (the median's interval from
+  binomial order statistics).
 """
 
 from bpttbench.report.build import REPORT, REPORT_JSON, Report, build_report, write_report
@@ -57,10 +59,12 @@ from bpttbench.report.stats import (
     SUPPORTED,
     Interval,
     SeedsNeeded,
-    bootstrap_median,
     combine,
     first_crossing,
-    quantile,
+    interval_for,
+    mean_interval,
+    median_interval,
+    ratio_interval,
     seeds_needed,
     tail_mean,
     trailing_mean,
@@ -74,6 +78,7 @@ __all__ = [
     "REPORT", "REPORT_JSON", "Report", "build_report", "write_report", "render_markdown", "rich_renderables",
     "Claim", "METRICS", "PAIR_METRICS", "ALL_METRICS", "TIME_POINTS", "Comparison", "Family", "GroupSummary", "GAP_FRACTION", "Finding", "GapRow", "GapTable",
     "dependency_cost", "SUPPORTED", "CONTRADICTED", "INCONCLUSIVE", "NOT_MEASURED", "MIXED", "Interval",
-    "SeedsNeeded", "bootstrap_median", "combine", "first_crossing", "quantile", "seeds_needed", "tail_mean", "trailing_mean", "value_at",
+    "SeedsNeeded", "combine", "first_crossing", "interval_for", "mean_interval", "median_interval", "ratio_interval",
+    "seeds_needed", "tail_mean", "trailing_mean", "value_at",
     "verdict_above", "verdict_below", "verdict_within",
 ]

@@ -99,8 +99,6 @@ def build_report(
     target_loss: float | None = None,
     at_time: float | None = None,
     at_steps: float | None = None,
-    bootstrap: int = defaults.BOOTSTRAP,
-    seed: int = defaults.BOOTSTRAP_SEED,
     delta: float = defaults.DELTA,
     smooth: int = defaults.SMOOTH,
     identical_tol: float = IDENTICAL_TOL,
@@ -113,7 +111,7 @@ def build_report(
         raise ResultsError("no path given; give a run directory or a folder of runs")
     paths = tuple(Path(p) for p in paths)
     where = ", ".join(str(p) for p in paths)
-    settings = {"delta": delta, "bootstrap": bootstrap, "seed": seed, "smooth": smooth, "target_loss": target_loss,
+    settings = {"delta": delta, "smooth": smooth, "target_loss": target_loss,
                 "at_time": at_time, "at_steps": at_steps, "identical_tol": identical_tol, "cosine_min": cosine_min,
                 "exact_tol": exact_tol, "gap_fraction": GAP_FRACTION, "burn_in": defaults.BURN_IN_FRACTION,
                 "time_points": TIME_POINTS, "val_tail": VAL_TAIL_FRACTION, "edge_fraction": EDGE_FRACTION}
@@ -131,6 +129,7 @@ def build_report(
     family_warnings: list[str] = []
     curves = fams.read_curves(complete, data, smooth)
     families = fams.build_families(curves, settings, family_warnings)
+    settings["corpora"] = len({fam.key["corpus"] for fam in families.values()})  # for the multiplicity statement
     warnings = fams.run_warnings(curves, families) + family_warnings
     grad_files = list({f.resolve(): f for p in paths for f in find_gradchecks(p)}.values())
     grad, grad_problem = read_gradchecks(grad_files, settings, warnings)
@@ -157,9 +156,6 @@ def check_settings(s: dict) -> None:
             continue
         if not _is_number(v) or not math.isfinite(v) or v <= 0:
             raise ResultsError(f"{name.replace('_', ' ')} must be a positive number, got {v!r}")
-    b = s["bootstrap"]
-    if isinstance(b, bool) or not isinstance(b, int) or b < 100:
-        raise ResultsError(f"bootstrap must be a whole number of resamples >= 100, got {b!r}")
     n = s["smooth"]
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         raise ResultsError(f"smoothing must be a whole number of log points >= 1 (1 = none), got {n!r}")

@@ -59,7 +59,7 @@ def _result(corpus, k2, metric: str, unit: str, iv: Interval | None, verdict: st
     if iv is None:
         return {"corpus": corpus, "k2": k2, "metric": metric, "unit": unit, "estimate": estimate, "lo": None, "hi": None,
                 "n": None, "values": [], "verdict": verdict}
-    return {"corpus": corpus, "k2": k2, "metric": metric, "unit": unit, "estimate": iv.median, "lo": iv.lo, "hi": iv.hi,
+    return {"corpus": corpus, "k2": k2, "metric": metric, "unit": unit, "estimate": iv.estimate, "lo": iv.lo, "hi": iv.hi,
             "n": iv.n, "values": list(iv.values), "verdict": verdict}
 
 
@@ -349,7 +349,7 @@ def single_gradient_claim(grad: list[GradSummary], grad_problem: str | None, s: 
     return _gradient_claim("6a", "The single-forward gradient is a very good approximation of the exact one.",
                            SINGLE_GRADIENT_RULE.format(cosine_min=s["cosine_min"]), "single", grad, grad_problem,
                            lambda g: verdict_above(g.cosine, s["cosine_min"], strict=False),
-                           lambda g: f"cos {format_number(g.cosine.median, 'cos')}", lambda g: ("cosine", g.cosine))
+                           lambda g: f"cos {format_number(g.cosine.estimate, 'cos')}", lambda g: ("cosine", g.cosine))
 
 
 def stored_gradient_claim(grad: list[GradSummary], grad_problem: str | None, s: dict) -> Claim:
@@ -357,5 +357,5 @@ def stored_gradient_claim(grad: list[GradSummary], grad_problem: str | None, s: 
     return _gradient_claim("6b", "Even with stored past weights the gradient is not the exact one.",
                            STORED_GRADIENT_RULE.format(exact_tol=s["exact_tol"]), "stored", grad, grad_problem,
                            lambda g: verdict_above(g.rel_error, s["exact_tol"], strict=True),
-                           lambda g: f"rel err {format_small(g.rel_error.median)}",
+                           lambda g: f"rel err {format_small(g.rel_error.estimate)}",
                            lambda g: ("relative error", g.rel_error))

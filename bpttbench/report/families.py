@@ -19,7 +19,9 @@ from bpttbench.defaults import TIME_UNITS
 from bpttbench.report.paired import PAIR_METRICS, PairedCurves, paired_curves
 from bpttbench.report.stats import (
     Interval,
-    bootstrap_median,
+    interval_for,
+    mean_interval,
+    median_interval,
     first_crossing,
     format_seeds,
     format_setting,
@@ -333,7 +335,6 @@ def _reference_points(key: dict, label: str, curves: list[Curve], live: list[Cur
 def _summarize_groups(fam: Family, curves: list[Curve], settings: dict, warnings: list[str]) -> dict[str, list[Curve]]:
     """Fill fam.groups, one GroupSummary per configuration; returns each one's live curves by label."""
     grouped = by_key(curves, lambda c: c.group)
-    rng = dict(n_boot=settings["bootstrap"], seed=settings["seed"])
     live_by_group: dict[str, list[Curve]] = {}
     for g in sorted(grouped, key=lambda g: config_sort_key(*g)):
         cs = grouped[g]
@@ -342,7 +343,7 @@ def _summarize_groups(fam: Family, curves: list[Curve], settings: dict, warnings
         summary = GroupSummary(
             label=cs[0].label, scheme=cs[0].scheme, k1=cs[0].k1, config=dict(zip(GROUP_KEY, g)),
             seeds=sorted({c.seed for c in ok}), diverged=sorted({c.seed for c in cs if c.diverged}),
-            stats={m: bootstrap_median(per_seed(ok, m).values(), **rng) for m in METRICS},
+            stats={m: median_interval(per_seed(ok, m).values()) for m in METRICS},
             compile_s=median_or_nan(compile_s),
             late_drop=median_or_nan([c.late_drop for c in ok if not math.isnan(c.late_drop)]),
             val_late_drop=median_or_nan([c.val_late_drop for c in ok if not math.isnan(c.val_late_drop)]))
@@ -367,7 +368,6 @@ def _largest_step_difference(a: Curve, b: Curve) -> float:
 def _compare_groups(fam: Family, live: dict[str, list[Curve]], settings: dict, warnings: list[str]) -> None:
     """Fill fam.comparisons: pairs of configurations that differ in scheme or in k1, not both (later in the scheme
     order minus earlier), paired by seed."""
-    rng = dict(n_boot=settings["bootstrap"], seed=settings["seed"])
     for j, second in enumerate(fam.groups):
         for first in fam.groups[j + 1:]:
             # A paired comparison varies one thing: the scheme at equal k1 (what the claims read), or k1
@@ -385,10 +385,10 @@ def _compare_groups(fam: Family, live: dict[str, list[Curve]], settings: dict, w
                 verb = "has no partner and is" if len(unpaired) == 1 else "have no partner and are"
                 warnings.append(f"{first.label} vs {second.label} ({fam.label}): {format_seeds(unpaired)} {verb} "
                                 "left out of the paired comparison")
-            stats = {m: bootstrap_median(paired(per_seed(a, m), per_seed(b, m), shared, kind), **rng)
+            stats = {m: interval_for(paired(per_seed(a, m), per_seed(b, m), shared, kind), kind)
                      for m, (_, _, kind) in METRICS.items()}
             whole = paired_curves(a, b, shared, settings["burn_in"])
-            stats.update({m: bootstrap_median([whole.values[m][s] for s in shared], **rng) for m in PAIR_METRICS})
+            stats.update({m: mean_interval([whole.values[m][s] for s in shared]) for m in PAIR_METRICS})
             step_diff = {s: _largest_step_difference(next(c for c in a if c.seed == s), next(c for c in b if c.seed == s))
                          for s in shared}
             comp = Comparison(first=first, second=second, seeds=shared, stats=stats, max_abs_step_diff=step_diff,

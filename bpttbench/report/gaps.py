@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 from bpttbench.config import UNTRUNCATED_SCHEMES
 from bpttbench.report.families import FAMILY_KEY, Curve, by_key, per_seed, sort_key
-from bpttbench.report.stats import Interval, bootstrap_median, format_interval, format_setting, median_or_nan, tail_mean
+from bpttbench.report.stats import Interval, format_interval, median_interval, format_setting, median_or_nan, tail_mean
 from bpttbench.results import GROUP_KEY, config_sort_key
 
 GAP_FRACTION = 0.1  # the gap to the optimum reads the mean online loss over this last fraction of each run's steps
@@ -155,7 +155,6 @@ def _gap_table(corpus: str, setting: dict, optimum: float, generator: dict | Non
 
 def _gap_row(curves: list[Curve], optimum: float, settings: dict) -> GapRow:
     """One configuration's row: its live seeds' final online loss, gap and time per step."""
-    rng = dict(n_boot=settings["bootstrap"], seed=settings["seed"])
     live = [c for c in curves if not c.diverged]
     for c in live:
         c.values["gap_final"], c.values["gap_from"] = tail_mean(c.step, c.raw, settings["gap_fraction"])
@@ -168,10 +167,10 @@ def _gap_row(curves: list[Curve], optimum: float, settings: dict) -> GapRow:
     return GapRow(
         label=first.label, scheme=first.scheme, k1=k1, k2=None if first.scheme in UNTRUNCATED_SCHEMES else k2,
         row=_row_name(first.scheme, k1, k2), config=cfg, seeds=sorted({c.seed for c in live}),
-        final=bootstrap_median(per_seed(live, "gap_final").values(), **rng),
-        gap=bootstrap_median(per_seed(live, "gap").values(), **rng),
+        final=median_interval(per_seed(live, "gap_final").values()),
+        gap=median_interval(per_seed(live, "gap").values()),
         from_step=median_or_nan(list(per_seed(live, "gap_from").values())),
-        us_per_step=bootstrap_median(per_seed(live, "us_per_step").values(), **rng))
+        us_per_step=median_interval(per_seed(live, "us_per_step").values()))
 
 
 def _finding(t: GapTable, name: str) -> Finding:
@@ -180,7 +179,7 @@ def _finding(t: GapTable, name: str) -> Finding:
     cost = t.cost
 
     def below(r: GapRow) -> bool:
-        return r.gap.n > 0 and r.gap.median < cost
+        return r.gap.n > 0 and r.gap.estimate < cost
 
     def straddles(r: GapRow) -> bool:
         return r.gap.n > 1 and r.gap.lo < cost < r.gap.hi

@@ -14,7 +14,7 @@ import pandas as pd
 
 from bpttbench.gradcheck import COLUMNS, CONFIG_COLUMNS, CSV_NAME, FIGURE_STEMS, MANIFEST_NAME
 from bpttbench.report.families import plain_value
-from bpttbench.report.stats import Interval, bootstrap_median
+from bpttbench.report.stats import Interval, median_interval
 
 FD_CHECK = "exact_vs_fd"  # the check of the exact gradient itself, not an estimator to summarise
 
@@ -72,7 +72,7 @@ def read_frames(files: list[Path], warnings: list[str]) -> list[pd.DataFrame]:
 
 def read_gradchecks(files: list[Path], settings: dict, warnings: list[str]) -> tuple[list[GradSummary], str | None]:
     """Per configuration and estimator: the cosine and relative error against the exact gradient
-    (single_vs_stored: of single against stored), median over checkpoints with a bootstrap
+    (single_vs_stored: of single against stored), median over checkpoints with a distribution-free
     interval over checkpoints. The second value says why the gradient claims cannot be judged,
     or None. Uses the whole-gradient rows (tensor 'all') when there are any, as gradcheck does."""
     if not files:
@@ -99,11 +99,10 @@ def read_gradchecks(files: list[Path], settings: dict, warnings: list[str]) -> t
     elif not len(fd):
         warnings.append("gradcheck.csv has no exact_vs_fd rows: the exact gradient itself was not checked")
     out = []
-    rng = dict(n_boot=settings["bootstrap"], seed=settings["seed"])
     rows = df[df["estimator"] != FD_CHECK]
     for keys, part in rows.groupby(list(CONFIG_COLUMNS) + ["estimator"], sort=True, dropna=False):
         per_point = part.groupby(["seed", "step"], sort=True)[["cosine", "rel_error"]].median()
         out.append(GradSummary(config=dict(zip(CONFIG_COLUMNS, (plain_value(k) for k in keys[:-1]))), estimator=str(keys[-1]),
-                               cosine=bootstrap_median(per_point["cosine"].tolist(), **rng),
-                               rel_error=bootstrap_median(per_point["rel_error"].tolist(), **rng), tensors=tensors))
+                               cosine=median_interval(per_point["cosine"].tolist()),
+                               rel_error=median_interval(per_point["rel_error"].tolist()), tensors=tensors))
     return out, problem

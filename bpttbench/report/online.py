@@ -9,7 +9,7 @@ sliding's); exact_vs_rtrl on a trajectory with k1 = k2 is chunked's gradient. A 
 takes the rows of the gradcheck trajectories with its corpus, hidden, batch, inject, optimizer,
 lr and clip (the dtype may differ: gradcheck runs float64), with its k1 and, for a truncated rule,
 its k2. Per seed and checkpoint the rows are one value (an online rule's rows repeat across the
-trajectories' k2, which changes nothing about them); the cell is their median with a bootstrap
+trajectories' k2, which changes nothing about them); the cell is their median with a distribution-free
 interval over those points. uoro's cosine is of a single sample of its random projection.
 adaptive has no row: its update is chunked's at the k2 it chose (curves.csv, metric k2), so read
 chunked's row at that k2.
@@ -32,7 +32,7 @@ from bpttbench.config import CHUNK_SCHEMES, UNTRUNCATED_SCHEMES
 from bpttbench.report.families import FAMILY_KEY, Curve, by_key, per_seed
 from bpttbench.report.gaps import GapTable
 from bpttbench.report.gradients import read_frames
-from bpttbench.report.stats import Interval, bootstrap_median, format_interval, median_or_nan
+from bpttbench.report.stats import Interval, format_interval, median_interval, median_or_nan
 from bpttbench.results import GROUP_KEY
 
 ONLINE_RULES = ("chunked", "single", "stored", "sliding", "adaptive", "rtrl", "uoro", "snap1", "eprop")
@@ -105,7 +105,6 @@ def _cosine_points(grad: pd.DataFrame, cfg: dict, tensor: str) -> list[float]:
 
 
 def _row(curves: list[Curve], grad: pd.DataFrame, gaps: dict[tuple, object], settings: dict) -> OnlineRow:
-    rng = dict(n_boot=settings["bootstrap"], seed=settings["seed"])
     live = [c for c in curves if not c.diverged]
     cfg = dict(zip(GROUP_KEY, curves[0].group))
     for c in live:
@@ -118,10 +117,10 @@ def _row(curves: list[Curve], grad: pd.DataFrame, gaps: dict[tuple, object], set
     return OnlineRow(
         scheme=scheme, k1=int(cfg["k1"]), k2=None if scheme in UNTRUNCATED_SCHEMES else int(cfg["k2"]),
         hidden=int(cfg["hidden"]), config=cfg, seeds=sorted({c.seed for c in live}),
-        cosine={t: bootstrap_median(_cosine_points(grad, cfg, t), **rng) for t in COSINE_TENSORS},
-        us_per_step=bootstrap_median(per_seed(live, "us_per_step").values(), **rng),
+        cosine={t: median_interval(_cosine_points(grad, cfg, t)) for t in COSINE_TENSORS},
+        us_per_step=median_interval(per_seed(live, "us_per_step").values()),
         resident_bytes=median_or_nan(list(per_seed(live, "resident_bytes").values())),
-        final_loss=bootstrap_median(per_seed(live, "final_train").values(), **rng),
+        final_loss=median_interval(per_seed(live, "final_train").values()),
         gap=None if gap is None else gap.gap, note=COSINE_NOTES.get(scheme, ""))
 
 
@@ -204,7 +203,7 @@ def online_dict(t: OnlineTable) -> dict:
 
 def md_online(tables: list[OnlineTable], md_table) -> list[str]:
     lines = ["Each rule's gradient against the exact online one (rtrl's, untruncated), measured by gradcheck along "
-             "rtrl's trajectory: cosine, median over seeds and checkpoints [95% bootstrap interval over them], for the "
+             "rtrl's trajectory: cosine, median over seeds and checkpoints [95% distribution-free interval over them], for the "
              "whole gradient and for W_hh alone. uoro's is of one sample of its random projection; rtrl is the "
              "reference; adaptive's update is chunked's at the k2 it chose. µs per step: training time per step "
              "(medians over seeds); resident memory: every array the rule keeps; final online loss: the mean over the "

@@ -14,6 +14,7 @@ from bpttbench.report.online import ONLINE_HEADER, md_online, online_cells
 from bpttbench.report.stats import (
     CONTRADICTED,
     INCONCLUSIVE,
+    MIN_SAMPLE,
     MIXED,
     NOT_MEASURED,
     SUPPORTED,
@@ -106,9 +107,9 @@ def render_markdown(report: Report, out_dir: Path) -> str:
     s = report.settings
     under = ", ".join(f"`{p}`" for p in (report.paths or [report.path]))
     lines = ["# bpttbench report", "", f"Runs under {under}: " + "; ".join(report.notes) + ".", "",
-             f"Medians over seeds with 95% percentile-bootstrap intervals ({s['bootstrap']} resamples of the seeds, "
-             f"RNG seed {s['seed']}); \"about the same\" means within ±{s['delta']:g} bits/char. Losses are in bits "
-             "per character."]
+             f"Paired differences are means over seeds with Student-t 95% intervals, a configuration's numbers medians "
+             f"over seeds with distribution-free 95% intervals (none below {MIN_SAMPLE} values); \"about the same\" "
+             f"means within ±{s['delta']:g} bits/char. Losses are in bits per character."]
     lines += ["", "## The question's claims", ""]
     lines += md_table(["#", "claim", "verdict", "deciding numbers"],
                       [claim_row(c, f"**{c.verdict}**") for c in report.claims])
@@ -147,7 +148,7 @@ def _md_reference(report: Report) -> list[str]:
              "the lowest final validation loss of any configuration here (median over its seeds).", ""]
     rows = []
     for corpus, levels in report.reference_bpc.items():
-        finals = [g.stats["final_val"].median for fam in report.families if fam.key["corpus"] == corpus
+        finals = [g.stats["final_val"].estimate for fam in report.families if fam.key["corpus"] == corpus
                   for g in fam.groups if g.stats["final_val"].n]
         best = min(finals, default=math.nan)
         below = "–" if math.isnan(best) else format_signed(best - levels["bigram"], "bits/char")
@@ -179,7 +180,7 @@ def _md_family(fam: Family) -> list[str]:
 def _md_gradcheck(report: Report, out_dir: Path) -> list[str]:
     lines = ["", "## Gradient fidelity (gradcheck)", "",
              f"From {', '.join(f'`{relative_path(p, out_dir)}`' for p in report.gradcheck_files)}: median over "
-             "checkpoints (seed × step) with a bootstrap interval over checkpoints, which along one trajectory "
+             "checkpoints (seed × step) with a distribution-free interval over checkpoints, which along one trajectory "
              "are not independent. single and stored are compared with the exact window gradient; X_vs_Y is X "
              "against Y.", ""]
     rows = [[g.config["scheme"], format_setting(g.config["k1"]), format_setting(g.config["k2"]),
@@ -214,18 +215,27 @@ def _md_definitions(s: dict) -> list[str]:
         f"validation curve (smoothed online curve) minus the second's at {s['time_points']} equally spaced training "
         "times, each curve linearly interpolated: the times span the range every seed's curve of both configurations "
         f"covers, from its start or {s['burn_in']:.0%} of its end, whichever is later, to its end. Each is then a "
-        "median over seeds with its bootstrap interval.",
+        "mean over seeds with its Student-t interval.",
         "- Steps per second: the unit's steps over its training time (compilation and evaluation excluded).",
         "- A family is every configuration with the same corpus, k2, inject, hidden, batch, optimizer and lr; "
         "claims 1–4 use its configurations with k1 < k2, claim 5 those with k2 = 1.",
-        f"- Intervals: {s['bootstrap']} resamples of the seeds with replacement, the 2.5th and 97.5th percentiles of "
-        "the resampled medians. With 3 seeds the interval of a median is the range of the seeds; with one seed there "
-        "is none, and no verdict rests on one seed.",
+        "- Intervals (SciPy): a paired difference is the mean of the per-seed differences with its Student-t 95% "
+        "interval (the differences of whole curves are close to normal, where the t interval's coverage is exact, and "
+        "a mean needs fewer seeds than a median for the same width); a ratio the geometric mean, the t interval of "
+        "the logarithms; a configuration's numbers and gradient cosines the median with its distribution-free "
+        "interval from binomial order statistics (times may be \"not reached\"). Below "
+        f"{MIN_SAMPLE} values no interval is given and no verdict rests on the estimate alone: with 3 seeds an "
+        "interval would be as wide as the range of the seeds and still not hold its 95%.",
+        f"- Seven claims on each corpus, each on its own 95% interval: no family-wise correction is applied. Had every "
+        f"claim's truth sat exactly on its decision edge, each verdict would be wrong with probability at most 2.5%, and "
+        f"at least one of {7 * max(1, s.get('corpora', 1))} wrong with probability up to "
+        f"{1 - 0.975 ** (7 * max(1, s.get('corpora', 1))):.0%}; for a truth well away from the edges it is far smaller. "
+        "Read a verdict whose interval grazes an edge as weaker than one far from it.",
         "- Seeds that would decide an inconclusive claim: from the n per-seed paired differences (sample standard "
-        "deviation s, median m), the smallest n' (at least n + 1) at which the half-width of a 95% interval of the "
-        "median, t(0.975, n'−1) · √(π/2) · s / √n', falls below the distance from m to the nearest edge (±delta, or 0 "
+        "deviation s, mean m), the smallest n' (at least n + 1) at which the half-width of the 95% interval of the "
+        "mean, t(0.975, n'−1) · s / √n', falls below the distance from m to the nearest edge (±delta, or 0 "
         "for claim 3), so that the interval would lie wholly inside or outside the band if m and s stayed as observed. "
-        "√(π/2) is how much wider a median's interval is than a mean's for normal data. When m lies within "
+        "When m lies within "
         f"{s['edge_fraction']:g} · delta = {margin:g} bits/char of an edge, no seed count is given: the difference lies "
         "on the band's edge.",
         "- Diverged seeds are left out of the statistics and listed in the warnings.",
@@ -236,8 +246,8 @@ def _md_gaps(report: Report) -> list[str]:
     frac = report.settings["gap_fraction"]
     lines = [f"On a generated corpus the optimum is the generating process's entropy rate, the lowest loss any "
              f"predictor reaches in the long run. Gap = final online loss − optimum, where the final online loss is the "
-             f"step-weighted mean online loss over the last {frac:.0%} of each run's steps; medians over seeds with 95% "
-             "bootstrap intervals, in bits/char. The online loss, not the validation loss: validation is read from a "
+             f"step-weighted mean online loss over the last {frac:.0%} of each run's steps; medians over seeds with "
+             "distribution-free 95% intervals, in bits/char. The online loss, not the validation loss: validation is read from a "
              "zero state, which on lag:L was found misleading."]
     for t in report.gaps:
         lines += ["", f"### {t.label}", "", f"Optimum {t.optimum:.4f} bits/char." + (

@@ -37,7 +37,7 @@ def study_summary(report, registered: dict, manifest: dict) -> dict:
         for comp in fam.comparison("single", "sliding"):
             iv = comp.stats["steps_per_s"]
             speeds.append({"corpus": fam.key["corpus"], "k2": fam.key["k2"], "ratio": "single / sliding",
-                           "estimate": _plain(iv.median), "lo": _plain(iv.lo), "hi": _plain(iv.hi), "n": iv.n})
+                           "estimate": _plain(iv.estimate), "lo": _plain(iv.lo), "hi": _plain(iv.hi), "n": iv.n})
     return {"format": FORMAT, "preset": registered.get("preset"), "corpora": registered.get("corpora"),
             "clock": registered.get("clock"), "seeds": (registered.get("settings") or {}).get("seeds"),
             "command": manifest.get("command"), "registered_at": manifest.get("registered_at"),

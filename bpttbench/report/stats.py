@@ -1,6 +1,17 @@
-"""Statistics over seeds: medians with percentile-bootstrap intervals, reading a curve at a point,
-the verdict rules that turn an interval into supported / contradicted / inconclusive, and how many
-seeds would turn an inconclusive one into a decision."""
+"""Statistics over seeds: estimates with 95% intervals from SciPy, reading a curve at a point, the
+verdict rules that turn an interval into supported / contradicted / inconclusive, and how many seeds
+would turn an inconclusive one into a decision.
+
+Estimators, each with an interval that holds its 95% (tests/test_coverage.py checks it by simulation):
+- a paired difference (claims 1-4, every comparison): the mean over seeds with its Student-t interval.
+  The per-seed differences of whole curves are close to normal, where the t interval's coverage is
+  exact and the mean needs about 2/pi as many seeds as the median for the same width;
+- a ratio (steps/s, first / second): the geometric mean, the t interval of the logarithms, exponentiated;
+- anything else (a configuration's losses, times that may be "not reached", cosines over checkpoints):
+  the median with its distribution-free interval, from the binomial order statistics.
+Below MIN_SAMPLE values no interval is given: with 3 seeds a t interval is as wide as a guess and the
+order statistics' widest interval, the range, covers 75%; the estimate is reported alone.
+"""
 
 from __future__ import annotations
 
@@ -11,58 +22,91 @@ from typing import Iterable
 import numpy as np
 from scipy import stats as scipy_stats
 
-from bpttbench import defaults
 from bpttbench.results import step_weights
 
 SUPPORTED, CONTRADICTED, INCONCLUSIVE, NOT_MEASURED, MIXED = (
     "supported", "contradicted", "inconclusive", "not measured", "mixed")
+LEVEL = 0.95
+MIN_SAMPLE = 5  # the fewest values that get a 95% interval
 
 
 @dataclass(frozen=True)
 class Interval:
-    """A median over n values with its 95% bootstrap interval (lo, hi); NaN where undefined
-    (no values; or one value, which has no interval). inf means "not reached"."""
+    """An estimate over n values with its 95% interval (lo, hi): NaN where there is none (no values,
+    or fewer than MIN_SAMPLE). inf means "not reached". `estimator` says which estimate it is."""
 
-    median: float
+    estimate: float
     lo: float
     hi: float
     n: int
-    values: tuple = ()  # the values the median is over, in seed order
+    values: tuple = ()  # the values it is over, in seed order
+    estimator: str = "mean"
+
+    @property
+    def has_interval(self) -> bool:
+        return not (math.isnan(self.lo) or math.isnan(self.hi))
 
     def to_dict(self) -> dict:
-        return {"median": self.median, "lo": self.lo, "hi": self.hi, "n": self.n, "values": list(self.values)}
+        return {"estimate": self.estimate, "estimator": self.estimator, "lo": self.lo, "hi": self.hi, "n": self.n,
+                "values": list(self.values)}
 
 
-def quantile(values: np.ndarray, q: float) -> float:
-    """Linear-interpolation quantile (numpy's default) that also copes with +inf: numpy's own
-    gives NaN when it interpolates with weight 0 towards an infinite neighbour."""
-    x = np.sort(np.asarray(values, dtype=float))
-    pos = q * (len(x) - 1)
-    i = int(math.floor(pos))
-    frac = pos - i
-    a, b = x[i], x[min(i + 1, len(x) - 1)]
-    if frac == 0 or a == b:
-        return float(a)
-    return float(a + (b - a) * frac)
+def _kept(values: Iterable[float]) -> tuple:
+    return tuple(float(v) for v in values if v is not None and not (isinstance(v, float) and math.isnan(v)))
 
 
-def bootstrap_median(values: Iterable[float], *, n_boot: int = defaults.BOOTSTRAP,
-                     seed: int = defaults.BOOTSTRAP_SEED) -> Interval:
-    """Median of the finite-or-infinite values (NaN ones are dropped) and its 95% percentile
-    bootstrap interval: n_boot resamples with replacement, the 2.5th and 97.5th percentiles of
-    their medians. A fresh generator per call, so a statistic never depends on which others
-    were computed before it."""
-    kept = tuple(float(v) for v in values if not (isinstance(v, float) and math.isnan(v)) and v is not None)
+def mean_interval(values: Iterable[float]) -> Interval:
+    """The mean of the values (NaN dropped) and its 95% Student-t interval; a sample holding an
+    infinite value ("not reached") has no mean and gets median_interval instead."""
+    kept = _kept(values)
     v = np.asarray(kept, dtype=float)
+    if not np.isfinite(v).all():
+        return median_interval(kept)
     n = len(v)
     if n == 0:
         return Interval(math.nan, math.nan, math.nan, 0, kept)
-    med = float(np.median(v))
-    if n == 1:
-        return Interval(med, math.nan, math.nan, 1, kept)
-    rng = np.random.default_rng(seed)
-    medians = np.median(v[rng.integers(0, n, size=(n_boot, n))], axis=1)
-    return Interval(med, quantile(medians, 0.025), quantile(medians, 0.975), n, kept)
+    mean = float(np.mean(v))
+    if n < MIN_SAMPLE:
+        return Interval(mean, math.nan, math.nan, n, kept)
+    if np.all(v == v[0]):  # no spread: the interval is the point (SciPy's would be NaN)
+        return Interval(mean, mean, mean, n, kept)
+    lo, hi = scipy_stats.ttest_1samp(v, 0.0).confidence_interval(LEVEL)
+    return Interval(mean, float(lo), float(hi), n, kept)
+
+
+def ratio_interval(values: Iterable[float]) -> Interval:
+    """The geometric mean of positive ratios and the t interval of their logarithms, exponentiated."""
+    kept = _kept(values)
+    v = np.asarray(kept, dtype=float)
+    if len(v) and not (np.all(v > 0) and np.isfinite(v).all()):
+        return median_interval(kept)
+    logs = mean_interval(np.log(v))
+    return Interval(math.exp(logs.estimate) if logs.n else math.nan, math.exp(logs.lo) if logs.has_interval else math.nan,
+                    math.exp(logs.hi) if logs.has_interval else math.nan, logs.n, kept, "geometric mean")
+
+
+def median_interval(values: Iterable[float]) -> Interval:
+    """The median of the values (NaN dropped; inf allowed) and its distribution-free 95% interval:
+    the order statistics x_(l) <= x_(u) with P(l <= B < u) >= 95% for B ~ Binomial(n, 1/2), as close
+    to the middle as that allows (scipy.stats.binom)."""
+    kept = _kept(values)
+    v = np.sort(np.asarray(kept, dtype=float))
+    n = len(v)
+    if n == 0:
+        return Interval(math.nan, math.nan, math.nan, 0, kept, "median")
+    med = float(np.median(v)) if np.isfinite(v).all() else float(v[(n - 1) // 2] if n % 2 else
+                                                                  (v[n // 2 - 1] + v[n // 2]) / 2)
+    if n < MIN_SAMPLE + 1:  # the range of 5 values covers 94%: no 95% interval below 6
+        return Interval(med, math.nan, math.nan, n, kept, "median")
+    lower = int(scipy_stats.binom.ppf((1 - LEVEL) / 2, n, 0.5))  # P(B < lower) <= 2.5%
+    while lower > 0 and scipy_stats.binom.cdf(n - lower - 1, n, 0.5) - scipy_stats.binom.cdf(lower - 1, n, 0.5) < LEVEL:
+        lower -= 1
+    return Interval(med, float(v[lower]), float(v[n - 1 - lower]), n, kept, "median")
+
+
+def interval_for(values: Iterable[float], kind: str) -> Interval:
+    """A paired comparison's interval: 'diff' mean_interval, 'ratio' ratio_interval."""
+    return ratio_interval(values) if kind == "ratio" else mean_interval(values)
 
 
 def paired(first: dict[int, float], second: dict[int, float], seeds: Iterable[int], kind: str) -> list[float]:
@@ -121,10 +165,10 @@ def first_crossing(xs: np.ndarray, ys: np.ndarray, target: float) -> float:
 
 def verdict_within(iv: Interval, delta: float) -> str:
     """'About the same': supported when the interval lies within ±delta, contradicted when it lies
-    wholly outside, inconclusive otherwise or with one seed."""
+    wholly outside, inconclusive otherwise or without an interval."""
     if iv.n == 0:
         return NOT_MEASURED
-    if iv.n < 2:
+    if not iv.has_interval:  # fewer than MIN_SAMPLE values: no interval to decide on
         return INCONCLUSIVE
     if -delta <= iv.lo and iv.hi <= delta:
         return SUPPORTED
@@ -137,7 +181,7 @@ def verdict_below(iv: Interval, bound: float = 0.0) -> str:
     """'First is lower': supported when the interval lies below bound, contradicted when above."""
     if iv.n == 0:
         return NOT_MEASURED
-    if iv.n < 2:
+    if not iv.has_interval:  # fewer than MIN_SAMPLE values: no interval to decide on
         return INCONCLUSIVE
     if iv.hi < bound:
         return SUPPORTED
@@ -151,7 +195,7 @@ def verdict_above(iv: Interval, bound: float, *, strict: bool) -> str:
     'more than bound' (strict=True: supported when lo > bound, contradicted when hi <= bound)."""
     if iv.n == 0:
         return NOT_MEASURED
-    if iv.n < 2:
+    if not iv.has_interval:  # fewer than MIN_SAMPLE values: no interval to decide on
         return INCONCLUSIVE
     if (iv.lo > bound) if strict else (iv.lo >= bound):
         return SUPPORTED
@@ -162,9 +206,8 @@ def verdict_above(iv: Interval, bound: float, *, strict: bool) -> str:
 
 # ----------------------------------------------------------------------------- seeds a decision needs
 
-EDGE_FRACTION = 0.1  # a median closer than this fraction of delta to an edge of the band lies on the edge
+EDGE_FRACTION = 0.1  # an estimate closer than this fraction of delta to an edge of the band lies on the edge
 MAX_SEEDS = 10_000  # past this many seeds the estimate says "more than" rather than a number
-MEDIAN_EFFICIENCY = math.sqrt(math.pi / 2)  # standard error of a median / that of a mean, for normal data
 
 
 @dataclass(frozen=True)
@@ -173,7 +216,7 @@ class SeedsNeeded:
 
     seeds: int | None
     spread: float  # sample standard deviation of the per-seed values (NaN with one seed)
-    gap: float  # distance from the median to the nearest edge
+    gap: float  # distance from the estimate to the nearest edge
     text: str
 
     @property
@@ -186,42 +229,40 @@ class SeedsNeeded:
 
 
 def half_width(spread: float, n: np.ndarray | int) -> np.ndarray | float:
-    """Half-width of a 95% interval of the median of n values with standard deviation spread:
-    t_{0.975, n-1} · sqrt(pi/2) · spread / sqrt(n), the normal-theory width of a median (what the
-    percentile bootstrap approaches as n grows), with Student's t for small n."""
+    """Half-width of the 95% t interval of the mean of n values with standard deviation spread:
+    t_{0.975, n-1} · spread / sqrt(n) (what mean_interval gives)."""
     n = np.asarray(n, dtype=float)
-    return scipy_stats.t.ppf(0.975, n - 1) * MEDIAN_EFFICIENCY * spread / np.sqrt(n)
+    return scipy_stats.t.ppf(0.5 + LEVEL / 2, n - 1) * spread / np.sqrt(n)
 
 
 def seeds_needed(values: Iterable[float], edges: tuple[float, ...], margin: float) -> SeedsNeeded:
-    """How many seeds would put the 95% interval of the median wholly on one side of every edge.
+    """How many seeds would put the 95% interval of the mean wholly on one side of every edge.
 
-    With the per-seed values d_1..d_n (sample standard deviation s) and their median m, the
-    distance g = min over edges e of |m − e| is what the interval's half-width must fall below:
-    then [m − h, m + h] lies entirely inside the band (or entirely outside it, or on one side of
-    a bound). The answer is the smallest n' with half_width(s, n') < g, and at least n + 1 (at
-    small n the percentile bootstrap is wider than this normal approximation: with 3 seeds its
-    interval is their range). It assumes the median and spread stay as observed. When g <= margin
-    the median lies on the edge and no count is given: more seeds would only pin it there.
+    With the per-seed values d_1..d_n (sample standard deviation s) and their mean m, the distance
+    g = min over edges e of |m − e| is what the interval's half-width must fall below: then
+    [m − h, m + h] lies entirely inside the band (or entirely outside it, or on one side of a bound).
+    The answer is the smallest n' >= MIN_SAMPLE with half_width(s, n') < g, and at least n + 1. It
+    assumes the mean and spread stay as observed. When g <= margin the mean lies on the edge and no
+    count is given: more seeds would only pin it there.
     """
     v = np.asarray([x for x in values if not math.isnan(x)], dtype=float)
     n = len(v)
     if n == 0:
         return SeedsNeeded(None, math.nan, math.nan, "no seeds to estimate from")
-    m = float(np.median(v))
+    m = float(np.mean(v))
     gap = min(abs(m - e) for e in edges)
     nearest = min(edges, key=lambda e: abs(m - e))
     if gap <= margin:
         return SeedsNeeded(None, float(np.std(v, ddof=1)) if n > 1 else math.nan, gap,
-                           f"not decidable at any seed count: the difference lies on the band's edge (median "
+                           f"not decidable at any seed count: the difference lies on the band's edge (mean "
                            f"{format_signed(m, 'bits/char')}, within {margin:g} of the edge at "
                            f"{format_signed(nearest, 'bits/char')})")
     if n == 1:
         return SeedsNeeded(None, math.nan, gap, "more seeds needed: one seed has no spread to estimate how many from")
     s = float(np.std(v, ddof=1))
-    counts = np.arange(2, MAX_SEEDS + 1)
+    counts = np.arange(MIN_SAMPLE, MAX_SEEDS + 1)
     enough = np.flatnonzero(half_width(s, counts) < gap)
-    why = (f"from the spread of the paired differences, s = {s:.3f} over {n} seeds, and the median's distance "
+    why = (f"from the spread of the paired differences, s = {s:.3f} over {n} seeds, and the mean's distance "
            f"{gap:.3f} from the edge at {format_signed(nearest, 'bits/char')}")
     if not len(enough):
         return SeedsNeeded(None, s, gap, f"more than {MAX_SEEDS:,} seeds would be needed ({why})")
@@ -266,13 +307,13 @@ def format_signed(x: float, unit: str) -> str:
 
 
 def format_interval(iv: Interval, unit: str = "bits/char", *, signed: bool = False) -> str:
-    """'2.310 [2.281, 2.350]'; '2.310 (1 seed)'; '–' when there is nothing."""
+    """'2.310 [2.281, 2.350]'; '2.310 (3 seeds: too few for a 95% interval)'; '–' when there is nothing."""
     fmt = format_signed if signed else format_number
     if iv.n == 0:
         return "–"
-    if iv.n == 1:
-        return f"{fmt(iv.median, unit)} (1 seed)"
-    return f"{fmt(iv.median, unit)} [{fmt(iv.lo, unit)}, {fmt(iv.hi, unit)}]"
+    if not iv.has_interval:
+        return f"{fmt(iv.estimate, unit)} ({iv.n}: too few for a 95% interval)"
+    return f"{fmt(iv.estimate, unit)} [{fmt(iv.lo, unit)}, {fmt(iv.hi, unit)}]"
 
 
 def format_per_seed(iv: Interval, unit: str) -> str:
@@ -295,12 +336,12 @@ def format_small(x: float) -> str:
 
 
 def format_small_interval(iv: Interval) -> str:
-    """A relative error's median and interval over checkpoints, two significant digits each."""
+    """A relative error's estimate and interval over checkpoints, two significant digits each."""
     if iv.n == 0:
         return "–"
-    if iv.n == 1:
-        return f"{format_small(iv.median)} (1 checkpoint)"
-    return f"{format_small(iv.median)} [{format_small(iv.lo)}, {format_small(iv.hi)}]"
+    if not iv.has_interval:
+        return f"{format_small(iv.estimate)} ({iv.n} checkpoints: too few for a 95% interval)"
+    return f"{format_small(iv.estimate)} [{format_small(iv.lo)}, {format_small(iv.hi)}]"
 
 
 def format_seeds(seeds: Iterable[int]) -> str:
