@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from bpttbench import defaults
-from bpttbench.config import TrainConfig, parse_duration
+from bpttbench.config import parse_duration
 from bpttbench.corpus import Corpus, load_corpus
 from bpttbench.errors import ConfigError, ResultsError
 from bpttbench.results import Run, group_curves, load_runs as read_runs, split_complete

@@ -150,7 +150,7 @@ FULL = Preset(seeds=16, chunked_seeds=2, budget="30s", hidden=128, identity_step
               eval_every=1000, chunked_eval_every=25_000, identity_eval_every=5000)
 # A first look in minutes; 5 seeds, the fewest for which the report gives a 95% interval.
 QUICK = Preset(seeds=5, chunked_seeds=2, budget="4s", hidden=32, identity_steps=2000, gradcheck_steps=1000,
-               gradcheck_every=250, map_k2=(5, 20), map_hidden=(16, 32), map_seeds=2, map_seconds=(1.5, 1.5),
+               gradcheck_every=100, map_k2=(5, 20), map_hidden=(16, 32), map_seeds=2, map_seconds=(1.5, 1.5),
                map_eval_chars=(5000, 5000), map_evals=8, map_logs=16, eval_every=1000, chunked_eval_every=10_000,
                identity_eval_every=1000)
 
@@ -298,7 +298,8 @@ def run_study(out: Path, *, quick: bool = False, long: bool = False, corpora: tu
     manifest = Manifest(out / "study.json", {
         "preset": preset_name, "corpora": list(corpora), "registered": registered,
         "registered_at": existing.get("registered_at") or now(), "started_at": existing.get("started_at"),
-        "command": ["bpttbench", *sys.argv[1:]], "machine": _machine(),
+        # A resumed study keeps the command and the machine it started with; machine_at_end is the last one's.
+        "command": existing.get("command") or ["bpttbench", *sys.argv[1:]], "machine": existing.get("machine") or _machine(),
         "parts": {part: "pending" for part, _ in plans}})
     with manifest:
         for part, plan in plans:

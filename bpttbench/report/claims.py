@@ -91,17 +91,17 @@ def _evidence(fam: Family, comp: Comparison, metric: str, verdict: str, where: s
 
 
 Choose = Callable[[Family, Comparison], tuple[str, str]]  # -> (metric, words saying where it is read)
-Override = Callable[[str, Interval, Family, Comparison], str]  # (the interval's verdict, ...) -> the claim's
+Undecidable = Callable[[Family, Comparison], "str | None"]  # why no interval can decide this pair yet, or None
 
 
 @dataclass(frozen=True)
 class PairRule:
     """How a claim over paired runs is decided: the interval's verdict (rule), the edges it is judged
-    against (for the seeds a decision needs), and an optional override of the verdict."""
+    against (for the seeds a decision needs), and what can make a pair undecidable whatever its interval."""
 
     rule: Callable[[Interval], str]
     edges: tuple[float, ...]
-    override: Override | None = None
+    undecidable: Undecidable | None = None
 
 
 def _pair_claim(number: str, text: str, rule_text: str, families: list[Family], first: str, second: str,
@@ -113,14 +113,16 @@ def _pair_claim(number: str, text: str, rule_text: str, families: list[Family], 
         for comp in _truncating(fam, fam.comparison(first, second)):
             metric, where = choose(fam, comp)
             iv = comp.stats[metric]
-            v0 = rule.rule(iv)
-            v = rule.override(v0, iv, fam, comp) if rule.override else v0
+            blocked = rule.undecidable(fam, comp) if rule.undecidable else None
+            v = INCONCLUSIVE if blocked else rule.rule(iv)
             verdicts.append(v)
             results.append(_result(fam.key["corpus"], fam.key["k2"], metric, ALL_METRICS[metric][1], iv, v))
             line = _evidence(fam, comp, metric, v, where)
             cell = (f"{format_interval(iv, ALL_METRICS[metric][1], signed=True)} "
                     f"({ALL_METRICS[metric][0]}, {fam.key['corpus']}, k2={format_setting(fam.key['k2'])})")
-            if v0 == INCONCLUSIVE and iv.n:  # more seeds can narrow an interval; an override needs other remedies
+            if blocked:  # more seeds would not help: it needs what `blocked` says
+                cell += f": {blocked}"
+            elif v == INCONCLUSIVE and iv.n:  # more seeds can narrow an interval
                 need = seeds_needed(iv.values, rule.edges, EDGE_FRACTION * s["delta"])
                 needs.append({"family": fam.label, "comparison": comp.name, "metric": metric, **need.to_dict()})
                 line += f"; {need.text}"
@@ -134,9 +136,9 @@ def _pair_claim(number: str, text: str, rule_text: str, families: list[Family], 
                  "; ".join(short) if short else missing, needs, results)
 
 
-def _within(s: dict, override: Override | None = None) -> PairRule:
+def _within(s: dict, undecidable: Undecidable | None = None) -> PairRule:
     delta = s["delta"]
-    return PairRule(lambda iv: verdict_within(iv, delta), (-delta, delta), override)
+    return PairRule(lambda iv: verdict_within(iv, delta), (-delta, delta), undecidable)
 
 
 def _over_steps(s: dict) -> Choose:
@@ -251,8 +253,8 @@ def minimum_claim(families: list[Family], s: dict) -> Claim:
                 out.append((g, drop, which))
         return out
 
-    def unless_improving(v: str, iv: Interval, fam: Family, comp: Comparison) -> str:
-        return INCONCLUSIVE if v in (SUPPORTED, CONTRADICTED) and improving(fam, comp) else v
+    def not_plateaued(fam: Family, comp: Comparison) -> str | None:
+        return "not decidable yet: still improving, run longer" if improving(fam, comp) else None
 
     def still_improving(fam: Family, comp: Comparison) -> list[str]:
         return [f"{fam.label}: not decidable yet: {g.label} had not reached a plateau (its {which} fell {drop:.3f} "
@@ -263,7 +265,7 @@ def minimum_claim(families: list[Family], s: dict) -> Claim:
     rule = MINIMUM_RULE.format(delta=delta, late=1 - LATE_FRACTION, tail=VAL_TAIL_FRACTION, smooth=s["smooth"],
                                plateau=PLATEAU_DROP)
     return _pair_claim("4", "Both reach about the same minimum.", rule, families, "single", "sliding", _final,
-                       _within(s, unless_improving), s, extra=still_improving)
+                       _within(s, not_plateaued), s, extra=still_improving)
 
 
 # ----------------------------------------------------------------------------- claim 5: k2 = 1

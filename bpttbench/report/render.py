@@ -108,7 +108,8 @@ def render_markdown(report: Report, out_dir: Path) -> str:
     under = ", ".join(f"`{p}`" for p in (report.paths or [report.path]))
     lines = ["# bpttbench report", "", f"Runs under {under}: " + "; ".join(report.notes) + ".", "",
              f"Paired differences are means over seeds with Student-t 95% intervals, a configuration's numbers medians "
-             f"over seeds with distribution-free 95% intervals (none below {MIN_SAMPLE} values); \"about the same\" "
+             f"over seeds with distribution-free 95% intervals (none below {MIN_SAMPLE} seeds for a mean, "
+             f"{MIN_SAMPLE + 1} values for a median); \"about the same\" "
              f"means within ±{s['delta']:g} bits/char. Losses are in bits per character."]
     lines += ["", "## The question's claims", ""]
     lines += md_table(["#", "claim", "verdict", "deciding numbers"],

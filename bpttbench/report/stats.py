@@ -68,7 +68,7 @@ def mean_interval(values: Iterable[float]) -> Interval:
     mean = float(np.mean(v))
     if n < MIN_SAMPLE:
         return Interval(mean, math.nan, math.nan, n, kept)
-    if np.all(v == v[0]):  # no spread: the interval is the point (SciPy's would be NaN)
+    if np.ptp(v) <= 1e-12 * max(1.0, abs(mean)):  # no spread but rounding: the interval is the point
         return Interval(mean, mean, mean, n, kept)
     lo, hi = scipy_stats.ttest_1samp(v, 0.0).confidence_interval(LEVEL)
     return Interval(mean, float(lo), float(hi), n, kept)
