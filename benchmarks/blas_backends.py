@@ -8,7 +8,7 @@
 the kernels' own layouts, through Numba's np.dot (SciPy's BLAS by numba_xxgemm/xxgemv: the
 path before bpttbench.kernels.blas) and through bpttbench.kernels.blas's table on OpenBLAS and on
 MKL (the one BPTTBENCH_BLAS=mkl takes, or --mkl torch / --mkl wheel: one MKL per process, see
-bpttbench/blas_backend.py). `schemes`: microseconds per step of each scheme
+bpttbench/kernels/blas_backend.py). `schemes`: microseconds per step of each scheme
 with plain SGD on every backend, beside the peers (bpttbench speed's timers and its interleaved
 sampling: one timer per backend, switched between samples). Figures are medians of CPU time
 over interleaved rounds; `cpu/wall` above 1 would mean a BLAS used more than one thread.
@@ -24,11 +24,11 @@ import time
 import numpy as np
 from numba import njit
 
-from bpttbench.blas_backend import find_mkl, mkl_from, scipy_blas, use_blas
+from bpttbench.kernels.blas_backend import find_mkl, mkl_from, scipy_blas, use_blas
 from bpttbench.kernels.blas import dot, gemm_tn
 from bpttbench.kernels.vecmath import JIT
 from bpttbench.schemes.base import aligned_zeros
-from bpttbench.threads import single_threaded_blas
+from bpttbench.kernels.threads import single_threaded_blas
 
 H, V, K2, G = 128, 65, 20, 512
 

@@ -16,8 +16,8 @@ import sys
 import time
 
 from bpttbench.config import TrainConfig
-from bpttbench.corpus import load_corpus
-from bpttbench.train import Training
+from bpttbench.data.corpus import load_corpus
+from bpttbench.training.loop import Training
 
 SPINNER = "import time\nend = time.monotonic() + {s}\nwhile time.monotonic() < end:\n    pass\n"
 

@@ -2,7 +2,7 @@
 
     python benchmarks/non_blas_time.py [--scheme chunked,single,sliding] [--batch 1,32] [--repeats 9]
 
-The kernels call their products through one table of function pointers (bpttbench/blas_backend.py);
+The kernels call their products through one table of function pointers (bpttbench/kernels/blas_backend.py);
 here a second table points every slot at a native function that returns at once, and the same
 scheme objects are timed under both, in interleaved rounds with bpttbench speed's sampler, beside
 the BLAS lower bound (speed.BoundTimer). Plain SGD, H = 128, V = 65, k2 = 20, float32, one thread.
@@ -25,7 +25,7 @@ import argparse
 import numpy as np
 from numba import cfunc, types
 
-from bpttbench.blas_backend import Backend, blas, current, install
+from bpttbench.kernels.blas_backend import Backend, blas, current, install
 from bpttbench.config import TrainConfig
 from bpttbench.speed import BoundTimer, SchemeTimer, _median_us, _sample, one_thread, synthetic_ids
 

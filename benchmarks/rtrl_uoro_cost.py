@@ -14,7 +14,7 @@ import time
 import numpy as np
 
 from bpttbench.config import TrainConfig
-from bpttbench.corpus import load_corpus
+from bpttbench.data.corpus import load_corpus
 from bpttbench.model import init_theta
 from bpttbench.schemes import make_scheme
 

@@ -17,7 +17,7 @@ import argparse
 
 import numpy as np
 
-from bpttbench.corpus import DEFAULT_CORPUS, TRAIN_FRACTION, corpus_from_text, load_corpus, stdlib_docs_text
+from bpttbench.data.corpus import DEFAULT_CORPUS, TRAIN_FRACTION, corpus_from_text, load_corpus, stdlib_docs_text
 
 WEIGHTS = (0.6, 0.25, 0.1, 0.05)  # trigram, bigram, unigram, uniform
 

@@ -4,7 +4,7 @@ import os, sys, time, shutil, statistics, json
 from pathlib import Path
 
 def main():
-    from bpttbench.corpus import load_corpus
+    from bpttbench.data.corpus import load_corpus
     from bpttbench.sweep import parse_spec, plan_sweep, run_sweep
     root = Path(sys.argv[1] if len(sys.argv) > 1 else "results/sweep-efficiency")
     reps = int(sys.argv[2]) if len(sys.argv) > 2 else 3

@@ -30,8 +30,6 @@ bpttbench.errors.UserError whose message names the problem and the fix.
 from __future__ import annotations
 
 import importlib
-import sys
-import types
 from typing import TYPE_CHECKING
 
 __version__ = "0.1.0"
@@ -39,8 +37,8 @@ __version__ = "0.1.0"
 # public name -> the module that defines it
 _SOURCES = {
     "TrainConfig": "bpttbench.config",
-    "load_corpus": "bpttbench.corpus",
-    "train": "bpttbench.train",
+    "load_corpus": "bpttbench.data.corpus",
+    "train": "bpttbench.training.loop",
     "run": "bpttbench.api",
     "load_runs": "bpttbench.api",
     "plot_runs": "bpttbench.plot",
@@ -53,10 +51,10 @@ __all__ = list(_SOURCES)
 if TYPE_CHECKING:  # for type checkers and editors; at run time the names load lazily
     from bpttbench.api import load_runs, load_weights, run
     from bpttbench.config import TrainConfig
-    from bpttbench.corpus import load_corpus
+    from bpttbench.data.corpus import load_corpus
     from bpttbench.plot import plot_runs
     from bpttbench.report import build_report
-    from bpttbench.train import train
+    from bpttbench.training.loop import train
 
 
 def __getattr__(name: str):
@@ -71,17 +69,3 @@ def __getattr__(name: str):
 def __dir__() -> list[str]:
     """The public names too, before they are loaded."""
     return sorted(set(globals()) | set(__all__))
-
-
-class _Package(types.ModuleType):
-    """`train` names both the function and its module, bpttbench/train.py: importing the module
-    binds it on the package (the import system does), which would hide the function, so the
-    package keeps the function under that name instead."""
-
-    def __setattr__(self, name: str, value) -> None:
-        if isinstance(value, types.ModuleType) and _SOURCES.get(name) == value.__name__:
-            value = getattr(value, name)
-        super().__setattr__(name, value)
-
-
-sys.modules[__name__].__class__ = _Package

@@ -17,10 +17,9 @@ import pandas as pd
 
 from bpttbench import defaults
 from bpttbench.config import parse_duration
-from bpttbench.corpus import Corpus, load_corpus
+from bpttbench.data.corpus import Corpus, load_corpus
 from bpttbench.errors import ConfigError, ResultsError
-from bpttbench.results import Run, group_curves, load_runs as read_runs, split_complete
-from bpttbench.results.reader import PLOTTED_UNIT_STATUSES
+from bpttbench.results import complete_runs, group_curves
 
 # The TrainConfig fields `run` sets through arguments of its own.
 _OWN_ARGUMENT = {"scheme": "schemes", "seed": "seeds", "budget_seconds": "budget", "budget_steps": "steps"}
@@ -42,7 +41,7 @@ class RunResults:
 
     def summary(self) -> pd.DataFrame:
         """One row per configuration, medians over its seeds (the table `bpttbench run` prints)."""
-        from bpttbench.runner import RunResult
+        from bpttbench.training.runner import RunResult
 
         return pd.DataFrame(RunResult(self.path, self.status, self.units).summary())
 
@@ -80,7 +79,7 @@ def run(schemes: str | Iterable[str] = defaults.SCHEMES, *, budget: float | str 
     (KeyboardInterrupt) or failing keeps its directory, marked as such, and the exception propagates.
     """
     from bpttbench.files import check_out_dir
-    from bpttbench.runner import check_units_fit, default_out_dir, execute, plan_units
+    from bpttbench.training.runner import check_units_fit, default_out_dir, execute, plan_units
 
     if budget is not None and steps is not None:
         raise ConfigError("give either budget (seconds) or steps, not both")
@@ -99,26 +98,6 @@ def run(schemes: str | Iterable[str] = defaults.SCHEMES, *, budget: float | str 
     return RunResults(path=result.path, status=result.status, units=result.units, curves=load_runs(result.path))
 
 
-def gather_runs(paths: Iterable[str | Path]) -> tuple[list[Run], list[tuple[Path, str]]]:
-    """The complete runs under any of paths (each run once, however often it is reached), and
-    every run or unit that plots and reports leave out, with why (see results.complete_runs)."""
-    paths = [Path(p) for p in paths]
-    if not paths:
-        raise ResultsError("no path given; give a run directory, a sweep directory or a folder of runs")
-    seen: set[Path] = set()
-    runs: list[Run] = []
-    for path in paths:
-        for found in read_runs(path):
-            if found.path.resolve() not in seen:
-                seen.add(found.path.resolve())
-                runs.append(found)
-    complete, skipped_runs = split_complete(runs)
-    skipped = [(r.path, reason) for r, reason in skipped_runs]
-    skipped += [(r.path / str(u.get("key", "?")), f"unit status is {u.get('status')!r}")
-                for r in complete for u in r.units if u.get("status") not in PLOTTED_UNIT_STATUSES]
-    return complete, skipped
-
-
 def load_runs(*paths: str | Path) -> pd.DataFrame:
     """The curves of every complete run under paths (run, sweep or any folder of runs) as one tidy
     DataFrame: the rows plots and reports use.
@@ -129,9 +108,9 @@ def load_runs(*paths: str | Path) -> pd.DataFrame:
     (one id per seed's curve) and label (the configuration, as in figures). Runs that did not
     complete and units that were interrupted or failed are left out, as are non-finite values and
     anything after a divergence. ResultsError if no complete run is found.
-    (For the run directories themselves, manifests included, see `bpttbench.results.load_runs`.)
+    (For the run directories themselves, manifests included, see `bpttbench.results.read_runs`.)
     """
-    complete, skipped = gather_runs(paths)
+    complete, skipped = complete_runs(*paths)
     if not complete:
         where = ", ".join(str(p) for p in paths)
         why = f"; e.g. {skipped[0][0]}: {skipped[0][1]}" if skipped else ""

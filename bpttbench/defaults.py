@@ -20,7 +20,7 @@ MAX_RUN_UNITS = 10_000  # (scheme, seed) units in one `bpttbench run`
 MAX_GRID_POINTS = 100_000  # runs in one sweep
 
 # ----------------------------------------------------------------------------- BLAS
-# The kernels' products: BPTTBENCH_BLAS=auto|openblas|mkl overrides (bpttbench/blas_backend.py).
+# The kernels' products: BPTTBENCH_BLAS=auto|openblas|mkl overrides (bpttbench/kernels/blas_backend.py).
 # auto = MKL when PyTorch or the mkl wheel provides it, else SciPy's OpenBLAS: MKL is the faster one
 # on one thread (README's Performance section; benchmarks/blas_backends.py measures both).
 BLAS = "auto"

@@ -51,14 +51,12 @@ def _epoch(stamp) -> float:
 def labelled_curves(paths: Iterable[Path]) -> tuple[pd.DataFrame, list[tuple[Path, str]]]:
     """Every complete run's curves under paths, labelled by configuration, with each row's unit start
     (`unit_start`, seconds since 1970); and what was left out, with why."""
-    parts, skipped = [], []
-    for path in paths:
-        runs, left_out = complete_runs(Path(path))
-        skipped += left_out
-        for run in runs:
-            starts = {u.get("key"): _epoch(u.get("started_at") or run.manifest.get("started_at")) for u in run.units}
-            curves = annotate_curves(run)
-            parts.append(curves.assign(unit_start=curves["unit"].map(starts).fillna(0.0)))
+    parts = []
+    runs, skipped = complete_runs(*paths)
+    for run in runs:
+        starts = {u.get("key"): _epoch(u.get("started_at") or run.manifest.get("started_at")) for u in run.units}
+        curves = annotate_curves(run)
+        parts.append(curves.assign(unit_start=curves["unit"].map(starts).fillna(0.0)))
     parts = [p for p in parts if len(p)]
     if not parts:
         where = ", ".join(str(p) for p in paths)

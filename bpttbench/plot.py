@@ -30,6 +30,7 @@ from bpttbench.errors import ResultsError
 from bpttbench.files import atomic_write
 from bpttbench.results import (
     aggregation_rows,
+    complete_runs,
     corpus_facts,
     early_divergences,
     group_curves,
@@ -228,8 +229,6 @@ def plot_runs(
     val_loss_vs_iter, once per format, into out (default: the first path, or its folder if that
     is a manifest file). A run reached through several paths is drawn once.
     """
-    from bpttbench.api import gather_runs  # the one way several paths are read, as load_runs does
-
     paths = tuple(Path(p) for p in paths)
     where = ", ".join(str(p) for p in paths)
     smooth = SMOOTH if smooth is None else smooth
@@ -241,7 +240,7 @@ def plot_runs(
     if bad or not formats:
         raise ResultsError(f"cannot write plot format(s) {', '.join(bad) or '(none)'}; choose from {', '.join(sorted(supported))}")
 
-    complete, skipped = gather_runs(paths)
+    complete, skipped = complete_runs(*paths)
     if not complete:
         raise ResultsError(f"no complete runs under {where} ({len(skipped)} skipped, e.g. {skipped[0][0]}: "
                            f"{skipped[0][1]}); plot a run that finished")

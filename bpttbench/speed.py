@@ -62,7 +62,7 @@ import numpy as np
 import pandas as pd
 from numba import njit
 
-from bpttbench.blas_backend import current as current_blas
+from bpttbench.kernels.blas_backend import current as current_blas
 from bpttbench.config import CHUNK_SCHEMES, TRUNCATED_SCHEMES, UNTRUNCATED_SCHEMES, TrainConfig
 from bpttbench.defaults import TRAIN
 from bpttbench.errors import UserError
@@ -72,7 +72,7 @@ from bpttbench.model import init_theta
 from bpttbench.schemes import SCHEMES as REGISTRY, make_scheme
 from bpttbench.schemes.base import aligned_zeros
 from bpttbench.speed_bounds import OptimizerBoundTimer, adam_columns, adam_targets
-from bpttbench.threads import single_threaded_blas
+from bpttbench.kernels.threads import single_threaded_blas
 
 SCHEMES = TRUNCATED_SCHEMES  # what `--scheme all` times and the speed targets are about
 # The untruncated schemes are timed when named, without a BLAS bound or a peer (their rows say NaN).
@@ -302,7 +302,7 @@ def one_thread(torch_too: bool = False):
     """One BLAS thread (and one PyTorch thread) for the duration. (JAX's one thread is set
     by jax_baseline.require_jax through XLA_FLAGS, before JAX starts.)
 
-    bpttbench.threads loads SciPy's BLAS (the one numba's np.dot calls) before limiting it:
+    bpttbench.kernels.threads loads SciPy's BLAS (the one numba's np.dot calls) before limiting it:
     kernels loaded from numba's cache have not loaded it yet, and a limit set before it loads
     misses it (its worker then competes for the second core: 3 to 80 times slower here).
     """
@@ -524,7 +524,7 @@ def blas_info() -> list[dict]:
 def write_speed(df: pd.DataFrame, out: Path, *, parameters: dict | None = None) -> list[Path]:
     """speed.csv (the rows), speed.json (machine, parameters, targets) and speed.png into out."""
     from bpttbench.files import atomic_write
-    from bpttbench.runner import machine_info
+    from bpttbench.training.runner import machine_info
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

@@ -273,7 +273,7 @@ def run_study(out: Path, *, quick: bool = False, long: bool = False, corpora: tu
     """Run (or resume) every part of the study under out, then write its report and its replication
     of the reference study shipped with bpttbench."""
     from bpttbench.config import CLOCKS
-    from bpttbench.corpus import load_corpus
+    from bpttbench.data.corpus import load_corpus
     from bpttbench.files import Manifest, make_dir
     from bpttbench.sweep import check_cluster, parse_spec, plan_sweep, run_sweep
 
@@ -323,7 +323,7 @@ def _machine() -> dict:
     """The machine and software, with the load beside the study (its figures say on what they ran)."""
     import os
 
-    from bpttbench.runner import machine_info
+    from bpttbench.training.runner import machine_info
 
     return {**machine_info(), "load_average": list(os.getloadavg()), "at": now()}
 
@@ -338,7 +338,7 @@ def _gradcheck(corpus, out_dir: Path, preset: Preset) -> str:
     """Claim 6's gradcheck, skipped when a complete one is already there."""
     import json
 
-    from bpttbench.gradcheck import MANIFEST_NAME, gradcheck
+    from bpttbench.fidelity.gradcheck import MANIFEST_NAME, gradcheck
 
     manifest = out_dir / MANIFEST_NAME
     try:

@@ -103,7 +103,7 @@ def evaluate_streams(module: CharLSTM, ids, starts, lengths, burn_in: int) -> tu
 
 def validation_bpc(module: CharLSTM, ids) -> float:
     """Bits per character on ids read as a run's validation reads its split (train.validation_plan)."""
-    from bpttbench.train import validation_plan
+    from bpttbench.training.loop import validation_plan
 
     total, count = evaluate_streams(module, ids, *validation_plan(len(ids)))
     return total / count / math.log(2.0)

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bpttbench.corpus import Corpus, corpus_from_text
+from bpttbench.data.corpus import Corpus, corpus_from_text
 
 
 def synthetic_ids(vocab_size: int, n: int, seed: int = 0) -> np.ndarray:

@@ -9,13 +9,13 @@ import pytest
 
 from bpttbench import reference as ref
 from bpttbench.config import TrainConfig
-from bpttbench.corpus import load_corpus
+from bpttbench.data.corpus import load_corpus
 from bpttbench.errors import ConfigError
 from bpttbench.model import init_theta, split_theta
-from bpttbench.records import Record
+from bpttbench.results.records import Record
 from bpttbench.schemes import make_scheme
 from bpttbench.schemes.adaptive import choose_truncation, decay_norms
-from bpttbench.train import Training
+from bpttbench.training.loop import Training
 
 from conftest import synthetic_ids, tiny_corpus
 
@@ -158,7 +158,7 @@ def test_on_lag_it_lengthens_a_too_short_truncation_and_learns_the_cue():
 
 def test_k2_rows_reach_curves_csv_and_the_k2_figure(tmp_path):
     from bpttbench.plot import plot_runs
-    from bpttbench.records import RunOutcome
+    from bpttbench.results.records import RunOutcome
     from bpttbench.results import RunWriter, read_curves
 
     run = tmp_path / "run"

@@ -1,4 +1,4 @@
-"""The BLAS the kernels call (bpttbench/blas_backend.py): kernels/blas.py's products on every
+"""The BLAS the kernels call (bpttbench/kernels/blas_backend.py): kernels/blas.py's products on every
 backend against NumPy, the kernels under MKL against OpenBLAS, the selection and its errors."""
 
 from __future__ import annotations
@@ -10,15 +10,15 @@ import sys
 import numpy as np
 import pytest
 
-from bpttbench import blas_backend
-from bpttbench.blas_backend import blas, current, find_mkl, resolve, scipy_blas
+from bpttbench.kernels import blas_backend
+from bpttbench.kernels.blas_backend import blas, current, find_mkl, resolve, scipy_blas
 from bpttbench.config import CHUNK_SCHEMES, TrainConfig
 from bpttbench.errors import ConfigError
 from bpttbench.kernels.blas import dot, gemm_tn
 from bpttbench.kernels.evaluate import evaluate_streams, stream_plan, stream_scratch
 from bpttbench.model import init_theta
 from bpttbench.schemes import make_scheme
-from bpttbench.threads import single_threaded_blas
+from bpttbench.kernels.threads import single_threaded_blas
 
 from conftest import synthetic_ids
 
@@ -114,7 +114,7 @@ def test_selection_and_its_errors(monkeypatch):
 
 @needs_mkl
 def test_auto_takes_mkl_and_the_manifest_records_the_backend():
-    from bpttbench.runner import machine_info
+    from bpttbench.training.runner import machine_info
 
     assert resolve("auto").name == resolve("mkl").name == "mkl"
     assert machine_info()["blas"] == current().info() and current().info()["name"] in ("openblas", "mkl")
@@ -145,7 +145,7 @@ def test_a_bad_value_is_a_one_line_error_from_the_cli():
 @needs_mkl
 def test_kernels_compiled_under_one_backend_load_from_cache_under_the_other(tmp_path):
     """The table's symbol, not an address, is in the compiled code: Numba's cache holds across backends."""
-    code = ("import numpy as np; from bpttbench.kernels.blas import gemm_tn; from bpttbench.blas_backend import current\n"
+    code = ("import numpy as np; from bpttbench.kernels.blas import gemm_tn; from bpttbench.kernels.blas_backend import current\n"
             "X, Y, C = np.ones((3, 4)), np.ones((3, 2)), np.zeros((4, 2)); gemm_tn(1.0, X, Y, 0.0, C)\n"
             "print(current().name, gemm_tn.stats.cache_hits.most_common(1)[0][1] if gemm_tn.stats.cache_hits else 0,"
             " C.sum())")

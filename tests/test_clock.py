@@ -13,7 +13,7 @@ import pytest
 
 from bpttbench.config import TrainConfig
 from bpttbench.errors import ConfigError
-from bpttbench.train import Training
+from bpttbench.training.loop import Training
 
 from conftest import tiny_corpus
 

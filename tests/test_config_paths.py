@@ -10,7 +10,8 @@ import json
 import pytest
 
 import bpttbench
-from bpttbench import defaults, runner
+from bpttbench import defaults
+from bpttbench.training import runner
 from bpttbench.cli import gradcheck as gradcheck_command, run as run_command
 from bpttbench.config import FIELD_KINDS, OPTION_FIELDS, TrainConfig
 from bpttbench.errors import ConfigError
@@ -79,7 +80,7 @@ def test_a_sweep_spec_takes_every_field_as_a_parameter(name):
 
 @pytest.mark.parametrize("name", OPTION_FIELDS)
 def test_gradcheck_takes_every_field_a_trajectory_depends_on(name, tmp_path):
-    from bpttbench import gradcheck
+    from bpttbench.fidelity import gradcheck
 
     offered = {o for p in gradcheck_command.params for o in p.opts}
     flag = f"--{name.replace('_', '-')}"

@@ -13,9 +13,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import bpttbench.corpus as corpus_mod
-from bpttbench import stdlib_docs, stdlib_source
-from bpttbench.corpus import (
+import bpttbench.data.corpus as corpus_mod
+from bpttbench.data import stdlib_docs, stdlib_source
+from bpttbench.data.corpus import (
     BUILTIN_CORPORA,
     BUILTIN_SOURCE,
     DEFAULT_CORPUS,
@@ -28,7 +28,7 @@ from bpttbench.corpus import (
 )
 from bpttbench.errors import CorpusError
 
-from bpttbench.stdlib_source import STDLIB_SOURCE_CHARS, STDLIB_SOURCE_MAX_CHUNK, stdlib_source_text
+from bpttbench.data.stdlib_source import STDLIB_SOURCE_CHARS, STDLIB_SOURCE_MAX_CHUNK, stdlib_source_text
 
 from conftest import invoke, serving
 
@@ -95,6 +95,7 @@ def test_corpus_from_text_vocab_ids_and_split():
     assert c.sha256 == hashlib.sha256(text.encode("utf-8")).hexdigest()
 
     info = c.info()
+    assert set(info.pop("reference_bpc")) == {"unigram", "bigram", "trigram"}  # tests/test_ngram.py checks their values
     assert info == {
         "name": "greeting",
         "source": "here",

@@ -9,7 +9,7 @@ from bpttbench import reference
 from bpttbench.config import TrainConfig
 from bpttbench.kernels.evaluate import evaluate_streams, stream_plan, stream_scratch
 from bpttbench.model import init_theta, split_theta
-from bpttbench.train import Training
+from bpttbench.training.loop import Training
 
 from conftest import synthetic_ids, tiny_corpus
 

@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 from bpttbench.config import TrainConfig
-from bpttbench.runner import execute
+from bpttbench.training.runner import execute
 
 from conftest import invoke, tiny_corpus
 

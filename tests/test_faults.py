@@ -29,11 +29,11 @@ import numpy as np
 import pytest
 
 from bpttbench.config import TrainConfig
-from bpttbench.corpus import corpus_from_text
+from bpttbench.data.corpus import corpus_from_text
 from bpttbench.errors import ResultsError
 from bpttbench.results import read_curves
-from bpttbench.runner import execute
-from bpttbench.train import DIVERGED_FACTOR, Training
+from bpttbench.training.runner import execute
+from bpttbench.training.loop import DIVERGED_FACTOR, Training
 
 from conftest import synthetic_ids, tiny_corpus
 from test_cli import invoke
@@ -377,7 +377,7 @@ def test_sigterm_during_gradcheck_marks_it_interrupted(corpus_file, tmp_path):
 
 def test_a_signal_between_writing_a_record_and_counting_it_keeps_the_row_ranges_true(tmp_path):
     """The manifest's row range of an interrupted unit matches curves.csv, whenever the signal lands."""
-    from bpttbench.records import Record, RunOutcome
+    from bpttbench.results.records import Record, RunOutcome
     from bpttbench.results import RunWriter
 
     cfg = TrainConfig(hidden=8, k2=4, budget_steps=100)

@@ -8,12 +8,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bpttbench import fidelity, gradcheck as checker
+from bpttbench.fidelity import gradcheck as checker, gradients as fidelity
 from bpttbench import reference as ref
 from bpttbench.config import TrainConfig
 from bpttbench.errors import ConfigError, ResultsError
-from bpttbench.fidelity import FD_TOLERANCE, metric_rows
-from bpttbench.gradcheck import COLUMNS, Follower, GradientCheckError, gradcheck
+from bpttbench.fidelity.gradients import FD_TOLERANCE, metric_rows
+from bpttbench.fidelity.gradcheck import COLUMNS, Follower, GradientCheckError, gradcheck
 from bpttbench.model import init_theta, param_shapes, split_theta
 
 from conftest import central_differences, synthetic_ids, tiny_corpus

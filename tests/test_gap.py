@@ -15,9 +15,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from bpttbench import synthetic
+from bpttbench.data import synthetic
 from bpttbench.config import TrainConfig
-from bpttbench.records import Record, RunOutcome
+from bpttbench.results.records import Record, RunOutcome
 from bpttbench.report import GAP_FRACTION, build_report, dependency_cost, tail_mean, write_report
 from bpttbench.results import RunWriter, add_labels
 

@@ -8,10 +8,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bpttbench import fidelity, gradcheck as checker
+from bpttbench.fidelity import gradcheck as checker, gradients as fidelity
 from bpttbench.config import TrainConfig
-from bpttbench.fidelity import ONLINE_ESTIMATORS, TENSORS, metric_rows
-from bpttbench.gradcheck import Follower, gradcheck
+from bpttbench.fidelity.gradients import ONLINE_ESTIMATORS, TENSORS, metric_rows
+from bpttbench.fidelity.gradcheck import Follower, gradcheck
 from bpttbench.kernels.lstm import param_views
 from bpttbench.model import init_theta
 

@@ -8,7 +8,7 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from bpttbench.ngram import WEIGHTS, reference_levels
+from bpttbench.data.ngram import WEIGHTS, reference_levels
 
 
 def slow_levels(train, val, V):
@@ -47,7 +47,7 @@ def test_a_cycle_is_predictable_and_noise_is_not():
 def test_the_report_and_the_validation_figures_show_the_levels(tmp_path):
     from bpttbench.config import TrainConfig
     from bpttbench.plot import plot_runs
-    from bpttbench.records import Record, RunOutcome
+    from bpttbench.results.records import Record, RunOutcome
     from bpttbench.report import build_report, write_report
     from bpttbench.results import RunWriter
 

@@ -14,7 +14,7 @@ from bpttbench.config import TrainConfig
 from bpttbench.defaults import SCHEME_COLORS, SMOOTH
 from bpttbench.errors import ResultsError
 from bpttbench.plot import plot_runs
-from bpttbench.records import Record, RunOutcome
+from bpttbench.results.records import Record, RunOutcome
 from bpttbench.results import RunWriter
 from conftest import invoke
 

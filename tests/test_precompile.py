@@ -1,4 +1,4 @@
-"""Compiling a run's kernels in a child process while the run gets ready (bpttbench.precompile)."""
+"""Compiling a run's kernels in a child process while the run gets ready (bpttbench.training.precompile)."""
 
 from __future__ import annotations
 
@@ -9,10 +9,10 @@ import threading
 import pytest
 
 from bpttbench.config import TrainConfig
-from bpttbench.precompile import (CALLEES_COMPILED, _Claims, callees_compiled_listener, compiling_in_background,
+from bpttbench.training.precompile import (CALLEES_COMPILED, _Claims, callees_compiled_listener, compiling_in_background,
                                   corpus_needs_building, kernels_never_compiled, warm_up_configs)
-from bpttbench.runner import execute
-from bpttbench.train import warm_up_config
+from bpttbench.training.runner import execute
+from bpttbench.training.loop import warm_up_config
 
 
 def unit(**kw):
@@ -55,7 +55,7 @@ def test_no_child_while_other_threads_run():
 
 
 def test_execute_waits_for_the_kernels_before_each_unit_compiles(tmp_path, corpus, monkeypatch):
-    train = importlib.import_module("bpttbench.train")  # the module: bpttbench.train is also the API's function
+    train = importlib.import_module("bpttbench.training.loop")
     events = []
     original = train.warm_up
     monkeypatch.setattr(train, "warm_up", lambda *args: events.append("warm_up") or original(*args))
@@ -118,7 +118,7 @@ UPDATE_SPECIALISATIONS = """
 import json, sys
 from bpttbench.config import TrainConfig
 from bpttbench.kernels.optim import apply_update_with_partial_sum
-from bpttbench.train import warm_up, warm_up_update
+from bpttbench.training.loop import warm_up, warm_up_update
 
 configs = [TrainConfig(scheme=scheme, dtype=dtype, k1=4 if scheme in ("chunked", "adaptive") else 1, k2=4, hidden=6,
                        lr=0.01, budget_steps=100, log_every=50, eval_chars=100)
@@ -185,7 +185,7 @@ def test_the_child_stops_compiling_once_its_parent_has_gone(tmp_path):
         "import os, sys, time\n"
         "from numba import njit\n"
         "from numba.core import event\n"
-        "from bpttbench.precompile import parent_watch_listener\n"
+        "from bpttbench.training.precompile import parent_watch_listener\n"
         "parent = os.getpid()\n"
         "pid = os.fork()\n"
         "if pid:\n"

@@ -20,7 +20,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from bpttbench.config import DTYPES, INJECTS, MAX_HIDDEN, UNTRUNCATED_SCHEMES, OPTIMIZERS, SCHEMES, TrainConfig, parse_duration
-from bpttbench.corpus import check_corpus_fits, corpus_from_text, load_corpus
+from bpttbench.data.corpus import check_corpus_fits, corpus_from_text, load_corpus
 from bpttbench.errors import ConfigError, CorpusError
 from bpttbench.files import write_json
 

@@ -16,10 +16,10 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from bpttbench import fidelity, gradcheck
+from bpttbench.fidelity import gradcheck, gradients as fidelity
 from bpttbench.config import TrainConfig
 from bpttbench.errors import ResultsError
-from bpttbench.records import Record, RunOutcome
+from bpttbench.results.records import Record, RunOutcome
 from bpttbench.report import (
     CONTRADICTED,
     INCONCLUSIVE,

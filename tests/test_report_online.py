@@ -11,8 +11,8 @@ import pandas as pd
 import pytest
 
 from bpttbench.config import TrainConfig
-from bpttbench.gradcheck import COLUMNS
-from bpttbench.records import Record, RunOutcome
+from bpttbench.fidelity.gradcheck import COLUMNS
+from bpttbench.results.records import Record, RunOutcome
 from bpttbench.report import build_report, write_report
 from bpttbench.report.online import estimator_for, format_bytes
 from bpttbench.results import RunWriter

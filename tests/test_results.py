@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 from bpttbench import files
 from bpttbench.config import TrainConfig
 from bpttbench.errors import ResultsError
-from bpttbench.records import Record, RunOutcome
+from bpttbench.results.records import Record, RunOutcome
 from bpttbench.results import (
     CURVE_COLUMNS,
     GROUP_KEY,
@@ -29,7 +29,7 @@ from bpttbench.results import (
     config_labels,
     group_curves,
     group_key,
-    load_runs,
+    read_runs,
     median_band,
     resample,
     seed_curves,
@@ -168,7 +168,7 @@ def test_crash_leaves_a_running_manifest_and_the_curve_so_far(tmp_path):
         w.add_record(key, Record(step=i * 10, updates=i * 10, wall_s=float(i), train_bpc=3.0))
     del w  # the process dies here: no finish_unit, no close
     assert manifest(out)["status"] == "running"
-    [run] = load_runs(out)
+    [run] = read_runs(out)
     assert not run.complete and len(run.curves) == 3
     complete, skipped = split_complete([run])
     assert complete == [] and "running" in skipped[0][1]
@@ -366,33 +366,33 @@ def test_non_finite_losses_become_null_in_the_manifest(tmp_path):
 def test_load_runs_finds_nested_runs(tmp_path):
     write_run(tmp_path / "sweep" / "a" / "run1", run_id="one")
     write_run(tmp_path / "sweep" / "b" / "deeper" / "run2", run_id="two")
-    runs = load_runs(tmp_path / "sweep")
+    runs = read_runs(tmp_path / "sweep")
     assert sorted(r.run_id for r in runs) == ["one", "two"]
     assert all(r.complete and len(r.curves) and len(r.units) == 4 for r in runs)
-    [one] = load_runs(tmp_path / "sweep" / "a" / "run1")
+    [one] = read_runs(tmp_path / "sweep" / "a" / "run1")
     assert one.run_id == "one" and one.path == tmp_path / "sweep" / "a" / "run1"
 
 
 def test_load_runs_refusals(tmp_path):
     with pytest.raises(ResultsError) as e:
-        load_runs(tmp_path / "nope")
+        read_runs(tmp_path / "nope")
     assert "does not exist" in one_line(e)
     (tmp_path / "empty").mkdir()
     with pytest.raises(ResultsError) as e:
-        load_runs(tmp_path / "empty")
+        read_runs(tmp_path / "empty")
     assert one_line(e) == f"no bpttbench runs under {tmp_path / 'empty'}; run `bpttbench run` first"
 
     run = write_run(tmp_path / "run")
     df = pd.read_csv(run / "curves.csv").drop(columns=["metric"])
     df.to_csv(run / "curves.csv", index=False)
     with pytest.raises(ResultsError) as e:
-        load_runs(tmp_path / "run")
+        read_runs(tmp_path / "run")
     assert "metric" in one_line(e)
 
     bad = write_run(tmp_path / "bad")
     (bad / "manifest.json").write_text('{"status": "comp')
     with pytest.raises(ResultsError) as e:
-        load_runs(bad)
+        read_runs(bad)
     assert "manifest.json" in one_line(e)
 
 
@@ -400,7 +400,7 @@ def test_incomplete_runs_are_flagged(tmp_path):
     write_run(tmp_path / "root" / "done")
     write_run(tmp_path / "root" / "stopped", status="interrupted")
     write_run(tmp_path / "root" / "crashed", status=None)
-    runs = load_runs(tmp_path / "root")
+    runs = read_runs(tmp_path / "root")
     assert len(runs) == 3
     complete, skipped = split_complete(runs)
     assert [r.path.name for r in complete] == ["done"]
@@ -414,7 +414,7 @@ def test_group_curves_columns_and_labels(tmp_path):
     write_run(tmp_path / "root" / "a", corpus="tiny")
     wide = {"single": cfg("single", hidden=64, inject="window", k1=2, k2=10)}
     write_run(tmp_path / "root" / "b", corpus="tiny", configs=wide, curves={"single": SINGLE})
-    data = group_curves(load_runs(tmp_path / "root"))
+    data = group_curves(read_runs(tmp_path / "root"))
     for c in CURVE_COLUMNS + ("label", "curve", "diverged", "status"):
         assert c in data.columns
     assert set(data.corpus) == {"tiny"} and set(data.optimizer) == {"adam"} and set(data.lr) == {0.002}
@@ -433,7 +433,7 @@ def test_units_that_differ_only_in_lr_keep_their_own_lr(tmp_path):
         w.add_record(key, Record(step=10, updates=10, wall_s=1.0, train_bpc=bpc))
         w.finish_unit(key, RunOutcome(status="complete"))
     w.close("complete")
-    data = group_curves(load_runs(tmp_path / "run"))
+    data = group_curves(read_runs(tmp_path / "run"))
     assert dict(zip(data.lr, data.value)) == {0.01: 2.0, 0.001: 3.0}
     assert set(data.label) == {"single lr=0.01", "single lr=0.001"}
     wide = pd.read_csv(tmp_path / "run" / "loss_vs_iter.csv")
@@ -448,7 +448,7 @@ def test_diverged_units_are_cut_and_flagged(tmp_path):
             w.add_record(key, Record(step=step, updates=step, wall_s=step / 10, train_bpc=bpc))
         w.finish_unit(key, RunOutcome(status="diverged" if blowup else "complete", steps=40, diverged_at_step=30 if blowup else None))
     w.close("complete")
-    data = group_curves(load_runs(tmp_path / "run"))
+    data = group_curves(read_runs(tmp_path / "run"))
     bad = data[data.seed == 1]
     assert bad.diverged.all() and bad.step.tolist() == [10, 20]
     assert not data[data.seed == 0].diverged.any() and len(data[data.seed == 0]) == 4
@@ -495,7 +495,7 @@ def test_runs_that_differ_only_in_clip_are_two_configurations(tmp_path):
     """Issue 11: a copy of a run with another clip is another configuration, not more seeds."""
     run = write_run(tmp_path / "root" / "a", curves={"single": SINGLE})
     copy_with(run, tmp_path / "root" / "b", clip=0.5)
-    data = group_curves(load_runs(tmp_path / "root"))
+    data = group_curves(read_runs(tmp_path / "root"))
     assert set(data.label) == {"single clip=0.5", "single clip=1"}
     assert data.groupby("label").curve.nunique().to_dict() == {"single clip=0.5": 2, "single clip=1": 2}
     keys = {group_key(row) for _, row in data.iterrows()}
@@ -506,7 +506,7 @@ def test_runs_with_different_budgets_or_dtypes_are_not_pooled(tmp_path):
     run = write_run(tmp_path / "root" / "a", curves={"single": SINGLE})
     copy_with(run, tmp_path / "root" / "b", budget_steps=None, budget_seconds=60.0)
     copy_with(run, tmp_path / "root" / "c", dtype="float64")
-    data = group_curves(load_runs(tmp_path / "root"))
+    data = group_curves(read_runs(tmp_path / "root"))
     assert set(data.label) == {"single dtype=float32 budget=1000 steps", "single dtype=float32 budget=60s",
                                "single dtype=float64 budget=1000 steps"}
 
@@ -520,7 +520,7 @@ def test_old_curves_csv_takes_its_configuration_from_the_manifest(tmp_path):
     df = pd.read_csv(run / "curves.csv")[old_columns]
     df.to_csv(run / "curves.csv", index=False)
     copy_with(run, tmp_path / "root" / "b", rewrite_curves=False, clip=0.5)
-    data = group_curves(load_runs(tmp_path / "root"))
+    data = group_curves(read_runs(tmp_path / "root"))
     assert set(data.label) == {"single clip=0.5", "single clip=1"}
     assert set(data.lr) == {0.002} and set(data.budget_steps) == {1000} and set(data.corpus) == {"tiny"}
     assert list(data.budget_seconds.unique()) == [None]
@@ -531,7 +531,7 @@ def test_online_schemes_pool_whatever_k2_they_recorded(tmp_path):
     configs = {"rtrl": cfg("rtrl", k2=5)}
     run = write_run(tmp_path / "root" / "a", configs=configs, curves={"rtrl": SINGLE})
     copy_with(run, tmp_path / "root" / "b", k2=20)
-    data = group_curves(load_runs(tmp_path / "root"))
+    data = group_curves(read_runs(tmp_path / "root"))
     assert set(data.label) == {"rtrl"} and data.curve.nunique() == 4 and set(data.k2) == {5, 20}
 
 

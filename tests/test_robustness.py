@@ -20,9 +20,9 @@ import pytest
 
 from bpttbench.cli import cli
 from bpttbench.config import TrainConfig
-from bpttbench.corpus import corpus_from_text
+from bpttbench.data.corpus import corpus_from_text
 from bpttbench.results import CURVE_COLUMNS
-from bpttbench.runner import execute
+from bpttbench.training.runner import execute
 
 from conftest import serving, synthetic_ids
 from test_cli import invoke

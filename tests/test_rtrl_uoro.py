@@ -12,11 +12,11 @@ from bpttbench import reference as ref
 from bpttbench.config import TrainConfig
 from bpttbench.errors import ConfigError
 from bpttbench.model import init_theta, param_shapes, split_theta
-from bpttbench.runner import expand_schemes
+from bpttbench.training.runner import expand_schemes
 from bpttbench.schemes import SCHEMES, make_scheme
 from bpttbench.schemes.rtrl import RTRL_MAX_BYTES, rtrl_bytes
 from bpttbench.schemes.uoro import random_signs, rng_state, splitmix64
-from bpttbench.train import Training
+from bpttbench.training.loop import Training
 
 from conftest import run_steps, synthetic_ids, tiny_corpus
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from bpttbench.config import TrainConfig
-from bpttbench.runner import execute
+from bpttbench.training.runner import execute
 from bpttbench.sample import sample_text
 from bpttbench.weights import read_arrays
 

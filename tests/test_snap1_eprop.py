@@ -1,4 +1,4 @@
-"""snap1 and eprop: the kernels against the plain-NumPy rules of bpttbench/online_reference.py, the
+"""snap1 and eprop: the kernels against the plain-NumPy rules of bpttbench/fidelity/online_reference.py, the
 cases where each equals rtrl exactly, the cases where it must not, and the scheme interface."""
 
 from __future__ import annotations
@@ -6,14 +6,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from bpttbench import online_reference as oref
+from bpttbench.fidelity import online_reference as oref
 from bpttbench import reference as ref
 from bpttbench.config import TrainConfig
 from bpttbench.errors import ConfigError
 from bpttbench.model import init_theta, param_shapes, split_theta
 from bpttbench.schemes import SCHEMES, make_scheme
 from bpttbench.schemes.rtrl import sensitivity_columns
-from bpttbench.train import Training
+from bpttbench.training.loop import Training
 
 from conftest import run_steps, synthetic_ids, tiny_corpus
 from test_train import compiled_signatures, fake_clock

@@ -109,7 +109,7 @@ def test_every_part_of_a_study_runs_on_its_clock():
 
 
 def test_the_long_part_runs_to_a_plateau_on_corpora_with_a_known_optimum(tmp_path, capsys):
-    from bpttbench import synthetic
+    from bpttbench.data import synthetic
 
     sweeps = dict(study.LONG.sweeps(("stdlib-docs",)))
     convergence = [part for part in sweeps if part.startswith("convergence/")]

@@ -21,9 +21,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bpttbench.corpus import load_corpus
+from bpttbench.data.corpus import load_corpus
 from bpttbench.defaults import MAX_GRID_POINTS
-from bpttbench.runner import execute, expand_schemes
+from bpttbench.training.runner import execute, expand_schemes
 from bpttbench.sweep import SpecError, check_grid_size, driver, expand_grid, grid, load_spec, parse_spec, plan_sweep, run_sweep
 
 from conftest import invoke

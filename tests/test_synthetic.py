@@ -1,7 +1,7 @@
 """Generated corpora: exact entropy rates against closed forms and brute force, the generators against
 their definitions (the ideal code length of generated text), determinism, and loading by name.
 
-The processes are written here a second time, straight from the docstring of bpttbench/synthetic.py,
+The processes are written here a second time, straight from the docstring of bpttbench/data/synthetic.py,
 as `step(state) -> [(probability, character, next state)]` functions sharing no code with the module.
 """
 
@@ -13,8 +13,8 @@ from collections import defaultdict
 import numpy as np
 import pytest
 
-from bpttbench import synthetic
-from bpttbench.corpus import list_corpora, load_corpus
+from bpttbench.data import synthetic
+from bpttbench.data.corpus import list_corpora, load_corpus
 from bpttbench.errors import CorpusError
 
 # ---------------------------------------------------------------- the processes, from their definitions
@@ -264,7 +264,7 @@ def test_bad_specs_are_one_line_errors(spec, words):
 def test_run_manifest_and_figures_carry_the_optimum(tmp_path):
     from bpttbench.config import TrainConfig
     from bpttbench.plot import plot_runs
-    from bpttbench.runner import execute
+    from bpttbench.training.runner import execute
 
     corpus = load_corpus("lag:3:n=3000")
     cfg = TrainConfig(scheme="single", k2=4, hidden=4, budget_steps=200, log_every=100, eval_every=0, eval_chars=100)

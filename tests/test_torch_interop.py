@@ -14,8 +14,8 @@ from bpttbench.config import TrainConfig
 from bpttbench.errors import ResultsError
 from bpttbench.kernels.evaluate import evaluate_streams, stream_plan, stream_scratch
 from bpttbench.model import load_npz, save_npz
-from bpttbench.runner import execute
-from bpttbench.train import Training
+from bpttbench.training.runner import execute
+from bpttbench.training.loop import Training
 
 from conftest import tiny_corpus
 

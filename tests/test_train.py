@@ -11,7 +11,7 @@ import pytest
 
 from bpttbench.config import SCHEMES, TrainConfig
 from bpttbench.errors import ConfigError
-from bpttbench.train import Training, train
+from bpttbench.training.loop import Training, train
 
 from conftest import tiny_corpus
 
@@ -224,7 +224,7 @@ def test_an_interruption_while_compiling_takes_effect_after_the_compile():
     import os
     import signal
 
-    from bpttbench.train import interruptions_held
+    from bpttbench.training.loop import interruptions_held
 
     order = []
     previous = signal.signal(signal.SIGTERM, lambda signum, frame: order.append("handled"))

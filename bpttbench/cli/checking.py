@@ -46,8 +46,8 @@ def gradcheck(scheme, k2s, lrs, seed, steps, every, fd_weights, corpus, out, for
       bpttbench gradcheck --k2 20 --lr 0.1,1.0 --optimizer sgd --clip 1
       bpttbench gradcheck --scheme rtrl --hidden 16 --k2 20 --corpus reber
     """
-    from bpttbench import gradcheck as checker
-    from bpttbench.corpus import load_corpus
+    from bpttbench.fidelity import gradcheck as checker
+    from bpttbench.data.corpus import load_corpus
 
     chatty = not (quiet or as_json)
     text = load_corpus(corpus, progress=download_progress() if chatty else None)

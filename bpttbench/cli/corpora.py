@@ -20,7 +20,7 @@ def corpus(ctx):
 @output_options("the names, one a line", "Print out (null), status and the corpora as JSON on stdout.")
 def corpus_list(quiet, as_json):
     """List the built-in, generated and registered corpora, and whether they are cached."""
-    from bpttbench.corpus import list_corpora
+    from bpttbench.data.corpus import list_corpora
 
     rows = list_corpora()
     if as_json:
@@ -37,7 +37,7 @@ def corpus_list(quiet, as_json):
 @output_options("the corpus's sha256", "Print out (null), status and the corpus's facts as JSON on stdout.")
 def corpus_info(spec, quiet, as_json):
     """Size, vocabulary, checksum and split of a corpus name or file."""
-    from bpttbench.corpus import load_corpus
+    from bpttbench.data.corpus import load_corpus
 
     text = load_corpus(spec, progress=None if quiet or as_json else download_progress())
     info = text.info()

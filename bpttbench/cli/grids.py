@@ -43,7 +43,7 @@ def sweep(spec_file, overrides, out, workers, scheduler, dry_run, quiet, as_json
       bpttbench sweep k2.toml --set k2=5,10,20 --set seeds=2 --workers 2
       bpttbench sweep k2.toml --scheduler tcp://10.0.0.5:8786 --out /shared/results/k2
     """
-    from bpttbench.corpus import load_corpus
+    from bpttbench.data.corpus import load_corpus
     from bpttbench.sweep import (check_cluster, check_grid_size, check_sweep_dir, count_complete, default_workers,
                                  disk_states, load_spec, plan_sweep, run_sweep)
 

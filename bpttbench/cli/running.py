@@ -39,10 +39,10 @@ def run(ctx, schemes, budget, steps, seeds, seed, corpus, out, force, save_weigh
       bpttbench run --scheme single,sliding --k2 20 --budget 2m --seeds 3 --corpus tinyshakespeare
       bpttbench run --scheme all --steps 300 --strict
     """
-    from bpttbench.corpus import load_corpus
+    from bpttbench.data.corpus import load_corpus
     from bpttbench.files import check_out_dir
-    from bpttbench.precompile import compiling_in_background, corpus_needs_building, kernels_never_compiled
-    from bpttbench.runner import check_units_fit, default_out_dir, execute, plan_units
+    from bpttbench.training.precompile import compiling_in_background, corpus_needs_building, kernels_never_compiled
+    from bpttbench.training.runner import check_units_fit, default_out_dir, execute, plan_units
 
     budget, steps = one_of(ctx, "budget", "steps", "give either --budget (seconds) or --steps, not both")
     seeds, seed = one_of(ctx, "seeds", "seed", "give either --seeds (a count) or --seed (one seed), not both")

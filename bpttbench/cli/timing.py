@@ -45,7 +45,7 @@ def speed(schemes, hidden, k2, batch, k1, dtypes, repeats, min_time, optimizer, 
       bpttbench speed --against torch,jax --batch 1,32
     """
     from bpttbench.files import check_out_dir, clear_dir
-    from bpttbench.runner import default_out_dir
+    from bpttbench.training.runner import default_out_dir
     from bpttbench.speed import PEERS, SCHEMES as TIMED, measure_speed, speed_targets, write_speed
 
     names = list(dict.fromkeys(s for n in (schemes or ("all",)) for s in (TIMED if n == "all" else (n,))))

@@ -1,6 +1,6 @@
 """Every BLAS product of the kernels, in one place: `dot` (np.dot's out= form) and `gemm_tn`.
 
-Both call the function pointers of the table bpttbench/blas_backend.py fills (SciPy's OpenBLAS
+Both call the function pointers of the table bpttbench/kernels/blas_backend.py fills (SciPy's OpenBLAS
 or MKL, chosen by BPTTBENCH_BLAS): compiled code names the table's symbol, not an address, so
 Numba's cache holds across processes and backends. Calls use BLAS's Fortran convention (every
 argument by reference, column-major).
@@ -22,7 +22,7 @@ from numba.core import cgutils
 from numba.core.errors import TypingError
 from numba.extending import intrinsic, overload
 
-from bpttbench.blas_backend import SLOTS, TABLE_SYMBOL, install
+from bpttbench.kernels.blas_backend import SLOTS, TABLE_SYMBOL, install
 from bpttbench.kernels.vecmath import JIT
 
 # Before any kernel that calls the table is compiled or loaded from the cache (its code names the

@@ -68,7 +68,7 @@ def lock_cache_saves() -> None:
     run for the wrong types). An exclusive lock on a file beside the index, held for the save,
     makes the second saver read the first's index. Loads need no lock: both files are replaced
     atomically, and a load that finds the index ahead of its data file is a miss.
-    bpttbench.precompile compiles in two processes at once, and a sweep's workers share the cache.
+    bpttbench.training.precompile compiles in two processes at once, and a sweep's workers share the cache.
     """
     from numba.core.caching import IndexDataCacheFile
 

@@ -45,7 +45,8 @@ References:
   binomial order statistics).
 """
 
-from bpttbench.report.build import REPORT, REPORT_JSON, Report, build_report, write_report
+from bpttbench.report.build import REPORT, REPORT_JSON, build_report, write_report
+from bpttbench.report.document import Report
 from bpttbench.report.claims import Claim
 from bpttbench.report.families import ALL_METRICS, METRICS, Comparison, Family, GroupSummary
 from bpttbench.report.paired import PAIR_METRICS, TIME_POINTS

@@ -11,9 +11,9 @@ import math
 from dataclasses import dataclass, field
 from typing import Callable
 
-from bpttbench.report.families import ALL_METRICS, LATE_FRACTION, VAL_TAIL_FRACTION, Comparison, Family, GroupSummary
+from bpttbench.report.families import ALL_METRICS, VAL_TAIL_FRACTION, Comparison, Family, GroupSummary
 from bpttbench.report.gradients import GradSummary
-from bpttbench.report.paired import TIME_POINTS, describe_steps, describe_times
+from bpttbench.report.paired import LATE_FRACTION, TIME_POINTS, describe_steps, describe_times
 from bpttbench.report.stats import (
     CONTRADICTED,
     EDGE_FRACTION,

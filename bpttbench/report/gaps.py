@@ -8,7 +8,8 @@ import math
 from dataclasses import dataclass, field
 
 from bpttbench.config import UNTRUNCATED_SCHEMES
-from bpttbench.report.families import FAMILY_KEY, Curve, by_key, per_seed, sort_key
+from bpttbench.report.families import FAMILY_KEY, by_key, per_seed, sort_key
+from bpttbench.report.paired import Curve
 from bpttbench.report.stats import Interval, format_interval, median_interval, format_setting, median_or_nan, tail_mean
 from bpttbench.results import GROUP_KEY, config_sort_key
 
@@ -80,7 +81,7 @@ class GapTable:
 def dependency_cost(generator: dict | None) -> tuple[float, str] | None:
     """(bits/char, in words) that a predictor loses by forgetting the corpus's long-range
     dependency, from the generator parameters a generated corpus records in the manifest; None
-    when the process has no single such dependency. For lag:L (bpttbench/synthetic.py) the repeat
+    when the process has no single such dependency. For lag:L (bpttbench/data/synthetic.py) the repeat
     of the cue, once per episode of L + 1 characters, is one of M equally likely symbols to a
     predictor without the cue and certain to one with it: log2(M) / (L + 1)."""
     if not isinstance(generator, dict) or generator.get("kind") != "lag":

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from bpttbench.gradcheck import COLUMNS, CONFIG_COLUMNS, CSV_NAME, FIGURE_STEMS, MANIFEST_NAME
+from bpttbench.fidelity.gradcheck import COLUMNS, CONFIG_COLUMNS, CSV_NAME, FIGURE_STEMS, MANIFEST_NAME
 from bpttbench.report.families import plain_value
 from bpttbench.report.stats import Interval, median_interval
 

@@ -29,7 +29,8 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 from bpttbench.config import CHUNK_SCHEMES, UNTRUNCATED_SCHEMES
-from bpttbench.report.families import FAMILY_KEY, Curve, by_key, per_seed
+from bpttbench.report.families import FAMILY_KEY, by_key, per_seed
+from bpttbench.report.paired import Curve
 from bpttbench.report.gaps import GapTable
 from bpttbench.report.gradients import read_frames
 from bpttbench.report.stats import Interval, format_interval, median_interval, median_or_nan

@@ -16,13 +16,73 @@ initial weights, and the same text at the same step). Per shared seed:
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from dataclasses import dataclass, field
 
 import numpy as np
 
-if TYPE_CHECKING:
-    from bpttbench.report.families import Curve
+from bpttbench.config import LEGACY_VALUES
+from bpttbench.defaults import TIME_UNITS
+from bpttbench.report.stats import format_setting, value_at
+from bpttbench.results import Run
+
+LATE_FRACTION = 0.75  # "still improving": the smoothed loss fell by more than delta after this fraction of the steps
+
+
+@dataclass
+class Curve:
+    """One (configuration, seed) unit's curves, and the numbers the report reads off them (`values`)."""
+
+    id: str
+    run: Run | None
+    unit: dict
+    label: str
+    group: tuple  # its values of GROUP_KEY
+    family: tuple  # its values of FAMILY_KEY
+    scheme: str
+    k1: int
+    seed: int
+    diverged: bool
+    step: np.ndarray
+    time: np.ndarray  # training seconds on the run's clock (TrainConfig.clock)
+    raw: np.ndarray
+    smooth: np.ndarray
+    val_step: np.ndarray
+    val_time: np.ndarray
+    val: np.ndarray
+    values: dict = field(default_factory=dict)
+
+    @property
+    def late_drop(self) -> float:
+        """How much the loss fell over the last quarter of the steps: still improving if large."""
+        if len(self.step) < 2:
+            return math.nan
+        return value_at(self.step, self.smooth, LATE_FRACTION * self.step[-1]) - self.values["final_train"]
+
+    @property
+    def val_late_drop(self) -> float:
+        """The same on the validation curve, when it has at least 3 evaluations; NaN otherwise."""
+        if len(self.val) < 3:
+            return math.nan
+        return value_at(self.val_step, self.val, LATE_FRACTION * self.val_step[-1]) - float(self.val[-1])
+
+    @property
+    def steps_per_s(self) -> float:
+        clock = (self.unit.get("config") or {}).get("clock", LEGACY_VALUES["clock"])
+        steps, seconds = self.unit.get("steps"), self.unit.get("cpu_s" if clock == "cpu" else "wall_s")
+        if isinstance(steps, (int, float)) and isinstance(seconds, (int, float)) and seconds > 0 and steps > 0:
+            return float(steps) / float(seconds)
+        return float(self.step[-1] / self.time[-1]) if self.time[-1] > 0 else math.nan
+
+    @property
+    def budget(self) -> str:
+        cfg = self.unit.get("config") or {}
+        if cfg.get("budget_seconds") is not None:
+            unit = TIME_UNITS[cfg.get("clock") or LEGACY_VALUES["clock"]]
+            return f"{format_setting(float(cfg['budget_seconds']))} {unit}"
+        if cfg.get("budget_steps") is not None:
+            return f"{int(cfg['budget_steps']):,} steps"
+        return "unknown"
+
 
 # Training times the curves are compared at over time. Dense, because a validation curve jitters by
 # 0.1-0.2 bits/char between evaluations a few seconds apart: the mean over 25 times approximates the

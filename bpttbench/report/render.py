@@ -5,9 +5,9 @@ from __future__ import annotations
 import math
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from bpttbench.report.claims import Claim
+from bpttbench.report.document import Report
 from bpttbench.report.families import ALL_METRICS, METRICS, Comparison, Family, GroupSummary
 from bpttbench.report.gaps import GapTable
 from bpttbench.report.online import ONLINE_HEADER, md_online, online_cells
@@ -24,9 +24,6 @@ from bpttbench.report.stats import (
     format_setting,
     format_small_interval,
 )
-
-if TYPE_CHECKING:
-    from bpttbench.report.build import Report
 
 VERDICT_STYLES = {SUPPORTED: "green", CONTRADICTED: "red", INCONCLUSIVE: "yellow", MIXED: "yellow", NOT_MEASURED: "dim"}
 
@@ -145,7 +142,7 @@ def _md_reference(report: Report) -> list[str]:
     """Per corpus: the n-gram levels on its validation split beside the lowest final validation loss of
     any configuration, so a reader sees whether the networks learned more than character statistics."""
     lines = ["What character statistics alone reach on each corpus's validation split: unigram, bigram and "
-             "interpolated trigram models fitted on the training split the runs read (bpttbench/ngram.py), beside "
+             "interpolated trigram models fitted on the training split the runs read (bpttbench/data/ngram.py), beside "
              "the lowest final validation loss of any configuration here (median over its seeds).", ""]
     rows = []
     for corpus, levels in report.reference_bpc.items():

@@ -10,7 +10,7 @@ One `bpttbench run` makes one directory:
     vocab.json          the corpus vocabulary (a list of characters), when saved
     weights/<name>.npz  initial and final parameters, when saved
 
-writer.py writes it (RunWriter); reader.py reads it back (Run, load_runs, complete_runs);
+writer.py writes it (RunWriter); reader.py reads it back (Run, read_runs, complete_runs);
 curves.py holds what plots and reports share: configurations, labels, smoothing, seed medians.
 """
 
@@ -52,7 +52,7 @@ from bpttbench.results.reader import (
     Run,
     complete_runs,
     corpus_facts,
-    load_runs,
+    read_runs,
     read_curves,
     split_complete,
 )
@@ -62,7 +62,7 @@ __all__ = [
     "CONFIG_FIELDS", "CURVE_COLUMNS", "CURVES", "GROUP_KEY", "LOSS_VS_ITER", "LOSS_VS_TIME", "MANIFEST", "UNTRUNCATED_K2",
     "PLOTTED_UNIT_STATUSES", "RUN_STATUSES", "Run", "RunWriter", "SCHEME_ORDER", "UNIT_STATUSES", "VOCAB", "WEIGHTS_DIR",
     "add_labels", "aggregation_rows", "annotate_curves", "atomic_write", "complete_runs", "config_labels", "corpus_facts",
-    "config_sort_key", "early_divergences", "group_curves", "group_key", "load_runs", "median_band", "nothing_to_show",
+    "config_sort_key", "early_divergences", "group_curves", "group_key", "read_runs", "median_band", "nothing_to_show",
     "ordered_groups", "read_curves", "resample", "seed_curves", "smooth_curve", "split_complete", "step_weights",
     "varying_fields", "wide_median",
 ]

@@ -111,7 +111,7 @@ def _read_manifest(path: Path) -> dict:
     return data
 
 
-def load_runs(path: Path) -> list[Run]:
+def read_runs(path: Path) -> list[Run]:
     """Every run under path: a run directory, or a folder holding runs at any depth.
 
     Runs that are not complete are returned too; `split_complete` separates them.
@@ -166,9 +166,17 @@ def corpus_facts(runs: Iterable[Run]) -> dict[str, dict]:
     return facts
 
 
-def complete_runs(path: Path) -> tuple[list[Run], list[tuple[Path, str]]]:
-    """The complete runs under path, and every run or unit that plots and reports leave out, with why."""
-    complete, skipped_runs = split_complete(load_runs(path))
+def complete_runs(*paths: Path | str) -> tuple[list[Run], list[tuple[Path, str]]]:
+    """The complete runs under any of paths (each run once, however often it is reached: paths may
+    overlap), and every run or unit that plots and reports leave out, with why. The one way commands
+    and the API read several paths."""
+    if not paths:
+        raise ResultsError("no path given; give a run directory, a sweep directory or a folder of runs")
+    runs: dict[Path, Run] = {}
+    for path in paths:
+        for run in read_runs(Path(path)):
+            runs.setdefault(run.path.resolve(), run)
+    complete, skipped_runs = split_complete(runs.values())
     skipped: list[tuple[Path, str]] = [(run.path, reason) for run, reason in skipped_runs]
     for run in complete:
         for unit in run.units:

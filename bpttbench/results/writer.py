@@ -23,7 +23,7 @@ from bpttbench import __version__
 from bpttbench.config import TrainConfig
 from bpttbench.errors import ResultsError
 from bpttbench.files import Manifest, atomic_write, clear_dir, make_dir, now, write_error, write_json
-from bpttbench.records import Record, RunOutcome
+from bpttbench.results.records import Record, RunOutcome
 from bpttbench.results.curves import add_labels, annotate_curves, wide_median
 from bpttbench.results.reader import (
     CONFIG_FIELDS,

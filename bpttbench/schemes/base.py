@@ -37,7 +37,7 @@ from bpttbench.config import TrainConfig
 from bpttbench.kernels.lstm import index_scratch, mirror_input_weights, transpose_input_block, unmirror_input_weights
 from bpttbench.kernels.optim import OPTIMIZER_CODES, apply_update_with_partial_sum
 from bpttbench.kernels.windows import window_bounds
-from bpttbench.threads import single_threaded_blas
+from bpttbench.kernels.threads import single_threaded_blas
 
 ALIGNMENT = 64  # bytes: a cache line, and whole AVX-512 loads
 
@@ -152,7 +152,7 @@ class Scheme:
 
     def compile_update(self) -> None:
         """Compile, alone, the optimiser step block_kernel calls last, where that is one kernel
-        (bpttbench.precompile compiles it beside the rest); the instance is thrown away after."""
+        (bpttbench.training.precompile compiles it beside the rest); the instance is thrown away after."""
 
     def own_arrays(self) -> tuple:
         """The arrays the subclass allocates beyond the shared ones."""

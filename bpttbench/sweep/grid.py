@@ -128,7 +128,7 @@ class SweepPlan:
     """A grid on a corpus, checked. Its points are built on first use: counting needs only the configurations."""
 
     spec: SweepSpec
-    corpus: Any  # bpttbench.corpus.Corpus
+    corpus: Any  # bpttbench.data.corpus.Corpus
     configs: list[TrainConfig]
     refused: list[str]
 
@@ -152,7 +152,7 @@ class SweepPlan:
 
 def plan_sweep(spec: SweepSpec, corpus) -> SweepPlan:
     """The grid on this corpus; refuses a grid past the size limit, and a corpus or memory too small for any run."""
-    from bpttbench.corpus import check_corpus_fits
+    from bpttbench.data.corpus import check_corpus_fits
     from bpttbench.schemes import SCHEMES
 
     check_grid_size(spec)

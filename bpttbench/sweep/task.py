@@ -68,7 +68,7 @@ def request_stop(token: str) -> None:
 
 def _worker_corpus(ref: dict):
     """The sweep's corpus in this worker process: loaded once, checked against the driver's checksum."""
-    from bpttbench.corpus import load_corpus
+    from bpttbench.data.corpus import load_corpus
 
     with _CORPUS_LOCK:
         corpus = _CORPORA.get(ref["sha256"])
@@ -149,7 +149,7 @@ class _TaskObserver:
 def run_point(point: dict, corpus_ref: dict, ctx: dict, hook=None) -> dict:
     """The task: one grid point into its own run directory. Safe to run again: a complete run
     directory is left as it is, anything else there (a killed first attempt) is replaced."""
-    from bpttbench.runner import execute
+    from bpttbench.training.runner import execute
 
     run_dir = Path(ctx["sweep_dir"]) / point["id"]
     host, address = worker_address()
@@ -179,7 +179,7 @@ def run_point(point: dict, corpus_ref: dict, ctx: dict, hook=None) -> dict:
 
 def warm_up_kernels(configs: list[dict]) -> float:
     """Compile (or load from Numba's cache) the kernels these configurations use; seconds spent."""
-    from bpttbench.train import warm_up
+    from bpttbench.training.loop import warm_up
 
     return sum(warm_up(TrainConfig.from_dict(c)) for c in configs)
 

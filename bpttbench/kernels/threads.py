@@ -4,7 +4,7 @@ OpenBLAS splits products of H = 128 and up over threads; on a busy 2-core machin
 then waits for a loaded core (gradcheck measured single at k2 = 20 ten times slower threaded).
 Every timing bpttbench reports is of one thread, as the speed targets are stated.
 
-The kernels call the BLAS bpttbench.blas_backend chose: SciPy's OpenBLAS (limited through
+The kernels call the BLAS bpttbench.kernels.blas_backend chose: SciPy's OpenBLAS (limited through
 threadpoolctl) or MKL. The mkl wheel's MKL runs its sequential layer (never a thread); PyTorch's
 threads through OpenMP and is limited here with MKL_Set_Num_Threads_Local, which holds for
 the calling thread, the one that runs the kernels.
@@ -36,7 +36,7 @@ def single_threaded_blas():
 
 @contextlib.contextmanager
 def _mkl_one_thread():
-    from bpttbench.blas_backend import current
+    from bpttbench.kernels.blas_backend import current
 
     set_local = current().set_local_threads
     if set_local is None:

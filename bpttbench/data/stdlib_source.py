@@ -1,9 +1,9 @@
 """The second built-in corpus's text: the standard library's source code, in a seeded order.
 
-Made like stdlib-docs (bpttbench.stdlib_docs) from this Python's source files: nothing imported,
+Made like stdlib-docs (bpttbench.data.stdlib_docs) from this Python's source files: nothing imported,
 nothing downloaded, the same standard library gives the same text on every machine. Docstrings are
 English prose; this is code, a text of a different character, so a study can compare the schemes
-on two kinds of text with no network. bpttbench.corpus caches it as the `stdlib-source` corpus.
+on two kinds of text with no network. bpttbench.data.corpus caches it as the `stdlib-source` corpus.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import tokenize
 import warnings
 from pathlib import Path
 
-from bpttbench.stdlib_docs import _order_key, _stdlib_sources, _utf8_encodable
+from bpttbench.data.stdlib_docs import _order_key, _stdlib_sources, _utf8_encodable
 
 # Bump when the extraction rule changes, so that texts cached under an older rule are not reused.
 STDLIB_SOURCE_RULE = 1

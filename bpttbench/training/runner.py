@@ -19,15 +19,15 @@ from typing import Callable
 
 from bpttbench import __version__
 from bpttbench.config import SCHEMES, TRUNCATED_SCHEMES, TrainConfig, config_from
-from bpttbench.corpus import Corpus, check_corpus_fits
+from bpttbench.data.corpus import Corpus, check_corpus_fits
 from bpttbench.defaults import MAX_RUN_UNITS, TRAIN
 from bpttbench.errors import ConfigError
 from bpttbench.model import state_dict
-from bpttbench.records import Record, RunOutcome
+from bpttbench.results.records import Record, RunOutcome
 from bpttbench.results import RunWriter
 from bpttbench.schemes import SCHEMES as REGISTRY
 from bpttbench.scheme_names import resolve_k1
-from bpttbench.train import Training
+from bpttbench.training.loop import Training
 
 
 def expand_schemes(names) -> list[str]:
@@ -84,7 +84,7 @@ def machine_info() -> dict:
     import numpy
     import scipy
 
-    from bpttbench.blas_backend import current as current_blas
+    from bpttbench.kernels.blas_backend import current as current_blas
 
     return {
         "cpu": cpu_model(),

@@ -22,9 +22,9 @@ from bpttbench.config import CHUNK_SCHEMES, TrainConfig
 from bpttbench.defaults import EVAL_BURN_IN, EVAL_MIN_SCORED, EVAL_STREAMS
 from bpttbench.kernels.evaluate import evaluate_streams, stream_plan, stream_scratch
 from bpttbench.model import init_theta
-from bpttbench.records import Record, RunOutcome
+from bpttbench.results.records import Record, RunOutcome
 from bpttbench.schemes import make_scheme
-from bpttbench.threads import single_threaded_blas
+from bpttbench.kernels.threads import single_threaded_blas
 
 LN2 = math.log(2.0)
 BLOCK_SECONDS = 0.05  # time between budget checks
@@ -74,7 +74,7 @@ def warm_up_training(cfg: TrainConfig, train_ids: np.ndarray | None = None) -> N
 
 def warm_up_update(cfg: TrainConfig) -> None:
     """Of warm_up_training's kernels, only the optimiser step (Scheme.compile_update): another
-    process can compile it while one compiles the rest (bpttbench.precompile)."""
+    process can compile it while one compiles the rest (bpttbench.training.precompile)."""
     _tiny_scheme(cfg).compile_update()
 
 
@@ -166,7 +166,7 @@ class Training:
 
     def compile(self, ready: Callable[[], None] | None = None) -> float:
         """Compile (or load) every kernel the run calls; returns seconds taken. `ready`, if given, is
-        called first and counts too: it waits for kernels compiled elsewhere (bpttbench.precompile)."""
+        called first and counts too: it waits for kernels compiled elsewhere (bpttbench.training.precompile)."""
         start = time.perf_counter()
         with interruptions_held():
             if ready is not None:

@@ -1,7 +1,7 @@
 """The built-in default corpus's text: the standard library's docstrings, in a seeded order.
 
 Read with `ast` from this Python's source files: nothing is imported, nothing is downloaded, and
-the same standard library gives the same text on every machine. bpttbench.corpus caches it and
+the same standard library gives the same text on every machine. bpttbench.data.corpus caches it and
 turns it into the `stdlib-docs` corpus.
 """
 

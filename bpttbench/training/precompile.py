@@ -40,7 +40,7 @@ CALLEES_COMPILED = "callees compiled"
 def corpus_needs_building(spec: str | None) -> bool:
     """Whether loading the corpus `spec` (None: the default) builds or downloads it: the work worth
     overlapping. A cached corpus loads in well under a second."""
-    from bpttbench.corpus import DEFAULT_CORPUS, list_corpora
+    from bpttbench.data.corpus import DEFAULT_CORPUS, list_corpora
 
     spec = DEFAULT_CORPUS if spec is None else spec
     return any(row["name"] == spec and not row["cached"] for row in list_corpora())
@@ -59,7 +59,7 @@ def kernels_never_compiled() -> bool:
 
 def warm_up_configs(units: Iterable[TrainConfig]) -> list[TrainConfig]:
     """One warm-up configuration per distinct set of kernels the units compile, in unit order."""
-    from bpttbench.train import warm_up_config
+    from bpttbench.training.loop import warm_up_config
 
     return list(dict.fromkeys(warm_up_config(cfg) for cfg in units))
 
@@ -130,7 +130,7 @@ def _compile_training(configs: list[TrainConfig], claims: _Claims, conn) -> None
     warnings.simplefilter("ignore")  # the parent's warm-up says whatever needs saying
     from numba.core import event
 
-    from bpttbench.train import warm_up_training
+    from bpttbench.training.loop import warm_up_training
 
     announce = callees_compiled_listener(block_kernel_name(configs[0]), conn.send)
     try:
@@ -160,7 +160,7 @@ class BackgroundCompile:
         self.child.join()
 
     def _compile_share(self) -> None:
-        from bpttbench.train import warm_up_evaluation, warm_up_training, warm_up_update
+        from bpttbench.training.loop import warm_up_evaluation, warm_up_training, warm_up_update
 
         # The validation kernel's types follow the dtype and whether the hidden size is 1, not the scheme.
         for cfg in {(cfg.dtype, cfg.hidden): cfg for cfg in self.configs}.values():

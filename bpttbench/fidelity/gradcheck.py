@@ -1,5 +1,5 @@
 """gradcheck: follow one scheme's real trajectory and, every few updates, measure how far the
-gradients single and stored would use are from the exact window gradient (bpttbench.fidelity).
+gradients single and stored would use are from the exact window gradient (bpttbench.fidelity.gradients).
 
 The trajectory followed is one scheme's own (FOLLOWABLE): between checkpoints it advances in one
 JIT call (scheme.run); only in the k2 steps before a checkpoint does Python step it one update
@@ -35,9 +35,9 @@ from matplotlib.ticker import NullFormatter
 
 from bpttbench import defaults
 from bpttbench.config import TrainConfig, config_from
-from bpttbench.corpus import check_corpus_fits
+from bpttbench.data.corpus import check_corpus_fits
 from bpttbench.errors import BpttbenchError, ConfigError
-from bpttbench.fidelity import (
+from bpttbench.fidelity.gradients import (
     ESTIMATORS,
     FD_STEP,
     FD_TOLERANCE,
@@ -298,7 +298,7 @@ def summarize(data: pd.DataFrame, tensor: str = "all") -> pd.DataFrame:
 
 def default_out_dir(root: Path = Path("results")) -> Path:
     """results/gradcheck-<UTC time>, with a suffix if that exists already."""
-    from bpttbench.runner import default_out_dir as timestamped
+    from bpttbench.training.runner import default_out_dir as timestamped
 
     return timestamped(root, prefix="gradcheck")
 
@@ -414,7 +414,7 @@ def gradcheck(
     rows: list[dict] = []
     manifest = None
     if out_dir is not None:
-        from bpttbench.runner import machine_info
+        from bpttbench.training.runner import machine_info
 
         out_dir = clear_dir(Path(out_dir), force=force)
         first = configs[0].to_dict()

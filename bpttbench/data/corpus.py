@@ -4,13 +4,13 @@ A corpus is named one of four ways:
 - a built-in corpus (BUILTIN_CORPORA), made from this Python's standard library with `ast` (nothing
   imported, no network), put in a seeded shuffled order so that the text's difficulty is the same
   all along it, and cached per Python version: the default `stdlib-docs`, its docstrings (prose),
-  and `stdlib-source`, 1.7 M characters of its source code (bpttbench/stdlib_source.py);
+  and `stdlib-source`, 1.7 M characters of its source code (bpttbench/data/stdlib_source.py);
 - a name in the registry `corpora/registry.json` (installed as the package data `bpttbench.corpora`):
   downloaded on first use into the cache, checked against its sha256 and size, and checked again
   on every later use;
 - a path to a UTF-8 text file, used as is apart from a leading byte-order mark;
 - a generated corpus with a known optimum, `reber`, `lag:L` or `brackets`, with optional parameters
-  such as `lag:20:seed=3:n=200000` (see bpttbench/synthetic.py): made from its seed on every load,
+  such as `lag:20:seed=3:n=200000` (see bpttbench/data/synthetic.py): made from its seed on every load,
   and carrying the generating process's exact entropy rate as `optimum_bpc`.
 
 The cache is $BPTTBENCH_CACHE_DIR, else $XDG_CACHE_HOME/bpttbench, else ~/.cache/bpttbench.
@@ -46,8 +46,8 @@ import numpy as np
 
 from bpttbench.errors import CorpusError, DownloadError
 from bpttbench.files import cache_dir
-from bpttbench.stdlib_docs import STDLIB_DOCS_RULE, stdlib_docs_text
-from bpttbench.stdlib_source import STDLIB_SOURCE_RULE, stdlib_source_text
+from bpttbench.data.stdlib_docs import STDLIB_DOCS_RULE, stdlib_docs_text
+from bpttbench.data.stdlib_source import STDLIB_SOURCE_RULE, stdlib_source_text
 
 DEFAULT_CORPUS = "stdlib-docs"
 BUILTIN_SOURCE = "builtin:stdlib-docs"  # the default's source; a built-in corpus's is builtin:<name>
@@ -107,10 +107,10 @@ class Corpus:
         """What a run's manifest records about its corpus (JSON-able; the vocabulary is in vocab_json()).
 
         `reference_bpc`: what unigram, bigram and trigram models fitted on the training split reach on
-        the validation split (bpttbench.ngram). Generated corpora add `optimum_bpc` (the entropy rate,
+        the validation split (bpttbench.data.ngram). Generated corpora add `optimum_bpc` (the entropy rate,
         bits/char) and `generator` (its parameters).
         """
-        from bpttbench.ngram import reference_levels
+        from bpttbench.data.ngram import reference_levels
 
         info = {
             "name": self.name,
@@ -181,7 +181,7 @@ def load_corpus(spec: str | None = None, *, progress: Progress | None = None) ->
         raise CorpusError(f"no corpus given; use one of {_known_names()} or a path to a UTF-8 text file")
     if spec in BUILTIN_CORPORA:
         return _load_builtin(BUILTIN_CORPORA[spec])
-    from bpttbench import synthetic  # here: it compiles Numba kernels, which `corpus list` does not need
+    from bpttbench.data import synthetic  # here: it compiles Numba kernels, which `corpus list` does not need
 
     if synthetic.is_generated(spec):
         made = synthetic.generate(spec)
@@ -366,7 +366,7 @@ def _registry_file():
         return files("bpttbench.corpora").joinpath("registry.json")
     except ModuleNotFoundError:
         # An editable install made before setup.cfg mapped `bpttbench.corpora`, or a bare checkout.
-        return Path(__file__).resolve().parent.parent / "corpora" / "registry.json"
+        return Path(__file__).resolve().parents[2] / "corpora" / "registry.json"
 
 
 def _registry() -> dict[str, RegistryEntry]:
@@ -573,7 +573,7 @@ class BuiltinCorpus:
 
 
 # The text functions are looked up when called (lambdas, not the functions themselves), so that a
-# test can replace bpttbench.corpus.stdlib_docs_text. The default comes first.
+# test can replace bpttbench.data.corpus.stdlib_docs_text. The default comes first.
 BUILTIN_CORPORA = {
     b.name: b
     for b in (

@@ -15,7 +15,7 @@ the plain-NumPy reference (bpttbench.reference.window_loss), checks g_exact on a
 of weights; it must agree to FD_TOLERANCE. Where rtrl's untruncated online gradient is known
 (following rtrl, snap1 or eprop) each of the three is also compared with it, and so is the
 gradient each of rtrl's approximations (snap1, eprop, uoro) would apply at the same update, with
-the same weights (the *_vs_rtrl estimators). bpttbench.gradcheck follows a trajectory and writes
+the same weights (the *_vs_rtrl estimators). bpttbench.fidelity.gradcheck follows a trajectory and writes
 the results.
 
 References:
