@@ -15,6 +15,9 @@ TRAIN = TrainConfig(budget_steps=1)  # TrainConfig's field defaults (the budget 
 BUDGET = "60s"  # training time per (scheme, seed), on TrainConfig.clock, when neither a budget nor steps is given
 SCHEMES = ("single", "sliding")  # the question's red and blue curves
 CORPUS = "stdlib-docs"  # built without network from this Python's standard library
+# A study's corpora, both built in (no network): docstrings (English prose) and source code, texts of
+# different character; tinyshakespeare joins with --corpus.
+STUDY_CORPORA = ("stdlib-docs", "stdlib-source")
 # Refused before anything is allocated: a plan past these is a typo, not an experiment.
 MAX_RUN_UNITS = 10_000  # (scheme, seed) units in one `bpttbench run`
 MAX_GRID_POINTS = 100_000  # runs in one sweep

@@ -21,12 +21,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from bpttbench import defaults
 from bpttbench.errors import ConfigError
 from bpttbench.files import now
 
-# Built in, made from this Python's standard library: a study needs no network. Docstrings (English
-# prose) and source code are text of different character; tinyshakespeare joins with --corpus.
-DEFAULT_CORPORA = ("stdlib-docs", "stdlib-source")
+DEFAULT_CORPORA = defaults.STUDY_CORPORA
 
 
 # Steps per second of sliding (the slower of the map's two schemes) in the first full study (2 workers on

@@ -44,12 +44,13 @@ from typing import Callable
 
 import numpy as np
 
+from bpttbench import defaults
 from bpttbench.errors import CorpusError, DownloadError
 from bpttbench.files import cache_dir
 from bpttbench.data.stdlib_docs import STDLIB_DOCS_RULE, stdlib_docs_text
 from bpttbench.data.stdlib_source import STDLIB_SOURCE_RULE, stdlib_source_text
 
-DEFAULT_CORPUS = "stdlib-docs"
+DEFAULT_CORPUS = defaults.CORPUS
 BUILTIN_SOURCE = "builtin:stdlib-docs"  # the default's source; a built-in corpus's is builtin:<name>
 TRAIN_FRACTION = 0.9
 
