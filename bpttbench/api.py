@@ -60,7 +60,7 @@ def _seed_list(seeds) -> list[int]:
     return list(dict.fromkeys(chosen))
 
 
-def run(schemes: str | Iterable[str] = defaults.SCHEMES, *, budget: float | str | None = None, steps: int | None = None,
+def run(schemes: str | Iterable[str] = defaults.DEFAULT_SCHEMES, *, budget: float | str | None = None, steps: int | None = None,
         seeds: int | Iterable[int] = 1, corpus: str | Path | Corpus | None = None, out: str | Path | None = None,
         force: bool = False, save_weights: bool = False, **settings) -> RunResults:
     """Train every scheme × seed on one corpus, as `bpttbench run` does, and return the results.

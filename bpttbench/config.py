@@ -10,7 +10,7 @@ import re
 from dataclasses import asdict, dataclass, field, fields
 
 from bpttbench.errors import ConfigError
-from bpttbench.scheme_names import CHUNK_SCHEMES, SCHEMES, TRUNCATED_SCHEMES, UNTRUNCATED_SCHEMES  # noqa: F401 (re-exported)
+from bpttbench.scheme_names import CHUNK_SCHEMES, SCHEME_NAMES, TRUNCATED_SCHEMES, UNTRUNCATED_SCHEMES  # noqa: F401 (re-exported)
 
 # UNTRUNCATED_SCHEMES have no truncation: the gradient of each step's loss through the whole past, exact
 # (rtrl), an unbiased rank-one estimate (uoro), or a structurally sparse approximation (snap1,
@@ -41,7 +41,7 @@ def setting(default, help: str, *, choices: tuple[str, ...] | None = None, optio
 class TrainConfig:
     """Every setting of one training run (one scheme, one seed), each field once; `validate` checks them."""
 
-    scheme: str = setting("single", "The learning rule.", choices=SCHEMES, option=False)
+    scheme: str = setting("single", "The learning rule.", choices=SCHEME_NAMES, option=False)
     k1: int = setting(1, "Steps between updates (chunked and adaptive: their chunk, k2).")
     k2: int = setting(20, "Steps each update backpropagates through.")
     inject: str = setting("new", "Losses backpropagated: the newest k1 (Williams & Peng) or the whole window (Sutskever).",
@@ -127,8 +127,8 @@ def _is_real(value) -> bool:
 
 def validate(cfg: TrainConfig) -> None:
     """Raise ConfigError naming the first problem with cfg and how to fix it."""
-    if cfg.scheme not in SCHEMES:
-        raise ConfigError(f"unknown scheme {cfg.scheme!r}; choose one of {', '.join(SCHEMES)}")
+    if cfg.scheme not in SCHEME_NAMES:
+        raise ConfigError(f"unknown scheme {cfg.scheme!r}; choose one of {', '.join(SCHEME_NAMES)}")
     for name in ("k1", "k2", "hidden", "batch", "log_every", "eval_chars", "seed", "eval_every", "k_max",
                  "adapt_every"):
         if not _is_int(getattr(cfg, name)):

@@ -13,7 +13,7 @@ TRAIN = TrainConfig(budget_steps=1)  # TrainConfig's field defaults (the budget 
 
 # ----------------------------------------------------------------------------- runs and sweeps
 BUDGET = "60s"  # training time per (scheme, seed), on TrainConfig.clock, when neither a budget nor steps is given
-SCHEMES = ("single", "sliding")  # the question's red and blue curves
+DEFAULT_SCHEMES = ("single", "sliding")  # what `run` trains unless told: the question's red and blue curves
 CORPUS = "stdlib-docs"  # built without network from this Python's standard library
 # A study's corpora, both built in (no network): docstrings (English prose) and source code, texts of
 # different character; tinyshakespeare joins with --corpus.

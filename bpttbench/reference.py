@@ -21,7 +21,7 @@ from __future__ import annotations
 import numpy as np
 
 LN2 = np.log(2.0)
-SCHEMES = ("chunked", "single", "stored", "sliding", "rtrl", "uoro")  # those `train` runs
+REFERENCE_SCHEMES = ("chunked", "single", "stored", "sliding", "rtrl", "uoro")  # those `train` runs
 
 
 def sigmoid(z):
@@ -163,8 +163,8 @@ def train(scheme, p, train_ids, *, batch, k1, k2, n_steps, inject="new", optimiz
     Written straight from each scheme's definition; `scheme` is chunked, single, stored, sliding,
     rtrl or uoro (these two ignore k2 and inject; seed picks uoro's signs).
     """
-    if scheme not in SCHEMES:
-        raise ValueError(f"the reference has no scheme {scheme!r}; it has {', '.join(SCHEMES)}")
+    if scheme not in REFERENCE_SCHEMES:
+        raise ValueError(f"the reference has no scheme {scheme!r}; it has {', '.join(REFERENCE_SCHEMES)}")
     if scheme in ("rtrl", "uoro"):
         return train_online(scheme, p, train_ids, batch=batch, k1=k1, n_steps=n_steps, optimizer=optimizer, lr=lr,
                             clip=clip, seed=seed)

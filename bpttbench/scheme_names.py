@@ -1,6 +1,6 @@
 """The schemes' names, listed once, in a module that imports nothing.
 
-`bpttbench.schemes.SCHEMES` registers one class per name here (and refuses to import if the two
+`bpttbench.schemes.SCHEME_NAMES` registers one class per name here (and refuses to import if the two
 disagree); `config` validates against these names without importing the schemes (and Numba), so
 that reading results stays fast. To add a scheme: write its class (see schemes/base.py), add its
 name here, and add the class to the registry in schemes/__init__.py.
@@ -20,7 +20,7 @@ TRUNCATES: dict[str, bool] = {
     "eprop": False,
 }
 
-SCHEMES = tuple(TRUNCATES)
+SCHEME_NAMES = tuple(TRUNCATES)
 TRUNCATED_SCHEMES = tuple(name for name, truncates in TRUNCATES.items() if truncates)
 UNTRUNCATED_SCHEMES = tuple(name for name, truncates in TRUNCATES.items() if not truncates)
 # Chunk by definition: they update once per chunk of k2 steps, so k1 = k2 (the default whenever k1 is not given).

@@ -69,12 +69,12 @@ from bpttbench.errors import UserError
 from bpttbench.kernels.blas import dot, gemm_tn
 from bpttbench.kernels.vecmath import JIT
 from bpttbench.model import init_theta
-from bpttbench.schemes import SCHEMES as REGISTRY, make_scheme
+from bpttbench.schemes import REGISTRY, make_scheme
 from bpttbench.schemes.base import aligned_zeros
 from bpttbench.speed_bounds import OptimizerBoundTimer, adam_columns, adam_targets
 from bpttbench.kernels.threads import single_threaded_blas
 
-SCHEMES = TRUNCATED_SCHEMES  # what `--scheme all` times and the speed targets are about
+TIMED_SCHEMES = TRUNCATED_SCHEMES  # what `--scheme all` times and the speed targets are about
 # The untruncated schemes are timed when named, without a BLAS bound or a peer (their rows say NaN).
 TIMEABLE = TRUNCATED_SCHEMES + UNTRUNCATED_SCHEMES
 DEFAULTS = dict(hidden=128, vocab_size=65, k1=1, k2=20, batch=1, dtype="float32")
@@ -328,7 +328,7 @@ def _as_tuple(values) -> tuple:
     return tuple(values) if isinstance(values, Iterable) and not isinstance(values, (str, bytes)) else (values,)
 
 
-def measure_speed(schemes: Iterable[str] = SCHEMES, hidden: Iterable[int] = (128,), k2: Iterable[int] = (20,),
+def measure_speed(schemes: Iterable[str] = TIMED_SCHEMES, hidden: Iterable[int] = (128,), k2: Iterable[int] = (20,),
                   batch: Iterable[int] = (1,), *, k1: int = 1, vocab_size: int = 65,
                   dtypes: Iterable[str] = ("float32",), repeats: int = 7, min_time: float = 0.05,
                   adam: bool = True, against: Iterable[str] = (), against_torch: bool = False, seed: int = 0,
@@ -501,7 +501,7 @@ def speed_targets(df: pd.DataFrame, *, hidden: int = 128, k2: int = 20) -> pd.Da
         extra = (stored["peak_bytes"] - single["peak_bytes"]) / snapshots
         add("stored: extra memory over single / k2 snapshots of W_hh and decoder", float(extra), "0.9 .. 1.1",
             0.9 <= extra <= 1.1)
-    for scheme in SCHEMES:
+    for scheme in TIMED_SCHEMES:
         r32 = _pick(df, scheme=scheme, hidden=hidden, k2=k2, batch=1, dtype="float32")
         r64 = _pick(df, scheme=scheme, hidden=hidden, k2=k2, batch=1, dtype="float64")
         if len(r32) and len(r64):

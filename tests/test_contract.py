@@ -15,14 +15,14 @@ from bpttbench import scheme_names
 from bpttbench.config import TrainConfig
 from bpttbench.errors import ConfigError
 from bpttbench.model import init_theta, split_theta
-from bpttbench.schemes import SCHEMES, Scheme, make_scheme
+from bpttbench.schemes import REGISTRY, Scheme, make_scheme
 from bpttbench.schemes.base import ALIGNMENT
 
 from conftest import run_steps, synthetic_ids
 
 V, H, B = 6, 5, 2
 IDS = synthetic_ids(V, 600, seed=3)
-NAMES = list(SCHEMES)
+NAMES = list(REGISTRY)
 OPTIMIZERS = {"adam": dict(optimizer="adam", lr=0.05, clip=1.0),
               "sgd": dict(optimizer="sgd", lr=0.3, clip=0.0)}  # plain SGD: the truncated schemes fuse the step
 
@@ -72,8 +72,8 @@ def snapshot(scheme) -> tuple:
 
 @pytest.mark.parametrize("name", NAMES)
 def test_registered_under_its_name(name):
-    cls = SCHEMES[name]
-    assert issubclass(cls, Scheme) and cls.name == name and name in scheme_names.SCHEMES
+    cls = REGISTRY[name]
+    assert issubclass(cls, Scheme) and cls.name == name and name in scheme_names.SCHEME_NAMES
     assert cls.block_kernel is not None
     assert cls.check_fits(config(name), V) is None  # a small model fits
 
@@ -157,7 +157,7 @@ def test_resident_bytes_is_what_the_scheme_holds(name):
                                                  ("float32", "adam", 1e-4)])
 @pytest.mark.parametrize("name", NAMES)
 def test_trajectory_matches_the_reference(name, dtype, optimizer, tol):
-    if name not in ref.SCHEMES:
+    if name not in ref.REFERENCE_SCHEMES:
         pytest.skip(f"bpttbench/reference.py has no {name}")
     scheme = make(name, dtype=dtype, optimizer=optimizer)
     p0 = {k: v.astype(np.float64) for k, v in split_theta(scheme.theta, V, H).items()}

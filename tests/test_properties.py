@@ -19,7 +19,7 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from bpttbench.config import DTYPES, INJECTS, MAX_HIDDEN, UNTRUNCATED_SCHEMES, OPTIMIZERS, SCHEMES, TrainConfig, parse_duration
+from bpttbench.config import DTYPES, INJECTS, MAX_HIDDEN, UNTRUNCATED_SCHEMES, OPTIMIZERS, SCHEME_NAMES, TrainConfig, parse_duration
 from bpttbench.data.corpus import check_corpus_fits, corpus_from_text, load_corpus
 from bpttbench.errors import ConfigError, CorpusError
 from bpttbench.files import write_json
@@ -88,7 +88,7 @@ def test_corpus_from_text_and_fit_check_raise_only_corpus_error(text, k2, eval_c
 
 @st.composite
 def valid_configs(draw) -> TrainConfig:
-    scheme = draw(st.sampled_from(SCHEMES))
+    scheme = draw(st.sampled_from(SCHEME_NAMES))
     k2 = draw(st.integers(1, 500))
     online = scheme in UNTRUNCATED_SCHEMES  # no truncation: k1 is free and there is no window to inject
     k1 = k2 if scheme in ("chunked", "adaptive") else draw(st.integers(1, 1000 if online else k2))

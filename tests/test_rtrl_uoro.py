@@ -13,7 +13,7 @@ from bpttbench.config import TrainConfig
 from bpttbench.errors import ConfigError
 from bpttbench.model import init_theta, param_shapes, split_theta
 from bpttbench.training.runner import expand_schemes
-from bpttbench.schemes import SCHEMES, make_scheme
+from bpttbench.schemes import REGISTRY, make_scheme
 from bpttbench.schemes.rtrl import RTRL_MAX_BYTES, rtrl_bytes
 from bpttbench.schemes.uoro import random_signs, rng_state, splitmix64
 from bpttbench.training.loop import Training
@@ -193,7 +193,7 @@ def test_training_loop_runs_and_learns(kind):
 
 
 def test_config_rules():
-    assert {"rtrl", "uoro"} <= set(SCHEMES)
+    assert {"rtrl", "uoro"} <= set(REGISTRY)
     assert "rtrl" not in expand_schemes(["all"]) and expand_schemes(["all", "uoro"])[-1] == "uoro"
     TrainConfig(scheme="rtrl", k1=30, k2=5, budget_steps=1)  # k2 is not used: k1 > k2 is fine
     for kind in ("rtrl", "uoro"):
@@ -205,12 +205,12 @@ def test_rtrl_refuses_sizes_that_do_not_fit():
     cfg = TrainConfig(scheme="rtrl", hidden=512, budget_steps=1)
     assert rtrl_bytes(65, 512, 1, "float32") > RTRL_MAX_BYTES
     with pytest.raises(ConfigError) as e:
-        SCHEMES["rtrl"].check_fits(cfg, 65)
+        REGISTRY["rtrl"].check_fits(cfg, 65)
     message = str(e.value)
     assert "\n" not in message and "GiB" in message and "--hidden" in message
     fits = int(message.split("--hidden ")[1].split()[0])
     assert rtrl_bytes(65, fits, 1, "float32") <= RTRL_MAX_BYTES < rtrl_bytes(65, fits + 1, 1, "float32")
-    SCHEMES["rtrl"].check_fits(cfg.replace(hidden=32), 65)
-    SCHEMES["uoro"].check_fits(cfg.replace(scheme="uoro"), 65)  # uoro has no such limit
+    REGISTRY["rtrl"].check_fits(cfg.replace(hidden=32), 65)
+    REGISTRY["uoro"].check_fits(cfg.replace(scheme="uoro"), 65)  # uoro has no such limit
     with pytest.raises(ConfigError):
         make_scheme(cfg, init_theta(65, 512, 0, "float32"), 65, np.arange(65, dtype=np.int32).repeat(3))

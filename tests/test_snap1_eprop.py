@@ -11,7 +11,7 @@ from bpttbench import reference as ref
 from bpttbench.config import TrainConfig
 from bpttbench.errors import ConfigError
 from bpttbench.model import init_theta, param_shapes, split_theta
-from bpttbench.schemes import SCHEMES, make_scheme
+from bpttbench.schemes import REGISTRY, make_scheme
 from bpttbench.schemes.rtrl import sensitivity_columns
 from bpttbench.training.loop import Training
 
@@ -204,11 +204,11 @@ def test_k2_is_not_used_and_steps_may_be_split(rule):
 
 @pytest.mark.parametrize("rule", RULES)
 def test_config_rules_and_no_size_limit(rule):
-    assert SCHEMES[rule].name == rule
+    assert REGISTRY[rule].name == rule
     TrainConfig(scheme=rule, k1=30, k2=5, budget_steps=1)  # k2 is not used: k1 > k2 is fine
     with pytest.raises(ConfigError, match="inject='new'"):
         TrainConfig(scheme=rule, inject="window", budget_steps=1)
-    SCHEMES[rule].check_fits(TrainConfig(scheme=rule, hidden=1024, budget_steps=1), 65)  # O(parameters): nothing to refuse
+    REGISTRY[rule].check_fits(TrainConfig(scheme=rule, hidden=1024, budget_steps=1), 65)  # O(parameters): nothing to refuse
 
 
 @pytest.mark.parametrize("rule", RULES)

@@ -9,14 +9,14 @@ import click
 
 from bpttbench.cli.common import (COMMAND, config_options, config_settings, emit_json, one_of, option, output_options,
                                   several, sigterm_as_interrupt)
-from bpttbench.config import SCHEMES, field_help, format_duration, parse_duration
-from bpttbench.defaults import BUDGET, CORPUS as DEFAULT_CORPUS, SCHEMES as SCHEMES_SHOWN, TRAIN
+from bpttbench.config import SCHEME_NAMES, field_help, format_duration, parse_duration
+from bpttbench.defaults import BUDGET, CORPUS as DEFAULT_CORPUS, DEFAULT_SCHEMES, TRAIN
 from bpttbench.console import RunProgress, download_progress, show, stderr, stdout, summary_table
 from bpttbench.errors import ConfigError
 
 
 @click.command(context_settings=COMMAND)
-@several("--scheme", "schemes", type=click.Choice([*SCHEMES, "all"]),
+@several("--scheme", "schemes", type=click.Choice([*SCHEME_NAMES, "all"]),
          help="Scheme to run; repeat or give a comma list for several, or 'all'. [default: single and sliding]")
 @config_options(defaults={"k1": None}, helps={"k1": f"{field_help('k1')} [default: {TRAIN.k1}; chunked, adaptive: k2]"})
 @option("--budget", default=None, help=f"Training time per scheme and seed, on --clock: 90, 90s, 2m, 1m30s, 1h. [default: {BUDGET}]")
@@ -51,7 +51,7 @@ def run(ctx, schemes, budget, steps, seeds, seed, corpus, out, force, save_weigh
     budget_seconds = parse_duration(budget if budget is not None else BUDGET) if steps is None else None
     seed_list = [seed] if seed is not None else range(seeds or 1)
     units = plan_units({**config_settings(settings), "budget_seconds": budget_seconds, "budget_steps": steps},
-                       schemes or SCHEMES_SHOWN, seed_list)
+                       schemes or DEFAULT_SCHEMES, seed_list)
     out_dir = out or default_out_dir()
     check_out_dir(out_dir, force=force)
     chatty = not (quiet or as_json)

@@ -8,13 +8,13 @@ from pathlib import Path
 import click
 
 from bpttbench.cli.common import COMMAND, emit_json, option, output_options, several
-from bpttbench.config import SCHEMES
+from bpttbench.config import SCHEME_NAMES
 from bpttbench.console import show, speed_table, stderr, stdout, targets_table
 from bpttbench.errors import UserError
 
 
 @click.command(context_settings=COMMAND)
-@several("--scheme", "schemes", type=click.Choice([*SCHEMES, "all"]),
+@several("--scheme", "schemes", type=click.Choice([*SCHEME_NAMES, "all"]),
          help="Repeatable or a comma list; 'all' is the truncated schemes (the untruncated ones only when named, without a bound). [default: all]")
 @several("--hidden", type=int, help="Hidden sizes; repeatable or a comma list. [default: 128]")
 @several("--k2", type=int, help="Truncation lengths; repeatable or a comma list (chunked: k1 = k2). [default: 20]")
@@ -46,7 +46,7 @@ def speed(schemes, hidden, k2, batch, k1, dtypes, repeats, min_time, optimizer, 
     """
     from bpttbench.files import check_out_dir, clear_dir
     from bpttbench.training.runner import default_out_dir
-    from bpttbench.speed import PEERS, SCHEMES as TIMED, measure_speed, speed_targets, write_speed
+    from bpttbench.speed import PEERS, TIMED_SCHEMES as TIMED, measure_speed, speed_targets, write_speed
 
     names = list(dict.fromkeys(s for n in (schemes or ("all",)) for s in (TIMED if n == "all" else (n,))))
     grid = dict(hidden=hidden or (128,), k2=k2 or (20,), batch=batch or (1,))

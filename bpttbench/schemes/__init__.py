@@ -1,4 +1,4 @@
-"""Learning rules, one module each, behind the `Scheme` interface; `SCHEMES` maps names to classes.
+"""Learning rules, one module each, behind the `Scheme` interface; `REGISTRY` maps names to classes.
 
 The registry: a scheme listed here (and named in bpttbench/scheme_names.py) can be run, swept,
 timed and checked, and tests/test_contract.py holds it to the interface.
@@ -16,14 +16,14 @@ from bpttbench.schemes.snap1 import Snap1
 from bpttbench.schemes.stored import Stored
 from bpttbench.schemes.uoro import Uoro
 
-SCHEMES: dict[str, type[Scheme]] = {cls.name: cls for cls in (Chunked, Single, Stored, Sliding, Adaptive, Rtrl, Uoro, Snap1, Eprop)}
-if tuple(SCHEMES) != scheme_names.SCHEMES:
-    raise ImportError(f"the registry {tuple(SCHEMES)} and bpttbench/scheme_names.py {scheme_names.SCHEMES} "
+REGISTRY: dict[str, type[Scheme]] = {cls.name: cls for cls in (Chunked, Single, Stored, Sliding, Adaptive, Rtrl, Uoro, Snap1, Eprop)}
+if tuple(REGISTRY) != scheme_names.SCHEME_NAMES:
+    raise ImportError(f"the registry {tuple(REGISTRY)} and bpttbench/scheme_names.py {scheme_names.SCHEME_NAMES} "
                       "disagree: list each scheme in both, in the same order")
 
 
 def make_scheme(cfg, theta, vocab_size, train_ids) -> Scheme:
-    return SCHEMES[cfg.scheme](cfg, theta, vocab_size, train_ids)
+    return REGISTRY[cfg.scheme](cfg, theta, vocab_size, train_ids)
 
 
-__all__ = ["SCHEMES", "Scheme", "make_scheme"]
+__all__ = ["REGISTRY", "Scheme", "make_scheme"]

@@ -153,14 +153,14 @@ class SweepPlan:
 def plan_sweep(spec: SweepSpec, corpus) -> SweepPlan:
     """The grid on this corpus; refuses a grid past the size limit, and a corpus or memory too small for any run."""
     from bpttbench.data.corpus import check_corpus_fits
-    from bpttbench.schemes import SCHEMES
+    from bpttbench.schemes import REGISTRY
 
     check_grid_size(spec)
     configs, refused = configurations(spec)
     for cfg in configs:  # the seed changes neither the corpus nor the memory a run needs
         check_corpus_fits(corpus, k2=cfg.k2, eval_chars=cfg.eval_chars, batch=cfg.batch)
         try:
-            SCHEMES[cfg.scheme].check_fits(cfg, corpus.vocab_size)  # rtrl's memory: refuse the grid before any run starts
+            REGISTRY[cfg.scheme].check_fits(cfg, corpus.vocab_size)  # rtrl's memory: refuse the grid before any run starts
         except ConfigError as exc:
             raise SpecError(f"{spec.source}: {exc}") from None
     return SweepPlan(spec, corpus, configs, refused)

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from bpttbench import defaults
-from bpttbench.config import FIELD_KINDS, SCHEMES, TRUNCATED_SCHEMES, TrainConfig, parse_duration
+from bpttbench.config import FIELD_KINDS, SCHEME_NAMES, TRUNCATED_SCHEMES, TrainConfig, parse_duration
 from bpttbench.errors import ConfigError, UserError
 
 TOP_KEYS = ("method", "name", "description", "corpus", "budget", "steps", "seeds", "schemes", "parameters")
@@ -232,7 +232,7 @@ def _schemes(raw: dict, where: _Where) -> tuple[str, ...]:
     The same rule as runner.expand_schemes (a test holds them equal), written here because importing
     runner imports Numba, which would cost a refused or dry-run sweep most of a second.
     """
-    schemes = raw.get("schemes", list(defaults.SCHEMES))
+    schemes = raw.get("schemes", list(defaults.DEFAULT_SCHEMES))
     if isinstance(schemes, str):
         schemes = [schemes]
     if not isinstance(schemes, list) or not schemes or not all(isinstance(s, str) for s in schemes):
@@ -240,8 +240,8 @@ def _schemes(raw: dict, where: _Where) -> tuple[str, ...]:
     out: list[str] = []
     for name in schemes:
         for scheme in TRUNCATED_SCHEMES if name == "all" else (name,):
-            if scheme not in SCHEMES:
-                raise where.error(("schemes",), f"unknown scheme {scheme!r}; choose from {', '.join(SCHEMES)} or all")
+            if scheme not in SCHEME_NAMES:
+                raise where.error(("schemes",), f"unknown scheme {scheme!r}; choose from {', '.join(SCHEME_NAMES)} or all")
             if scheme not in out:
                 out.append(scheme)
     return tuple(out)

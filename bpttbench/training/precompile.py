@@ -66,9 +66,9 @@ def warm_up_configs(units: Iterable[TrainConfig]) -> list[TrainConfig]:
 
 def block_kernel_name(cfg: TrainConfig) -> str | None:
     """The qualified name of the @njit function cfg's scheme runs its steps in, if it has one."""
-    from bpttbench.schemes import SCHEMES
+    from bpttbench.schemes import REGISTRY
 
-    kernel = getattr(SCHEMES[cfg.scheme], "block_kernel", None)
+    kernel = getattr(REGISTRY[cfg.scheme], "block_kernel", None)
     return getattr(getattr(kernel, "py_func", None), "__qualname__", None)
 
 

@@ -18,14 +18,14 @@ from statistics import median
 from typing import Callable
 
 from bpttbench import __version__
-from bpttbench.config import SCHEMES, TRUNCATED_SCHEMES, TrainConfig, config_from
+from bpttbench.config import SCHEME_NAMES, TRUNCATED_SCHEMES, TrainConfig, config_from
 from bpttbench.data.corpus import Corpus, check_corpus_fits
 from bpttbench.defaults import MAX_RUN_UNITS, TRAIN
 from bpttbench.errors import ConfigError
 from bpttbench.model import state_dict
 from bpttbench.results.records import Record, RunOutcome
 from bpttbench.results import RunWriter
-from bpttbench.schemes import SCHEMES as REGISTRY
+from bpttbench.schemes import REGISTRY
 from bpttbench.scheme_names import resolve_k1
 from bpttbench.training.loop import Training
 
@@ -36,8 +36,8 @@ def expand_schemes(names) -> list[str]:
     out: list[str] = []
     for name in names:
         for scheme in TRUNCATED_SCHEMES if name == "all" else (name,):
-            if scheme not in SCHEMES:
-                raise ConfigError(f"unknown scheme {scheme!r}; choose from {', '.join(SCHEMES)} or all")
+            if scheme not in SCHEME_NAMES:
+                raise ConfigError(f"unknown scheme {scheme!r}; choose from {', '.join(SCHEME_NAMES)} or all")
             if scheme not in out:
                 out.append(scheme)
     return out
