@@ -152,15 +152,12 @@ class SweepPlan:
 
 def plan_sweep(spec: SweepSpec, corpus) -> SweepPlan:
     """The grid on this corpus; refuses a grid past the size limit, and a corpus or memory too small for any run."""
-    from bpttbench.data.corpus import check_corpus_fits
-    from bpttbench.schemes import REGISTRY
+    from bpttbench.training.runner import check_units_fit
 
     check_grid_size(spec)
     configs, refused = configurations(spec)
-    for cfg in configs:  # the seed changes neither the corpus nor the memory a run needs
-        check_corpus_fits(corpus, k2=cfg.k2, eval_chars=cfg.eval_chars, batch=cfg.batch)
-        try:
-            REGISTRY[cfg.scheme].check_fits(cfg, corpus.vocab_size)  # rtrl's memory: refuse the grid before any run starts
-        except ConfigError as exc:
-            raise SpecError(f"{spec.source}: {exc}") from None
+    try:  # the seed changes neither the corpus nor the memory a run needs: each configuration once
+        check_units_fit(configs, corpus)
+    except ConfigError as exc:  # rtrl's memory: refuse the grid before any run starts
+        raise SpecError(f"{spec.source}: {exc}") from None
     return SweepPlan(spec, corpus, configs, refused)

@@ -188,11 +188,13 @@ def execute(units: list[TrainConfig], corpus: Corpus, out_dir: Path, *, force: b
     kernels_ready, if given, is called as each unit starts compiling (Training.compile): it waits for
     kernels being compiled elsewhere (precompile.compiling_in_background), so they are loaded, not compiled twice.
 
+    The caller has checked that the units fit the corpus (check_units_fit), once: the CLI and the API
+    before they print or start anything, a sweep when it plans its grid.
+
     A KeyboardInterrupt (Ctrl-C, or SIGTERM turned into one by the CLI) marks the run
     `interrupted` and propagates; any other exception marks it `failed` and propagates.
     """
     observer = observer or Observer()
-    check_units_fit(units, corpus)
     manifest = {
         "configuration": [cfg.to_dict() for cfg in units],
         "schemes": list(dict.fromkeys(cfg.scheme for cfg in units)),
