@@ -106,7 +106,7 @@ def format_cell(row: dict | None) -> str:
     if row.get("claim") not in INTERVAL_CLAIMS:
         unit = row.get("unit") or ""
         value = f"{est:.4g}" if isinstance(est, (int, float)) else "–"
-        return f"{row.get('verdict')}, {value}{' ' + unit if unit and unit != 'bits/char' else ''}"
+        return f"{row.get('verdict')}, {row.get('metric', '')} {value}{' ' + unit if unit else ''}".replace("  ", " ")
     text = format_signed(est, "bits/char") if isinstance(est, (int, float)) else "–"
     interval = _interval(row)
     if interval is not None:
