@@ -28,6 +28,10 @@ MAX_GRID_POINTS = 100_000  # runs in one sweep
 # on one thread (README's Performance section; benchmarks/blas_backends.py measures both).
 BLAS = "auto"
 
+# ----------------------------------------------------------------------------- speed
+SPEED_REPEATS = 7  # samples per timer of `bpttbench speed`; medians are reported
+SPEED_MIN_TIME = 0.05  # seconds per sample: long enough that a timer's overhead is lost in it
+
 # ----------------------------------------------------------------------------- validation
 # The validation split is read as parallel streams from a zero state (kernels/evaluate.py): as many
 # as give each EVAL_MIN_SCORED scored characters, at most EVAL_STREAMS, each reading EVAL_BURN_IN

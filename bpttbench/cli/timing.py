@@ -8,7 +8,8 @@ from pathlib import Path
 import click
 
 from bpttbench.cli.common import COMMAND, emit_json, option, output_options, several
-from bpttbench.config import SCHEME_NAMES
+from bpttbench.config import DTYPES, OPTIMIZERS, SCHEME_NAMES
+from bpttbench.defaults import SPEED_MIN_TIME, SPEED_REPEATS, TRAIN
 from bpttbench.console import show, speed_table, stderr, stdout, targets_table
 from bpttbench.errors import UserError
 
@@ -16,14 +17,14 @@ from bpttbench.errors import UserError
 @click.command(context_settings=COMMAND)
 @several("--scheme", "schemes", type=click.Choice([*SCHEME_NAMES, "all"]),
          help="Repeatable or a comma list; 'all' is the truncated schemes (the untruncated ones only when named, without a bound). [default: all]")
-@several("--hidden", type=int, help="Hidden sizes; repeatable or a comma list. [default: 128]")
-@several("--k2", type=int, help="Truncation lengths; repeatable or a comma list (chunked: k1 = k2). [default: 20]")
-@several("--batch", type=int, help="Batch sizes; repeatable or a comma list. [default: 1]")
-@option("--k1", type=int, default=1, help="Steps between updates (single, stored, sliding).")
-@several("--dtype", "dtypes", type=click.Choice(["float32", "float64"]), help="Repeatable or a comma list. [default: float32]")
-@option("--repeats", type=int, default=7, help="Samples per timer; medians are reported.")
-@option("--min-time", type=float, default=0.05, help="Seconds per sample.")
-@option("--optimizer", type=click.Choice(["sgd", "adam"]), default="adam",
+@several("--hidden", type=int, help=f"Hidden sizes; repeatable or a comma list. [default: {TRAIN.hidden}]")
+@several("--k2", type=int, help=f"Truncation lengths; repeatable or a comma list (chunked: k1 = k2). [default: {TRAIN.k2}]")
+@several("--batch", type=int, help=f"Batch sizes; repeatable or a comma list. [default: {TRAIN.batch}]")
+@option("--k1", type=int, default=TRAIN.k1, help="Steps between updates (single, stored, sliding).")
+@several("--dtype", "dtypes", type=click.Choice(DTYPES), help=f"Repeatable or a comma list. [default: {TRAIN.dtype}]")
+@option("--repeats", type=int, default=SPEED_REPEATS, help="Samples per timer; medians are reported.")
+@option("--min-time", type=float, default=SPEED_MIN_TIME, help="Seconds per sample.")
+@option("--optimizer", type=click.Choice(OPTIMIZERS), default=TRAIN.optimizer,
         help="sgd times plain SGD only; adam also times Adam's update and reports its extra cost over SGD.")
 @several("--against",
          help="Also time peers: torch, jax; repeatable or a comma list (pip install -e '.[torch,jax]'). "
@@ -49,7 +50,7 @@ def speed(schemes, hidden, k2, batch, k1, dtypes, repeats, min_time, optimizer, 
     from bpttbench.speed import PEERS, TIMED_SCHEMES as TIMED, measure_speed, speed_targets, write_speed
 
     names = list(dict.fromkeys(s for n in (schemes or ("all",)) for s in (TIMED if n == "all" else (n,))))
-    grid = dict(hidden=hidden or (128,), k2=k2 or (20,), batch=batch or (1,))
+    grid = dict(hidden=hidden or (TRAIN.hidden,), k2=k2 or (TRAIN.k2,), batch=batch or (TRAIN.batch,))
     peers = list(dict.fromkeys([*against, *(["torch"] if against_torch else [])]))
     for peer in peers:
         if peer not in PEERS:
@@ -58,10 +59,10 @@ def speed(schemes, hidden, k2, batch, k1, dtypes, repeats, min_time, optimizer, 
     check_out_dir(out_dir, force=force)  # before the timing, so a refusal comes at once
     chatty = not (quiet or as_json)
     with stderr.status("timing") if chatty else nullcontext() as status:
-        rows = measure_speed(names, grid["hidden"], grid["k2"], grid["batch"], k1=k1, dtypes=dtypes or ("float32",),
+        rows = measure_speed(names, grid["hidden"], grid["k2"], grid["batch"], k1=k1, dtypes=dtypes or (TRAIN.dtype,),
                              repeats=repeats, min_time=min_time, adam=optimizer == "adam", against=peers,
                              progress=(lambda message: status.update(f"timing {message}")) if chatty else None)
-    parameters = dict(schemes=names, k1=k1, dtypes=list(dtypes or ("float32",)), repeats=repeats, min_time=min_time,
+    parameters = dict(schemes=names, k1=k1, dtypes=list(dtypes or (TRAIN.dtype,)), repeats=repeats, min_time=min_time,
                       adam=optimizer == "adam", against=peers, **{k: list(v) for k, v in grid.items()})
     paths = write_speed(rows, clear_dir(out_dir, force=force), parameters=parameters)
     if as_json:
