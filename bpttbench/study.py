@@ -119,6 +119,9 @@ class Preset:
         return out
 
 
+# What FULL's seed count aims at: a 95% interval of at most +-PRECISION bits/char for claims 1-4.
+PRECISION = 0.02
+
 # FULL's seed count, registered before its reference study ran (the study never adds seeds after its
 # results are read; a claim it leaves undecided gets the seed count a future preset needs, in the report).
 # Target: a 95% interval of at most +-0.02 bits/char for claims 1-4 on each corpus, with the report's
@@ -318,6 +321,31 @@ def run_study(out: Path, *, quick: bool = False, long: bool = False, corpora: tu
     return result
 
 
+def precision_lines(summary: dict) -> list[str]:
+    """How wide claims 1-4's intervals came out against PRECISION, and the seeds a future preset needs
+    where they are wider (t-interval half-width t(0.975, n-1) s / sqrt(n) at the observed spread s)."""
+    import numpy as np
+
+    from bpttbench.report.stats import MIN_SAMPLE, half_width
+
+    lines = ["", "## Precision of the registered preset", "",
+             f"Claims 1–4 aim at 95% intervals no wider than ±{PRECISION:g} bits/char. Half-width of each interval, and "
+             "where it is wider, the seeds a future preset would need at the spread observed here:", "",
+             "| claim | corpus | seeds | half-width | a future preset needs |", "|---|---|---|---|---|"]
+    for row in summary.get("claims", []):
+        if row["claim"] not in ("1", "2", "3", "4") or not isinstance(row.get("lo"), (int, float)):
+            continue
+        half = (row["hi"] - row["lo"]) / 2
+        need = "met"
+        if half > PRECISION and len(row.get("values") or []) > 1:
+            spread = float(np.std(row["values"], ddof=1))
+            counts = np.arange(MIN_SAMPLE, 10_001)
+            enough = counts[half_width(spread, counts) <= PRECISION]
+            need = f"{int(enough[0])} seeds" if len(enough) else "more than 10,000 seeds"
+        lines.append(f"| {row['claim']} | {row['corpus']} | {row['n']} | {half:.4f} | {need} |")
+    return lines
+
+
 def _machine() -> dict:
     """The machine and software, with the load beside the study (its figures say on what they ran)."""
     import os
@@ -383,7 +411,7 @@ def write_study_report(out: Path, manifest: dict) -> tuple[Path, list[dict]]:
         lines += map_table(cells) + ["", f"![the map]({figure.name})", ""]
     else:
         lines += ["No complete map runs yet.", ""]
-    lines += replication_lines(summary, ref)
+    lines += precision_lines(summary) + replication_lines(summary, ref)
     text = path.read_text(encoding="utf-8") + "\n".join(lines)
     atomic_write(path, lambda f: f.write(text))
     return path, replication_rows(summary, ref) if ref is not None else []
