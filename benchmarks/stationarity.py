@@ -17,7 +17,8 @@ import argparse
 
 import numpy as np
 
-from bpttbench.data.corpus import DEFAULT_CORPUS, TRAIN_FRACTION, corpus_from_text, load_corpus, stdlib_docs_text
+from bpttbench.data.corpus import DEFAULT_CORPUS, TRAIN_FRACTION, corpus_from_text, load_corpus
+from bpttbench.data.stdlib_docs import stdlib_docs_text
 
 WEIGHTS = (0.6, 0.25, 0.1, 0.05)  # trigram, bigram, unigram, uniform
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import bpttbench.data.corpus as corpus_mod
+import bpttbench.data.builtin as builtin_mod
 from bpttbench.data import stdlib_docs, stdlib_source
 from bpttbench.data.corpus import (
     BUILTIN_CORPORA,
@@ -24,8 +24,8 @@ from bpttbench.data.corpus import (
     corpus_from_text,
     list_corpora,
     load_corpus,
-    stdlib_docs_text,
 )
+from bpttbench.data.stdlib_docs import stdlib_docs_text
 from bpttbench.errors import CorpusError
 
 from bpttbench.data.stdlib_source import STDLIB_SOURCE_CHARS, STDLIB_SOURCE_MAX_CHUNK, stdlib_source_text
@@ -333,7 +333,7 @@ def test_stdlib_docs_is_large_deterministic_and_offline(cache, no_network, monke
     def must_not_extract(root=None):
         raise AssertionError("extracted again despite the cache")
 
-    monkeypatch.setattr(corpus_mod, "stdlib_docs_text", must_not_extract)
+    monkeypatch.setattr(builtin_mod, "stdlib_docs_text", must_not_extract)
     cached = load_corpus(DEFAULT_CORPUS)
     assert cached.sha256 == c.sha256 and np.array_equal(cached.ids, c.ids)
     row = list_corpora()[0]
@@ -349,7 +349,7 @@ def test_builtin_cache_that_fails_its_checksum_is_rebuilt(name, function, cache,
         calls.append(root)
         return docs
 
-    monkeypatch.setattr(corpus_mod, function, fake_extract)
+    monkeypatch.setattr(builtin_mod, function, fake_extract)
     assert load_corpus(name).n_chars == len(docs) and len(calls) == 1
     load_corpus(name)
     assert len(calls) == 1
@@ -361,7 +361,7 @@ def test_builtin_cache_that_fails_its_checksum_is_rebuilt(name, function, cache,
 
 @pytest.mark.parametrize("name,function", [(DEFAULT_CORPUS, "stdlib_docs_text"), ("stdlib-source", "stdlib_source_text")])
 def test_builtin_that_finds_nothing_says_so(name, function, cache, monkeypatch):
-    monkeypatch.setattr(corpus_mod, function, lambda root=None: "")
+    monkeypatch.setattr(builtin_mod, function, lambda root=None: "")
     with pytest.raises(CorpusError, match=f"found no .* for the built-in corpus {name} .*tinyshakespeare") as e:
         load_corpus(name)
     one_line_error(e)
@@ -428,7 +428,7 @@ def test_stdlib_source_is_built_in_capped_deterministic_and_offline(cache, no_ne
     def must_not_extract(root=None):
         raise AssertionError("extracted again despite the cache")
 
-    monkeypatch.setattr(corpus_mod, "stdlib_source_text", must_not_extract)
+    monkeypatch.setattr(builtin_mod, "stdlib_source_text", must_not_extract)
     cached = load_corpus("stdlib-source")
     assert cached.sha256 == c.sha256 and np.array_equal(cached.ids, c.ids)
     row = {r["name"]: r for r in list_corpora()}["stdlib-source"]

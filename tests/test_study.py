@@ -50,7 +50,7 @@ def test_study_quick_runs_every_part_writes_the_report_and_resumes(tmp_path, cap
     report = (out / "report.md").read_text()
     assert "## The question's claims" in report and "## The map" in report and (out / "map.png").stat().st_size > 0
     # One row per (k1 rule, H), one column per k2: every cell measured.
-    the_map = report.split("## The map")[1]
+    the_map = report.split("## The map")[1].split("\n## ")[0]
     rows = [line for line in the_map.splitlines() if line.startswith("| 1 |") or line.startswith("| k2 / 2 |")]
     assert len(rows) == 4 and all(line.count("×") == 2 for line in rows), rows
     claims = (out / "claims" / "lag-3-n=20000" / "sweep.json")

@@ -30,10 +30,7 @@ import hashlib
 import http.client
 import json
 import os
-import platform
 import re
-import sys
-import sysconfig
 import tempfile
 import urllib.error
 import urllib.parse
@@ -47,8 +44,7 @@ import numpy as np
 from bpttbench import defaults
 from bpttbench.errors import CorpusError, DownloadError
 from bpttbench.files import cache_dir
-from bpttbench.data.stdlib_docs import STDLIB_DOCS_RULE, stdlib_docs_text
-from bpttbench.data.stdlib_source import STDLIB_SOURCE_RULE, stdlib_source_text
+from bpttbench.data.builtin import BUILTIN_CORPORA, builtin_text, cached_builtin
 
 DEFAULT_CORPUS = defaults.CORPUS
 BUILTIN_SOURCE = "builtin:stdlib-docs"  # the default's source; a built-in corpus's is builtin:<name>
@@ -181,7 +177,8 @@ def load_corpus(spec: str | None = None, *, progress: Progress | None = None) ->
     if not isinstance(spec, str) or not spec.strip():
         raise CorpusError(f"no corpus given; use one of {_known_names()} or a path to a UTF-8 text file")
     if spec in BUILTIN_CORPORA:
-        return _load_builtin(BUILTIN_CORPORA[spec])
+        builtin = BUILTIN_CORPORA[spec]
+        return corpus_from_text(builtin_text(builtin, _write_atomically), name=builtin.name, source=builtin.source)
     from bpttbench.data import synthetic  # here: it compiles Numba kernels, which `corpus list` does not need
 
     if synthetic.is_generated(spec):
@@ -208,7 +205,7 @@ def list_corpora() -> list[dict]:
     cached (usable without fetching or building)."""
     rows = []
     for builtin in BUILTIN_CORPORA.values():
-        cached = _cached_builtin(builtin)
+        cached = cached_builtin(builtin)
         rows.append(
             {
                 "name": builtin.name,
@@ -554,77 +551,3 @@ def _fetch_into_cache(
         return bytes(data)
     finally:
         Path(tmp).unlink(missing_ok=True)
-
-
-# ---------------------------------------------------------------- the built-in corpora
-
-
-@dataclass(frozen=True)
-class BuiltinCorpus:
-    name: str
-    text: Callable[[], str]  # builds the text from this Python's standard library (seconds)
-    rule: int  # the extraction rule's version: part of the cache file's name
-    what: str  # what the text is made of, for the error when none is found
-    description: str
-    licence: str
-
-    @property
-    def source(self) -> str:
-        return f"builtin:{self.name}"
-
-
-# The text functions are looked up when called (lambdas, not the functions themselves), so that a
-# test can replace bpttbench.data.corpus.stdlib_docs_text. The default comes first.
-BUILTIN_CORPORA = {
-    b.name: b
-    for b in (
-        BuiltinCorpus(DEFAULT_CORPUS, lambda: stdlib_docs_text(), STDLIB_DOCS_RULE, "docstrings",
-                      "Docstrings of this Python's standard library (the default; no network, extracted on first "
-                      "use in a few seconds)",
-                      "Python Software Foundation License (Python's own documentation)"),
-        BuiltinCorpus("stdlib-source", lambda: stdlib_source_text(), STDLIB_SOURCE_RULE, "source files",
-                      "Source code of this Python's standard library, 1.7 M characters (no network, extracted on "
-                      "first use in a few seconds)",
-                      "Python Software Foundation License (Python's own source code)"),
-    )
-}
-
-
-def _builtin_cache(builtin: BuiltinCorpus) -> Path:
-    stdlib = sysconfig.get_paths()["stdlib"]
-    where = hashlib.sha256(stdlib.encode("utf-8", "surrogateescape")).hexdigest()[:8]
-    version = f"{sys.implementation.name}-{platform.python_version()}"
-    return cache_dir() / f"{builtin.name}-r{builtin.rule}-{version}-{where}.txt"
-
-
-def _cached_builtin(builtin: BuiltinCorpus) -> bytes | None:
-    """The cached extraction, if present and matching the checksum stored beside it."""
-    text_file = _builtin_cache(builtin)
-    try:
-        data = text_file.read_bytes()
-        expected = text_file.with_suffix(".sha256").read_text(encoding="ascii").strip()
-    except (OSError, UnicodeError):
-        return None
-    return data if data and hashlib.sha256(data).hexdigest() == expected else None
-
-
-def _load_builtin(builtin: BuiltinCorpus) -> Corpus:
-    data = _cached_builtin(builtin)
-    if data is not None:
-        text = data.decode("utf-8")
-    else:
-        text = builtin.text()
-        if not text:
-            raise CorpusError(
-                f"found no {builtin.what} under {sysconfig.get_paths()['stdlib']} for the built-in corpus {builtin.name} "
-                "(is the standard library zipped?); use --corpus tinyshakespeare or a path to a text file"
-            )
-        text_file = _builtin_cache(builtin)
-        data = text.encode("utf-8")
-        try:  # a cache is a convenience: without a writable one the corpus is extracted each time
-            text_file.parent.mkdir(parents=True, exist_ok=True)
-            _write_atomically(text_file, data)
-            _write_atomically(text_file.with_suffix(".sha256"), hashlib.sha256(data).hexdigest().encode("ascii") + b"\n")
-        except OSError:
-            pass
-    return corpus_from_text(text, name=builtin.name, source=builtin.source)
