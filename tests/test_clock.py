@@ -88,3 +88,24 @@ def test_a_cpu_clock_run_beside_two_busy_processes_keeps_its_steps():
                 p.wait()
     ratio = statistics.median(loaded) / statistics.median(alone)
     assert ratio >= 0.85, f"under load the CPU-clock run made {ratio:.0%} of its steps alone ({loaded} vs {alone})"
+
+
+def test_runs_on_different_clocks_never_share_a_time_axis(tmp_path):
+    """A figure over time holds one clock and names it; with both, each gets its own figure."""
+    from bpttbench.plot import plot_runs
+    from bpttbench.results import RunWriter
+    from bpttbench.results.records import Record, RunOutcome
+
+    for clock in ("cpu", "wall"):
+        w = RunWriter(tmp_path / clock, force=False, manifest={"run_id": clock, "corpus": {"name": "text"}})
+        key = w.start_unit(config(clock=clock, budget_seconds=None, budget_steps=400), "text")
+        for i in range(1, 5):
+            w.add_record(key, Record(step=100 * i, updates=100 * i, wall_s=2.0 * i, train_bpc=3.0 - 0.1 * i, cpu_s=1.0 * i))
+        w.finish_unit(key, RunOutcome(status="complete", steps=400, updates=400, wall_s=8.0, cpu_s=4.0))
+        w.close("complete")
+    written = {p.name for p in plot_runs(tmp_path, out=tmp_path / "figs", formats=("svg",))}
+    assert {"loss_vs_time_cpu.svg", "loss_vs_time_wall.svg", "loss_vs_iter.svg"} <= written
+    assert "training time (CPU s)" in (tmp_path / "figs" / "loss_vs_time_cpu.svg").read_text()
+    assert "training time (wall s)" in (tmp_path / "figs" / "loss_vs_time_wall.svg").read_text()
+    only_cpu = {p.name for p in plot_runs(tmp_path / "cpu", out=tmp_path / "one", formats=("svg",))}
+    assert "loss_vs_time.svg" in only_cpu  # one clock: the usual name
