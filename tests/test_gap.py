@@ -121,6 +121,9 @@ def test_gap_closes_from_a_k2_on_per_scheme(tmp_path):
     report = build_report(root)
     (t,) = report.gaps
     assert t.optimum == pytest.approx(OPTIMUM) and t.cost == pytest.approx(COST) and t.k2s == list(K2S)
+    # Where the optimum is known, "the same minimum" compares the schemes' gaps: their final online losses.
+    (minimum,) = [c for c in report.claims if c.number == "4"]
+    assert minimum.results and {r["metric"] for r in minimum.results} == {"final_train"}
     # Median over seeds 0..5 of gap + 0.004 x seed is gap + 0.01; with 6 seeds the 95% interval is the range.
     for scheme, by_k2 in CLOSES.items():
         for k2, gap in by_k2.items():

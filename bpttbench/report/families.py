@@ -101,6 +101,7 @@ class Family:
     target: float
     target_source: str
     budgets: list[str] = field(default_factory=list)  # the units' budgets, e.g. ['120 s']
+    optimum: float | None = None  # the corpus's entropy rate, bits/char, when it is generated with one known
     groups: list[GroupSummary] = field(default_factory=list)
     comparisons: list[Comparison] = field(default_factory=list)
 
@@ -220,6 +221,8 @@ def build_family(key: dict, curves: list[Curve], settings: dict, warnings: list[
             warnings.append(f"{c.label} seed {c.seed} diverged" + (f" at step {at:,}" if isinstance(at, int) else "")
                             + f" ({c.run.path if c.run else '?'}); it is left out of the statistics")
     fam = _reference_points(key, label, curves, live, settings)
+    corpora = [c.run.manifest.get("corpus") for c in curves if c.run is not None]
+    fam.optimum = next((c.get("optimum_bpc") for c in corpora if isinstance(c, dict) and c.get("optimum_bpc")), None)
     equal_time = _equal_time_budgets(settings, fam.budgets)
     for c in curves:
         c.values["final_train"] = trailing_mean(c.step, c.raw, settings["smooth"])
