@@ -39,7 +39,7 @@ from bpttbench.report import (
     verdict_within,
     write_report,
 )
-from bpttbench.report.stats import format_interval, seeds_needed
+from bpttbench.report.stats import MEDIAN_MIN_SAMPLE, format_interval, seeds_needed
 from bpttbench.results import RunWriter, smooth_curve
 from conftest import invoke
 
@@ -133,22 +133,34 @@ def test_a_mean_has_its_t_interval_and_none_below_five_values():
                                                                np.mean(values) + half, 6))
     few = mean_interval([0.007, 0.007, 0.018])  # the issue's case: three seeds are no 95% interval
     assert few.estimate == pytest.approx(0.032 / 3) and few.n == 3 and not few.has_interval
-    assert format_interval(few, signed=True) == "+0.011 (3: too few for a 95% interval)"
+    assert format_interval(few, signed=True) == "+0.011 (3 seeds: no 95% interval below 5 seeds)"
     assert verdict_within(few, 0.05) == INCONCLUSIVE
     assert mean_interval([math.nan]).n == 0 and mean_interval([1.0, 2.0, math.inf, 3.0, 4.0]).estimator == "median"
 
 
 def test_a_median_has_its_order_statistic_interval():
-    """For n values the interval [x_(l), x_(n-1-l)] covers the median with probability
-    P(l <= Binomial(n, 1/2) <= n - 1 - l): the largest l with at least 95%."""
-    for n in (6, 11, 20):
+    """For n values the interval [x_(l), x_(n-1-l)] (0-based) misses the median only when at most l of
+    them lie on one side: it covers with probability 1 - 2 P(B <= l), B ~ Binomial(n, 1/2). l is the
+    largest index with at least 95%, for every n (8 and 16 were once given 93% and 92%)."""
+    for n in range(MEDIAN_MIN_SAMPLE, 201):
         iv = median_interval(np.arange(n, dtype=float)[::-1])
         lower = int(iv.lo)
-        cover = stats.binom.cdf(n - 1 - lower, n, 0.5) - stats.binom.cdf(lower - 1, n, 0.5)
-        wider = stats.binom.cdf(n - 2 - lower, n, 0.5) - stats.binom.cdf(lower, n, 0.5)
-        assert iv.hi == n - 1 - lower and cover >= 0.95 > wider, (n, lower)
+        cover = 1 - 2 * stats.binom.cdf(lower, n, 0.5)
+        narrower = 1 - 2 * stats.binom.cdf(lower + 1, n, 0.5)
+        assert iv.hi == n - 1 - lower and cover >= 0.95 > narrower, (n, lower, cover)
     assert median_interval([1.0, 2.0, math.inf, math.inf, math.inf, math.inf, 3.0]).hi == math.inf
     assert not median_interval(range(5)).has_interval  # the range of 5 values covers 94%
+    assert format_interval(median_interval(range(5)), "s") == "2 (5 seeds: no 95% interval below 6 seeds)"
+
+
+@pytest.mark.skipif(not hasattr(stats, "quantile_test"), reason="scipy.stats.quantile_test needs SciPy >= 1.12")
+def test_a_median_interval_is_scipys_quantile_test_interval():
+    rng = np.random.default_rng(11)
+    for n in range(1, 120):
+        x = rng.standard_normal(n)
+        ours = median_interval(x)
+        theirs = stats.quantile_test(x, q=float(np.median(x)), p=0.5).confidence_interval(0.95)
+        assert (ours.lo, ours.hi) == pytest.approx((theirs.low, theirs.high), nan_ok=True), n
 
 
 def test_a_ratio_is_a_geometric_mean():
@@ -780,6 +792,50 @@ def test_report_json_is_strict_with_null_where_a_target_is_not_reached(tmp_path)
     assert group0["final_train"]["estimate"] == pytest.approx(report.families[0].groups[0].stats["final_train"].estimate)
     assert "inf" not in text.replace("info", "") and "NaN" not in text
     assert data["claims"][1]["verdict"] == INCONCLUSIVE  # one seed decides nothing
+
+
+RESULT_KEYS = {"corpus", "k2", "metric", "unit", "estimator", "estimate", "lo", "hi", "n", "values", "verdict"}
+
+
+def test_every_claim_carries_its_deciding_rows_into_report_json(tmp_path):
+    """Claim.results, for a replication table: one row per comparison, family or gradcheck configuration,
+    with the keys Claim's docstring documents, in report.json as in the report."""
+    root = tmp_path / "results"
+    write_run(root / "run", question_units())
+    write_run(root / "k2one", [unit(scheme, s, points(f_fast, 1000), k2=1) for scheme in ("single", "sliding")
+                               for s in SEEDS])
+    write_gradcheck(root / "gradcheck.csv")
+    report = build_report(root, smooth=1)
+    write_report(report, tmp_path / "out")
+    data = json.loads((tmp_path / "out" / "report.json").read_text(), parse_constant=lambda c: pytest.fail(c))
+    by_number = {c["number"]: c["results"] for c in data["claims"]}
+    assert set(by_number) == {"1", "2", "3", "4", "5", "6a", "6b"}
+    for number, rows in by_number.items():
+        assert rows and all(set(r) == RESULT_KEYS for r in rows), number
+        assert rows == [json.loads(json.dumps(r)) for r in claim(report, number).results]
+    (two,) = by_number["2"]
+    c = comparison(report, "single", "sliding")
+    assert (two["metric"], two["unit"], two["estimator"], two["n"]) == ("steps_curve", "bits/char", "mean", len(SEEDS))
+    assert two["values"] == [c.stats["steps_curve"].values[i] for i in range(len(SEEDS))]  # per seed, in seed order
+    assert two["estimate"] == pytest.approx(np.mean(two["values"])) and two["lo"] <= two["estimate"] <= two["hi"]
+    assert two["verdict"] == claim(report, "2").verdict and two["corpus"] == "synthetic" and two["k2"] == 20
+    (five,) = by_number["5"]
+    assert (five["estimator"], five["estimate"], five["lo"], five["hi"], five["values"]) == ("largest", 0.0, None, None, [])
+    (cos,) = by_number["6a"]
+    assert (cos["metric"], cos["estimator"], cos["n"]) == ("cosine", "median", 6) and cos["lo"] <= cos["estimate"] <= cos["hi"]
+    assert by_number["6b"][0]["metric"] == "relative error"
+
+
+def test_three_seeds_get_no_interval_and_no_verdict(tmp_path):
+    """study --quick once printed "+0.007 [+0.007, +0.018]" as a 95% interval over 3 seeds."""
+    report = build_report(write_run(tmp_path / "run", question_units(seeds=(0, 1, 2))), smooth=1)
+    for number in ("1", "2", "3", "4"):
+        c = claim(report, number)
+        assert c.verdict == INCONCLUSIVE, number
+        assert "(3 seeds: no 95% interval below 5 seeds)" in c.evidence[0] and "[" not in c.deciding.split("(")[0]
+        (row,) = c.results
+        assert row["n"] == 3 and row["lo"] is None and row["hi"] is None and len(row["values"]) == 3
+        assert "With fewer than 5 paired seeds there is no interval" in c.rule
 
 
 def test_the_command_and_the_library_share_their_defaults():

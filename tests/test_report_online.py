@@ -121,9 +121,9 @@ def test_report_md_and_json_show_the_table(report, tmp_path):
     assert cells["snap1"]["cosine (W_hh)"].startswith("0.4010 [")
     assert cells["adaptive k2=5"]["cosine with rtrl (all)"] == "–"
     assert cells["rtrl"]["resident memory"] == "3 MiB"
-    assert cells["rtrl"]["µs per step"] == "40,000 (3: too few for a 95% interval)"  # 3 seeds: an estimate alone
+    assert cells["rtrl"]["µs per step"] == "40,000 (3 seeds: no 95% interval below 6 seeds)"  # 3 seeds: an estimate alone
     assert cells["eprop"]["gap to the optimum"].startswith("+0.050")
-    assert cells["eprop"]["final online loss"] == f"{OPTIMUM + 0.05:.3f} (3: too few for a 95% interval)"
+    assert cells["eprop"]["final online loss"] == f"{OPTIMUM + 0.05:.3f} (3 seeds: no 95% interval below 6 seeds)"
     data = json.loads((tmp_path / "out" / "report.json").read_text(encoding="utf-8"))
     (online,) = data["online"]
     snap1 = next(r for r in online["rows"] if r["scheme"] == "snap1")

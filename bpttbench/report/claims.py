@@ -18,6 +18,8 @@ from bpttbench.report.stats import (
     CONTRADICTED,
     EDGE_FRACTION,
     INCONCLUSIVE,
+    MEDIAN_MIN_SAMPLE,
+    MIN_SAMPLE,
     NOT_MEASURED,
     SUPPORTED,
     Interval,
@@ -42,6 +44,30 @@ EXACT_TOL = 1e-6  # relative error below which a gradient counts as exact (the g
 
 @dataclass
 class Claim:
+    """A claim of the question, its verdict and the numbers behind it.
+
+    `results` holds one row per comparison (claims 1-4), family (5) or gradcheck configuration (6a, 6b)
+    that decided it, for replication (report/replication.py, report.json, a study's summary.json). Its
+    keys are stable:
+      corpus    the corpus (None for a gradcheck that does not record one)
+      k2        the truncation length k2 of the runs compared
+      metric    what was measured: a metric of families.ALL_METRICS (claims 1-4, e.g. "steps_curve",
+                "val_time_curve", "final_val"), "largest step difference" (5), "cosine" (6a) or
+                "relative error" (6b)
+      unit      "bits/char" (1-5); "" for the dimensionless cosine and relative error (6a, 6b)
+      estimator "mean" (1-4: the mean of the per-seed paired differences, first − second), "median"
+                (6a, 6b: over the gradcheck's checkpoints; a difference holding "not reached"),
+                "largest" (5: the largest |difference| at any common log step of any pair and seed)
+      estimate  the estimate that estimator gives
+      lo, hi    its 95% interval: Student-t for a mean, binomial order statistics for a median; None
+                where there is none (claim 5, or fewer than stats.MIN_SAMPLE seeds, or fewer than
+                stats.MEDIAN_MIN_SAMPLE checkpoints)
+      n         the number of values the estimate is over (seeds; checkpoints for 6a, 6b); None for 5
+      values    those values: per seed in seed order (1-4); per checkpoint in (seed, step) order (6a,
+                6b); [] for 5
+      verdict   this row's verdict: supported, contradicted, inconclusive or not measured
+    """
+
     number: str
     text: str
     verdict: str
@@ -49,18 +75,17 @@ class Claim:
     evidence: list[str]  # one line per family or configuration, with the numbers
     deciding: str  # the short version for a table cell
     needs: list[dict] = field(default_factory=list)  # per inconclusive comparison: the seeds that would decide it
-    # One row per comparison or gradcheck configuration that decided it, for replication (report/replication.py):
-    # corpus, k2, metric, unit, estimate, lo, hi (None without an interval), n, values (per seed), verdict.
-    results: list[dict] = field(default_factory=list)
+    results: list[dict] = field(default_factory=list)  # the deciding rows, keys as in the docstring
 
 
 def _result(corpus, k2, metric: str, unit: str, iv: Interval | None, verdict: str, estimate: float | None = None) -> dict:
-    """A row of Claim.results: the interval's numbers, or a bare estimate."""
+    """A row of Claim.results (keys in Claim's docstring): the interval's numbers, or a bare largest value."""
     if iv is None:
-        return {"corpus": corpus, "k2": k2, "metric": metric, "unit": unit, "estimate": estimate, "lo": None, "hi": None,
-                "n": None, "values": [], "verdict": verdict}
-    return {"corpus": corpus, "k2": k2, "metric": metric, "unit": unit, "estimate": iv.estimate, "lo": iv.lo, "hi": iv.hi,
-            "n": iv.n, "values": list(iv.values), "verdict": verdict}
+        return {"corpus": corpus, "k2": k2, "metric": metric, "unit": unit, "estimator": "largest", "estimate": estimate,
+                "lo": None, "hi": None, "n": None, "values": [], "verdict": verdict}
+    lo, hi = (iv.lo, iv.hi) if iv.has_interval else (None, None)
+    return {"corpus": corpus, "k2": k2, "metric": metric, "unit": unit, "estimator": iv.estimator, "estimate": iv.estimate,
+            "lo": lo, "hi": hi, "n": iv.n, "values": list(iv.values), "verdict": verdict}
 
 
 def judge(families: list[Family], grad: list[GradSummary], grad_problem: str | None, settings: dict) -> list[Claim]:
@@ -73,8 +98,11 @@ def judge(families: list[Family], grad: list[GradSummary], grad_problem: str | N
 # ----------------------------------------------------------------------------- claims 1-4: paired runs
 
 NO_PAIR = "not measured: no run pairs {} with {} at k2 > k1 on the same seeds"
-SEEDS_NOTE = (" When inconclusive, the report estimates how many seeds would decide it from the spread of the "
-              "per-seed differences (see How the numbers are made).")
+# What "the interval" of claims 1-4 is: stated once, in every rule that uses it.
+MEAN_INTERVAL = "the 95% Student-t interval of the mean over paired seeds of {first} − {second}"
+SEEDS_NOTE = (f" With fewer than {MIN_SAMPLE} paired seeds there is no interval and the claim is inconclusive. When "
+              "inconclusive, the report estimates how many seeds would decide it from the spread of the per-seed "
+              "differences (see How the numbers are made).")
 
 
 def _truncating(fam: Family, comps: list[Comparison]) -> list[Comparison]:
@@ -149,7 +177,7 @@ def _over_steps(s: dict) -> Choose:
 
 
 WITHIN_OVER_STEPS = (
-    "supported when the 95% interval of {first} − {second} lies within ±{delta:g} bits/char, where each seed's "
+    "supported when " + MEAN_INTERVAL + " lies within ±{delta:g} bits/char, where each seed's "
     "difference is the mean, over the log points both runs recorded after a burn-in of the first {burn_in:.0%} of "
     "them, of {first}'s smoothed online loss minus {second}'s (the same seed starts from the same weights and reads "
     "the same text at the same step); contradicted when it lies wholly outside; inconclusive otherwise." + SEEDS_NOTE)
@@ -158,7 +186,8 @@ WITHIN_OVER_STEPS = (
 def stored_claim(families: list[Family], grad: list[GradSummary], grad_problem: str | None, s: dict) -> Claim:
     """1: stored − single over the steps within ±delta; gradcheck's single-vs-stored rows shown beside it."""
     tail = [f"gradcheck, {_grad_where(g.config)}: single's gradient against stored's: relative difference "
-            f"{format_small_interval(g.rel_error)}, cosine {format_interval(g.cosine, 'cos')} (not part of the verdict)"
+            f"{format_small_interval(g.rel_error)}, cosine {format_interval(g.cosine, 'cos', of='checkpoints')} (not part of "
+            "the verdict)"
             for g in grad if g.estimator == "single_vs_stored" and grad_problem is None]
     return _pair_claim("1", "Storing past weights makes almost no difference (stored vs single).",
                        WITHIN_OVER_STEPS.format(first="stored", second="single", delta=s["delta"], burn_in=s["burn_in"]),
@@ -173,7 +202,8 @@ def per_step_claim(families: list[Family], s: dict) -> Claim:
 
 
 PER_SECOND_RULE = (
-    "supported when the 95% interval of single − sliding lies below 0, where each seed's difference is the mean of "
+    "supported when " + MEAN_INTERVAL.format(first="single", second="sliding") + " lies below 0, where each seed's "
+    "difference is the mean of "
     "single's validation loss minus sliding's (every model read on the same held-out text) at {points} equally "
     "spaced training times that every seed's validation curve covers, after the first {burn_in:.0%} of the time "
     "(without validation loss, the smoothed online loss, likewise); contradicted when it lies above 0; inconclusive "
@@ -218,8 +248,9 @@ MINIMUM_RULE = (
     "judged only on runs that reached a plateau: both schemes' loss fell by at most {plateau:g} bits/char over the "
     "last {late:.0%} of their steps (median over seeds; on the validation curve when it has 3 or more evaluations, "
     "else the smoothed online loss); a pair still improving is not decidable, whatever its interval. Then supported "
-    "when the 95% interval of single − sliding in final validation loss (each seed's mean over the last {tail:.0%} "
-    "of its evaluations, at least one; without validation, the final online loss, the mean over the last {smooth} "
+    "when " + MEAN_INTERVAL.format(first="single", second="sliding") + " in final validation loss (each seed's mean "
+    "over the last {tail:.0%} of its evaluations, at least one; without validation, the final online loss, the mean "
+    "over the last {smooth} "
     "log points; on a corpus with a known optimum always the final online loss, so that the difference is that of "
     "the two schemes' gaps to it) lies within ±{delta:g} bits/char; contradicted when it lies wholly outside; "
     "inconclusive otherwise." + SEEDS_NOTE)
@@ -312,12 +343,18 @@ def k2_one_claim(families: list[Family], s: dict) -> Claim:
 
 # ----------------------------------------------------------------------------- claims 6a, 6b: gradcheck.csv
 
-SINGLE_GRADIENT_RULE = ("supported when the 95% interval of the median cosine similarity between single's gradient and "
-                        "the exact window gradient lies at or above {cosine_min:g}; contradicted when it lies below; "
-                        "from gradcheck.csv.")
-STORED_GRADIENT_RULE = ("supported when the 95% interval of the median relative error of stored's gradient against the "
-                        "exact window gradient lies above {exact_tol:g}; contradicted when it lies at or below; from "
-                        "gradcheck.csv.")
+# What "the interval" of claims 6a and 6b is: cosines crowd against 1 and relative errors span orders of
+# magnitude, so the median with an interval that assumes no shape.
+MEDIAN_INTERVAL = ("the distribution-free 95% interval (binomial order statistics, the checkpoints taken as "
+                   "independent draws) of the median over the gradcheck's checkpoints of ")
+GRADIENT_NOTE = (f"; inconclusive otherwise, and with fewer than {MEDIAN_MIN_SAMPLE} checkpoints, which get no "
+                 "interval; from gradcheck.csv.")
+SINGLE_GRADIENT_RULE = ("supported when " + MEDIAN_INTERVAL + "the cosine similarity between single's gradient and "
+                        "the exact window gradient lies at or above {cosine_min:g}; contradicted when it lies below"
+                        + GRADIENT_NOTE)
+STORED_GRADIENT_RULE = ("supported when " + MEDIAN_INTERVAL + "the relative error of stored's gradient against the "
+                        "exact window gradient lies above {exact_tol:g}; contradicted when it lies at or below"
+                        + GRADIENT_NOTE)
 
 
 def _grad_where(cfg: dict) -> str:
@@ -343,7 +380,7 @@ def _gradient_claim(number: str, text: str, rule: str, estimator: str, grad: lis
         verdicts.append(v)
         metric, iv = measure(g)
         results.append(_result(g.config.get("corpus"), g.config["k2"], metric, "", iv, v))
-        evidence.append(f"{_grad_where(g.config)}: cosine {format_interval(g.cosine, 'cos')}, relative error "
+        evidence.append(f"{_grad_where(g.config)}: cosine {format_interval(g.cosine, 'cos', of='checkpoints')}, relative error "
                         f"{format_small_interval(g.rel_error)} over {g.cosine.n} checkpoints ({g.tensors}) → {v}")
         corpus = f"{g.config['corpus']}, " if "corpus" in g.config else ""
         short.append(f"{deciding(g)} ({corpus}k2={format_setting(g.config['k2'])}, lr={format_setting(g.config['lr'])})")

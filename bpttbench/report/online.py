@@ -180,7 +180,7 @@ def cosine_cell(row: OnlineRow, tensor: str) -> str:
     iv = row.cosine[tensor]
     if iv.n == 0:
         return "–"
-    text = format_interval(iv, "cos").replace(" (1 seed)", " (1 checkpoint)")
+    text = format_interval(iv, "cos", of="checkpoints")
     return text + (" (one sample)" if row.scheme == "uoro" else "")
 
 

@@ -14,6 +14,7 @@ from bpttbench.report.online import ONLINE_HEADER, md_online, online_cells
 from bpttbench.report.stats import (
     CONTRADICTED,
     INCONCLUSIVE,
+    MEDIAN_MIN_SAMPLE,
     MIN_SAMPLE,
     MIXED,
     NOT_MEASURED,
@@ -106,7 +107,7 @@ def render_markdown(report: Report, out_dir: Path) -> str:
     lines = ["# bpttbench report", "", f"Runs under {under}: " + "; ".join(report.notes) + ".", "",
              f"Paired differences are means over seeds with Student-t 95% intervals, a configuration's numbers medians "
              f"over seeds with distribution-free 95% intervals (none below {MIN_SAMPLE} seeds for a mean, "
-             f"{MIN_SAMPLE + 1} values for a median); \"about the same\" "
+             f"{MEDIAN_MIN_SAMPLE} values for a median); \"about the same\" "
              f"means within ±{s['delta']:g} bits/char. Losses are in bits per character."]
     lines += ["", "## The question's claims", ""]
     lines += md_table(["#", "claim", "verdict", "deciding numbers"],
@@ -183,7 +184,7 @@ def _md_gradcheck(report: Report, out_dir: Path) -> list[str]:
              "against Y.", ""]
     rows = [[g.config["scheme"], format_setting(g.config["k1"]), format_setting(g.config["k2"]),
              f"{g.config['optimizer']} {format_setting(g.config['lr'])}", g.estimator, str(g.cosine.n),
-             format_interval(g.cosine, "cos"), format_small_interval(g.rel_error)] for g in report.gradcheck]
+             format_interval(g.cosine, "cos", of="checkpoints"), format_small_interval(g.rel_error)] for g in report.gradcheck]
     return lines + md_table(["trained", "k1", "k2", "optimizer lr", "estimator", "checkpoints", "cosine",
                              "relative error"], rows)
 
@@ -222,13 +223,17 @@ def _md_definitions(s: dict) -> list[str]:
         "a mean needs fewer seeds than a median for the same width); a ratio the geometric mean, the t interval of "
         "the logarithms; a configuration's numbers and gradient cosines the median with its distribution-free "
         "interval from binomial order statistics (times may be \"not reached\"). Below "
-        f"{MIN_SAMPLE} values no interval is given and no verdict rests on the estimate alone: with 3 seeds an "
-        "interval would be as wide as the range of the seeds and still not hold its 95%.",
-        f"- Seven claims on each corpus, each on its own 95% interval: no family-wise correction is applied. Had every "
-        f"claim's truth sat exactly on its decision edge, each verdict would be wrong with probability at most 2.5%, and "
-        f"at least one of {7 * max(1, s.get('corpora', 1))} wrong with probability up to "
-        f"{1 - 0.975 ** (7 * max(1, s.get('corpora', 1))):.0%}; for a truth well away from the edges it is far smaller. "
-        "Read a verdict whose interval grazes an edge as weaker than one far from it.",
+        f"{MIN_SAMPLE} values ({MEDIAN_MIN_SAMPLE} for a median) no interval is given and no verdict rests on the "
+        "estimate alone: with 3 seeds the t interval reaches 2.5 standard deviations either side of the mean, its 95% "
+        "resting wholly on a normality three values cannot check, and a median has none (the range of 3 covers 75%).",
+        f"- Seven claims on each corpus, each on its own 95% interval: no family-wise correction is applied, as each "
+        "claim answers its own question and is read on its own (a Holm correction would widen every interval and need "
+        "more seeds for each). Had every claim's truth sat exactly on its decision edge, each verdict would be wrong "
+        f"with probability at most 2.5% (one-sided), and at least one of {7 * max(1, s.get('corpora', 1))} wrong with "
+        f"probability 1 − 0.975^{7 * max(1, s.get('corpora', 1))} ≈ {1 - 0.975 ** (7 * max(1, s.get('corpora', 1))):.0%} "
+        f"were their errors independent, at most {0.025 * 7 * max(1, s.get('corpora', 1)):.0%} whatever their "
+        "dependence; for a truth well away from the edges it is far smaller. Read a verdict whose interval grazes an "
+        "edge as weaker than one far from it.",
         "- Seeds that would decide an inconclusive claim: from the n per-seed paired differences (sample standard "
         "deviation s, mean m), the smallest n' (at least n + 1) at which the half-width of the 95% interval of the "
         "mean, t(0.975, n'−1) · s / √n', falls below the distance from m to the nearest edge (±delta, or 0 "

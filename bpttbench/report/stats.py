@@ -2,15 +2,25 @@
 verdict rules that turn an interval into supported / contradicted / inconclusive, and how many seeds
 would turn an inconclusive one into a decision.
 
-Estimators, each with an interval that holds its 95% (tests/test_coverage.py checks it by simulation):
-- a paired difference (claims 1-4, every comparison): the mean over seeds with its Student-t interval.
-  The per-seed differences of whole curves are close to normal, where the t interval's coverage is
-  exact and the mean needs about 2/pi as many seeds as the median for the same width;
-- a ratio (steps/s, first / second): the geometric mean, the t interval of the logarithms, exponentiated;
-- anything else (a configuration's losses, times that may be "not reached", cosines over checkpoints):
-  the median with its distribution-free interval, from the binomial order statistics.
-Below MIN_SAMPLE values no interval is given: with 3 seeds a t interval is as wide as a guess and the
-order statistics' widest interval, the range, covers 75%; the estimate is reported alone.
+Estimators, each with an interval that holds its 95% (tests/test_coverage.py checks it by simulation),
+and why each:
+- a paired difference (claims 1-4, every comparison): the MEAN of the per-seed differences with its
+  Student-t interval (mean_interval). Each per-seed difference is itself an average over a whole curve,
+  so the differences are close to normal: there the t interval's coverage is exact, and the mean is the
+  more efficient estimate: the median's standard error is sqrt(pi/2) ~ 1.25 times the mean's, so the
+  mean reaches a given width with 2/pi ~ 64% of the seeds;
+- a ratio (steps/s, first / second): the geometric mean, the t interval of the logarithms, exponentiated,
+  because a ratio's scatter is multiplicative (x2 and x0.5 lie equally far from 1 on a log scale);
+- a sample holding +inf ("not reached", a time to target): the median, as no mean exists;
+- a configuration's own numbers (losses, times, us/step) and gradient cosines / relative errors over
+  checkpoints: the median with its distribution-free interval from the binomial order statistics
+  (median_interval), since cosines crowd against 1 and relative errors span orders of magnitude: no
+  shape is assumed, and a slow or odd seed does not move it.
+Below MIN_SAMPLE values no interval is given and the estimate is reported alone ("3 seeds: no 95%
+interval below 5 seeds"): with 3 seeds the t interval reaches 2.5 standard deviations either side of
+the mean and its 95% rests wholly on a normality three values cannot check, while the order statistics
+have no 95% interval at all (the range of 3 values covers 75%). A verdict never rests on an estimate
+alone: without an interval it is inconclusive.
 """
 
 from __future__ import annotations
@@ -27,13 +37,17 @@ from bpttbench.results import step_weights
 SUPPORTED, CONTRADICTED, INCONCLUSIVE, NOT_MEASURED, MIXED = (
     "supported", "contradicted", "inconclusive", "not measured", "mixed")
 LEVEL = 0.95
-MIN_SAMPLE = 5  # the fewest values that get a 95% interval
+MIN_SAMPLE = 5  # the fewest values that get a 95% interval: the one place this number is set
+# A median's interval needs more: the widest one, the range of n values, covers 1 - 2 * 0.5**n, which
+# reaches 95% at n = 6.
+MEDIAN_MIN_SAMPLE = max(MIN_SAMPLE, math.ceil(math.log2(2 / (1 - LEVEL))))
 
 
 @dataclass(frozen=True)
 class Interval:
     """An estimate over n values with its 95% interval (lo, hi): NaN where there is none (no values,
-    or fewer than MIN_SAMPLE). inf means "not reached". `estimator` says which estimate it is."""
+    or fewer than fewest_values(estimator)). inf means "not reached". `estimator` says which estimate
+    it is: "mean", "geometric mean" or "median"."""
 
     estimate: float
     lo: float
@@ -43,12 +57,22 @@ class Interval:
     estimator: str = "mean"
 
     @property
+    def fewest(self) -> int:
+        """The fewest values for which this estimator gets a 95% interval."""
+        return fewest_values(self.estimator)
+
+    @property
     def has_interval(self) -> bool:
         return not (math.isnan(self.lo) or math.isnan(self.hi))
 
     def to_dict(self) -> dict:
         return {"estimate": self.estimate, "estimator": self.estimator, "lo": self.lo, "hi": self.hi, "n": self.n,
                 "values": list(self.values)}
+
+
+def fewest_values(estimator: str) -> int:
+    """The fewest values that get a 95% interval: MIN_SAMPLE, or MEDIAN_MIN_SAMPLE for a median."""
+    return MEDIAN_MIN_SAMPLE if estimator == "median" else MIN_SAMPLE
 
 
 def _kept(values: Iterable[float]) -> tuple:
@@ -87,8 +111,10 @@ def ratio_interval(values: Iterable[float]) -> Interval:
 
 def median_interval(values: Iterable[float]) -> Interval:
     """The median of the values (NaN dropped; inf allowed) and its distribution-free 95% interval:
-    the order statistics x_(l) <= x_(u) with P(l <= B < u) >= 95% for B ~ Binomial(n, 1/2), as close
-    to the middle as that allows (scipy.stats.binom)."""
+    the order statistics [x_(l), x_(n-1-l)] (0-based, sorted) with l the largest index at which
+    P(B <= l) <= 2.5% for B ~ Binomial(n, 1/2). That interval misses the median only when at most l
+    values fall on one side of it, so it covers with probability 1 - 2 P(B <= l) >= 95% whatever the
+    values' distribution (the interval of scipy.stats.quantile_test, SciPy >= 1.12)."""
     kept = _kept(values)
     v = np.sort(np.asarray(kept, dtype=float))
     n = len(v)
@@ -96,11 +122,11 @@ def median_interval(values: Iterable[float]) -> Interval:
         return Interval(math.nan, math.nan, math.nan, 0, kept, "median")
     med = float(np.median(v)) if np.isfinite(v).all() else float(v[(n - 1) // 2] if n % 2 else
                                                                   (v[n // 2 - 1] + v[n // 2]) / 2)
-    if n < MIN_SAMPLE + 1:  # the range of 5 values covers 94%: no 95% interval below 6
+    tail = (1 - LEVEL) / 2
+    lower = int(scipy_stats.binom.ppf(tail, n, 0.5))  # the smallest l with P(B <= l) >= 2.5% ...
+    lower -= bool(scipy_stats.binom.cdf(lower, n, 0.5) > tail)  # ... one less unless it is exactly 2.5%
+    if n < MEDIAN_MIN_SAMPLE or lower < 0:  # even the range covers less than 95% (94% for 5 values)
         return Interval(med, math.nan, math.nan, n, kept, "median")
-    lower = int(scipy_stats.binom.ppf((1 - LEVEL) / 2, n, 0.5))  # P(B < lower) <= 2.5%
-    while lower > 0 and scipy_stats.binom.cdf(n - lower - 1, n, 0.5) - scipy_stats.binom.cdf(lower - 1, n, 0.5) < LEVEL:
-        lower -= 1
     return Interval(med, float(v[lower]), float(v[n - 1 - lower]), n, kept, "median")
 
 
@@ -306,13 +332,20 @@ def format_signed(x: float, unit: str) -> str:
     return ("+" if x > 0 else "−") + text
 
 
-def format_interval(iv: Interval, unit: str = "bits/char", *, signed: bool = False) -> str:
-    """'2.310 [2.281, 2.350]'; '2.310 (3 seeds: too few for a 95% interval)'; '–' when there is nothing."""
+def _no_interval(iv: Interval, of: str) -> str:
+    """'3 seeds: no 95% interval below 5 seeds'."""
+    noun = of[:-1] if iv.n == 1 and of.endswith("s") else of
+    return f"{iv.n} {noun}: no 95% interval below {iv.fewest} {of}"
+
+
+def format_interval(iv: Interval, unit: str = "bits/char", *, signed: bool = False, of: str = "seeds") -> str:
+    """'2.310 [2.281, 2.350]'; '2.310 (3 seeds: no 95% interval below 5 seeds)'; '–' when there is
+    nothing. `of` names what the values are over (seeds, checkpoints)."""
     fmt = format_signed if signed else format_number
     if iv.n == 0:
         return "–"
     if not iv.has_interval:
-        return f"{fmt(iv.estimate, unit)} ({iv.n}: too few for a 95% interval)"
+        return f"{fmt(iv.estimate, unit)} ({_no_interval(iv, of)})"
     return f"{fmt(iv.estimate, unit)} [{fmt(iv.lo, unit)}, {fmt(iv.hi, unit)}]"
 
 
@@ -340,7 +373,7 @@ def format_small_interval(iv: Interval) -> str:
     if iv.n == 0:
         return "–"
     if not iv.has_interval:
-        return f"{format_small(iv.estimate)} ({iv.n} checkpoints: too few for a 95% interval)"
+        return f"{format_small(iv.estimate)} ({_no_interval(iv, 'checkpoints')})"
     return f"{format_small(iv.estimate)} [{format_small(iv.lo)}, {format_small(iv.hi)}]"
 
 
