@@ -9,14 +9,16 @@ command over these three.
 
 How a number is made. Each configuration gets a few timers: the scheme with SGD, the scheme
 with the default optimizer (Adam with clip 1), its lower bound, the optimizer bound, and
-(--against torch,jax) the peers: the same scheme written for speed in eager PyTorch
-(benchmarks/torch_baseline.py) and in jitted JAX (benchmarks/jax_baseline.py). Every timer is warmed up (compiled, jitted, caches filled), then
-sized so that one sample lasts `min_time` seconds, and the samples of all timers are taken
-in turns, `repeats` rounds, so that a burst of load from elsewhere hits them alike. A figure is
-the median over the samples. Each sample is read on two clocks: CPU time of this process
-(`us_per_step`, the primary one: on a machine shared with other work it does not count the
-time spent waiting for a core) and wall time (`wall_us_per_step`); on an idle machine they
-agree, since everything runs on one thread.
+(--against torch,jax) the peers: the same scheme written for speed in PyTorch
+(bpttbench/peers/torch_peer.py) and in jitted JAX (bpttbench/peers/jax_peer.py), each in the form
+its DEFAULT_VARIANTS names (the row says which: torch_variant, jax_variant; the peers implement
+chunked, single, stored and sliding, and other schemes' peer columns are NaN). Every timer is
+warmed up (compiled, jitted, caches filled), then sized so that one sample lasts `min_time`
+seconds, and the samples of all timers are taken in turns, `repeats` rounds, so that a burst of
+load from elsewhere hits them alike. A figure is the median over the samples. Each sample is
+read on two clocks: CPU time of this process (`us_per_step`, the primary one: on a machine shared
+with other work it does not count the time spent waiting for a core) and wall time
+(`wall_us_per_step`); on an idle machine they agree, since everything runs on one thread.
 
 Peers. Each row names its strongest peer, the faster of those timed (`peer`,
 `peer_us_per_step`), and `peer_speedup` = peer_us_per_step / us_per_step is taken against it:
@@ -47,7 +49,6 @@ scheme is built and runs one update period (the kernels allocate nothing per ste
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 import os
@@ -69,6 +70,7 @@ from bpttbench.errors import UserError
 from bpttbench.kernels.blas import dot, gemm_tn
 from bpttbench.kernels.vecmath import JIT
 from bpttbench.model import init_theta
+from bpttbench.peers import PEERS, load_peer, peer_class, peer_module
 from bpttbench.schemes import REGISTRY, make_scheme
 from bpttbench.schemes.base import aligned_zeros
 from bpttbench.speed_bounds import OptimizerBoundTimer, adam_columns, adam_targets
@@ -77,9 +79,6 @@ from bpttbench.kernels.threads import single_threaded_blas
 TIMED_SCHEMES = TRUNCATED_SCHEMES  # what `--scheme all` times and the speed targets are about
 # The untruncated schemes are timed when named, without a BLAS bound or a peer (their rows say NaN).
 TIMEABLE = TRUNCATED_SCHEMES + UNTRUNCATED_SCHEMES
-BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
-# peer name (also the name of its optional extra) -> (its module in benchmarks/, its class)
-PEERS = {"torch": ("torch_baseline", "TorchScheme"), "jax": ("jax_baseline", "JaxScheme")}
 LR = 2e-3  # small enough that no timed run diverges; the rate does not change the work
 # Plain SGD without clipping, as every speed measurement here: its step is fused into the gradient GEMM.
 # Adam (adam_us_per_step) runs with the same rate and the default clip (TrainConfig's, 1).
@@ -89,6 +88,7 @@ COLUMNS = [
     "wall_us_per_step", "wall_bound_us", "wall_ratio",
     "adam_us_per_step", "adam_extra_us", "adam_ratio", "optimizer_bound_us", "adam_extra_over_bound",
     "torch_us_per_step", "torch_wall_us_per_step", "jax_us_per_step", "jax_wall_us_per_step",
+    "torch_variant", "jax_variant",
     "peer", "peer_us_per_step", "peer_speedup",
     "resident_bytes", "peak_bytes", "samples", "steps_per_sample",
 ]
@@ -197,37 +197,20 @@ class SchemeTimer:
 
 class PeerTimer:
     """A peer's version of the scheme (`peer` in PEERS), advancing whole units: k1 steps for
-    PyTorch, one jitted block for JAX (so no timed call compiles anything)."""
+    PyTorch, one jitted block for JAX (so no timed call compiles anything). `variant` names the
+    peer's form of chunked or sliding (None: the peer's default); .variant says which ran."""
 
-    def __init__(self, peer: str, scheme: str, cfg: TrainConfig, vocab_size: int, ids: np.ndarray):
-        module = load_peer(peer)
+    def __init__(self, peer: str, scheme: str, cfg: TrainConfig, vocab_size: int, ids: np.ndarray,
+                 variant: str | None = None):
         theta = init_theta(vocab_size, cfg.hidden, cfg.seed, cfg.dtype)
-        self.model = getattr(module, PEERS[peer][1])(scheme, theta, vocab_size, cfg.hidden, ids, k1=cfg.k1,
-                                                     k2=cfg.k2, batch=cfg.batch, lr=cfg.lr)
+        self.model = peer_class(peer)(scheme, theta, vocab_size, cfg.hidden, ids, k1=cfg.k1, k2=cfg.k2,
+                                      batch=cfg.batch, lr=cfg.lr, variant=variant)
+        self.variant = self.model.variant
         self.unit_steps = getattr(self.model, "block_steps", cfg.k1)
 
     def run(self, n_units: int) -> bool:
         losses = self.model.run(n_units * self.unit_steps)  # read back once: waits for the work to finish
         return bool(np.isfinite(losses).all())
-
-
-def load_peer(peer: str):
-    """benchmarks/<peer>_baseline.py of this checkout, imported (each peer is an optional extra)."""
-    if peer not in PEERS:
-        raise UserError(f"unknown peer {peer!r}; --against takes {', '.join(PEERS)}")
-    name = PEERS[peer][0]
-    path = BENCHMARKS / f"{name}.py"
-    if not path.is_file():
-        raise UserError(f"--against {peer} needs {path.name} from a source checkout "
-                        f"(looked in {path.parent}); install bpttbench with pip install -e from its repository")
-    module = sys.modules.get(f"bpttbench_{name}")
-    if module is None:
-        spec = importlib.util.spec_from_file_location(f"bpttbench_{name}", path)
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        sys.modules[spec.name] = module
-    getattr(module, f"require_{peer}")()
-    return module
 
 
 def strongest_peer(times: dict[str, float]) -> tuple[str | None, float]:
@@ -288,7 +271,7 @@ def memory_bytes(cfg: TrainConfig, vocab_size: int, ids: np.ndarray) -> tuple[in
 @contextmanager
 def one_thread(torch_too: bool = False):
     """One BLAS thread (and one PyTorch thread) for the duration. (JAX's one thread is set
-    by jax_baseline.require_jax through XLA_FLAGS, before JAX starts.)
+    by bpttbench.peers.jax_peer.require, before JAX starts: see its ONE_THREAD.)
 
     bpttbench.kernels.threads loads SciPy's BLAS (the one numba's np.dot calls) before limiting it:
     kernels loaded from numba's cache have not loaded it yet, and a limit set before it loads
@@ -384,7 +367,8 @@ def _measure_one(name, cfg, vocab_size, ids, repeats, min_time, adam, peers) -> 
         timers["optimizer_bound"] = OptimizerBoundTimer(vocab_size, cfg.hidden, cfg.k1, cfg.dtype, cfg.seed)
     if truncated:
         for peer in peers:
-            timers[peer] = PeerTimer(peer, name, cfg, vocab_size, ids)
+            if name in peer_module(peer).SCHEMES:  # (adaptive has no peer)
+                timers[peer] = PeerTimer(peer, name, cfg, vocab_size, ids)
     samples = dict(zip(timers, _sample(list(timers.values()), repeats, min_time)))
     us = _median_us(samples["sgd"], 0)
     wall = _median_us(samples["sgd"], 1)
@@ -404,6 +388,7 @@ def _measure_one(name, cfg, vocab_size, ids, repeats, min_time, adam, peers) -> 
         timed = peer in samples
         times[peer] = row[f"{peer}_us_per_step"] = _median_us(samples[peer], 0) if timed else math.nan
         row[f"{peer}_wall_us_per_step"] = _median_us(samples[peer], 1) if timed else math.nan
+        row[f"{peer}_variant"] = timers[peer].variant if timed else None
     row["peer"], row["peer_us_per_step"] = strongest_peer(times)
     row["peer_speedup"] = row["peer_us_per_step"] / us
     return row
@@ -527,6 +512,9 @@ def write_speed(df: pd.DataFrame, out: Path, *, parameters: dict | None = None) 
     for peer in ("torch", "jax"):  # versions of the peers this process timed
         if peer in sys.modules:
             info["machine"][peer] = sys.modules[peer].__version__
+    jax_peer = sys.modules.get("bpttbench.peers.jax_peer")
+    if jax_peer is not None and jax_peer.ONE_THREAD_APPLIED is not None:
+        info["machine"]["jax_one_thread"] = jax_peer.ONE_THREAD_APPLIED
     atomic_write(meta, lambda f: json.dump(info, f, indent=2, default=str))
     plot_speed(df, png)
     return [csv, meta, png]

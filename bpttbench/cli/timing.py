@@ -27,7 +27,7 @@ from bpttbench.errors import UserError
 @option("--optimizer", type=click.Choice(OPTIMIZERS), default=TRAIN.optimizer,
         help="sgd times plain SGD only; adam also times Adam's update and reports its extra cost over SGD.")
 @several("--against",
-         help="Also time peers: torch, jax; repeatable or a comma list (pip install -e '.[torch,jax]'). "
+         help="Also time peers: torch, jax; repeatable or a comma list (pip install 'bpttbench[torch,jax]'). "
               "Speed-ups are against the faster peer of each row.")
 @option("--against-torch", is_flag=True, help="Same as --against torch.")
 @option("--out", type=click.Path(path_type=Path), default=None, help="Folder for speed.csv/.json/.png. [default: results/speed-<time>]")

@@ -5,7 +5,8 @@ the batch-mean cross-entropy of the newest k1 steps; parameters loaded from bptt
 same streams and windows, plain SGD, inject = new. Written as an experienced PyTorch user
 would for one CPU thread: one fused call where the scheme allows it, no read-back of a loss
 inside the loop (the online losses stay on the device and come back once per `run`), graphs
-freed at every update, the SGD step as one foreach call.
+freed at every update, the SGD step as one foreach call. One thread is the caller's to set
+(torch.set_num_threads(1): bpttbench.speed.one_thread does, and benchmarks/peer_variants.py).
 
 - chunked (k1 = k2 = k): one nn.LSTM call over the chunk from the carried (detached) state,
   one cross_entropy over the chunk's k x B logits, backward, step, carry the final state on.
@@ -28,36 +29,66 @@ freed at every update, the SGD step as one foreach call.
   only for the newest k1 steps, meets weights unchanged since those steps ran: its decoder
   snapshot is the current decoder, so stored keeps no decoder copies.)
 
+Variants (chunked and sliding; single and stored have the one form above):
+  current     the form above. In float32, nn.LSTM runs as oneDNN's fused LSTM (one
+              mkldnn_rnn_layer call forward, one backward); in float64 oneDNN does not apply and
+              it runs its native loop of per-step ops (the trajectory tests check both: float64
+              to 1e-10, float32 to float32's precision).
+  native-rnn  nn.LSTM with oneDNN switched off (torch.backends.mkldnn.enabled), its native loop
+  cell        the LSTM written out (bpttbench/peers/torch_cell.py), eager: the input projection
+              gathered (embedding of the characters in W_ih^T, no one-hot product), one addmm and
+              the gate ops per step, the states of every step kept, so that sliding needs one
+              pass over its window
+  script      cell with its loop over the steps under torch.jit.script (deprecated by PyTorch
+              in favour of torch.compile; its DeprecationWarning is silenced here)
+  compile     the update's forward (projection, loop, decoder, loss) under torch.compile
+              (Inductor, fullgraph, static shapes; the backward compiled by AOTAutograd). Needs
+              a C++ compiler; the first call of each shape compiles for tens of seconds.
+              sliding's first windows, shorter than k2, run eagerly (one shape to compile).
+VARIANTS lists those benchmarks/peer_variants.py times; DEFAULT_VARIANTS is the one `bpttbench
+speed --against torch` times, per scheme (a (scheme, batch) key wins over the scheme's own).
+
 `TorchScheme(...).run(n)` returns the online losses (nats, per step, mean over streams) as a
 NumPy array, so tests can check that both implementations follow one trajectory. PyTorch is an
-optional dependency: import this module only when it is wanted (`pip install -e '.[torch]'`).
+optional dependency (pip install 'bpttbench[torch]'): this module imports it only in require().
 """
 
 from __future__ import annotations
 
+from contextlib import contextmanager, nullcontext
+
 import numpy as np
 
 SCHEMES = ("chunked", "single", "stored", "sliding")
+VARIANT_SCHEMES = ("chunked", "sliding")  # the schemes that have variants
+VARIANTS = ("current", "native-rnn", "cell", "script", "compile")
+# What `bpttbench speed --against torch` times: scheme (or (scheme, batch)) -> variant name.
+DEFAULT_VARIANTS: dict = {"chunked": "current", "sliding": "current"}
 
 
-def require_torch():
-    """Import torch, or raise a one-line UserError saying how to install it."""
+def require():
+    """Import torch, or raise a one-line UserError naming the extra to install."""
     try:
         import torch
     except ImportError as exc:
-        from bpttbench.errors import UserError
+        from bpttbench.peers import missing_framework
 
-        raise UserError("--against torch needs PyTorch, which is not installed; install the extra with "
-                        "pip install -e '.[torch]' (the CPU build is enough)") from exc
+        raise missing_framework("torch") from exc
     return torch
 
 
+def default_variant(scheme: str, batch: int) -> str:
+    return DEFAULT_VARIANTS.get((scheme, batch), DEFAULT_VARIANTS.get(scheme, "current"))
+
+
 class TorchScheme:
-    """One scheme's online training state in PyTorch; `run(n)` advances n steps (a multiple of k1)."""
+    """One scheme's online training state in PyTorch; `run(n)` advances n steps (a multiple of k1).
+    `variant` names the form of chunked and sliding (None: DEFAULT_VARIANTS'); single and stored
+    have one form ("current")."""
 
     def __init__(self, scheme: str, theta: np.ndarray, vocab_size: int, hidden: int, train_ids: np.ndarray, *,
-                 k1: int, k2: int, batch: int = 1, lr: float = 2e-3):
-        torch = require_torch()
+                 k1: int, k2: int, batch: int = 1, lr: float = 2e-3, variant: str | None = None):
+        torch = require()
         from bpttbench.model import split_theta
 
         if scheme not in SCHEMES:
@@ -66,6 +97,13 @@ class TorchScheme:
             raise ValueError(f"chunked needs k1 == k2, got k1={k1}, k2={k2}")
         if not 1 <= k1 <= k2:
             raise ValueError(f"need 1 <= k1 <= k2, got k1={k1}, k2={k2}")
+        if scheme in VARIANT_SCHEMES:
+            variant = variant or default_variant(scheme, batch)
+            if variant not in VARIANTS:
+                raise ValueError(f"unknown PyTorch peer variant {variant!r}; choose one of {', '.join(VARIANTS)}")
+        elif variant not in (None, "current"):
+            raise ValueError(f"{scheme} has one form in the PyTorch peer; variants are for {', '.join(VARIANT_SCHEMES)}")
+        self.variant = variant or "current"
         self.torch = torch
         self.scheme, self.V, self.H, self.B, self.k1, self.k2, self.lr = scheme, vocab_size, hidden, batch, k1, k2, lr
         self.dtype = dtype = torch.float64 if theta.dtype == np.float64 else torch.float32
@@ -78,36 +116,56 @@ class TorchScheme:
         self.eye = torch.eye(vocab_size, dtype=dtype)
         self.t = 0
         p = {k: torch.tensor(np.array(v), dtype=dtype) for k, v in split_theta(theta, vocab_size, hidden).items()}
-        if scheme in ("chunked", "sliding"):
+        if scheme in ("single", "stored"):
+            self._init_manual(p)
+        elif self.variant in ("current", "native-rnn"):
             self._init_autograd(p)
         else:
-            self._init_manual(p)
+            self._init_cell(p)
 
     def run(self, n_steps: int) -> np.ndarray:
         """Advance n_steps; the online loss of each step (nats, mean over streams), read back once."""
         if n_steps % self.k1:
             raise ValueError(f"{n_steps} steps is not a whole number of update periods k1={self.k1}")
+        torch = self.torch
         if self.scheme in ("chunked", "sliding"):
             step = self._chunked if self.scheme == "chunked" else self._sliding
-            parts = [step() for _ in range(n_steps // self.k1)]  # (k1 x B) per-stream losses, detached
-            with self.torch.no_grad():
-                return self.torch.cat(parts).view(n_steps, self.B).mean(1).numpy().astype(np.float64)
-        with self.torch.inference_mode():
-            out = self.torch.empty(n_steps, self.B, dtype=self.dtype)
+            with self._no_onednn() if self.variant == "native-rnn" else nullcontext():
+                parts = [step() for _ in range(n_steps // self.k1)]  # (k1 x B) per-stream losses, detached
+            with torch.no_grad():
+                return torch.cat(parts).view(n_steps, self.B).mean(1).numpy().astype(np.float64)
+        with torch.inference_mode():
+            out = torch.empty(n_steps, self.B, dtype=self.dtype)
             xs, ys = self._ids(self.t + 1, self.t + n_steps)
             for j in range(0, n_steps, self.k1):
                 self._manual_update(out[j : j + self.k1], xs[j : j + self.k1], ys[j : j + self.k1])
             return out.mean(1).numpy().astype(np.float64)
 
+    @contextmanager
+    def _no_onednn(self):
+        """oneDNN off for nn.LSTM (native-rnn), as it was after. (torch.backends.mkldnn.flags would also
+        set oneDNN's TF32 switch, with a warning on CPU builds.)"""
+        mkldnn = self.torch.backends.mkldnn
+        before = mkldnn.enabled
+        mkldnn.enabled = False
+        try:
+            yield
+        finally:
+            mkldnn.enabled = before
+
     def state_dict(self) -> dict[str, np.ndarray]:
         """The current parameters by PyTorch name, as NumPy arrays."""
-        if self.scheme in ("chunked", "sliding"):
-            named = dict(self.lstm.named_parameters())
-            named.update({f"decoder.{k}": v for k, v in self.decoder.named_parameters()})
-        else:
+        if self.scheme in ("single", "stored"):
             named = dict(zip(("weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "bias_hh_l0", "decoder.weight",
                               "decoder.bias"), (self.W_ihT.t(), self.W_hh, self.b_ih, self.b_hh, self.W_dec,
                                                 self.b_dec)))
+        elif self.variant in ("current", "native-rnn"):
+            named = dict(self.lstm.named_parameters())
+            named.update({f"decoder.{k}": v for k, v in self.decoder.named_parameters()})
+        else:
+            W_ihT, *rest = self.params
+            named = dict(zip(("weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "bias_hh_l0", "decoder.weight",
+                              "decoder.bias"), (W_ihT.t(), *rest)))
         return {k: v.detach().numpy().copy() for k, v in named.items()}
 
     def _ids(self, first: int, last: int):
@@ -117,6 +175,18 @@ class TorchScheme:
             return self.tracks[p0 : p0 + n], self.tracks[p0 + 1 : p0 + n + 1]
         pos = self.torch.arange(first - 1, last) % period
         return self.tracks[pos], self.tracks[pos + 1]
+
+    def _sgd(self, loss):
+        torch = self.torch
+        grads = torch.autograd.grad(loss, self.params)  # no .grad fields to zero
+        with torch.no_grad():
+            torch._foreach_add_(self.params, grads, alpha=-self.lr)
+
+    def _chunked(self):
+        return self._chunked_lstm() if self.variant in ("current", "native-rnn") else self._window_cell()
+
+    def _sliding(self):
+        return self._sliding_lstm() if self.variant in ("current", "native-rnn") else self._window_cell()
 
     # ------------------------------------------------------------------ chunked, sliding: nn.LSTM + autograd
     def _init_autograd(self, p):
@@ -132,13 +202,7 @@ class TorchScheme:
         zero = torch.zeros(1, self.B, self.H, dtype=self.dtype)
         self.carried = (zero, zero)  # chunked: the state carried on; sliding: the state before the next window
 
-    def _sgd(self, loss):
-        torch = self.torch
-        grads = torch.autograd.grad(loss, self.params)  # no .grad fields to zero
-        with torch.no_grad():
-            torch._foreach_add_(self.params, grads, alpha=-self.lr)
-
-    def _chunked(self):
+    def _chunked_lstm(self):
         first, t = self.t + 1, self.t + self.k1
         xs, ys = self._ids(first, t)
         out, state = self.lstm(self.eye[xs], self.carried)
@@ -148,7 +212,7 @@ class TorchScheme:
         self.carried, self.t = (state[0].detach(), state[1].detach()), t
         return losses.detach()
 
-    def _sliding(self):
+    def _sliding_lstm(self):
         t = self.t + self.k1
         first = max(1, t - self.k2 + 1)
         split = t + self.k1 - self.k2  # the next window starts after this step
@@ -176,6 +240,30 @@ class TorchScheme:
         self.t = t
         return losses.detach()
 
+    # ------------------------------------------------------------------ chunked, sliding: the LSTM written out
+    def _init_cell(self, p):
+        torch = self.torch
+        self.params = [p["weight_ih_l0"].t().contiguous(), p["weight_hh_l0"], p["bias_ih_l0"], p["bias_hh_l0"],
+                       p["decoder.weight"], p["decoder.bias"]]  # W_ih^T (V, 4H): a step gathers B of its rows
+        for w in self.params:
+            w.requires_grad_(True)
+        zero = torch.zeros(self.B, self.H, dtype=self.dtype)
+        self.carried = (zero, zero)
+        from bpttbench.peers import torch_cell
+
+        self.window_loss, self.loss_fn = torch_cell.window_loss, torch_cell.loss_function(self.variant)
+
+    def _window_cell(self):
+        """One update of chunked or sliding: the window from the carried state, the newest k1 losses."""
+        t = self.t + self.k1
+        first = max(1, t - self.k2 + 1)  # chunked: t - k1 + 1
+        keep = t + self.k1 - self.k2 - first if self.scheme == "sliding" else t - first  # < 0: the state stays
+        xs, ys = self._ids(first, t)
+        fn = self.loss_fn if t - first + 1 == self.k2 else self.window_loss  # compile: full windows only
+        loss, losses, h, c = fn(*self.params, *self.carried, xs, ys, keep, self.k1)
+        self._sgd(loss)
+        self.carried, self.t = (h.detach(), c.detach()), t
+        return losses.detach()
     # ------------------------------------------------------------------ single, stored: written-out backward
     def _init_manual(self, p):
         torch = self.torch

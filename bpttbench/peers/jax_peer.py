@@ -1,11 +1,11 @@
 """The four truncation schemes in JAX, for `bpttbench speed --against jax`.
 
-Same model, streams, windows and numbers as bpttbench and benchmarks/torch_baseline.py (one-hot
-input, gate order i, f, g, o, a linear decoder, the batch-mean cross-entropy of the newest k1
-steps, plain SGD, inject = new). Written as a JAX user would write it for speed: a whole block
-of updates is one `jax.jit` call, a `lax.scan` over the updates carrying the parameters and
-the scheme's state, the input characters gathered inside the call, the block's online losses
-returned once, XLA on one CPU thread.
+Same model, streams, windows and numbers as bpttbench and the PyTorch peer (one-hot input, gate
+order i, f, g, o, a linear decoder, the batch-mean cross-entropy of the newest k1 steps, plain SGD,
+inject = new). Written as a JAX user would write it for speed: a whole block of updates is one
+`jax.jit` call whose carry (parameters, the scheme's state, the step count) is donated, a
+`lax.scan` over the updates carrying the parameters and the scheme's state, the block's online
+losses returned once, XLA on one CPU thread.
 
 - chunked (k1 = k2 = k): `value_and_grad` of the chunk's mean loss, a `lax.scan` over its k
   steps from the carried state (the input projection of all k steps done before the scan),
@@ -27,36 +27,140 @@ returned once, XLA on one CPU thread.
   of the gradient (newest k1 steps only) meets the weights that ran those steps, so stored
   needs no decoder snapshots.
 
+Variants (chunked and sliding; single and stored have the one form above). A variant's name is
+its departures from the form above joined by "+", e.g. "take+unroll-full":
+  current       the form above: characters gathered inside the call from the streams kept on the
+                device, by step number; the input projection as rows of the transposed W_ih
+                (W_ih^T[x]); the window's scan not unrolled; the carry donated
+  args          each block's characters cut on the host (NumPy) and passed in with the call
+  no-donate     the carry not donated (XLA allocates new parameter buffers every call)
+  take          the input projection as columns of W_ih (jnp.take(W_ih, x, axis=1)): no transposed
+                copy of W_ih, and its gradient a scatter into W_ih's columns
+  onehot        the input projection as a product one_hot(x) @ W_ih^T (the model's definition)
+  unroll<N>     lax.scan(..., unroll=N) over the window's steps; unroll-full unrolls all of them
+VARIANTS lists those benchmarks/peer_variants.py times; DEFAULT_VARIANTS is the one `bpttbench
+speed --against jax` times, per scheme (a (scheme, batch) key wins over the scheme's own).
+
+One thread. XLA's CPU backend reads how many threads it may use when it starts, so the choice
+is the process's, made before JAX is imported (or at least before its first computation):
+ONE_THREAD, or the environment variable BPTTBENCH_JAX_ONE_THREAD, is
+  flags         XLA_FLAGS="--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
+                (single-threaded Eigen products, no intra-op pool)
+  affinity      os.sched_setaffinity pins the process's main thread to one CPU before JAX is
+                imported, so that XLA sizes its pools to that one CPU and every thread it starts
+                inherits the pin. This pins the whole process: bpttbench's kernels and PyTorch,
+                timed beside JAX, run on that CPU too (they run on one thread anyway). Pinning
+                needs JAX not yet imported; if it was, require() leaves the affinity alone and
+                ONE_THREAD_APPLIED says so.
+  flags+affinity  both.
+
 `JaxScheme(...).run(n)` returns the online losses (nats, per step, mean over streams) as a
-NumPy array. JAX is an optional dependency (`pip install -e '.[jax]'`); float64 weights switch
-on `jax_enable_x64` for the process.
+NumPy array. JAX is an optional dependency (pip install 'bpttbench[jax]'); this module imports
+it only in require(). float64 weights switch on `jax_enable_x64` for the process.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import os
+import re
+import sys
+from dataclasses import dataclass, replace
 from functools import partial
 
 import numpy as np
 
 SCHEMES = ("chunked", "single", "stored", "sliding")
-# One thread for XLA's CPU backend, as every timing here; read when the backend starts.
+VARIANT_SCHEMES = ("chunked", "sliding")  # the schemes that have variants
+VARIANTS = ("current", "args", "no-donate", "take", "onehot", "unroll2", "unroll5", "unroll-full",
+            "take+unroll-full", "onehot+unroll-full", "args+take+unroll-full")
+# What `bpttbench speed --against jax` times: scheme (or (scheme, batch)) -> variant name.
+DEFAULT_VARIANTS: dict = {"chunked": "current", "sliding": "current"}
+# How XLA is held to one thread (see the module docstring); BPTTBENCH_JAX_ONE_THREAD overrides it.
+ONE_THREAD = "flags"
 XLA_ONE_THREAD = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
+ONE_THREAD_APPLIED: str | None = None  # what require() did, once: e.g. "flags", "flags+affinity (cpu 1)"
 NAMES = ("weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "bias_hh_l0", "decoder.weight", "decoder.bias")
 
 
-def require_jax():
-    """Import jax (on one CPU thread), or raise a one-line UserError saying how to install it."""
-    flags = os.environ.get("XLA_FLAGS", "")
-    if "xla_cpu_multi_thread_eigen" not in flags:
-        os.environ["XLA_FLAGS"] = f"{flags} {XLA_ONE_THREAD}".strip()
+@dataclass(frozen=True)
+class Variant:
+    """One form of chunked and sliding (see the module docstring)."""
+
+    inputs: str = "tracks"  # "tracks": gathered inside the call by step number; "args": cut on the host per block
+    donate: bool = True  # the carry donated to each call
+    xproj: str = "rows"  # "rows": W_ih^T[x]; "take": jnp.take(W_ih, x, axis=1); "onehot": one_hot(x) @ W_ih^T
+    unroll: int | bool = 1  # lax.scan's unroll over the window's steps (True: all)
+
+
+_TOKENS = {"current": {}, "tracks": dict(inputs="tracks"), "args": dict(inputs="args"), "donate": dict(donate=True),
+           "no-donate": dict(donate=False), "rows": dict(xproj="rows"), "take": dict(xproj="take"),
+           "onehot": dict(xproj="onehot"), "unroll-full": dict(unroll=True)}
+
+
+def parse_variant(name: str) -> Variant:
+    """The Variant a name such as "take+unroll-full" means (ValueError for an unknown part)."""
+    variant = Variant()
+    for token in name.split("+"):
+        if re.fullmatch(r"unroll[1-9][0-9]*", token):
+            variant = replace(variant, unroll=int(token[len("unroll"):]))
+        elif token in _TOKENS:
+            variant = replace(variant, **_TOKENS[token])
+        else:
+            raise ValueError(f"unknown part {token!r} of the JAX peer's variant {name!r}; the parts are "
+                             f"{', '.join(_TOKENS)} and unroll<N>")
+    return variant
+
+
+def default_variant(scheme: str, batch: int) -> str:
+    return DEFAULT_VARIANTS.get((scheme, batch), DEFAULT_VARIANTS.get(scheme, "current"))
+
+
+def one_thread_mode() -> str:
+    mode = os.environ.get("BPTTBENCH_JAX_ONE_THREAD", ONE_THREAD)
+    if not mode or set(mode.split("+")) - {"flags", "affinity"}:
+        from bpttbench.errors import UserError
+
+        raise UserError(f"BPTTBENCH_JAX_ONE_THREAD={mode!r}: say flags, affinity or flags+affinity")
+    return mode
+
+
+def _one_thread() -> str:
+    """Hold XLA to one thread as one_thread_mode() says; returns what was done."""
+    parts = one_thread_mode().split("+")
+    done = []
+    if "flags" in parts:
+        flags = os.environ.get("XLA_FLAGS", "")
+        if "xla_cpu_multi_thread_eigen" not in flags:
+            os.environ["XLA_FLAGS"] = f"{flags} {XLA_ONE_THREAD}".strip()
+            done.append("flags")
+        else:
+            done.append("flags (as XLA_FLAGS gave them)")
+    if "affinity" in parts:
+        if "jax" in sys.modules or not hasattr(os, "sched_setaffinity"):
+            done.append("no affinity (jax imported before)" if "jax" in sys.modules else "no affinity (not Linux)")
+        else:
+            cpu = min(os.sched_getaffinity(0))
+            os.sched_setaffinity(0, {cpu})
+            done.append(f"affinity (cpu {cpu})")
+    return "+".join(done)
+
+
+def require():
+    """Import jax (on one CPU thread, see ONE_THREAD), or raise a one-line UserError naming the extra."""
+    global ONE_THREAD_APPLIED
+    if importlib.util.find_spec("jax") is None:
+        from bpttbench.peers import missing_framework
+
+        raise missing_framework("jax")
+    if ONE_THREAD_APPLIED is None:
+        ONE_THREAD_APPLIED = _one_thread()
     try:
         import jax
     except ImportError as exc:
-        from bpttbench.errors import UserError
+        from bpttbench.peers import missing_framework
 
-        raise UserError("--against jax needs JAX, which is not installed; install the extra with "
-                        "pip install -e '.[jax]' (the CPU build is enough)") from exc
+        raise missing_framework("jax") from exc
     return jax
 
 
@@ -71,12 +175,14 @@ class JaxScheme:
     """One scheme's online training state in JAX; `run(n)` advances n steps (a multiple of k1).
 
     Runs of `block_steps` steps reuse one compiled function; other lengths compile their own
-    (timers call `run` with whole blocks only, after a warm-up call).
+    (timers call `run` with whole blocks only, after a warm-up call). `variant` names the form of
+    chunked and sliding (None: DEFAULT_VARIANTS'); single and stored have one form ("current").
     """
 
     def __init__(self, scheme: str, theta: np.ndarray, vocab_size: int, hidden: int, train_ids: np.ndarray, *,
-                 k1: int, k2: int, batch: int = 1, lr: float = 2e-3, block_steps: int | None = None):
-        jax = require_jax()
+                 k1: int, k2: int, batch: int = 1, lr: float = 2e-3, block_steps: int | None = None,
+                 variant: str | None = None):
+        jax = require()
         from bpttbench.model import split_theta
 
         if scheme not in SCHEMES:
@@ -85,6 +191,13 @@ class JaxScheme:
             raise ValueError(f"chunked needs k1 == k2, got k1={k1}, k2={k2}")
         if not 1 <= k1 <= k2:
             raise ValueError(f"need 1 <= k1 <= k2, got k1={k1}, k2={k2}")
+        if scheme in VARIANT_SCHEMES:
+            self.variant = variant or default_variant(scheme, batch)
+            self.opts = parse_variant(self.variant)
+        else:
+            if variant not in (None, "current"):
+                raise ValueError(f"{scheme} has one form in the JAX peer; variants are for {', '.join(VARIANT_SCHEMES)}")
+            self.variant, self.opts = "current", Variant()
         if theta.dtype == np.float64:
             jax.config.update("jax_enable_x64", True)
         import jax.numpy as jnp
@@ -99,7 +212,8 @@ class JaxScheme:
         L = len(ids) // batch
         if L < 2:
             raise ValueError(f"{len(ids)} training characters cannot feed {batch} streams")
-        self.tracks = jnp.asarray(ids[np.arange(batch)[None, :] * L + np.arange(L)[:, None]])  # (L, B)
+        self.host_tracks = ids[np.arange(batch)[None, :] * L + np.arange(L)[:, None]]  # (L, B)
+        self.tracks = jnp.asarray(self.host_tracks)
         self.period = L - 1  # step t reads position (t - 1) mod (L - 1)
         params = {k: jnp.asarray(np.array(v), dtype) for k, v in split_theta(theta, vocab_size, hidden).items()}
         B, H, V, K = batch, hidden, vocab_size, k2
@@ -111,6 +225,7 @@ class JaxScheme:
             if scheme == "stored":
                 state["W_snap"] = zeros(K, 4 * H, H)
         self.carry = (params, state, jnp.asarray(0, jnp.int32))  # t: steps done
+        self.steps = 0  # the same, on the host
         self._compiled = {}
 
     def run(self, n_steps: int) -> np.ndarray:
@@ -123,10 +238,13 @@ class JaxScheme:
             n = min(self.block_steps, n_steps - done)
             fn = self._compiled.get(n)
             if fn is None:
-                fn = self._compiled[n] = self.jax.jit(partial(self._block, n // self.k1), donate_argnums=0)
-            self.carry, losses = fn(self.carry)
+                fn = self._compiled[n] = self.jax.jit(partial(self._block, n // self.k1),
+                                                      donate_argnums=0 if self.opts.donate else ())
+            inputs = self._host_inputs(self.steps, n // self.k1) if self.opts.inputs == "args" else None
+            self.carry, losses = fn(self.carry, inputs)
             out.append(losses)
             done += n
+            self.steps += n
         return np.concatenate([np.asarray(x, np.float64) for x in out])  # waits for the device
 
     def state_dict(self) -> dict[str, np.ndarray]:
@@ -137,6 +255,18 @@ class JaxScheme:
         """(inputs, targets) of step t (1-based, traced), each (B,)."""
         p = (t - 1) % self.period
         return self.tracks[p], self.tracks[p + 1]
+
+    def _window(self) -> int:
+        """Steps an update runs forward: its chunk (chunked) or its window (sliding)."""
+        return self.k2 if self.scheme == "sliding" else self.k1
+
+    def _host_inputs(self, t0: int, n_updates: int):
+        """(inputs, targets), each (n_updates, window, B), of the updates after step t0 (variant args);
+        steps before step 1 (sliding's first windows, masked) read step 1's."""
+        W = self._window()
+        taus = t0 + self.k1 * np.arange(1, n_updates + 1)[:, None] - W + 1 + np.arange(W)[None, :]
+        pos = (np.maximum(taus, 1) - 1) % self.period
+        return self.host_tracks[pos], self.host_tracks[pos + 1]
 
     def _cell(self, p, xp, h, c):
         """One LSTM step from the input projection xp = W_ih x + biases; returns h, c and the gates."""
@@ -149,7 +279,15 @@ class JaxScheme:
         return o * tc, c, (i, f, g, o, tc)
 
     def _xproj(self, p, x):
-        return p["weight_ih_l0"].T[x] + p["bias_ih_l0"] + p["bias_hh_l0"]
+        """W_ih x + biases for the characters x (any shape): (*x.shape, 4H)."""
+        jax, jnp, W = self.jax, self.jnp, p["weight_ih_l0"]
+        if self.opts.xproj == "take":
+            proj = jnp.moveaxis(jnp.take(W, x, axis=1, mode="clip"), 0, -1)
+        elif self.opts.xproj == "onehot":
+            proj = jax.nn.one_hot(x, self.V, dtype=W.dtype) @ W.T
+        else:
+            proj = W.T[x]
+        return proj + p["bias_ih_l0"] + p["bias_hh_l0"]
 
     def _nll(self, p, h, y):
         """Per-stream cross-entropy (..., B) and log-softmax of the decoder's logits."""
@@ -159,24 +297,24 @@ class JaxScheme:
     def _sgd(self, params, grads):
         return self.jax.tree_util.tree_map(lambda w, g: w - self.lr * g, params, grads)
 
-    def _block(self, n_updates, carry):
+    def _block(self, n_updates, carry, inputs):
         step = {"chunked": self._chunked, "sliding": self._sliding, "single": self._retained,
                 "stored": self._retained}[self.scheme]
-        carry, losses = self.jax.lax.scan(step, carry, None, length=n_updates)  # (n_updates, k1)
+        carry, losses = self.jax.lax.scan(step, carry, inputs, length=n_updates)  # (n_updates, k1)
         return carry, losses.reshape(-1)
 
     # ------------------------------------------------------------------ chunked
-    def _chunked(self, carry, _):
+    def _chunked(self, carry, inputs):
         jax, jnp = self.jax, self.jnp
         params, state, t = carry
-        xs, ys = jax.vmap(self._ids)(t + 1 + jnp.arange(self.k1))
+        xs, ys = inputs if inputs is not None else jax.vmap(self._ids)(t + 1 + jnp.arange(self.k1))
 
         def loss(p, h, c):
             def one(hc, xp):
                 h, c, _ = self._cell(p, xp, *hc)
                 return (h, c), h
 
-            (h, c), hs = jax.lax.scan(one, (h, c), self._xproj(p, xs))
+            (h, c), hs = jax.lax.scan(one, (h, c), self._xproj(p, xs), unroll=self.opts.unroll)
             nll, _ = self._nll(p, hs, ys)  # (k, B)
             return nll.mean(), (nll.mean(1), h, c)
 
@@ -184,12 +322,12 @@ class JaxScheme:
         return (self._sgd(params, grads), {"h": h, "c": c}, t + self.k1), per_step
 
     # ------------------------------------------------------------------ sliding
-    def _sliding(self, carry, _):
+    def _sliding(self, carry, inputs):
         jax, jnp, k1, k2 = self.jax, self.jnp, self.k1, self.k2
         params, state, t = carry
         taus = t + k1 - k2 + 1 + jnp.arange(k2)  # the window's steps; those before step 1 are masked
         active = taus >= 1
-        xs, ys = jax.vmap(self._ids)(jnp.maximum(taus, 1))
+        xs, ys = inputs if inputs is not None else jax.vmap(self._ids)(jnp.maximum(taus, 1))
 
         def loss(p, h, c):
             def one(hc, inp):
@@ -198,7 +336,7 @@ class JaxScheme:
                 h, c = jnp.where(on, h, hc[0]), jnp.where(on, c, hc[1])
                 return (h, c), (h, c)
 
-            _, (hs, cs) = jax.lax.scan(one, (h, c), (self._xproj(p, xs), active))
+            _, (hs, cs) = jax.lax.scan(one, (h, c), (self._xproj(p, xs), active), unroll=self.opts.unroll)
             nll, _ = self._nll(p, hs[k2 - k1 :], ys[k2 - k1 :])
             return nll.mean(), (nll.mean(1), hs[k1 - 1], cs[k1 - 1])  # the state after step t + k1 - k2
 
