@@ -1,4 +1,4 @@
-"""The schemes' names, listed once, in a module that imports nothing.
+"""The schemes' and the cells' names, listed once, in a module that imports nothing.
 
 `bpttbench.schemes.SCHEME_NAMES` registers one class per name here (and refuses to import if the two
 disagree); `config` validates against these names without importing the schemes (and Numba), so
@@ -40,3 +40,25 @@ def resolve_k1(scheme: str, k1: int | None, k2: int, default: int) -> int:
 def effective_k2(scheme: str, k2: int) -> int:
     """The k2 that tells configurations apart: an untruncated scheme does not use it (UNTRUNCATED_K2)."""
     return UNTRUNCATED_K2 if scheme in UNTRUNCATED_SCHEMES else k2
+
+
+# The recurrent cells, as torch.nn names them (lowercase), -> gate blocks: the rows of weight_ih_l0 and
+# weight_hh_l0 are blocks * hidden. The count tells the cells apart, so a kernel reads its cell off W_hh's shape.
+CELLS: dict[str, int] = {"lstm": 4, "gru": 3, "rnn": 1}
+CELL_NAMES = tuple(CELLS)
+# The rules derived for some cells only (every other scheme runs every cell): uoro's and e-prop's
+# per-stream steps are written out for the LSTM's gates; SnAp-1's for the LSTM's and the GRU's.
+SCHEME_CELLS: dict[str, tuple[str, ...]] = {"uoro": ("lstm",), "eprop": ("lstm",), "snap1": ("lstm", "gru")}
+
+
+def cells_of(scheme: str) -> tuple[str, ...]:
+    """The cells `scheme` runs."""
+    return SCHEME_CELLS.get(scheme, CELL_NAMES)
+
+
+def cell_of_blocks(blocks: int) -> str:
+    """The cell with this many gate blocks (ValueError for any other count)."""
+    for name, count in CELLS.items():
+        if count == blocks:
+            return name
+    raise ValueError(f"no cell has {blocks} gate blocks; the cells are {', '.join(f'{n} ({c})' for n, c in CELLS.items())}")
