@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass, field, fields
 
 from bpttbench.errors import ConfigError
 from bpttbench.scheme_names import CHUNK_SCHEMES, SCHEME_NAMES, TRUNCATED_SCHEMES, UNTRUNCATED_SCHEMES  # noqa: F401 (re-exported)
+from bpttbench.scheme_names import CELL_NAMES, DEFAULT_CELL, cells_of
 
 # UNTRUNCATED_SCHEMES have no truncation: the gradient of each step's loss through the whole past, exact
 # (rtrl), an unbiased rank-one estimate (uoro), or a structurally sparse approximation (snap1,
@@ -22,7 +23,7 @@ INJECTS = ("new", "window")
 # machine barely moves, or the wall clock, which shows what a user waits for but stretches under load.
 CLOCKS = ("cpu", "wall")
 # Fields a manifest written before they existed lacks, with the value such a run had in effect.
-LEGACY_VALUES = {"clock": "wall"}
+LEGACY_VALUES = {"clock": "wall", "cell": DEFAULT_CELL}
 OPTIMIZERS = ("sgd", "adam")
 DTYPES = ("float32", "float64")
 
@@ -42,6 +43,7 @@ class TrainConfig:
     """Every setting of one training run (one scheme, one seed), each field once; `validate` checks them."""
 
     scheme: str = setting("single", "The learning rule.", choices=SCHEME_NAMES, option=False)
+    cell: str = setting(DEFAULT_CELL, "The recurrent cell, as torch.nn's LSTM, GRU or (tanh) RNN.", choices=CELL_NAMES)
     k1: int = setting(1, "Steps between updates (chunked and adaptive: their chunk, k2).")
     k2: int = setting(20, "Steps each update backpropagates through.")
     inject: str = setting("new", "Losses backpropagated: the newest k1 (Williams & Peng) or the whole window (Sutskever).",
@@ -129,6 +131,12 @@ def validate(cfg: TrainConfig) -> None:
     """Raise ConfigError naming the first problem with cfg and how to fix it."""
     if cfg.scheme not in SCHEME_NAMES:
         raise ConfigError(f"unknown scheme {cfg.scheme!r}; choose one of {', '.join(SCHEME_NAMES)}")
+    if cfg.cell not in CELL_NAMES:
+        raise ConfigError(f"unknown cell {cfg.cell!r}; choose one of {', '.join(CELL_NAMES)}")
+    if cfg.cell not in cells_of(cfg.scheme):
+        others = [name for name in SCHEME_NAMES if cfg.cell in cells_of(name)]
+        raise ConfigError(f"{cfg.scheme} is derived for the {' and '.join(cells_of(cfg.scheme))} cell only, not {cfg.cell}; "
+                          f"use --cell {cells_of(cfg.scheme)[0]}, or for a {cfg.cell} one of {', '.join(others)}")
     for name in ("k1", "k2", "hidden", "batch", "log_every", "eval_chars", "seed", "eval_every", "k_max",
                  "adapt_every"):
         if not _is_int(getattr(cfg, name)):

@@ -18,9 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from bpttbench.errors import UserError
-from bpttbench.scheme_names import CELLS
-
-DEFAULT_CELL = "lstm"
+from bpttbench.scheme_names import CELLS, DEFAULT_CELL
 
 
 def param_shapes(vocab_size: int, hidden: int, cell: str = DEFAULT_CELL) -> list[tuple[str, tuple[int, ...]]]:

@@ -46,9 +46,10 @@ def effective_k2(scheme: str, k2: int) -> int:
 # weight_hh_l0 are blocks * hidden. The count tells the cells apart, so a kernel reads its cell off W_hh's shape.
 CELLS: dict[str, int] = {"lstm": 4, "gru": 3, "rnn": 1}
 CELL_NAMES = tuple(CELLS)
+DEFAULT_CELL = "lstm"  # TrainConfig.cell's default: the question's network
 # The rules derived for some cells only (every other scheme runs every cell): uoro's and e-prop's
 # per-stream steps are written out for the LSTM's gates; SnAp-1's for the LSTM's and the GRU's.
-SCHEME_CELLS: dict[str, tuple[str, ...]] = {"uoro": ("lstm",), "eprop": ("lstm",), "snap1": ("lstm", "gru")}
+SCHEME_CELLS: dict[str, tuple[str, ...]] = {"uoro": ("lstm",), "eprop": ("lstm",), "snap1": ("lstm",)}
 
 
 def cells_of(scheme: str) -> tuple[str, ...]:

@@ -181,7 +181,7 @@ class SchemeTimer:
         self._build()
 
     def _build(self):
-        theta = init_theta(self.V, self.cfg.hidden, self.cfg.seed, self.cfg.dtype)
+        theta = init_theta(self.V, self.cfg.hidden, self.cfg.seed, self.cfg.dtype, self.cfg.cell)
         self.scheme = make_scheme(self.cfg, theta, self.V, self.ids)
 
     def run(self, n_units: int) -> bool:
@@ -202,7 +202,7 @@ class PeerTimer:
 
     def __init__(self, peer: str, scheme: str, cfg: TrainConfig, vocab_size: int, ids: np.ndarray,
                  variant: str | None = None):
-        theta = init_theta(vocab_size, cfg.hidden, cfg.seed, cfg.dtype)
+        theta = init_theta(vocab_size, cfg.hidden, cfg.seed, cfg.dtype, cfg.cell)
         self.model = peer_class(peer)(scheme, theta, vocab_size, cfg.hidden, ids, k1=cfg.k1, k2=cfg.k2,
                                       batch=cfg.batch, lr=cfg.lr, variant=variant)
         self.variant = self.model.variant

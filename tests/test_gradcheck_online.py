@@ -12,7 +12,7 @@ from bpttbench.fidelity import gradcheck as checker, gradients as fidelity
 from bpttbench.config import TrainConfig
 from bpttbench.fidelity.gradients import ONLINE_ESTIMATORS, TENSORS, metric_rows
 from bpttbench.fidelity.gradcheck import Follower, gradcheck
-from bpttbench.kernels.lstm import param_views
+from bpttbench.kernels.network import param_views
 from bpttbench.model import init_theta
 
 from conftest import synthetic_ids, tiny_corpus

@@ -43,7 +43,7 @@ def test_a_kernel_module_is_one_that_imports_numba():
 @pytest.mark.slow
 def test_cache_dir_is_the_digest_under_numba_cache_dir(tmp_path):
     env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path))
-    code = "import bpttbench.kernels.lstm, numba.core.config as c; print(c.CACHE_DIR)"
+    code = "import bpttbench.kernels.network, numba.core.config as c; print(c.CACHE_DIR)"
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
     assert Path(out.strip()) == tmp_path / kernel_sources_digest()
 

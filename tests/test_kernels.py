@@ -9,9 +9,9 @@ import pytest
 from bpttbench import reference as ref
 from bpttbench.config import TrainConfig
 from bpttbench.kernels.blas import gemm_tn
-from bpttbench.kernels.lstm import (head_forward, lstm_backward, lstm_forward, mirror_input_weights, param_views,
-                                    transpose_input_block, unmirror_input_weights, window_backward,
-                                    window_gradient_or_sgd_step)
+from bpttbench.kernels.cells import cell_backward, lstm_forward
+from bpttbench.kernels.network import (head_forward, mirror_input_weights, param_views, transpose_input_block,
+                                       unmirror_input_weights, window_backward, window_gradient_or_sgd_step)
 from bpttbench.kernels.optim import (ADAM_BETA1, ADAM_BETA2, ADAM_EPS, OPTIMIZER_CODES, SUM_LANES, adam_step,
                                      apply_update, apply_update_with_partial_sum, apply_update_with_sum_of_squares,
                                      clip_factor, sum_of_squares)
@@ -56,7 +56,7 @@ def test_lstm_and_head_forward_match_reference(dtype):
     W_ih, W_hh, b_ih, b_hh, W_dec, b_dec = param_views(theta, V, H)
     gates = np.zeros((B, 4 * H), dtype)
     c, h, tanh_c, probs = (np.zeros((B, n), dtype) for n in (H, H, H, V))
-    lstm_forward(W_ih, W_hh, b_ih, b_hh, x, h_prev, c_prev, gates, c, h, tanh_c)
+    lstm_forward(W_ih.T, W_hh, b_ih, b_hh, x, h_prev, c_prev, gates, c, h, tanh_c)
     loss = head_forward(W_dec, b_dec, h, y, probs)
     (h_ref, c_ref), cache = ref.lstm_forward(p64, x, h_prev.astype(np.float64), c_prev.astype(np.float64))
     loss_ref, (_, probs_ref, _) = ref.head_forward(p64, h_ref, y)
@@ -72,13 +72,13 @@ def test_lstm_backward_matches_reference(dtype):
     W_ih, W_hh, b_ih, b_hh, _, _ = param_views(theta, V, H)
     gates = np.zeros((B, 4 * H), dtype)
     c, h, tanh_c = (np.zeros((B, H), dtype) for _ in range(3))
-    lstm_forward(W_ih, W_hh, b_ih, b_hh, x, h_prev, c_prev, gates, c, h, tanh_c)
+    lstm_forward(W_ih.T, W_hh, b_ih, b_hh, x, h_prev, c_prev, gates, c, h, tanh_c)
     dh = rng.normal(size=(B, H)).astype(dtype)
     dc = rng.normal(size=(B, H)).astype(dtype)
     _, cache = ref.lstm_forward(p64, x, h_prev.astype(np.float64), c_prev.astype(np.float64))
     dh_prev_ref, dc_prev_ref, grads = ref.lstm_backward(dh.astype(np.float64), dc.astype(np.float64), cache, p64)
     dz, dh_prev = np.zeros((B, 4 * H), dtype), np.zeros((B, H), dtype)
-    lstm_backward(W_hh, gates, c_prev, tanh_c, dh, dc, dz, dh_prev)
+    cell_backward(W_hh, gates, c_prev, tanh_c, h_prev, dh, dc, dz, dz, dh_prev)
     assert rel_err(dh_prev, dh_prev_ref) < TOL[dtype]
     assert rel_err(dc, dc_prev_ref) < TOL[dtype]
     assert rel_err(dz.T @ h_prev, grads["weight_hh_l0"]) < TOL[dtype]

@@ -54,7 +54,7 @@ from bpttbench.fidelity.gradients import (
     window_objective,
 )
 from bpttbench.files import Manifest, atomic_write, clear_dir
-from bpttbench.kernels.lstm import param_views
+from bpttbench.kernels.network import param_views
 from bpttbench.model import init_theta
 from bpttbench.schemes import make_scheme
 
@@ -160,7 +160,7 @@ class Follower:
     def __init__(self, cfg: TrainConfig, train_ids: np.ndarray, vocab_size: int, theta: np.ndarray | None = None):
         if cfg.scheme not in FOLLOWABLE:
             raise ConfigError(f"{_NOT_FOLLOWABLE}, not {cfg.scheme!r}; choose one of those with --scheme")
-        theta = init_theta(vocab_size, cfg.hidden, cfg.seed, cfg.dtype) if theta is None else theta.astype(cfg.dtype)
+        theta = init_theta(vocab_size, cfg.hidden, cfg.seed, cfg.dtype, cfg.cell) if theta is None else theta.astype(cfg.dtype)
         self.scheme = make_scheme(cfg, theta, vocab_size, train_ids)
         self.shadows = Shadows(cfg, theta, vocab_size, train_ids)
         self.past_weights = {0: _snapshot(self.scheme)}  # update count -> (W_hh, W_dec) after it

@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from bpttbench import reference as ref
-from bpttbench.kernels.lstm import forward_step, param_views, read_inputs, window_backward
+from bpttbench.kernels.network import forward_step, param_views, read_inputs, window_backward
 from bpttbench.model import param_shapes, split_theta
 
 # Tensors reported one by one; bias_hh_l0's gradient is bias_ih_l0's, so it only counts in 'all'.

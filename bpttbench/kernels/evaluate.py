@@ -2,7 +2,7 @@
 
 One stream read from a zero state is cheap to define but noisy and slow: 10,000 characters of one
 place in the text, one matrix-vector product per character. Cut into S streams instead, the whole
-split is read with one (S, H) x (H, 4H) product per step, and every character but the first
+split is read with one (S, H) x (H, G) product per step, and every character but the first
 `burn_in` of the split is scored exactly once:
 
     predictions q = burn_in .. n-2 (input ids[q], target ids[q+1]) are split into S contiguous,
@@ -19,8 +19,10 @@ import numpy as np
 from numba import njit
 
 from bpttbench.kernels.blas import dot
-from bpttbench.kernels.lstm import param_views
+from bpttbench.kernels.cells import GRU, LSTM
+from bpttbench.kernels.network import param_views
 from bpttbench.kernels.vecmath import JIT, vexp, vsigmoid, vtanh
+from bpttbench.scheme_names import CELLS, DEFAULT_CELL
 
 
 def stream_plan(n_chars: int, *, max_streams: int, burn_in: int, min_scored: int) -> tuple[np.ndarray, np.ndarray, int]:
@@ -38,11 +40,12 @@ def stream_plan(n_chars: int, *, max_streams: int, burn_in: int, min_scored: int
     return bounds[:-1] - burn_in, np.diff(bounds), burn_in
 
 
-def stream_scratch(streams: int, hidden: int, vocab_size: int, dtype) -> tuple:
+def stream_scratch(streams: int, hidden: int, vocab_size: int, dtype, cell: str = DEFAULT_CELL) -> tuple:
     """Scratch arrays for evaluate_streams: (x, y, gates, c, h, W_in, logits, peak, norm)."""
     S, H, V = streams, hidden, vocab_size
-    return (np.zeros(S, np.int32), np.zeros(S, np.int32), np.zeros((S, 4 * H), dtype), np.zeros((S, H), dtype),
-            np.zeros((S, H), dtype), np.zeros((V, 4 * H), dtype), np.zeros((V, S), dtype), np.zeros(S, dtype),
+    G = CELLS[cell] * H
+    return (np.zeros(S, np.int32), np.zeros(S, np.int32), np.zeros((S, G), dtype), np.zeros((S, H), dtype),
+            np.zeros((S, H), dtype), np.zeros((V, G), dtype), np.zeros((V, S), dtype), np.zeros(S, dtype),
             np.zeros(S, dtype))
 
 
@@ -55,15 +58,18 @@ def evaluate_streams(theta, V, H, ids, starts, lengths, burn_in, scratch):
 
     Speed: besides the two products per step, the work is elementwise, and every loop of it runs
     over contiguous memory so that LLVM vectorises it: the input weights are copied once into
-    rows per character with both biases folded in, the LSTM cell is one fused loop per stream,
+    rows per character with the biases folded in (the GRU's b_hn stays apart: r scales it), the
+    cell is one fused loop per stream,
     and the logits are laid out (V, S) so that the log-sum-exp's max and sum run across streams.
     """
     x, y, gates, c, h, W_in, logits, peak, norm = scratch
     W_ih, W_hh, b_ih, b_hh, W_dec, b_dec = param_views(theta, V, H)
-    G = 4 * H
+    G = W_hh.shape[0]
+    blocks = G // H
+    folded = 2 * H if blocks == GRU else G  # the GRU's b_hn is added to W_hn h, inside r's product
     for v in range(V):
         for j in range(G):
-            W_in[v, j] = W_ih[j, v] + b_ih[j] + b_hh[j]
+            W_in[v, j] = W_ih[j, v] + b_ih[j] + (b_hh[j] if j < folded else 0.0)
     S = starts.size
     h[:] = 0.0
     c[:] = 0.0
@@ -77,8 +83,15 @@ def evaluate_streams(theta, V, H, ids, starts, lengths, burn_in, scratch):
             q = starts[s] + min(step, burn_in + lengths[s] - 1)
             x[s] = ids[q]
             y[s] = ids[q + 1]
+        if blocks == GRU:  # it reads h after the product: keep it
+            c[:] = h
         dot(h, W_hh.T, gates)  # S,G; h is read here, so the cell may overwrite it
-        _lstm_cells(gates, W_in, x, c, h)
+        if blocks == LSTM:
+            _lstm_cells(gates, W_in, x, c, h)
+        elif blocks == GRU:
+            _gru_cells(gates, W_in, b_hh[2 * H :], x, c, h)
+        else:
+            _rnn_cells(gates, W_in, x, h)
         if step < burn_in:
             continue
         dot(W_dec, h.T, logits)  # V,S
@@ -103,6 +116,30 @@ def _lstm_cells(z, W_in, x, c, h):
                    + vsigmoid(z[s, j] + W_in[w, j]) * vtanh(z[s, 2 * H + j] + W_in[w, 2 * H + j]))
             c[s, j] = c_j
             h[s, j] = vsigmoid(z[s, 3 * H + j] + W_in[w, 3 * H + j]) * vtanh(c_j)
+
+
+@njit(**JIT)
+def _gru_cells(z, W_in, b_hn, x, h_prev, h):
+    """Every stream's GRU cell: gates z (S, 3H: W_hh h_prev, no bias), row x[s] of W_in (the
+    input's weights with the biases but b_hn), h_prev a copy of the state -> h."""
+    S, H = h.shape
+    for s in range(S):
+        w = x[s]
+        for j in range(H):
+            r = vsigmoid(z[s, j] + W_in[w, j])
+            u = vsigmoid(z[s, H + j] + W_in[w, H + j])
+            n = vtanh(W_in[w, 2 * H + j] + r * (z[s, 2 * H + j] + b_hn[j]))
+            h[s, j] = (1.0 - u) * n + u * h_prev[s, j]
+
+
+@njit(**JIT)
+def _rnn_cells(z, W_in, x, h):
+    """Every stream's tanh RNN cell: z (S, H: W_hh h, no bias) plus row x[s] of W_in -> h."""
+    S, H = h.shape
+    for s in range(S):
+        w = x[s]
+        for j in range(H):
+            h[s, j] = vtanh(z[s, j] + W_in[w, j])
 
 
 @njit(**JIT)

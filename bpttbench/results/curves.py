@@ -64,7 +64,7 @@ def plain(value: Any) -> Any:
 def group_key(config: Mapping[str, Any]) -> tuple:
     """The configuration's GROUP_KEY values (missing fields as None); an untruncated scheme's k2 is
     scheme_names.UNTRUNCATED_K2 whatever it recorded."""
-    values = {c: plain(config.get(c)) for c in GROUP_KEY}
+    values = {c: plain(config.get(c, LEGACY_VALUES.get(c))) for c in GROUP_KEY}
     if values["k2"] is not None:
         values["k2"] = effective_k2(values["scheme"], values["k2"])
     return tuple(values[c] for c in GROUP_KEY)

@@ -25,8 +25,9 @@ import numpy as np
 from numba import njit
 
 from bpttbench.kernels.blas import dot
-from bpttbench.kernels.lstm import (JIT, forward_step_with_input_weights, lstm_backward, param_views, read_inputs,
-                                    window_gradient_or_sgd_step)
+from bpttbench.kernels.cells import GRU, cell_backward
+from bpttbench.kernels.network import (JIT, forward_step_with_input_weights, param_views, read_inputs,
+                                       window_gradient_or_sgd_step)
 from bpttbench.kernels.optim import apply_update_with_partial_sum
 from bpttbench.schemes.base import aligned_copy, aligned_zeros
 from bpttbench.schemes.single import Single
@@ -78,9 +79,10 @@ def choose_truncation(norms, delta, k_max):
 
 @njit(**JIT)
 def decay_norms(theta, V, H, ring, t, n, work, norms):
-    """norms[l] = mean over streams of ||dL_t / d(h, c)_{t-l}||, l = 0 .. n-1, L_t step t's loss."""
-    x_r, y_r, gates_r, c_r, _, tanh_c_r, probs_r = ring
-    dh, dc, dh_prev, _, dz_all, _, dlog_all, _ = work
+    """norms[l] = mean over streams of ||dL_t / d(h, c)_{t-l}||, l = 0 .. n-1, L_t step t's loss
+    (c: the LSTM's cell state; the other cells' state is h alone, and dc stays 0)."""
+    x_r, y_r, gates_r, c_r, h_r, aux_r, probs_r = ring
+    dh, dc, dh_prev, _, dz_all, _, dlog_all, _, dzh_rows = work
     W_hh, W_dec = param_views(theta, V, H)[1], param_views(theta, V, H)[4]
     R = x_r.shape[0]
     B = dh.shape[0]
@@ -92,6 +94,7 @@ def decay_norms(theta, V, H, ring, t, n, work, norms):
     dot(dlog, W_dec, dh)
     dc[:] = 0.0
     dz = dz_all[:B]
+    dzh = dzh_rows[:B] if gates_r.shape[2] == GRU * H else dz
     for l in range(n):
         total = 0.0
         for b in range(B):
@@ -102,7 +105,8 @@ def decay_norms(theta, V, H, ring, t, n, work, norms):
         norms[l] = total / B
         if l + 1 < n:
             tau = t - l
-            lstm_backward(W_hh, gates_r[tau % R], c_r[(tau - 1) % R], tanh_c_r[tau % R], dh, dc, dz, dh_prev)
+            ps = (tau - 1) % R
+            cell_backward(W_hh, gates_r[tau % R], c_r[ps], aux_r[tau % R], h_r[ps], dh, dc, dz, dzh, dh_prev)
             dh, dh_prev = dh_prev, dh
 
 

@@ -12,7 +12,7 @@ does, for one that backprops through a window of stored steps) and provide
 - `block_kernel`: an @njit function, wrapped in staticmethod, that `run` calls as
       block_kernel(theta, grad, V, H, ids, track_len, ring, opt_state, optimizer, lr, clip,
                    t0, n_steps, k1, *self.kernel_arguments(), losses)
-  It runs steps t0+1 .. t0+n_steps (kernels.lstm.read_inputs and forward_step do a step's input
+  It runs steps t0+1 .. t0+n_steps (kernels.network.read_inputs and forward_step do a step's input
   and forward pass into the ring), writes step t0+n+1's batch-mean loss in nats to losses[n],
   updates after every step that is a multiple of k1 (kernels.optim.apply_update), stops after
   the first step whose loss is not finite (or after its update period, if it forwards whole
@@ -34,7 +34,8 @@ import copy
 import numpy as np
 
 from bpttbench.config import TrainConfig
-from bpttbench.kernels.lstm import index_scratch, mirror_input_weights, transpose_input_block, unmirror_input_weights
+from bpttbench.scheme_names import CELLS
+from bpttbench.kernels.network import index_scratch, mirror_input_weights, transpose_input_block, unmirror_input_weights
 from bpttbench.kernels.optim import OPTIMIZER_CODES, apply_update_with_partial_sum
 from bpttbench.kernels.windows import window_bounds
 from bpttbench.kernels.threads import single_threaded_blas
@@ -95,14 +96,18 @@ class Scheme:
         if self.track_len < 2:
             raise ValueError(f"{len(self.ids)} training characters cannot feed {B} streams")
         R = k2 + 1
-        G = 4 * H
+        self.cell = cfg.cell
+        G = CELLS[cfg.cell] * H
+        self.G = G
+        Hc = H if cfg.cell == "lstm" else 0  # only the LSTM has a cell state
+        Ha = 0 if cfg.cell == "rnn" else H  # the LSTM's tanh(c), the GRU's W_hn h + b_hn
         self.ring = (
             aligned_zeros((R, B), np.int32),  # x
             aligned_zeros((R, B), np.int32),  # y
-            aligned_zeros((R, B, G), dtype),  # gates (post-activation i, f, g, o)
-            aligned_zeros((R, B, H), dtype),  # c
+            aligned_zeros((R, B, G), dtype),  # gates (post-activation; kernels/cells.py)
+            aligned_zeros((R, B, Hc), dtype),  # c
             aligned_zeros((R, B, H), dtype),  # h
-            aligned_zeros((R, B, H), dtype),  # tanh(c)
+            aligned_zeros((R, B, Ha), dtype),  # aux
             aligned_zeros((R, B, V), dtype),  # softmax probabilities
         )
         self.work = (
@@ -114,6 +119,7 @@ class Scheme:
             aligned_zeros((k2 * B, H), dtype),  # h before every step in the window
             aligned_zeros((k2 * B, V), dtype),  # dlogits of every injected step
             aligned_zeros((k2 * B, H), dtype),  # h of every injected step
+            aligned_zeros((k2 * B if cfg.cell == "gru" else 0, G), dtype),  # the GRU's dzh (kernels/cells.py)
         )
         self.t = 0  # time steps done
         self.updates = 0
@@ -190,41 +196,41 @@ class Scheme:
 
 class TruncatedScheme(Scheme):
     """A scheme whose update backprops through a window of stored steps
-    (kernels.lstm.window_gradient_or_sgd_step).
+    (kernels.network.window_gradient_or_sgd_step).
 
     Under plain SGD (lr > 0, no clipping) the step is applied inside the backward pass, which
     saves a pass over the weights, and `grad` is scratch; set `keep_gradient = True` on an
     instance to keep it (`gradient_for_next_update()` always gives the gradient). For such a
     block W_ih is read and updated through a row-major mirror of its transpose, written back after
     the block. Any other block runs with the W_ih blocks of theta, grad and (Adam) both moments
-    transposed in place, back to PyTorch's layout after it (kernels.lstm.transpose_input_block):
+    transposed in place, back to PyTorch's layout after it (kernels.network.transpose_input_block):
     the forward reads a character's input weights, and the backward writes their gradient, as
     contiguous rows. kernel_arguments() passes `input_weights()` and `input_gradient()`, the
-    (V, 4H) matrices to read W_ih from and write its gradient to.
+    (V, G) matrices to read W_ih from and write its gradient to.
     """
 
     def __init__(self, cfg, theta, vocab_size, train_ids):
         super().__init__(cfg, theta, vocab_size, train_ids)
         self.index_work = aligned_copy(index_scratch(self.k2, self.B, self.V))  # the window's distinct characters
         # W_ih.T, row-major, during fused SGD; otherwise the scratch of the in-place transposes
-        self.W_in_mirror = aligned_zeros((self.V, 4 * self.H), theta.dtype)
+        self.W_in_mirror = aligned_zeros((self.V, self.G), theta.dtype)
 
     def fuses_sgd(self) -> bool:
         return (self.optimizer == OPTIMIZER_CODES["sgd"] and self.clip == 0.0 and self.lr > 0.0
                 and not self.keep_gradient)
 
     def _input_rows(self, a: np.ndarray) -> np.ndarray:
-        """a's W_ih block read as (V, 4H): its rows while run_block holds the block transposed."""
-        return a[: self.V * 4 * self.H].reshape(self.V, 4 * self.H)
+        """a's W_ih block read as (V, G): its rows while run_block holds the block transposed."""
+        return a[: self.V * self.G].reshape(self.V, self.G)
 
     def input_weights(self) -> np.ndarray:
-        """The (V, 4H) matrix the block reads W_ih from: the mirror under fused SGD, else theta's transposed block."""
+        """The (V, G) matrix the block reads W_ih from: the mirror under fused SGD, else theta's transposed block."""
         if self.fuses_sgd():
             return self.W_in_mirror
         return self._input_rows(self.theta)
 
     def input_gradient(self) -> np.ndarray:
-        """The (V, 4H) matrix the block writes W_ih's gradient to: grad's transposed block (unused under fused SGD)."""
+        """The (V, G) matrix the block writes W_ih's gradient to: grad's transposed block (unused under fused SGD)."""
         return self._input_rows(self.grad)
 
     def run_block(self, n_steps: int, losses: np.ndarray) -> tuple[int, int]:

@@ -33,7 +33,7 @@ from __future__ import annotations
 
 from numba import njit
 
-from bpttbench.kernels.lstm import JIT, param_views
+from bpttbench.kernels.network import JIT, param_views
 from bpttbench.schemes.base import Scheme, aligned_zeros
 from bpttbench.schemes.rtrl import head_gradient, online_step, online_update, sensitivity_columns
 

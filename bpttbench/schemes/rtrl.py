@@ -1,14 +1,20 @@
 """`rtrl`: real-time recurrent learning — the gradient of every step's loss with no truncation.
 
-Each stream carries the sensitivities of its state to the LSTM's parameters, forward in time:
-    S_h[k, p] = d h_t[k] / d theta_p,   S_c[k, p] = d c_t[k] / d theta_p
+Each stream carries the sensitivities of its state to the cell's parameters, forward in time:
+    S_h[k, p] = d h_t[k] / d theta_p,   S_c[k, p] = d c_t[k] / d theta_p (the LSTM's cell state)
 for p over weight_ih_l0, weight_hh_l0 and bias_ih_l0 (bias_hh_l0 enters every gate exactly as
-bias_ih_l0 does, so its sensitivities are the same columns and are not stored twice). One step is
+bias_ih_l0 does, so its sensitivities are the same columns and are not stored twice; except the
+GRU's n block, which r scales: its H columns come last). One LSTM step is
     Dz  = W_hh S_h(t-1) + dz/dtheta (immediate: 1 at W_ih[j, x_t] and b[j], h_{t-1}[k] at W_hh[j, k])
     S_c = f * S_c(t-1) + c_{t-1} f(1-f) Dz_f + g i(1-i) Dz_i + i (1-g^2) Dz_g
     S_h = o (1-tanh(c)^2) S_c + tanh(c) o(1-o) Dz_o
-and the gradient of step t's loss is (dL_t/dh_t) S_h for the LSTM and the local outer product for
-the decoder (which does not feed the state, so it needs no sensitivities).
+one GRU step, with Dz the recurrent pre-activations' sensitivities (W_hh S_h + their immediate
+parts) and Dx the input ones' (1 at W_ih[j, x_t] and b_ih[j]; r's and z's biases counted here),
+    Dr = r(1-r) (Dz_r + Dx_r),  Du = z(1-z) (Dz_z + Dx_z),  Dn = (1-n^2) (Dx_n + r Dz_n + hn Dr)
+    S_h = (1-z) Dn + (h_{t-1} - n) Du + z S_h(t-1)        (hn = W_hn h_{t-1} + b_hn)
+and one tanh RNN step S_h = (1-h^2) Dz. The gradient of step t's loss is (dL_t/dh_t) S_h for the
+cell and the local outer product for the decoder (which does not feed the state, so it needs no
+sensitivities).
 
 k1, k2 and inject for this scheme:
 - k1: an update every k1 steps applies the mean of the gradients of the k1 losses since the last
@@ -22,7 +28,7 @@ gradient is that of the standard online RTRL approximation (Williams & Zipser 19
 weights held fixed (the tests check it against full backpropagation from step 1 at lr = 0), and
 drifting from it as the weights move. The stream's gradient is the mean over the B streams.
 
-Cost: memory 6 H x 4H(V+H+1) numbers per stream (S_h, S_c and the 4H-row Dz), i.e. O(H^3);
+Cost (LSTM): memory 6 H x 4H(V+H+1) numbers per stream (S_h, S_c and the 4H-row Dz), i.e. O(H^3);
 time per step is dominated by the product W_hh S_h, 16 H^3 (V+H+1) flops per stream, i.e. O(H^4).
 The scheme refuses configurations whose arrays would exceed RTRL_MAX_BYTES, and is meant for small H.
 
@@ -40,7 +46,9 @@ from numba import njit
 
 from bpttbench.errors import ConfigError
 from bpttbench.kernels.blas import dot
-from bpttbench.kernels.lstm import JIT, forward_step, param_views, read_inputs
+from bpttbench.kernels.cells import GRU, LSTM, gate_blocks
+from bpttbench.kernels.network import JIT, forward_step, param_views, read_inputs
+from bpttbench.scheme_names import CELLS
 from bpttbench.kernels.optim import apply_update
 from bpttbench.schemes.base import Scheme, aligned_zeros
 
@@ -48,39 +56,65 @@ from bpttbench.schemes.base import Scheme, aligned_zeros
 RTRL_MAX_BYTES = 2 << 30
 
 
-def sensitivity_columns(V: int, H: int) -> int:
-    """Parameters whose sensitivities rtrl carries: weight_ih_l0, weight_hh_l0, bias_ih_l0."""
-    return 4 * H * (V + H + 1)
+def sensitivity_columns(V: int, H: int, cell: str = "lstm") -> int:
+    """Parameters whose sensitivities rtrl carries: weight_ih_l0, weight_hh_l0, bias_ih_l0 (and the
+    GRU's bias_hh_l0 n block)."""
+    G = CELLS[cell] * H
+    return G * (V + H + 1) + (H if cell == "gru" else 0)
 
 
-def rtrl_bytes(V: int, H: int, B: int, dtype) -> int:
-    """Bytes of rtrl's sensitivity arrays: S_h and S_c per stream plus one shared Dz."""
-    return (2 * B + 4) * H * sensitivity_columns(V, H) * np.dtype(dtype).itemsize
+def rtrl_bytes(V: int, H: int, B: int, dtype, cell: str = "lstm") -> int:
+    """Bytes of rtrl's sensitivity arrays: S_h (and the LSTM's S_c) per stream, one shared Dz (and the GRU's Dx)."""
+    G = CELLS[cell] * H
+    per_stream = 2 * H if cell == "lstm" else H
+    shared = 2 * G if cell == "gru" else G
+    return (B * per_stream + shared) * sensitivity_columns(V, H, cell) * np.dtype(dtype).itemsize
 
 
-def max_hidden_that_fits(V: int, B: int, dtype, limit: int = RTRL_MAX_BYTES) -> int:
+def max_hidden_that_fits(V: int, B: int, dtype, cell: str = "lstm", limit: int = RTRL_MAX_BYTES) -> int:
     H = 1
-    while rtrl_bytes(V, H + 1, B, dtype) <= limit:
+    while rtrl_bytes(V, H + 1, B, dtype, cell) <= limit:
         H += 1
     return H
 
 
 @njit(**JIT)
-def rtrl_sensitivities(W_hh, gates, c_prev, tanh_c, h_prev, x, V, S_h, S_c, Dz):
-    """Advance one stream's sensitivities (S_h, S_c: H x P') through one step, in place."""
-    H = S_h.shape[0]
-    G = 4 * H
-    n_cols = S_h.shape[1]
+def rtrl_sensitivities(W_hh, gates, c_prev, aux, h_prev, x, V, S_h, S_c, Dz, Dx):
+    """Advance one stream's sensitivities (S_h, and the LSTM's S_c: H x P') through one step, in place.
+    Dz (G x P'): scratch; Dx (G x P'): the GRU's scratch, zero on entry and exit (0 rows otherwise)."""
+    blocks = gate_blocks(W_hh)
+    if blocks == LSTM:
+        _lstm_sensitivities(W_hh, gates, c_prev, aux, h_prev, x, V, S_h, S_c, Dz)
+    elif blocks == GRU:
+        _gru_sensitivities(W_hh, gates, aux, h_prev, x, V, S_h, Dz, Dx)
+    else:
+        _rnn_sensitivities(W_hh, gates, h_prev, x, V, S_h, Dz)
+
+
+@njit(**JIT)
+def _recurrent_immediates(Dz, h_prev, x, V, input_too):
+    """Dz = W_hh S_h's rows plus the pre-activations' own derivatives: h_{t-1}[k] at W_hh[j, k];
+    with input_too, 1 at W_ih[j, x] and at b[j] (the cells whose input and recurrent parts add)."""
+    G, H = Dz.shape[0], h_prev.shape[0]
     o_hh = G * V
     o_b = G * (V + H)
-    one = S_h.dtype.type(1.0)  # coefficients in the arrays' precision: float32 loops stay float32
-    dot(W_hh, S_h, Dz)  # G,P'
+    one = Dz.dtype.type(1.0)
     for j in range(G):
-        Dz[j, j * V + x] += one
-        Dz[j, o_b + j] += one
+        if input_too:
+            Dz[j, j * V + x] += one
+            Dz[j, o_b + j] += one
         base = o_hh + j * H
         for k in range(H):
             Dz[j, base + k] += h_prev[k]
+
+
+@njit(**JIT)
+def _lstm_sensitivities(W_hh, gates, c_prev, tanh_c, h_prev, x, V, S_h, S_c, Dz):
+    H = S_h.shape[0]
+    n_cols = S_h.shape[1]
+    one = S_h.dtype.type(1.0)  # coefficients in the arrays' precision: float32 loops stay float32
+    dot(W_hh, S_h, Dz)  # G,P'
+    _recurrent_immediates(Dz, h_prev, x, V, True)
     for k in range(H):
         i = gates[k]
         f = gates[H + k]
@@ -102,6 +136,58 @@ def rtrl_sensitivities(W_hh, gates, c_prev, tanh_c, h_prev, x, V, S_h, S_c, Dz):
             v = f * Sc[p] + a_i * Di[p] + a_f * Df[p] + a_g * Dg[p]
             Sc[p] = v
             Sh[p] = a_c * v + a_o * Do[p]
+
+
+@njit(**JIT)
+def _gru_sensitivities(W_hh, gates, hn, h_prev, x, V, S_h, Dz, Dx):
+    H = S_h.shape[0]
+    G = 3 * H
+    n_cols = S_h.shape[1]
+    o_b = G * (V + H)
+    o_bhn = G * (V + H + 1)
+    one = S_h.dtype.type(1.0)
+    dot(W_hh, S_h, Dz)  # G,P'
+    _recurrent_immediates(Dz, h_prev, x, V, False)
+    for j in range(G):  # the input side, and the biases r's and z's pre-activations share
+        Dx[j, j * V + x] = one
+        Dx[j, o_b + j] = one
+    for k in range(H):
+        Dz[2 * H + k, o_bhn + k] += one
+    for k in range(H):
+        r = gates[k]
+        z = gates[H + k]
+        n = gates[2 * H + k]
+        a_r = r * (one - r)
+        a_z = z * (one - z)
+        a_n = one - n * n
+        c_n = one - z
+        c_z = h_prev[k] - n
+        hk = hn[k]
+        Sh = S_h[k]
+        Zr, Zz, Zn = Dz[k], Dz[H + k], Dz[2 * H + k]
+        Xr, Xz, Xn = Dx[k], Dx[H + k], Dx[2 * H + k]
+        for p in range(n_cols):
+            dr = a_r * (Zr[p] + Xr[p])
+            dz = a_z * (Zz[p] + Xz[p])
+            dn = a_n * (Xn[p] + r * Zn[p] + hk * dr)
+            Sh[p] = c_n * dn + c_z * dz + z * Sh[p]
+    for j in range(G):
+        Dx[j, j * V + x] = 0.0
+        Dx[j, o_b + j] = 0.0
+
+
+@njit(**JIT)
+def _rnn_sensitivities(W_hh, h, h_prev, x, V, S_h, Dz):
+    H = S_h.shape[0]
+    n_cols = S_h.shape[1]
+    one = S_h.dtype.type(1.0)
+    dot(W_hh, S_h, Dz)  # H,P'
+    _recurrent_immediates(Dz, h_prev, x, V, True)
+    for k in range(H):
+        a = one - h[k] * h[k]
+        Sh, Dk = S_h[k], Dz[k]
+        for p in range(n_cols):
+            Sh[p] = a * Dk[p]
 
 
 @njit(**JIT)
@@ -139,25 +225,29 @@ def online_update(theta, grad, V, H, opt_state, optimizer, lr, clip, t, k1, tie_
     bias_ih's (the two biases add, so their gradients are the same sum)."""
     if t % k1 != 0:
         return 0
-    if tie_biases:
+    if tie_biases:  # (not the GRU's n block: r scales b_hn, whose columns are its own)
         views = param_views(grad, V, H)
-        views[3][:] = views[2]
+        tied = 2 * H if gate_blocks(views[1]) == GRU else views[1].shape[0]
+        views[3][:tied] = views[2][:tied]
     apply_update(theta, grad, opt_state, optimizer, lr, clip)
     return 1
 
 
 @njit(**JIT)
 def run_rtrl_block(theta, grad, V, H, ids, track_len, ring, opt_state, optimizer, lr, clip,
-                   t0, n_steps, k1, S_h, S_c, Dz, dh, losses):
+                   t0, n_steps, k1, S_h, S_c, Dz, Dx, dh, losses):
     """Steps t0+1 .. t0+n_steps of rtrl; returns (steps done, updates done)."""
-    x_r, y_r, gates_r, c_r, h_r, tanh_c_r, probs_r = ring
+    x_r, y_r, gates_r, c_r, h_r, aux_r, probs_r = ring
     R = x_r.shape[0]
     B = x_r.shape[1]
     W_hh = param_views(theta, V, H)[1]
     W_dec = param_views(theta, V, H)[4]
     g_dec, g_bdec = param_views(grad, V, H)[4], param_views(grad, V, H)[5]
     n_cols = S_h.shape[2]
-    g_lstm = grad[:n_cols]
+    G = W_hh.shape[0]
+    n_tied = G * (V + H + 1)  # the columns that are theta's first; the GRU's b_hn ones are its own
+    g_cell = grad[:n_tied]
+    g_bhn = param_views(grad, V, H)[3][2 * H :]
     scale = 1.0 / (k1 * B)
     updates = 0
     for n in range(n_steps):
@@ -166,15 +256,17 @@ def run_rtrl_block(theta, grad, V, H, ids, track_len, ring, opt_state, optimizer
         if not online_step(theta, grad, V, H, ids, track_len, ring, t, k1, losses, n):
             return n + 1, updates
         for b in range(B):
-            rtrl_sensitivities(W_hh, gates_r[s, b], c_r[ps, b], tanh_c_r[s, b], h_r[ps, b], x_r[s, b], V,
-                               S_h[b], S_c[b], Dz)
+            rtrl_sensitivities(W_hh, gates_r[s, b], c_r[ps, b], aux_r[s, b], h_r[ps, b], x_r[s, b], V,
+                               S_h[b], S_c[b], Dz, Dx)
             head_gradient(W_dec, probs_r[s, b], h_r[s, b], y_r[s, b], scale, g_dec, g_bdec, dh)
             Sb = S_h[b]
             for k in range(H):
                 a = dh[k]
                 row = Sb[k]
-                for p in range(n_cols):
-                    g_lstm[p] += a * row[p]
+                for p in range(n_tied):
+                    g_cell[p] += a * row[p]
+                for p in range(n_cols - n_tied):
+                    g_bhn[p] += a * row[n_tied + p]
         updates += online_update(theta, grad, V, H, opt_state, optimizer, lr, clip, t, k1, True)
     return n_steps, updates
 
@@ -189,20 +281,21 @@ class Rtrl(Scheme):
     def __init__(self, cfg, theta, vocab_size, train_ids):
         self.check_fits(cfg, vocab_size)
         super().__init__(cfg, theta, vocab_size, train_ids)
-        B, H, V = self.B, self.H, self.V
-        n_cols = sensitivity_columns(V, H)
+        B, H, V, G, cell = self.B, self.H, self.V, self.G, self.cell
+        n_cols = sensitivity_columns(V, H, cell)
         dtype = theta.dtype
         self.S_h = aligned_zeros((B, H, n_cols), dtype)
-        self.S_c = aligned_zeros((B, H, n_cols), dtype)
-        self.Dz = aligned_zeros((4 * H, n_cols), dtype)
+        self.S_c = aligned_zeros((B, H if cell == "lstm" else 0, n_cols), dtype)
+        self.Dz = aligned_zeros((G, n_cols), dtype)
+        self.Dx = aligned_zeros((G if cell == "gru" else 0, n_cols), dtype)
         self.dh = aligned_zeros(H, dtype)
 
     @classmethod
     def check_fits(cls, cfg, vocab_size: int) -> None:
         """ConfigError (one line, with the estimate and the fix) if rtrl's arrays would not fit."""
-        need = rtrl_bytes(vocab_size, cfg.hidden, cfg.batch, cfg.dtype)
+        need = rtrl_bytes(vocab_size, cfg.hidden, cfg.batch, cfg.dtype, cfg.cell)
         if need > RTRL_MAX_BYTES:
-            best = max_hidden_that_fits(vocab_size, cfg.batch, cfg.dtype)
+            best = max_hidden_that_fits(vocab_size, cfg.batch, cfg.dtype, cfg.cell)
             raise ConfigError(
                 f"rtrl at hidden={cfg.hidden}, batch={cfg.batch}, {cfg.dtype}, {vocab_size} symbols needs "
                 f"{need / 2**30:.1f} GiB of sensitivities (limit {RTRL_MAX_BYTES / 2**30:.0f} GiB); "
@@ -210,7 +303,7 @@ class Rtrl(Scheme):
             )
 
     def kernel_arguments(self) -> tuple:
-        return (self.S_h, self.S_c, self.Dz, self.dh)
+        return (self.S_h, self.S_c, self.Dz, self.Dx, self.dh)
 
     def own_arrays(self) -> tuple:
         return self.kernel_arguments()

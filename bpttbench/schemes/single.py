@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from bpttbench.kernels.lstm import (JIT, forward_step_with_input_weights, param_views, read_inputs,
+from bpttbench.kernels.network import (JIT, forward_step_with_input_weights, param_views, read_inputs,
                                     window_gradient_or_sgd_step)
 from bpttbench.kernels.optim import apply_update_with_partial_sum
 from bpttbench.kernels.windows import window_bounds

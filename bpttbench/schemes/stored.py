@@ -17,7 +17,7 @@ class Stored(Single):
     def __init__(self, cfg, theta, vocab_size, train_ids):
         super().__init__(cfg, theta, vocab_size, train_ids)
         H, V, k2 = self.H, self.V, self.k2
-        self.W_hh_snapshots = aligned_zeros((k2, 4 * H, H), theta.dtype)
+        self.W_hh_snapshots = aligned_zeros((k2, self.G, H), theta.dtype)
         self.W_dec_snapshots = aligned_zeros((k2, V, H), theta.dtype)
 
     def weight_stacks(self):

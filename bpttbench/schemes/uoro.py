@@ -34,7 +34,7 @@ import numpy as np
 from numba import njit
 
 from bpttbench.kernels.blas import dot
-from bpttbench.kernels.lstm import JIT, param_views
+from bpttbench.kernels.network import JIT, param_views
 from bpttbench.schemes.base import Scheme, aligned_copy, aligned_zeros
 from bpttbench.schemes.rtrl import head_gradient, online_step, online_update
 

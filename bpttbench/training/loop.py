@@ -81,7 +81,7 @@ def warm_up_update(cfg: TrainConfig) -> None:
 def _tiny_scheme(cfg: TrainConfig, train_ids: np.ndarray | None = None):
     tiny = warm_up_config(cfg)
     train = _warm_up_ids(train_ids, 4 * tiny.batch + 4)
-    return make_scheme(tiny, init_theta(WARM_UP_VOCAB, tiny.hidden, 0, cfg.dtype), WARM_UP_VOCAB, train)
+    return make_scheme(tiny, init_theta(WARM_UP_VOCAB, tiny.hidden, 0, cfg.dtype, cfg.cell), WARM_UP_VOCAB, train)
 
 
 def warm_up_evaluation(cfg: TrainConfig, val_ids: np.ndarray | None = None) -> None:
@@ -89,8 +89,8 @@ def warm_up_evaluation(cfg: TrainConfig, val_ids: np.ndarray | None = None) -> N
     tiny = warm_up_config(cfg)
     val = _warm_up_ids(val_ids, 8)
     starts, lengths, burn_in = validation_plan(len(val))
-    evaluate_streams(init_theta(WARM_UP_VOCAB, tiny.hidden, 0, cfg.dtype), WARM_UP_VOCAB, tiny.hidden, val, starts,
-                     lengths, burn_in, stream_scratch(len(starts), tiny.hidden, WARM_UP_VOCAB, np.dtype(cfg.dtype)))
+    evaluate_streams(init_theta(WARM_UP_VOCAB, tiny.hidden, 0, cfg.dtype, cfg.cell), WARM_UP_VOCAB, tiny.hidden, val, starts,
+                     lengths, burn_in, stream_scratch(len(starts), tiny.hidden, WARM_UP_VOCAB, np.dtype(cfg.dtype), cfg.cell))
 
 
 def warm_up_config(cfg: TrainConfig) -> TrainConfig:
@@ -154,11 +154,11 @@ class Training:
         # eval_chars = 0 reads the whole validation split; otherwise its first eval_chars predictions.
         self.val_ids = val_ids[: cfg.eval_chars + 1] if cfg.eval_chars else val_ids
         self.val_plan = validation_plan(len(self.val_ids))
-        theta = init_theta(corpus.vocab_size, cfg.hidden, cfg.seed, cfg.dtype)
+        theta = init_theta(corpus.vocab_size, cfg.hidden, cfg.seed, cfg.dtype, cfg.cell)
         self.initial_theta = theta.copy()
         self.scheme = make_scheme(cfg, theta, corpus.vocab_size, corpus.train_ids)
         self.outcome = RunOutcome(resident_bytes=self.scheme.resident_bytes())
-        self._scratch = stream_scratch(len(self.val_plan[0]), cfg.hidden, corpus.vocab_size, theta.dtype)
+        self._scratch = stream_scratch(len(self.val_plan[0]), cfg.hidden, corpus.vocab_size, theta.dtype, cfg.cell)
 
     @property
     def theta(self) -> np.ndarray:

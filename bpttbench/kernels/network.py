@@ -1,10 +1,13 @@
-"""LSTM + softmax head: one forward step, one backward step, a window backward (evaluation: kernels/evaluate.py).
+"""The network: a recurrent cell (kernels/cells.py) + softmax head; one forward step into a ring of
+past steps, and the window backward every truncated scheme shares (evaluation: kernels/evaluate.py).
 
-Shapes: B streams, H hidden units, V characters, G = 4H gate pre-activations (i, f, g, o).
+Shapes: B streams, H hidden units, V characters, G = blocks * H gate pre-activations (the cell's
+gate blocks: 4 LSTM, 3 GRU, 1 RNN; param_views reads them off theta's length).
 Activations of past steps live in rings indexed by `t % R` (R = k2 + 1, slot 0 = the zero state
 before step 1); a ring is the tuple
-    (x, y, gates, c, h, tanh_c, probs)  with shapes (R,B) (R,B) (R,B,G) (R,B,H) (R,B,H) (R,B,H) (R,B,V)
-where gates holds the post-activation i, f, g, o of each step.
+    (x, y, gates, c, h, aux, probs)  with shapes (R,B) (R,B) (R,B,G) (R,B,Hc) (R,B,H) (R,B,Ha) (R,B,V)
+where gates holds each step's post-activations, and c and aux what the cell keeps beside them
+(kernels/cells.py: for the LSTM c and tanh(c), Hc = Ha = H; for the GRU aux only, Hc = 0).
 
 The math is bpttbench/reference.py's; tests compare the two.
 """
@@ -15,14 +18,18 @@ import numpy as np
 from numba import njit
 
 from bpttbench.kernels.blas import dot, gemm_tn
+from bpttbench.kernels.cells import GRU, cell_backward, cell_backward_gates, cell_forward
 from bpttbench.kernels.optim import sum_of_squares
-from bpttbench.kernels.vecmath import JIT, flush_subnormals, restore_subnormals, vexp, vsigmoid, vtanh
+from bpttbench.kernels.vecmath import JIT, flush_subnormals, restore_subnormals, vexp
 
 
 @njit(**JIT)
 def param_views(theta, V, H):
-    """Cut the flat parameter vector into PyTorch-layout tensors (views, no copies)."""
-    G = 4 * H
+    """Cut the flat parameter vector into PyTorch-layout tensors (views, no copies).
+
+    G, the gate rows, is what theta's length leaves: theta = G (V + H + 2) + V (H + 1).
+    """
+    G = (theta.size - V * (H + 1)) // (V + H + 2)
     o = 0
     W_ih = theta[o : o + G * V].reshape((G, V))
     o += G * V
@@ -49,58 +56,6 @@ def read_inputs(ids, track_len, t, x, y):
     for b in range(x.shape[0]):
         x[b] = ids[b * track_len + p]
         y[b] = ids[b * track_len + p + 1]
-
-
-@njit(**JIT)
-def sigmoid(z):
-    return vsigmoid(z)
-
-
-@njit(**JIT)
-def lstm_forward(W_ih, W_hh, b_ih, b_hh, x, h_prev, c_prev, gates, c, h, tanh_c):
-    """One LSTM step for all streams; writes gates (post-activation), c, h, tanh(c)."""
-    lstm_forward_with_input_weights(W_ih.T, W_hh, b_ih, b_hh, x, h_prev, c_prev, gates, c, h, tanh_c)
-
-
-@njit(**JIT)
-def lstm_forward_with_input_weights(W_in, W_hh, b_ih, b_hh, x, h_prev, c_prev, gates, c, h, tanh_c):
-    """lstm_forward with the input weights given as W_in (V, 4H): row x is character x's column of W_ih.
-
-    W_in is W_ih.T (a strided view) or a row-major mirror of it, whose rows are contiguous.
-    Each nonlinearity has a loop of its own over contiguous memory so that LLVM vectorises it.
-    """
-    B, H = h_prev.shape
-    G = 4 * H
-    dot(h_prev, W_hh.T, gates)  # B,G
-    for b in range(B):
-        w_x = W_in[x[b]]
-        z = gates[b]
-        for j in range(G):
-            z[j] = z[j] + w_x[j] + b_ih[j] + b_hh[j]
-        # 0-based loops over slices: LLVM then knows every index is in range and vectorises
-        zi, zf, zg, zo = z[:H], z[H : 2 * H], z[2 * H : 3 * H], z[3 * H :]
-        _sigmoid_inplace(z[: 2 * H])
-        _tanh_inplace(zg)
-        _sigmoid_inplace(zo)
-        cb, hb, tb, cpb = c[b], h[b], tanh_c[b], c_prev[b]
-        for j in range(H):
-            cb[j] = zf[j] * cpb[j] + zi[j] * zg[j]
-        for j in range(H):
-            tb[j] = vtanh(cb[j])
-        for j in range(H):
-            hb[j] = zo[j] * tb[j]
-
-
-@njit(**JIT)
-def _sigmoid_inplace(z):
-    for j in range(z.size):
-        z[j] = vsigmoid(z[j])
-
-
-@njit(**JIT)
-def _tanh_inplace(z):
-    for j in range(z.size):
-        z[j] = vtanh(z[j])
 
 
 @njit(**JIT)
@@ -139,14 +94,14 @@ def forward_step(theta, V, H, ring, t, prev_slot):
 
 @njit(**JIT)
 def forward_step_with_input_weights(theta, V, H, ring, t, prev_slot, W_in, with_head):
-    """forward_step reading the input weights from W_in (see lstm_forward_with_input_weights);
+    """forward_step reading the input weights from W_in (V, G: row x is character x's column of
+    W_ih; W_ih.T, a strided view, or a row-major mirror of it, whose rows are contiguous);
     without the head (returning 0) when with_head is False, for steps whose loss and softmax
     nobody reads."""
-    x_r, y_r, gates_r, c_r, h_r, tanh_c_r, probs_r = ring
+    x_r, y_r, gates_r, c_r, h_r, aux_r, probs_r = ring
     W_ih, W_hh, b_ih, b_hh, W_dec, b_dec = param_views(theta, V, H)
     s = t % x_r.shape[0]
-    lstm_forward_with_input_weights(W_in, W_hh, b_ih, b_hh, x_r[s], h_r[prev_slot], c_r[prev_slot], gates_r[s], c_r[s],
-                                    h_r[s], tanh_c_r[s])
+    cell_forward(W_in, W_hh, b_ih, b_hh, x_r[s], h_r[prev_slot], c_r[prev_slot], gates_r[s], c_r[s], h_r[s], aux_r[s])
     if not with_head:
         return 0.0
     return head_forward(W_dec, b_dec, h_r[s], y_r[s], probs_r[s])
@@ -154,7 +109,7 @@ def forward_step_with_input_weights(theta, V, H, ring, t, prev_slot, W_in, with_
 
 @njit(**JIT)
 def mirror_input_weights(theta, V, H, W_in):
-    """W_in (V, 4H) = W_ih.T, row-major: the fused SGD path reads and updates W_ih through it."""
+    """W_in (V, G) = W_ih.T, row-major: the fused SGD path reads and updates W_ih through it."""
     _transpose(param_views(theta, V, H)[0], W_in)
 
 
@@ -169,7 +124,7 @@ TRANSPOSE_TILE = 16  # a tile's rows and columns stay in L1 while both are walke
 
 @njit(**JIT)
 def _transpose(src, dst):
-    """dst = src.T, tile by tile (column by column, every write of a 4H x V transpose missed a line)."""
+    """dst = src.T, tile by tile (column by column, every write of a G x V transpose missed a line)."""
     rows, cols = src.shape
     for i0 in range(0, rows, TRANSPOSE_TILE):
         i1 = min(i0 + TRANSPOSE_TILE, rows)
@@ -183,15 +138,15 @@ def _transpose(src, dst):
 
 @njit(**JIT)
 def transpose_input_block(a, V, H, scratch, to_rows):
-    """Transpose the W_ih block of the flat vector a in place (scratch: a (V, 4H) array), to_rows:
-    from PyTorch's (4H, V) to (V, 4H), whose row v is character v's column, contiguous; else back.
+    """Transpose the W_ih block of the flat vector a in place (scratch: a (V, G) array), to_rows:
+    from PyTorch's (G, V) to (V, G), whose row v is character v's column, contiguous; else back.
 
     Outside fused SGD a truncated scheme's block runs with theta's, grad's and Adam's moments'
     blocks transposed (schemes/base.py): the forward then reads a character's input weights as a
     contiguous row of theta, the backward writes its gradient as a contiguous row of grad, and
     the optimiser's element-wise pass is the same on either layout.
     """
-    n = 4 * H * V
+    n = scratch.size
     flat = scratch.reshape(n)
     if to_rows:
         mirror_input_weights(a, V, H, scratch)
@@ -201,36 +156,6 @@ def transpose_input_block(a, V, H, scratch, to_rows):
         for i in range(n):
             flat[i] = a[i]
         unmirror_input_weights(a, V, H, scratch)
-
-
-@njit(**JIT)
-def lstm_backward(W_hh, gates, c_prev, tanh_c, dh, dc, dz, dh_prev):
-    """Backward through one LSTM step: dz (gate pre-activations) and dh_prev; dc becomes dc_prev in place."""
-    lstm_backward_gates(gates, c_prev, tanh_c, dh, dc, dz)
-    dot(dz, W_hh, dh_prev)  # B,G @ G,H
-
-
-@njit(**JIT)
-def lstm_backward_gates(gates, c_prev, tanh_c, dh, dc, dz):
-    """lstm_backward without dh_prev: what the window's first step needs (the gradient stops there)."""
-    B, H = dh.shape
-    one = dz.dtype.type(1.0)
-    for b in range(B):
-        gb, dzb, dcb, dhb, cpb, tcb = gates[b], dz[b], dc[b], dh[b], c_prev[b], tanh_c[b]
-        gi, gf, gg, go = gb[:H], gb[H : 2 * H], gb[2 * H : 3 * H], gb[3 * H :]
-        di, df, dg, do = dzb[:H], dzb[H : 2 * H], dzb[2 * H : 3 * H], dzb[3 * H :]
-        for j in range(H):
-            i = gi[j]
-            f = gf[j]
-            g = gg[j]
-            o = go[j]
-            tc = tcb[j]
-            dcj = dcb[j] + dhb[j] * o * (one - tc * tc)
-            di[j] = dcj * g * i * (one - i)
-            df[j] = dcj * cpb[j] * f * (one - f)
-            dg[j] = dcj * i * (one - g * g)
-            do[j] = dhb[j] * tc * o * (one - o)
-            dcb[j] = dcj * f
 
 
 SMALL_GEMM_ROWS = 8  # below this many rows a hand loop beats BLAS's packing for the decoder's gradient
@@ -259,14 +184,14 @@ def window_gradient_or_sgd_step(theta, grad, V, H, ring, t, first, first_injecte
     squares (float64) of its W_ih block. With lr > 0, the SGD step theta -= lr * gradient
     instead, fused into the backward pass (grad is then scratch), and returns 0.
 
-    W_in, G_in: the (V, 4H) matrices whose row v is character v's input weights, gradient: views
+    W_in, G_in: the (V, G) matrices whose row v is character v's input weights, gradient: views
     of W_ih.T in theta and grad, or their rows where the W_ih blocks are held transposed
     (transpose_input_block); under fused SGD, W_in is a row-major mirror instead.
     index_work: int64 scratch from index_scratch(k2, B, V) (window_backward allocates its own);
     its row 3 marks the rows of G_in that may be nonzero (see _write_input_gradient).
 
     With lr > 0 the step goes straight into the weights: W_hh by a GEMM that accumulates into
-    it (alpha = -lr, beta = 1); W_ih through W_in, its (V, 4H) row-major mirror (see
+    it (alpha = -lr, beta = 1); W_ih through W_in, its (V, G) row-major mirror (see
     mirror_input_weights: the caller writes it back into theta), and only in the window's
     characters' rows (elsewhere the gradient is 0 and x - lr * 0 = x); the rest element by
     element. Each element gets theta - lr * g, the same arithmetic as apply_update's SGD.
@@ -275,13 +200,16 @@ def window_gradient_or_sgd_step(theta, grad, V, H, ring, t, first, first_injecte
     Subnormals are flushed to zero meanwhile (kernels/vecmath.py says why).
     """
     control = flush_subnormals()
-    x_r, y_r, gates_r, c_r, h_r, tanh_c_r, probs_r = ring
-    dh, dc, dh_prev, dh_head, dz_all, hprev_all, dlog_all, hinj_all = work
+    x_r, y_r, gates_r, c_r, h_r, aux_r, probs_r = ring
+    dh, dc, dh_prev, dh_head, dz_all, hprev_all, dlog_all, hinj_all, dzh_rows = work
     _, g_hh, g_bih, g_bhh, g_dec, g_bdec = param_views(grad, V, H)
     R = x_r.shape[0]
     n_stack = W_hh_stack.shape[0]
     B = dh.shape[0]
-    G = 4 * H
+    G = gates_r.shape[2]
+    gru = G == GRU * H
+    # the gradient wrt the recurrent pre-activations: the GRU's own rows, else dz's (kernels/cells.py)
+    dzh_all = dzh_rows if gru else dz_all
     dh[:] = 0.0
     dc[:] = 0.0
     scale_t = dh.dtype.type(scale)
@@ -313,12 +241,13 @@ def window_gradient_or_sgd_step(theta, grad, V, H, ring, t, first, first_injecte
                 for j in range(H):
                     dhb[j] += headb[j]
         dz = dz_all[k * B : (k + 1) * B]
+        dzh = dzh_all[k * B : (k + 1) * B]
         ps = (tau - 1) % R
         if tau > first:
-            lstm_backward(W_hh_stack[w], gates_r[s], c_r[ps], tanh_c_r[s], dh, dc, dz, dh_prev)
+            cell_backward(W_hh_stack[w], gates_r[s], c_r[ps], aux_r[s], h_r[ps], dh, dc, dz, dzh, dh_prev)
             dh, dh_prev = dh_prev, dh  # the next step's dh is this step's dh_prev: swap, not copy
         else:  # nothing reads the gradient into the state before the window: skip its product
-            lstm_backward_gates(gates_r[s], c_r[ps], tanh_c_r[s], dh, dc, dz)
+            cell_backward_gates(gates_r[s], c_r[ps], aux_r[s], h_r[ps], dh, dc, dz, dzh)
         for b in range(B):
             src, dst = h_r[ps, b], hprev_all[k * B + b]
             for j in range(H):
@@ -329,23 +258,27 @@ def window_gradient_or_sgd_step(theta, grad, V, H, ring, t, first, first_injecte
     W_ih, W_hh, b_ih, b_hh, W_dec, b_dec = param_views(theta, V, H)
     rows = (t - first + 1) * B
     if fused:
-        gemm_tn(-lr, dz_all[:rows], hprev_all[:rows], 1.0, W_hh)
+        gemm_tn(-lr, dzh_all[:rows], hprev_all[:rows], 1.0, W_hh)
     else:
-        dot(dz_all[:rows].T, hprev_all[:rows], g_hh)
+        dot(dzh_all[:rows].T, hprev_all[:rows], g_hh)
+    if gru:  # b_hh's gradient is dzh's column sums (before _sum_rows_by_character clobbers dz, not dzh)
+        g_bhh[:] = 0.0
+        for r in range(rows):
+            _add_row(g_bhh, dzh_all[r])
     # dW_ih's nonzero columns are the window's distinct characters: sum their rows (contiguous).
     n_chars = _sum_rows_by_character(dz_all, x_r, t, rows, B, R, index_work)
     # biases: the column sums of dz, as the sum of the per-character sums (n_chars rows, not all)
     g_bih[:] = 0.0
     for u in range(n_chars):
         _add_row(g_bih, dz_all[index_work[0, u]])
+    if not gru:  # b_hh enters every pre-activation as b_ih does
+        for j in range(G):
+            g_bhh[j] = g_bih[j]
     if fused:
         for j in range(G):
             b_ih[j] -= lr_t * g_bih[j]
         for j in range(G):
-            b_hh[j] -= lr_t * g_bih[j]
-    else:
-        for j in range(G):
-            g_bhh[j] = g_bih[j]
+            b_hh[j] -= lr_t * g_bhh[j]
     # Each character's summed row becomes its row of G_in or, fused, updates its row of W_in.
     sum_sq_in = 0.0
     if fused:
@@ -399,7 +332,7 @@ def index_scratch(k2, B, V):
 
 @njit(**JIT)
 def _write_input_gradient(G_in, dz_all, index_work, n_chars):
-    """W_ih's gradient into G_in (V, 4H): row index_work[1, u] = dz_all[index_work[0, u]] for
+    """W_ih's gradient into G_in (V, G): row index_work[1, u] = dz_all[index_work[0, u]] for
     u < n_chars, every other row 0; returns its sum of squares (float64).
 
     Only the rows index_work[3] marks (written by an earlier call, or not known to be zero) are
