@@ -24,6 +24,7 @@ from typing import Callable
 from bpttbench import defaults
 from bpttbench.errors import ConfigError
 from bpttbench.files import now
+from bpttbench.scheme_names import CELL_NAMES, DEFAULT_CELL
 
 DEFAULT_CORPORA = defaults.STUDY_CORPORA
 
@@ -80,10 +81,11 @@ class Preset:
     chunked_eval_every: int
     identity_eval_every: int
 
-    def sweeps(self, corpora: tuple[str, ...], clock: str = "cpu") -> list[tuple[str, str]]:
-        """(relative directory, TOML spec) of every sweep of the study; every run on `clock`."""
+    def sweeps(self, corpora: tuple[str, ...], clock: str = "cpu", cell: str = DEFAULT_CELL) -> list[tuple[str, str]]:
+        """(relative directory, TOML spec) of every sweep of the study; every run on `clock` with `cell`.
+        The map is the LSTM's: for another cell the study is the claims part."""
         out = []
-        on_clock = f'clock = "{clock}"\n'
+        on_clock = f'clock = "{clock}"\ncell = "{cell}"\n'
         for corpus in corpora:
             slug = corpus_slug(corpus)
             claims = {"k2": [20], "hidden": [self.hidden]}
@@ -97,7 +99,8 @@ class Preset:
             out.append((f"claims/identity-{slug}", _spec(
                 f"identity-{slug}", corpus, f"steps = {self.identity_steps}", 2, ["single", "stored", "sliding"],
                 {"k2": [1], "hidden": [self.hidden]}, on_clock + f"eval_every = {self.identity_eval_every}")))
-        out += self._map_sweeps(corpora[0], on_clock)
+        if cell == DEFAULT_CELL:
+            out += self._map_sweeps(corpora[0], on_clock)
         return out
 
     def _map_sweeps(self, corpus: str, on_clock: str) -> list[tuple[str, str]]:
@@ -214,8 +217,8 @@ class LongPreset:
     text_hidden: int = 128
     text_eval_every: int = 20_000
 
-    def sweeps(self, corpora: tuple[str, ...], clock: str = "cpu") -> list[tuple[str, str]]:
-        on_clock = f'clock = "{clock}"\n'
+    def sweeps(self, corpora: tuple[str, ...], clock: str = "cpu", cell: str = DEFAULT_CELL) -> list[tuple[str, str]]:
+        on_clock = f'clock = "{clock}"\ncell = "{cell}"\n'
         out = []
         for corpus in self.convergence_corpora:
             slug = corpus_slug(corpus)
@@ -238,13 +241,13 @@ def preset_named(name: str) -> Preset | LongPreset:
     return {"full": FULL, "quick": QUICK, "long": LONG}[name]
 
 
-def registration(preset_name: str, corpora: tuple[str, ...], clock: str) -> dict:
-    """What a study directory is fixed to when it starts: its preset (seed counts included), corpora and
-    clock, as JSON reads it back."""
+def registration(preset_name: str, corpora: tuple[str, ...], clock: str, cell: str = DEFAULT_CELL) -> dict:
+    """What a study directory is fixed to when it starts: its preset (seed counts included), corpora,
+    clock and cell, as JSON reads it back."""
     import json
 
     settings = {"preset": preset_name, "settings": asdict(preset_named(preset_name)), "corpora": list(corpora),
-                "clock": clock}
+                "clock": clock, "cell": cell}
     return json.loads(json.dumps(settings))
 
 
@@ -260,6 +263,8 @@ def _check_registration(path: Path, registered: dict) -> dict:
     except (OSError, ValueError) as exc:
         raise ConfigError(f"could not read {path} ({exc}); move the study directory aside or choose another --out") from None
     before = existing.get("registered")
+    if before is not None:
+        before = {"cell": DEFAULT_CELL, **before}  # registered before studies had a cell: the LSTM's
     if before is not None and before != registered:
         changed = sorted(k for k in set(before) | set(registered) if before.get(k) != registered.get(k))
         raise ConfigError(f"{path.parent} holds a study registered with other {', '.join(changed)} "
@@ -270,8 +275,8 @@ def _check_registration(path: Path, registered: dict) -> dict:
 
 
 def run_study(out: Path, *, quick: bool = False, long: bool = False, corpora: tuple[str, ...] = DEFAULT_CORPORA, workers: int | None = None,
-              scheduler: str | None = None, clock: str = "cpu", progress: Callable[[str], None] = lambda message: None,
-              sweep_observer=None) -> StudyResult:
+              scheduler: str | None = None, clock: str = "cpu", cell: str = DEFAULT_CELL,
+              progress: Callable[[str], None] = lambda message: None, sweep_observer=None) -> StudyResult:
     """Run (or resume) every part of the study under out, then write its report and its replication
     of the reference study shipped with bpttbench."""
     from bpttbench.config import CLOCKS
@@ -286,12 +291,14 @@ def run_study(out: Path, *, quick: bool = False, long: bool = False, corpora: tu
         raise ConfigError(f"unknown clock {clock!r}; choose cpu (the training thread's CPU time) or wall")
     if quick and long:
         raise ConfigError("give either --quick or --long, not both")
+    if cell not in CELL_NAMES:
+        raise ConfigError(f"unknown cell {cell!r}; choose one of {', '.join(CELL_NAMES)}")
     preset_name = "quick" if quick else "long" if long else "full"
     preset = preset_named(preset_name)
-    registered = registration(preset_name, tuple(corpora), clock)
+    registered = registration(preset_name, tuple(corpora), clock, cell)
     existing = _check_registration(Path(out) / "study.json", registered)
     out = make_dir(Path(out))
-    sweeps = preset.sweeps(tuple(corpora), clock)
+    sweeps = preset.sweeps(tuple(corpora), clock, cell)
     # Every corpus before the first run: a bad one fails at once.
     texts = {c: load_corpus(c) for c in dict.fromkeys([*corpora, *(_corpus_of(text) for _, text in sweeps)])}
     plans = [(part, plan_sweep(parse_spec(text, source=f"study part {part}"), texts[_corpus_of(text)]))
@@ -312,7 +319,7 @@ def run_study(out: Path, *, quick: bool = False, long: bool = False, corpora: tu
         for corpus in corpora if isinstance(preset, Preset) else ():  # claim 6's gradcheck
             part = f"claims/gradcheck-{corpus_slug(corpus)}"
             progress(f"{part}: following single for {preset.gradcheck_steps:,} steps")
-            result.parts[part] = _gradcheck(texts[corpus], out / part, preset)
+            result.parts[part] = _gradcheck(texts[corpus], out / part, preset, cell)
             manifest.save(parts={**manifest.data["parts"], part: result.parts[part]})
         progress("writing the report")
         manifest.save(machine_at_end=_machine())
@@ -361,7 +368,7 @@ def _corpus_of(spec_text: str) -> str:
     return tomllib.loads(spec_text)["corpus"]
 
 
-def _gradcheck(corpus, out_dir: Path, preset: Preset) -> str:
+def _gradcheck(corpus, out_dir: Path, preset: Preset, cell: str = DEFAULT_CELL) -> str:
     """Claim 6's gradcheck, skipped when a complete one is already there."""
     import json
 
@@ -374,7 +381,7 @@ def _gradcheck(corpus, out_dir: Path, preset: Preset) -> str:
     except (OSError, ValueError):
         pass
     gradcheck(corpus, scheme="single", k2s=(20,), lrs=(2e-3,), hidden=preset.hidden, steps=preset.gradcheck_steps,
-              every=preset.gradcheck_every, out_dir=out_dir, force=True)
+              every=preset.gradcheck_every, out_dir=out_dir, force=True, cell=cell)
     return "complete"
 
 
@@ -397,7 +404,8 @@ def write_study_report(out: Path, manifest: dict) -> tuple[Path, list[dict]]:
     registered = manifest.get("registered") or {}
     summary = study_summary(report, registered, {**manifest, "finished_at": now()})
     write_json(out / SUMMARY, summary)
-    ref = reference(str(registered.get("preset")))
+    cell = registered.get("cell", DEFAULT_CELL)
+    ref = reference(str(registered.get("preset")), cell)
     lines = ["", "## The map: where does the answer change?", "",
              "single against sliding on the first corpus, paired by seed. Each cell: single's training time to a target "
              "validation loss over sliding's (below 1×: single gets there first), then single's online loss minus "
@@ -409,6 +417,8 @@ def write_study_report(out: Path, manifest: dict) -> tuple[Path, list[dict]]:
     if cells:
         figure = plot_map(cells, out / "map.png")
         lines += map_table(cells) + ["", f"![the map]({figure.name})", ""]
+    elif cell != DEFAULT_CELL:
+        lines += [f"The map is the LSTM's: this study of the {cell} cell is the claims part.", ""]
     else:
         lines += ["No complete map runs yet.", ""]
     lines += precision_lines(summary) + replication_lines(summary, ref)

@@ -118,3 +118,25 @@ def test_the_long_part_runs_to_a_plateau_on_corpora_with_a_known_optimum(tmp_pat
     assert 'budget = "5m"' in sweeps["long/stdlib-docs"]
     code, _, err = invoke(["study", "--quick", "--long", "--out", str(tmp_path / "s")], capsys)
     assert code == 2 and "either --quick or --long" in err and not (tmp_path / "s").exists()
+
+
+@pytest.mark.parametrize("cell", ["gru", "rnn"])
+def test_a_study_of_another_cell_is_the_claims_part_with_every_run_on_that_cell(cell):
+    from bpttbench.sweep import parse_spec
+
+    parts = study.QUICK.sweeps(("stdlib-docs",), "cpu", cell)
+    assert parts and not any(part.startswith("map/") for part, _ in parts)
+    for part, text in parts:
+        spec = parse_spec(text, source=part)
+        assert tuple(spec.parameters["cell"]) == (cell,), part
+    lstm_parts = [part for part, _ in study.QUICK.sweeps(("stdlib-docs",), "cpu")]
+    assert any(part.startswith("map/") for part in lstm_parts)
+
+
+def test_a_study_registered_before_cells_resumes_as_the_lstm_and_refuses_another_cell(tmp_path):
+    registered = study.registration("quick", ("stdlib-docs",), "cpu")
+    old = {k: v for k, v in registered.items() if k != "cell"}  # a study.json from before the field
+    (tmp_path / "study.json").write_text(json.dumps({"registered": old}), encoding="utf-8")
+    assert study._check_registration(tmp_path / "study.json", registered)["registered"] == old
+    with pytest.raises(study.ConfigError, match="cell"):
+        study._check_registration(tmp_path / "study.json", study.registration("quick", ("stdlib-docs",), "cpu", "gru"))

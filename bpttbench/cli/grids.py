@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from bpttbench.cli.common import COMMAND, emit_json, option, output_options, several, sigterm_as_interrupt
-from bpttbench.config import CLOCKS, field_help
+from bpttbench.config import CELL_NAMES, CLOCKS, field_help
 from bpttbench.defaults import TRAIN
 from bpttbench.console import (SweepProgress, download_progress, print_grid, replication_table, show, stderr, stdout,
                                sweep_headline, sweep_table)
@@ -91,8 +91,10 @@ def sweep(spec_file, overrides, out, workers, scheduler, dry_run, quiet, as_json
 @several("--corpus", "corpora",
          help="Corpus to study, repeatable or a comma list (the map uses the first). [default: stdlib-docs and stdlib-source, built in]")
 @option("--clock", type=click.Choice(CLOCKS), default=TRAIN.clock, help=field_help("clock"))
+@option("--cell", type=click.Choice(CELL_NAMES), default=TRAIN.cell,
+        help="The recurrent cell; for gru and rnn the study is the claims part (the map is the LSTM's).")
 @output_options("the study directory", "Print out (the study directory), status, the parts and the report as JSON on stdout.")
-def study(out, workers, scheduler, quick, long, corpora, clock, quiet, as_json):
+def study(out, workers, scheduler, quick, long, corpora, clock, cell, quiet, as_json):
     """Run the preset experiment that answers the question, and write its report.
 
     single, stored and sliding at k1 = 1, k2 = 20 and chunked at k = 20, with enough seeds for a
@@ -110,7 +112,7 @@ def study(out, workers, scheduler, quick, long, corpora, clock, quiet, as_json):
     say = (lambda message: stderr.print(message, markup=False)) if chatty else (lambda message: None)
     with sigterm_as_interrupt():
         result = run_study(out, quick=quick, long=long, corpora=tuple(corpora) or DEFAULT_CORPORA, workers=workers,
-                           scheduler=scheduler, clock=clock, progress=say)
+                           scheduler=scheduler, clock=clock, cell=cell, progress=say)
     if as_json:
         emit_json(result.path, result.status, parts=result.parts, report=str(result.report),
                   replication=result.replication)

@@ -18,6 +18,7 @@ from importlib import resources
 from pathlib import Path
 
 from bpttbench.report.stats import format_signed
+from bpttbench.scheme_names import DEFAULT_CELL
 
 SUMMARY = "summary.json"
 FORMAT = 1
@@ -39,7 +40,8 @@ def study_summary(report, registered: dict, manifest: dict) -> dict:
             speeds.append({"corpus": fam.key["corpus"], "k2": fam.key["k2"], "ratio": "single / sliding",
                            "estimate": _plain(iv.estimate), "lo": _plain(iv.lo), "hi": _plain(iv.hi), "n": iv.n})
     return {"format": FORMAT, "preset": registered.get("preset"), "corpora": registered.get("corpora"),
-            "clock": registered.get("clock"), "seeds": (registered.get("settings") or {}).get("seeds"),
+            "clock": registered.get("clock"), "cell": registered.get("cell", DEFAULT_CELL),
+            "seeds": (registered.get("settings") or {}).get("seeds"),
             "command": manifest.get("command"), "registered_at": manifest.get("registered_at"),
             "started_at": manifest.get("started_at"), "finished_at": manifest.get("finished_at"),
             "machine": manifest.get("machine"), "claims": claims, "steps_per_s": speeds}
@@ -55,10 +57,12 @@ def _plain(v):
     return v
 
 
-def reference(preset: str) -> dict | None:
-    """The shipped reference study for a preset ('full' or 'quick'); None if none ships."""
+def reference(preset: str, cell: str = DEFAULT_CELL) -> dict | None:
+    """The shipped reference study for a preset ('full' or 'quick') and cell (the LSTM's: <preset>.json,
+    another's: <preset>-<cell>.json); None if none ships."""
+    name = f"{preset}.json" if cell == DEFAULT_CELL else f"{preset}-{cell}.json"
     try:
-        text = resources.files(REFERENCE_PACKAGE).joinpath(f"{preset}.json").read_text(encoding="utf-8")
+        text = resources.files(REFERENCE_PACKAGE).joinpath(name).read_text(encoding="utf-8")
     except (FileNotFoundError, ModuleNotFoundError):
         return None
     return json.loads(text)
@@ -136,7 +140,8 @@ def replication_lines(this: dict, ref: dict | None) -> list[str]:
     """The replication section of a study's report.md."""
     lines = ["", "## Replication of the reference study", ""]
     if ref is None:
-        return lines + [f"No reference study ships for the {this.get('preset')} preset.", ""]
+        return lines + [f"No reference study ships for the {this.get('preset')} preset with the "
+                        f"{this.get('cell', DEFAULT_CELL)} cell.", ""]
     machine = ref.get("machine") or {}
     lines += [f"Beside the {ref.get('preset')} study shipped with bpttbench: {ref.get('seeds')} seeds, "
               f"{ref.get('clock')} clock, run on {machine.get('cpu', 'an unknown CPU')} ({machine.get('cores', '?')} "
