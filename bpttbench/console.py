@@ -128,7 +128,8 @@ class RunProgress:
 
 
 def summary_table(rows: list[dict]) -> Table:
-    table = new_table("summary (medians over seeds; losses in bits/char)",
+    cells = ", ".join(dict.fromkeys(str(r.get("cell", "lstm")) for r in rows))
+    table = new_table(f"summary ({cells}; medians over seeds; losses in bits/char)",
                       ("scheme", "k1", "k2", "seeds", "steps", "updates", "steps/s", "final online", "final val"))
     for r in rows:
         scheme = r["scheme"] + (" (window)" if r["inject"] == "window" else "")
@@ -204,7 +205,8 @@ def gradcheck_table(summary) -> Table:
 def speed_table(rows, peers) -> Table:
     """Microseconds per step of each row, its bound and ratio, Adam's extra cost (Adam with clip 1,
     the default optimizer) beside the optimizer bound, and the peers'."""
-    columns = [("scheme", "scheme", "{}"), ("H", "hidden", "{}"), ("k2", "k2", "{}"), ("B", "batch", "{}"),
+    columns = [("scheme", "scheme", "{}"), ("cell", "cell", "{}"), ("H", "hidden", "{}"), ("k2", "k2", "{}"),
+               ("B", "batch", "{}"),
                ("dtype", "dtype", "{}"), ("us/step", "us_per_step", "{:.1f}"), ("bound", "bound_us", "{:.1f}"),
                ("ratio", "ratio", "{:.2f}"), ("Adam extra", "adam_extra_us", "{:+.0f}"),
                ("Adam / SGD", "adam_ratio", "{:.2f}"), ("optimizer bound", "optimizer_bound_us", "{:.0f}"),
@@ -220,7 +222,7 @@ def speed_table(rows, peers) -> Table:
     backend = rows.attrs.get("blas_backend")
     blas = f"{backend['name']} BLAS ({backend['version']}, from {backend['source']})" if backend else "BLAS"
     table = new_table(f"microseconds per time step (CPU, median; plain SGD, {blas} on one thread)",
-                      [title for title, _, _ in columns], left=("scheme", "dtype"))
+                      [title for title, _, _ in columns], left=("scheme", "cell", "dtype"))
     for row in rows.to_dict("records"):
         table.add_row(*(cell(row, key, fmt) for _, key, fmt in columns))
     return table

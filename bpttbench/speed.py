@@ -24,7 +24,7 @@ Peers. Each row names its strongest peer, the faster of those timed (`peer`,
 `peer_us_per_step`), and `peer_speedup` = peer_us_per_step / us_per_step is taken against it:
 a speed-up is only claimed against the best implementation measured.
 
-Lower bounds (per time step; G = 4H; each product is a BLAS call on 64-byte aligned arrays):
+Lower bounds (per time step; G = 4H for the LSTM, 3H for the GRU, H for the RNN; each product is a BLAS call on 64-byte aligned arrays):
 - single: per update, k1 forward products h W_hh^T (B x H times H x G); the decoder's forward
   and backward products over the k1 B rows whose losses are injected, one GEMM each; k2 - 1
   backward products dz W_hh (B x G times G x H: the window's first step sends nothing further
@@ -49,6 +49,7 @@ scheme is built and runs one update period (the kernels allocate nothing per ste
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import os
@@ -70,7 +71,8 @@ from bpttbench.errors import UserError
 from bpttbench.kernels.blas import dot, gemm_tn
 from bpttbench.kernels.vecmath import JIT
 from bpttbench.model import init_theta
-from bpttbench.peers import PEERS, load_peer, peer_class, peer_module
+from bpttbench.peers import PEERS, load_peer, peer_class, peer_schemes
+from bpttbench.scheme_names import CELLS, DEFAULT_CELL
 from bpttbench.schemes import REGISTRY, make_scheme
 from bpttbench.schemes.base import aligned_zeros
 from bpttbench.speed_bounds import OptimizerBoundTimer, adam_columns, adam_targets
@@ -83,7 +85,7 @@ LR = 2e-3  # small enough that no timed run diverges; the rate does not change t
 # Plain SGD without clipping, as every speed measurement here: its step is fused into the gradient GEMM.
 # Adam (adam_us_per_step) runs with the same rate and the default clip (TrainConfig's, 1).
 COLUMNS = [
-    "scheme", "hidden", "k1", "k2", "batch", "dtype", "vocab_size",
+    "scheme", "cell", "hidden", "k1", "k2", "batch", "dtype", "vocab_size",
     "us_per_step", "steps_per_s", "bound_us", "ratio",
     "wall_us_per_step", "wall_bound_us", "wall_ratio",
     "adam_us_per_step", "adam_extra_us", "adam_ratio", "optimizer_bound_us", "adam_extra_over_bound",
@@ -131,9 +133,9 @@ class BoundTimer:
     """The unavoidable products of one scheme's update period, timed alone."""
 
     def __init__(self, scheme: str, hidden: int, k1: int, k2: int, batch: int, dtype: str, seed: int = 0,
-                 vocab_size: int = 65):
+                 vocab_size: int = 65, cell: str = DEFAULT_CELL):
         rng = np.random.default_rng(seed)
-        G, H, B, V = 4 * hidden, hidden, batch, vocab_size
+        G, H, B, V = CELLS[cell] * hidden, hidden, batch, vocab_size
         scale = 1.0 / math.sqrt(H)
 
         def filled(shape, s=1.0):
@@ -303,8 +305,9 @@ def measure_speed(schemes: Iterable[str] = TIMED_SCHEMES, hidden: Iterable[int] 
                   batch: Iterable[int] = (1,), *, k1: int = 1, vocab_size: int = 65,
                   dtypes: Iterable[str] = ("float32",), repeats: int = 7, min_time: float = 0.05,
                   adam: bool = True, against: Iterable[str] = (), against_torch: bool = False, seed: int = 0,
+                  cells: Iterable[str] = (DEFAULT_CELL,),
                   progress: Callable[[str], None] | None = None) -> pd.DataFrame:
-    """Time every scheme over the grid hidden x k2 x batch x dtypes; one row per configuration.
+    """Time every scheme over the grid cells x hidden x k2 x batch x dtypes; one row per configuration.
 
     chunked and adaptive always run with k1 = k2 (their definition); the other schemes with the given k1.
     `against` names peers to time too ("torch", "jax"); against_torch=True is against=("torch",).
@@ -337,19 +340,15 @@ def measure_speed(schemes: Iterable[str] = TIMED_SCHEMES, hidden: Iterable[int] 
     load_before = list(os.getloadavg())
     with one_thread(torch_too="torch" in peers):
         blas = blas_info()  # as limited for the measurement
-        for dtype in dtypes:
-            for H in hidden:
-                for K2 in k2:
-                    for B in batch:
-                        for name in schemes:
-                            K1 = K2 if name in CHUNK_SCHEMES else k1
-                            try:
-                                cfg = TrainConfig(scheme=name, k1=K1, k2=K2, hidden=H, batch=B, optimizer="sgd", lr=LR,
-                                                  clip=0.0, dtype=dtype, seed=seed, budget_steps=1)
-                            except UserError as exc:
-                                raise UserError(f"bpttbench speed: {exc}") from exc
-                            say(f"{name} H={H} k2={K2} B={B} {dtype}")
-                            rows.append(_measure_one(name, cfg, vocab_size, ids, repeats, min_time, adam, peers))
+        for cell, dtype, H, K2, B, name in itertools.product(_as_tuple(cells), dtypes, hidden, k2, batch, schemes):
+            K1 = K2 if name in CHUNK_SCHEMES else k1
+            try:
+                cfg = TrainConfig(scheme=name, cell=cell, k1=K1, k2=K2, hidden=H, batch=B, optimizer="sgd", lr=LR,
+                                  clip=0.0, dtype=dtype, seed=seed, budget_steps=1)
+            except UserError as exc:
+                raise UserError(f"bpttbench speed: {exc}") from exc
+            say(f"{name} {cell} H={H} k2={K2} B={B} {dtype}")
+            rows.append(_measure_one(name, cfg, vocab_size, ids, repeats, min_time, adam, peers))
     df = pd.DataFrame(rows, columns=COLUMNS)
     df.attrs.update(blas=blas, blas_backend=current_blas().info(), load_average_before=load_before,
                     load_average_after=list(os.getloadavg()))
@@ -361,13 +360,13 @@ def _measure_one(name, cfg, vocab_size, ids, repeats, min_time, adam, peers) -> 
     truncated = name in TRUNCATED_SCHEMES
     timers = {"sgd": SchemeTimer(cfg, vocab_size, ids)}
     if truncated:
-        timers["bound"] = BoundTimer(name, cfg.hidden, cfg.k1, cfg.k2, cfg.batch, cfg.dtype, cfg.seed, vocab_size)
+        timers["bound"] = BoundTimer(name, cfg.hidden, cfg.k1, cfg.k2, cfg.batch, cfg.dtype, cfg.seed, vocab_size, cfg.cell)
     if adam:
         timers["adam"] = SchemeTimer(cfg.replace(optimizer="adam", clip=TRAIN.clip), vocab_size, ids)
-        timers["optimizer_bound"] = OptimizerBoundTimer(vocab_size, cfg.hidden, cfg.k1, cfg.dtype, cfg.seed)
+        timers["optimizer_bound"] = OptimizerBoundTimer(vocab_size, cfg.hidden, cfg.k1, cfg.dtype, cfg.seed, cfg.cell)
     if truncated:
         for peer in peers:
-            if name in peer_module(peer).SCHEMES:  # (adaptive has no peer)
+            if name in peer_schemes(peer, cfg.cell):  # (adaptive has no peer; not every cell every scheme)
                 timers[peer] = PeerTimer(peer, name, cfg, vocab_size, ids)
     samples = dict(zip(timers, _sample(list(timers.values()), repeats, min_time)))
     us = _median_us(samples["sgd"], 0)
@@ -375,7 +374,7 @@ def _measure_one(name, cfg, vocab_size, ids, repeats, min_time, adam, peers) -> 
     bound, wall_bound = (_median_us(samples["bound"], 0), _median_us(samples["bound"], 1)) if truncated else (math.nan, math.nan)
     resident, peak = memory_bytes(cfg, vocab_size, ids)
     row = dict(
-        scheme=name, hidden=cfg.hidden, k1=cfg.k1, k2=cfg.k2, batch=cfg.batch, dtype=cfg.dtype,
+        scheme=name, cell=cfg.cell, hidden=cfg.hidden, k1=cfg.k1, k2=cfg.k2, batch=cfg.batch, dtype=cfg.dtype,
         vocab_size=vocab_size, us_per_step=us, steps_per_s=1e6 / us, bound_us=bound, ratio=us / bound,
         wall_us_per_step=wall, wall_bound_us=wall_bound, wall_ratio=wall / wall_bound,
         resident_bytes=resident, peak_bytes=peak, samples=len(samples["sgd"]),
@@ -411,6 +410,8 @@ def speed_targets(df: pd.DataFrame, *, hidden: int = 128, k2: int = 20) -> pd.Da
     cannot decide (say, no peer timed, or a single k2) say so in `note` and have met = None.
     """
     out = []
+    if "cell" in df:  # the targets are the LSTM's (rows from before the cell column are)
+        df = df[df["cell"].fillna(DEFAULT_CELL) == DEFAULT_CELL]
     base = dict(hidden=hidden, k2=k2, dtype="float32")
 
     def one(scheme, batch=1, **extra):

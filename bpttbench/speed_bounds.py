@@ -29,6 +29,7 @@ from numba import njit
 from bpttbench.kernels.optim import adam_step
 from bpttbench.kernels.vecmath import JIT
 from bpttbench.model import n_params
+from bpttbench.scheme_names import DEFAULT_CELL
 from bpttbench.schemes.base import aligned_zeros
 
 BOUND_SHRINK = 0.5  # the clip factor of the timed passes: a clipping update (an unclipped one costs the same)
@@ -51,8 +52,8 @@ def optimizer_passes(theta, grad, m, v, n_passes):
 class OptimizerBoundTimer:
     """The optimizer bound's pass over a model of this size, timed alone: one pass per update."""
 
-    def __init__(self, vocab_size: int, hidden: int, k1: int, dtype: str, seed: int = 0):
-        n = n_params(vocab_size, hidden)
+    def __init__(self, vocab_size: int, hidden: int, k1: int, dtype: str, seed: int = 0, cell: str = DEFAULT_CELL):
+        n = n_params(vocab_size, hidden, cell)
         rng = np.random.default_rng(seed)
         self.theta, self.grad, self.m, self.v = (aligned_zeros(n, dtype) for _ in range(4))
         self.theta[:] = rng.uniform(-1.0, 1.0, n)

@@ -207,7 +207,7 @@ def test_speed_takes_comma_lists_refuses_a_full_out_and_prints_plain_tables_on_a
     assert code == 2 and "--force" in stderr and (out / "speed.csv").exists()
     code, stdout, stderr = invoke([*small, "--out", out, "--force"], capsys)
     assert code == 0, stderr
-    assert "| scheme | H | k2 | B | dtype | us/step |" in stdout and "…" not in stdout
+    assert "| scheme | cell | H | k2 | B | dtype | us/step |" in stdout and "…" not in stdout
     assert len(pd.read_csv(out / "speed.csv")) == 1
 
 

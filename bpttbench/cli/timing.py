@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from bpttbench.cli.common import COMMAND, emit_json, option, output_options, several
-from bpttbench.config import DTYPES, OPTIMIZERS, SCHEME_NAMES
+from bpttbench.config import CELL_NAMES, DTYPES, OPTIMIZERS, SCHEME_NAMES
 from bpttbench.defaults import SPEED_MIN_TIME, SPEED_REPEATS, TRAIN
 from bpttbench.console import show, speed_table, stderr, stdout, targets_table
 from bpttbench.errors import UserError
@@ -17,6 +17,7 @@ from bpttbench.errors import UserError
 @click.command(context_settings=COMMAND)
 @several("--scheme", "schemes", type=click.Choice([*SCHEME_NAMES, "all"]),
          help="Repeatable or a comma list; 'all' is the truncated schemes (the untruncated ones only when named, without a bound). [default: all]")
+@several("--cell", "cells", type=click.Choice(CELL_NAMES), help=f"Cells; repeatable or a comma list. [default: {TRAIN.cell}]")
 @several("--hidden", type=int, help=f"Hidden sizes; repeatable or a comma list. [default: {TRAIN.hidden}]")
 @several("--k2", type=int, help=f"Truncation lengths; repeatable or a comma list (chunked: k1 = k2). [default: {TRAIN.k2}]")
 @several("--batch", type=int, help=f"Batch sizes; repeatable or a comma list. [default: {TRAIN.batch}]")
@@ -33,7 +34,7 @@ from bpttbench.errors import UserError
 @option("--out", type=click.Path(path_type=Path), default=None, help="Folder for speed.csv/.json/.png. [default: results/speed-<time>]")
 @option("--force", is_flag=True, help="Replace what is already in --out.")
 @output_options("the output folder", "Print out (the output folder), status and the rows as JSON on stdout.")
-def speed(schemes, hidden, k2, batch, k1, dtypes, repeats, min_time, optimizer, against, against_torch, out, force,
+def speed(schemes, cells, hidden, k2, batch, k1, dtypes, repeats, min_time, optimizer, against, against_torch, out, force,
           quiet, as_json):
     """Microseconds per time step of each scheme beside its BLAS lower bound (and PyTorch, JAX).
 
@@ -61,8 +62,8 @@ def speed(schemes, hidden, k2, batch, k1, dtypes, repeats, min_time, optimizer, 
     with stderr.status("timing") if chatty else nullcontext() as status:
         rows = measure_speed(names, grid["hidden"], grid["k2"], grid["batch"], k1=k1, dtypes=dtypes or (TRAIN.dtype,),
                              repeats=repeats, min_time=min_time, adam=optimizer == "adam", against=peers,
-                             progress=(lambda message: status.update(f"timing {message}")) if chatty else None)
-    parameters = dict(schemes=names, k1=k1, dtypes=list(dtypes or (TRAIN.dtype,)), repeats=repeats, min_time=min_time,
+                             cells=cells or (TRAIN.cell,), progress=(lambda message: status.update(f"timing {message}")) if chatty else None)
+    parameters = dict(schemes=names, cells=list(cells or (TRAIN.cell,)), k1=k1, dtypes=list(dtypes or (TRAIN.dtype,)), repeats=repeats, min_time=min_time,
                       adam=optimizer == "adam", against=peers, **{k: list(v) for k, v in grid.items()})
     paths = write_speed(rows, clear_dir(out_dir, force=force), parameters=parameters)
     if as_json:

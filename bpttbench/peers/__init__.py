@@ -55,6 +55,12 @@ def peer_module(name: str):
     return importlib.import_module(f"{__name__}.{PEERS[name].module}")
 
 
+def peer_schemes(name: str, cell: str) -> tuple[str, ...]:
+    """The schemes the peer implements for this cell (its module's CELL_SCHEMES, else SCHEMES for the LSTM)."""
+    module = peer_module(name)
+    return getattr(module, "CELL_SCHEMES", {}).get(cell, module.SCHEMES if cell == "lstm" else ())
+
+
 def load_peer(name: str):
     """The peer's module with its framework imported (UserError if it is not installed)."""
     module = peer_module(name)

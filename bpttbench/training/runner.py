@@ -140,7 +140,7 @@ class RunResult:
                 return median(values) if values else None
 
             rows.append({
-                "scheme": scheme, "k1": k1, "k2": k2, "inject": inject,
+                "scheme": scheme, "k1": k1, "k2": k2, "inject": inject, "cell": units[0].cfg.cell,
                 "seeds": len(units),
                 "diverged": sum(o.status == "diverged" for o in outcomes),
                 "steps": med([o.steps for o in outcomes]),
