@@ -230,3 +230,30 @@ def test_the_wheel_ships_the_peers_and_times_jax_from_outside_a_checkout(tmp_pat
     assert run.returncode == 0, run.stderr
     (row,) = json.loads(run.stdout)["rows"]
     assert row["jax_us_per_step"] > 0 and row["peer"] == "jax" and row["jax_variant"]
+
+
+@pytest.mark.parametrize("cell", ["gru", "rnn"])
+@pytest.mark.parametrize("scheme,k1,k2", [("chunked", 4, 4), ("sliding", 1, 5), ("sliding", 2, 5)])
+def test_torch_peer_follows_our_trajectory_for_every_cell(cell, scheme, k1, k2):
+    """torch.nn.GRU / torch.nn.RNN with autograd against bpttbench's kernels: same losses, same weights."""
+    pytest.importorskip("torch")
+    n, batch = 6 * k1, 2
+    cfg = TrainConfig(scheme=scheme, cell=cell, k1=k1, k2=k2, hidden=H, batch=batch, optimizer="sgd", lr=0.3,
+                      clip=0.0, dtype="float64", seed=0, budget_steps=1)
+    theta = init_theta(V, H, 0, "float64", cell)
+    ours = make_scheme(cfg, theta, V, IDS)
+    losses = np.zeros(n)
+    assert ours.run(n, losses) == n
+    theirs = torch_peer.TorchScheme(scheme, theta, V, H, IDS, k1=k1, k2=k2, batch=batch, lr=0.3, cell=cell)
+    np.testing.assert_allclose(theirs.run(n), losses, rtol=1e-10)
+    for name, value in theirs.state_dict().items():
+        np.testing.assert_allclose(value, split_theta(ours.theta, V, H)[name], rtol=1e-9, atol=1e-12, err_msg=name)
+
+
+def test_peers_name_the_cells_they_implement():
+    from bpttbench.peers import peer_schemes
+
+    assert peer_schemes("torch", "gru") == ("chunked", "sliding") and peer_schemes("jax", "gru") == ()
+    assert peer_schemes("jax", "lstm") == jax_peer.SCHEMES
+    with pytest.raises(ValueError, match="no single for the gru cell"):
+        torch_peer.TorchScheme("single", init_theta(V, H, 0, "float64", "gru"), V, H, IDS, k1=1, k2=5, cell="gru")

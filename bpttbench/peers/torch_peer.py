@@ -60,6 +60,9 @@ from contextlib import contextmanager, nullcontext
 import numpy as np
 
 SCHEMES = ("chunked", "single", "stored", "sliding")
+# The GRU and the RNN run chunked and sliding as torch.nn.GRU / torch.nn.RNN with autograd (the forms
+# `current` and `native-rnn`); single's and stored's written-out backward is the LSTM's.
+CELL_SCHEMES = {"lstm": SCHEMES, "gru": ("chunked", "sliding"), "rnn": ("chunked", "sliding")}
 VARIANT_SCHEMES = ("chunked", "sliding")  # the schemes that have variants
 VARIANTS = ("current", "native-rnn", "cell", "script", "compile")
 # What `bpttbench speed --against torch` times: scheme (or (scheme, batch)) -> variant name.
@@ -87,12 +90,16 @@ class TorchScheme:
     have one form ("current")."""
 
     def __init__(self, scheme: str, theta: np.ndarray, vocab_size: int, hidden: int, train_ids: np.ndarray, *,
-                 k1: int, k2: int, batch: int = 1, lr: float = 2e-3, variant: str | None = None):
+                 k1: int, k2: int, batch: int = 1, lr: float = 2e-3, variant: str | None = None, cell: str = "lstm"):
         torch = require()
         from bpttbench.model import split_theta
 
         if scheme not in SCHEMES:
             raise ValueError(f"unknown scheme {scheme!r}; choose one of {', '.join(SCHEMES)}")
+        if scheme not in CELL_SCHEMES.get(cell, ()):
+            raise ValueError(f"the PyTorch peer has no {scheme} for the {cell} cell")
+        if cell != "lstm":  # torch.nn's module is the GRU's and the RNN's form
+            variant = variant or "current"
         if scheme == "chunked" and k1 != k2:
             raise ValueError(f"chunked needs k1 == k2, got k1={k1}, k2={k2}")
         if not 1 <= k1 <= k2:
@@ -103,7 +110,10 @@ class TorchScheme:
                 raise ValueError(f"unknown PyTorch peer variant {variant!r}; choose one of {', '.join(VARIANTS)}")
         elif variant not in (None, "current"):
             raise ValueError(f"{scheme} has one form in the PyTorch peer; variants are for {', '.join(VARIANT_SCHEMES)}")
+        if cell != "lstm" and variant not in ("current", "native-rnn"):
+            raise ValueError(f"the {cell} cell runs as torch.nn's module (current, native-rnn), not {variant!r}")
         self.variant = variant or "current"
+        self.cell = cell
         self.torch = torch
         self.scheme, self.V, self.H, self.B, self.k1, self.k2, self.lr = scheme, vocab_size, hidden, batch, k1, k2, lr
         self.dtype = dtype = torch.float64 if theta.dtype == np.float64 else torch.float32
@@ -160,7 +170,7 @@ class TorchScheme:
                               "decoder.bias"), (self.W_ihT.t(), self.W_hh, self.b_ih, self.b_hh, self.W_dec,
                                                 self.b_dec)))
         elif self.variant in ("current", "native-rnn"):
-            named = dict(self.lstm.named_parameters())
+            named = dict(self.recurrent.named_parameters())
             named.update({f"decoder.{k}": v for k, v in self.decoder.named_parameters()})
         else:
             W_ihT, *rest = self.params
@@ -183,36 +193,51 @@ class TorchScheme:
             torch._foreach_add_(self.params, grads, alpha=-self.lr)
 
     def _chunked(self):
-        return self._chunked_lstm() if self.variant in ("current", "native-rnn") else self._window_cell()
+        return self._chunked_module() if self.variant in ("current", "native-rnn") else self._window_cell()
 
     def _sliding(self):
-        return self._sliding_lstm() if self.variant in ("current", "native-rnn") else self._window_cell()
+        return self._sliding_module() if self.variant in ("current", "native-rnn") else self._window_cell()
 
-    # ------------------------------------------------------------------ chunked, sliding: nn.LSTM + autograd
+    # ------------------------------------------------------------------ chunked, sliding: torch.nn's cell + autograd
     def _init_autograd(self, p):
         torch = self.torch
-        self.lstm = torch.nn.LSTM(self.V, self.H).to(self.dtype)
+        module = {"lstm": torch.nn.LSTM, "gru": torch.nn.GRU, "rnn": torch.nn.RNN}[self.cell]
+        self.recurrent = module(self.V, self.H).to(self.dtype)
         self.decoder = torch.nn.Linear(self.H, self.V).to(self.dtype)
         with torch.no_grad():
             for name in ("weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "bias_hh_l0"):
-                getattr(self.lstm, name).copy_(p[name])
+                getattr(self.recurrent, name).copy_(p[name])
             self.decoder.weight.copy_(p["decoder.weight"])
             self.decoder.bias.copy_(p["decoder.bias"])
-        self.params = list(self.lstm.parameters()) + list(self.decoder.parameters())
+        self.params = list(self.recurrent.parameters()) + list(self.decoder.parameters())
         zero = torch.zeros(1, self.B, self.H, dtype=self.dtype)
-        self.carried = (zero, zero)  # chunked: the state carried on; sliding: the state before the next window
+        # chunked: the state carried on; sliding: the state before the next window ((h, c), or h)
+        self.carried = (zero, zero) if self.cell == "lstm" else zero
 
-    def _chunked_lstm(self):
+    def _detached(self, state):
+        return (state[0].detach(), state[1].detach()) if self.cell == "lstm" else state.detach()
+
+    def _one_step(self, x, state):
+        """One step of the cell by its fused ATen kernel (cheaper than a module call): (output, state)."""
+        r, VF = self.recurrent, self.torch._VF
+        weights = (r.weight_ih_l0, r.weight_hh_l0, r.bias_ih_l0, r.bias_hh_l0)
+        if self.cell == "lstm":
+            h, c = VF.lstm_cell(x, (state[0][0], state[1][0]), *weights)
+            return h[None], (h[None], c[None])
+        h = (VF.gru_cell if self.cell == "gru" else VF.rnn_tanh_cell)(x, state[0], *weights)[None]
+        return h, h
+
+    def _chunked_module(self):
         first, t = self.t + 1, self.t + self.k1
         xs, ys = self._ids(first, t)
-        out, state = self.lstm(self.eye[xs], self.carried)
+        out, state = self.recurrent(self.eye[xs], self.carried)
         losses = self.torch.nn.functional.cross_entropy(self.decoder(out).view(-1, self.V), ys.reshape(-1),
                                                         reduction="none")
         self._sgd(losses.mean())
-        self.carried, self.t = (state[0].detach(), state[1].detach()), t
+        self.carried, self.t = self._detached(state), t
         return losses.detach()
 
-    def _sliding_lstm(self):
+    def _sliding_module(self):
         t = self.t + self.k1
         first = max(1, t - self.k2 + 1)
         split = t + self.k1 - self.k2  # the next window starts after this step
@@ -220,20 +245,16 @@ class TorchScheme:
         xs = self.eye[xs]
         m = split - first + 1  # steps up to split
         if m > 0:
-            if m == 1:  # (k1 = 1) one step: the cell is cheaper than an nn.LSTM call
-                lstm = self.lstm
-                state = self.torch._VF.lstm_cell(xs[0], (self.carried[0][0], self.carried[1][0]), lstm.weight_ih_l0,
-                                                 lstm.weight_hh_l0, lstm.bias_ih_l0, lstm.bias_hh_l0)
-                state = (state[0][None], state[1][None])
-                out = state[0]
+            if m == 1:  # (k1 = 1) one step: the cell is cheaper than a module call
+                out, state = self._one_step(xs[0], self.carried)
             else:
-                out, state = self.lstm(xs[:m], self.carried)
+                out, state = self.recurrent(xs[:m], self.carried)
             if m < len(xs):
-                rest, _ = self.lstm(xs[m:], state)
+                rest, _ = self.recurrent(xs[m:], state)
                 out = rest if len(rest) >= self.k1 else self.torch.cat([out, rest])
-            self.carried = (state[0].detach(), state[1].detach())
+            self.carried = self._detached(state)
         else:
-            out, _ = self.lstm(xs, self.carried)
+            out, _ = self.recurrent(xs, self.carried)
         losses = self.torch.nn.functional.cross_entropy(self.decoder(out[-self.k1 :]).view(-1, self.V),
                                                         ys[-self.k1 :].reshape(-1), reduction="none")
         self._sgd(losses.mean())
