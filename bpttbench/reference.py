@@ -1,7 +1,12 @@
 """The same math as the Numba kernels and schemes, in plain NumPy: slow, obvious, the thing tests believe.
 
 Parameters are dicts by PyTorch name (see model.py). Forward functions return (out, cache),
-backward functions take (dout, cache) and return gradients. Each scheme is written literally
+backward functions take (dout, cache) and return gradients.
+
+Three cells, torch.nn's equations: the LSTM (gates i, f, g, o), the GRU (r, z, n, the reset gate
+applied to W_hn h + b_hn) and the tanh Elman RNN. The cell is read off the parameters (W_hh's rows
+over its columns: scheme_names.CELLS), so nothing else takes it. The state is (h, c) for every cell:
+the GRU and the RNN have no cell state, and their c is 0 wide, (B, 0), so the same tuples carry it. Each scheme is written literally
 from its definition, with Python lists of past activations and (for `stored`) deep copies of
 past weights, and shares no code with the kernels.
 
@@ -19,6 +24,8 @@ References:
 from __future__ import annotations
 
 import numpy as np
+
+from bpttbench.scheme_names import cell_of_blocks, cells_of
 
 LN2 = np.log(2.0)
 REFERENCE_SCHEMES = ("chunked", "single", "stored", "sliding", "rtrl", "uoro")  # those `train` runs
@@ -55,6 +62,93 @@ def lstm_backward(dh, dc, cache, p):
     return dz @ p["weight_hh_l0"], dc * f, grads
 
 
+def cell_of(p):
+    """The cell of parameters p: lstm, gru or rnn, by W_hh's gate blocks."""
+    G, H = p["weight_hh_l0"].shape
+    return cell_of_blocks(G // H)
+
+
+def c_width(p):
+    """The width of the cell state c: H for the LSTM, 0 for the cells without one."""
+    return p["weight_hh_l0"].shape[1] if cell_of(p) == "lstm" else 0
+
+
+def zero_state(p, B):
+    """(h, c) of zeros for B streams, in the parameters' dtype."""
+    dtype = p["weight_hh_l0"].dtype
+    return np.zeros((B, p["weight_hh_l0"].shape[1]), dtype=dtype), np.zeros((B, c_width(p)), dtype=dtype)
+
+
+def gru_forward(p, x, h_prev):
+    """torch.nn.GRU's step. x: (B,) character ids; h_prev: (B, H). Returns h, cache."""
+    H = h_prev.shape[1]
+    gi = p["weight_ih_l0"][:, x].T + p["bias_ih_l0"]  # B,3H: the input's part
+    gh = h_prev @ p["weight_hh_l0"].T + p["bias_hh_l0"]  # B,3H: the recurrent part
+    r = sigmoid(gi[:, :H] + gh[:, :H])
+    z = sigmoid(gi[:, H : 2 * H] + gh[:, H : 2 * H])
+    hn = gh[:, 2 * H :]  # W_hn h_prev + b_hn, which r gates
+    n = np.tanh(gi[:, 2 * H :] + r * hn)
+    h = (1 - z) * n + z * h_prev
+    return h, (x, h_prev, r, z, n, hn)
+
+
+def gru_backward(dh, cache, p):
+    """Gradients of the loss w.r.t. h_prev and the GRU weights, given dL/dh.
+
+    The n block's recurrent pre-activation is multiplied by r, so W_hh's and b_hh's n rows get
+    r times the gradient W_ih's and b_ih's n rows get.
+    """
+    x, h_prev, r, z, n, hn = cache
+    dn = dh * (1 - z) * (1 - n**2)  # wrt n's pre-activation
+    dr = dn * hn * r * (1 - r)
+    dzg = dh * (h_prev - n) * z * (1 - z)
+    dgi = np.concatenate([dr, dzg, dn], axis=1)  # B,3H: wrt W_ih x + b_ih
+    dgh = np.concatenate([dr, dzg, dn * r], axis=1)  # B,3H: wrt W_hh h_prev + b_hh
+    grads = {name: np.zeros_like(p[name]) for name in LSTM_NAMES}
+    np.add.at(grads["weight_ih_l0"].T, x, dgi)
+    grads["weight_hh_l0"] = dgh.T @ h_prev
+    grads["bias_ih_l0"] = dgi.sum(axis=0)
+    grads["bias_hh_l0"] = dgh.sum(axis=0)
+    return dh * z + dgh @ p["weight_hh_l0"], grads
+
+
+def rnn_forward(p, x, h_prev):
+    """torch.nn.RNN's step (tanh). x: (B,) character ids; h_prev: (B, H). Returns h, cache."""
+    a = p["weight_ih_l0"][:, x].T + h_prev @ p["weight_hh_l0"].T + p["bias_ih_l0"] + p["bias_hh_l0"]  # B,H
+    h = np.tanh(a)
+    return h, (x, h_prev, h)
+
+
+def rnn_backward(dh, cache, p):
+    """Gradients of the loss w.r.t. h_prev and the RNN weights, given dL/dh."""
+    x, h_prev, h = cache
+    da = dh * (1 - h**2)
+    grads = {name: np.zeros_like(p[name]) for name in LSTM_NAMES}
+    np.add.at(grads["weight_ih_l0"].T, x, da)
+    grads["weight_hh_l0"] = da.T @ h_prev
+    grads["bias_ih_l0"] = da.sum(axis=0)
+    grads["bias_hh_l0"] = da.sum(axis=0)
+    return da @ p["weight_hh_l0"], grads
+
+
+def cell_forward(p, x, h_prev, c_prev):
+    """The step of p's cell: ((h, c), cache), c (B, 0) for the cells without a cell state."""
+    cell = cell_of(p)
+    if cell == "lstm":
+        return lstm_forward(p, x, h_prev, c_prev)
+    h, cache = (gru_forward if cell == "gru" else rnn_forward)(p, x, h_prev)
+    return (h, c_prev[:, :0]), cache
+
+
+def cell_backward(dh, dc, cache, p):
+    """(dL/dh_prev, dL/dc_prev, weight gradients) of p's cell; dc and dc_prev (B, 0) without a cell state."""
+    cell = cell_of(p)
+    if cell == "lstm":
+        return lstm_backward(dh, dc, cache, p)
+    dh_prev, grads = (gru_backward if cell == "gru" else rnn_backward)(dh, cache, p)
+    return dh_prev, dc, grads
+
+
 def head_forward(p, h, y):
     """Per-stream cross-entropy (nats) of the decoder's softmax against targets y."""
     logits = h @ p["decoder.weight"].T + p["decoder.bias"]  # B,V
@@ -84,9 +178,9 @@ def zero_grads(p):
 
 def step(p, x, y, h_prev, c_prev):
     """One full time step: returns (h, c), per-stream losses, and a cache for `backward_window`."""
-    (h, c), lstm_cache = lstm_forward(p, x, h_prev, c_prev)
+    (h, c), cell_cache = cell_forward(p, x, h_prev, c_prev)
     loss, head_cache = head_forward(p, h, y)
-    return (h, c), loss, (lstm_cache, head_cache)
+    return (h, c), loss, (cell_cache, head_cache)
 
 
 def backward_window(caches, weights, injected, scale):
@@ -97,16 +191,16 @@ def backward_window(caches, weights, injected, scale):
     by `scale`. The gradient stops at the state before the window.
     """
     grads = zero_grads(weights[-1])
-    B, H = caches[-1][0][1].shape
-    dh, dc = np.zeros((B, H)), np.zeros((B, H))
+    B, H = caches[-1][0][1].shape  # every cell's cache holds (x, h_prev, ...)
+    dh, dc = np.zeros((B, H)), np.zeros((B, c_width(weights[-1])))
     for k in range(len(caches) - 1, -1, -1):
-        lstm_cache, head_cache = caches[k]
+        cell_cache, head_cache = caches[k]
         if injected[k]:
             dh_head, head_grads = head_backward(np.full(B, scale), head_cache, weights[k])
             dh = dh + dh_head
             add_grads(grads, head_grads)
-        dh, dc, lstm_grads = lstm_backward(dh, dc, lstm_cache, weights[k])
-        add_grads(grads, lstm_grads)
+        dh, dc, cell_grads = cell_backward(dh, dc, cell_cache, weights[k])
+        add_grads(grads, cell_grads)
     return grads
 
 
@@ -169,12 +263,12 @@ def train(scheme, p, train_ids, *, batch, k1, k2, n_steps, inject="new", optimiz
         return train_online(scheme, p, train_ids, batch=batch, k1=k1, n_steps=n_steps, optimizer=optimizer, lr=lr,
                             clip=clip, seed=seed)
     opt = Optimizer(p, optimizer, lr, clip)
-    B, H = batch, p["weight_hh_l0"].shape[1]
-    zero = np.zeros((B, H), dtype=p["weight_hh_l0"].dtype)
+    B = batch
+    zero = zero_state(p, B)
     losses = np.zeros(n_steps)
 
     if scheme == "chunked":
-        state = (zero, zero)
+        state = zero
         for start in range(0, n_steps, k1):
             xs, ys = zip(*(stream_inputs(train_ids, B, t) for t in range(start + 1, start + k1 + 1)))
             caches = []
@@ -189,7 +283,7 @@ def train(scheme, p, train_ids, *, batch, k1, k2, n_steps, inject="new", optimiz
         return losses, p
 
     # states[t] = (h_t, c_t) as most recently computed; caches[t], weights_used[t] for step t
-    states, caches, weights_used, inputs = {0: (zero, zero)}, {}, {}, {}
+    states, caches, weights_used, inputs = {0: zero}, {}, {}, {}
     for t in range(1, n_steps + 1):
         inputs[t] = stream_inputs(train_ids, B, t)
         if scheme in ("single", "stored"):
@@ -213,6 +307,7 @@ def train(scheme, p, train_ids, *, batch, k1, k2, n_steps, inject="new", optimiz
     return losses, p
 
 
+# The recurrent cell's parameters, in theta's order (the same names for every cell).
 LSTM_NAMES = ("weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "bias_hh_l0")
 UORO_EPS = 1e-7  # Tallec & Ollivier's eps0 = eps1: keeps the scalings finite when a factor is zero
 _MASK = (1 << 64) - 1
@@ -221,16 +316,17 @@ _MASK = (1 << 64) - 1
 def decay_norms(caches, p):
     """`adaptive`'s decay estimate: norms[l] = mean over streams of ||dL/d(h, c)|| l steps before
     the last step, L the last step's loss, for l = 0 .. len(caches) - 1 (caches from `step`,
-    oldest first; Jacobians at p)."""
+    oldest first; Jacobians at p). Without a cell state (GRU, RNN) the norm is ||dL/dh||."""
     head_cache = caches[-1][1]
     B = len(head_cache[2])
     dh, _ = head_backward(np.ones(B), head_cache, p)
-    dc = np.zeros_like(dh)
+    dc = np.zeros((B, c_width(p)), dtype=dh.dtype)
     norms = []
     for k in range(len(caches) - 1, -1, -1):
-        norms.append(np.sqrt((dh**2 + dc**2).sum(axis=1)).mean())
+        squares = dh**2 + dc**2 if dc.shape[1] else dh**2
+        norms.append(np.sqrt(squares.sum(axis=1)).mean())
         if k:
-            dh, dc, _ = lstm_backward(dh, dc, caches[k][0], p)
+            dh, dc, _ = cell_backward(dh, dc, caches[k][0], p)
     return np.array(norms)
 
 
@@ -259,15 +355,16 @@ def adaptive_truncation(norms, delta, k_max):
 
 
 def state_jacobians(p, cache):
-    """d(h, c)/d(h_prev, c_prev) (2H x 2H) and d(h, c)/d theta_lstm (2H x P, LSTM_NAMES order) of one
-    stream's step, one row per state unit: the backward pass of each unit vector."""
-    H = p["weight_hh_l0"].shape[1]
-    J_s = np.zeros((2 * H, 2 * H))
-    J_theta = np.zeros((2 * H, sum(p[name].size for name in LSTM_NAMES)))
-    for r in range(2 * H):
-        dh, dc = np.zeros((1, H)), np.zeros((1, H))
+    """d(h, c)/d(h_prev, c_prev) (S x S) and d(h, c)/d theta_cell (S x P, LSTM_NAMES order) of one
+    stream's step (cache from cell_forward), one row per state unit: the backward pass of each unit
+    vector. S = 2H for the LSTM, H for the cells whose state is h alone."""
+    H, Hc = p["weight_hh_l0"].shape[1], c_width(p)
+    J_s = np.zeros((H + Hc, H + Hc))
+    J_theta = np.zeros((H + Hc, sum(p[name].size for name in LSTM_NAMES)))
+    for r in range(H + Hc):
+        dh, dc = np.zeros((1, H)), np.zeros((1, Hc))
         (dh if r < H else dc)[0, r % H] = 1.0
-        dh_prev, dc_prev, grads = lstm_backward(dh, dc, cache, p)
+        dh_prev, dc_prev, grads = cell_backward(dh, dc, cache, p)
         J_s[r] = np.concatenate([dh_prev[0], dc_prev[0]])
         J_theta[r] = np.concatenate([grads[name].ravel() for name in LSTM_NAMES])
     return J_s, J_theta
@@ -297,14 +394,18 @@ class SignStream:
 
 
 def train_online(kind, p, train_ids, *, batch, k1, n_steps, optimizer="sgd", lr=0.1, clip=0.0, seed=0):
-    """rtrl (carry S = d(h, c)/d theta_lstm: S = J_s S + J_theta) or uoro (Tallec & Ollivier's
-    Algorithm 1: a rank-one s~ theta~^T in place of S), each stream on its own; every k1 steps the
-    mean over the k1 newest losses and the streams. Returns (per-step mean losses in nats, final p)."""
+    """rtrl (carry S = d(h, c)/d theta_cell: S = J_s S + J_theta; any cell) or uoro (Tallec & Ollivier's
+    Algorithm 1: a rank-one s~ theta~^T in place of S; the LSTM only), each stream on its own; every
+    k1 steps the mean over the k1 newest losses and the streams. Returns (per-step mean losses in
+    nats, final p)."""
+    cell = cell_of(p)
+    if kind == "uoro" and cell not in cells_of("uoro"):
+        raise ValueError(f"uoro's reference runs the {', '.join(cells_of('uoro'))} cell only, not the {cell}")
     opt = Optimizer(p, optimizer, lr, clip)
-    H = p["weight_hh_l0"].shape[1]
+    H, Hc = p["weight_hh_l0"].shape[1], c_width(p)
     n_lstm = sum(p[name].size for name in LSTM_NAMES)
-    state = [(np.zeros((1, H)), np.zeros((1, H))) for _ in range(batch)]
-    S = [np.zeros((2 * H, n_lstm)) for _ in range(batch)]
+    state = [(np.zeros((1, H)), np.zeros((1, Hc))) for _ in range(batch)]
+    S = [np.zeros((H + Hc, n_lstm)) for _ in range(batch)]
     s_tilde = [np.zeros(2 * H) for _ in range(batch)]
     theta_tilde = [np.zeros(n_lstm) for _ in range(batch)]
     signs = SignStream(seed)
@@ -314,7 +415,7 @@ def train_online(kind, p, train_ids, *, batch, k1, n_steps, optimizer="sgd", lr=
             grads = zero_grads(p)
         xs, ys = stream_inputs(train_ids, batch, t)
         for b in range(batch):
-            (h, c), cache = lstm_forward(p, xs[b : b + 1], *state[b])
+            (h, c), cache = cell_forward(p, xs[b : b + 1], *state[b])
             loss, head_cache = head_forward(p, h, ys[b : b + 1])
             dh, head_grads = head_backward(np.array([1.0 / (k1 * batch)]), head_cache, p)
             J_s, J_theta = state_jacobians(p, cache)
@@ -346,10 +447,9 @@ def train_online(kind, p, train_ids, *, batch, k1, n_steps, optimizer="sgd", lr=
 def evaluate_streams(p, ids, starts, lengths, burn_in):
     """(summed loss in nats, predictions scored): each stream read alone from the zero state,
     `burn_in` unscored steps, then lengths[s] scored predictions (kernels/evaluate.py's plan)."""
-    H = p["weight_hh_l0"].shape[1]
     total, count = 0.0, 0
     for start, length in zip(starts, lengths):
-        h = c = np.zeros((1, H), dtype=p["weight_hh_l0"].dtype)
+        h, c = zero_state(p, 1)
         for q in range(start, start + burn_in + length):
             (h, c), loss, _ = step(p, ids[q : q + 1], ids[q + 1 : q + 2], h, c)
             if q >= start + burn_in:
