@@ -23,14 +23,17 @@ from conftest import run_steps, synthetic_ids
 V, H, B = 6, 5, 2
 IDS = synthetic_ids(V, 600, seed=3)
 NAMES = list(REGISTRY)
+# every (scheme, cell) pair a scheme runs: the contract holds for each
+PAIRS = [pytest.param(name, cell, id=f"{name}-{cell}") for name in REGISTRY for cell in scheme_names.cells_of(name)]
 OPTIMIZERS = {"adam": dict(optimizer="adam", lr=0.05, clip=1.0),
               "sgd": dict(optimizer="sgd", lr=0.3, clip=0.0)}  # plain SGD: the truncated schemes fuse the step
 
 
-def config(name, *, hidden=H, vocab_size=V, batch=B, dtype="float64", optimizer="adam", **changes) -> TrainConfig:
+def config(name, *, cell="lstm", hidden=H, vocab_size=V, batch=B, dtype="float64", optimizer="adam",
+           **changes) -> TrainConfig:
     """A small configuration of the scheme: k1 = 2 inside a 5-step window, or k1 = k2 = 2 where the
     scheme needs them equal (chunked)."""
-    settings = dict(scheme=name, k1=2, k2=5, hidden=hidden, batch=batch, dtype=dtype, seed=1, budget_steps=1,
+    settings = dict(scheme=name, cell=cell, k1=2, k2=5, hidden=hidden, batch=batch, dtype=dtype, seed=1, budget_steps=1,
                     **OPTIMIZERS[optimizer], **changes)
     try:
         return TrainConfig(**settings)
@@ -42,7 +45,7 @@ def make(name, **kw) -> Scheme:
     cfg = config(name, **kw)
     V_ = kw.get("vocab_size", V)
     ids = IDS if V_ == V else synthetic_ids(V_, 600, seed=3)
-    return make_scheme(cfg, init_theta(V_, cfg.hidden, 1, cfg.dtype), V_, ids)
+    return make_scheme(cfg, init_theta(V_, cfg.hidden, 1, cfg.dtype, cfg.cell), V_, ids)
 
 
 def held_arrays(scheme) -> list[np.ndarray]:
@@ -79,10 +82,10 @@ def test_registered_under_its_name(name):
 
 
 @pytest.mark.parametrize("optimizer", OPTIMIZERS)
-@pytest.mark.parametrize("name", NAMES)
-def test_one_call_equals_many_shorter_calls(name, optimizer):
+@pytest.mark.parametrize("name,cell", PAIRS)
+def test_one_call_equals_many_shorter_calls(name, cell, optimizer):
     """Block boundaries change nothing: T periods in one call = the same periods in calls of 1, 2, 3, ... periods."""
-    whole, pieces = make(name, optimizer=optimizer), make(name, optimizer=optimizer)
+    whole, pieces = make(name, cell=cell, optimizer=optimizer), make(name, cell=cell, optimizer=optimizer)
     k1 = whole.k1
     expected = run_steps(whole, 12 * k1)
     got = np.concatenate([run_steps(pieces, periods * k1) for periods in (1, 2, 3, 1, 5)])
@@ -92,9 +95,9 @@ def test_one_call_equals_many_shorter_calls(name, optimizer):
 
 
 @pytest.mark.parametrize("optimizer", OPTIMIZERS)
-@pytest.mark.parametrize("name", NAMES)
-def test_gradient_probe_leaves_the_scheme_untouched(name, optimizer):
-    probed, twin = make(name, optimizer=optimizer), make(name, optimizer=optimizer)
+@pytest.mark.parametrize("name,cell", PAIRS)
+def test_gradient_probe_leaves_the_scheme_untouched(name, cell, optimizer):
+    probed, twin = make(name, cell=cell, optimizer=optimizer), make(name, cell=cell, optimizer=optimizer)
     run_steps(probed, 4 * probed.k1)
     run_steps(twin, 4 * twin.k1)
     before = snapshot(probed)
@@ -108,9 +111,9 @@ def test_gradient_probe_leaves_the_scheme_untouched(name, optimizer):
 
 
 @pytest.mark.parametrize("optimizer", OPTIMIZERS)
-@pytest.mark.parametrize("name", NAMES)
-def test_a_non_finite_loss_stops_the_run(name, optimizer):
-    scheme = make(name, optimizer=optimizer)
+@pytest.mark.parametrize("name,cell", PAIRS)
+def test_a_non_finite_loss_stops_the_run(name, cell, optimizer):
+    scheme = make(name, cell=cell, optimizer=optimizer)
     run_steps(scheme, 3 * scheme.k1)
     t = scheme.t
     split_theta(scheme.theta, V, H)["decoder.bias"][0] = np.nan  # every softmax from here on is NaN
@@ -123,17 +126,17 @@ def test_a_non_finite_loss_stops_the_run(name, optimizer):
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
-@pytest.mark.parametrize("name", NAMES)
-def test_every_array_is_cache_line_aligned(name, dtype):
-    arrays = held_arrays(make(name, dtype=dtype))
+@pytest.mark.parametrize("name,cell", PAIRS)
+def test_every_array_is_cache_line_aligned(name, cell, dtype):
+    arrays = held_arrays(make(name, cell=cell, dtype=dtype))
     assert len(arrays) >= 10  # the walk found the shared arrays
     misaligned = [a.shape for a in arrays if a.size and a.ctypes.data % ALIGNMENT]  # an empty one holds nothing
     assert not misaligned, f"not {ALIGNMENT}-byte aligned: arrays of shapes {misaligned}"
 
 
-@pytest.mark.parametrize("name", NAMES)
-def test_resident_bytes_is_what_the_scheme_holds(name):
-    kw = dict(name=name, hidden=12, vocab_size=9, batch=3, dtype="float32")
+@pytest.mark.parametrize("name,cell", PAIRS)
+def test_resident_bytes_is_what_the_scheme_holds(name, cell):
+    kw = dict(name=name, cell=cell, hidden=12, vocab_size=9, batch=3, dtype="float32")
     make(**kw)  # anything allocated once per process is allocated now, not below
     tracemalloc.start()
     try:
@@ -155,11 +158,13 @@ def test_resident_bytes_is_what_the_scheme_holds(name):
 
 @pytest.mark.parametrize("dtype,optimizer,tol", [("float64", "adam", 1e-10), ("float64", "sgd", 1e-10),
                                                  ("float32", "adam", 1e-4)])
-@pytest.mark.parametrize("name", NAMES)
-def test_trajectory_matches_the_reference(name, dtype, optimizer, tol):
+@pytest.mark.parametrize("name,cell", PAIRS)
+def test_trajectory_matches_the_reference(name, cell, dtype, optimizer, tol):
     if name not in ref.REFERENCE_SCHEMES:
         pytest.skip(f"bpttbench/reference.py has no {name}")
-    scheme = make(name, dtype=dtype, optimizer=optimizer)
+    if name == "uoro" and cell != "lstm":
+        pytest.skip("uoro runs the LSTM only")
+    scheme = make(name, cell=cell, dtype=dtype, optimizer=optimizer)
     p0 = {k: v.astype(np.float64) for k, v in split_theta(scheme.theta, V, H).items()}
     n = 8 * scheme.k1
     losses = run_steps(scheme, n)
