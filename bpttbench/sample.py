@@ -44,15 +44,15 @@ def sample_text(state: dict, vocab: list[str], *, chars: int = SAMPLE_CHARS,
                           "use only characters of its training corpus")
     p = split_theta(theta, vocab_size, hidden)
     rng = np.random.default_rng(rng_seed)
-    h = c = np.zeros((1, hidden))
+    h, c = reference.zero_state(p, 1)
     for char in prime:
-        (h, c), _ = reference.lstm_forward(p, np.array([index[char]]), h, c)
+        (h, c), _ = reference.cell_forward(p, np.array([index[char]]), h, c)
     drawn = []
     for _ in range(chars):
         logits = h[0] @ p["decoder.weight"].T + p["decoder.bias"]  # V
         nxt = _draw(logits / temperature, rng)
         drawn.append(vocab[nxt])
-        (h, c), _ = reference.lstm_forward(p, np.array([nxt]), h, c)
+        (h, c), _ = reference.cell_forward(p, np.array([nxt]), h, c)
     return prime + "".join(drawn)
 
 

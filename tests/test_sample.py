@@ -107,3 +107,12 @@ def test_weights_saved_with_the_old_bare_keys_still_sample(one_unit_run, tmp_pat
     np.savez(old / "weights" / "single-seed0-final.npz", **{k.removeprefix("lstm."): v for k, v in arrays.items()})
     args = ["--chars", 100, "--quiet"]
     assert invoke(["sample", old, *args], capsys)[1] == invoke(["sample", one_unit_run, *args], capsys)[1]
+
+
+@pytest.mark.parametrize("cell", ["gru", "rnn"])
+def test_every_cell_samples_and_a_trained_one_continues_the_cycle(tmp_path, capsys, cell):
+    units = [TrainConfig(scheme="single", cell=cell, hidden=16, budget_steps=3000, log_every=500, eval_every=0)]
+    execute(units, tiny_corpus(), tmp_path / "run", save_weights=True)
+    code, out, _ = invoke(["sample", tmp_path / "run", "--chars", 200, "--temperature", 0.05, "--quiet"], capsys)
+    ids = np.array([VOCAB.index(c) for c in out.strip()])
+    assert code == 0 and np.mean(np.diff(ids) % 7 == 1) > 0.9
