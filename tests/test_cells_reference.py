@@ -317,3 +317,63 @@ def test_decay_norms_are_the_norms_of_the_state_gradient(cell):
         g = per_step[T - 1 - lag]
         want = np.sqrt(sum((gi[0].numpy() ** 2).sum(axis=1) for gi in g)).mean()
         assert abs(norms[lag] - want) < 1e-12 * max(1.0, want), lag
+
+
+# ---------------------------------------------------------------- the online rules' reference (fidelity/online_reference.py)
+
+
+@pytest.mark.parametrize("cell", CELL_NAMES)
+def test_online_references_closed_form_jacobians_are_the_backward_of_unit_vectors(cell):
+    """D = ds/ds_prev and I = ds/dtheta written out per cell, row by row against reference.state_jacobians
+    (the cell's backward of each unit vector): two derivations that share no formula."""
+    from bpttbench.fidelity import online_reference as oref
+
+    rng = np.random.default_rng(7)
+    p = params(cell)
+    _, cache = ref.cell_forward(p, np.array([2]), *random_state(cell, rng, batch=1))
+    D, I, _ = oref.step_jacobians(p, cache)
+    J_s, J_theta = ref.state_jacobians(p, cache)
+    S = H * (2 if cell == "lstm" else 1)
+    assert D.shape == J_s.shape == (S, S) and I.shape == J_theta.shape
+    assert np.max(np.abs(D - J_s)) < 1e-13 and np.max(np.abs(I - J_theta)) < 1e-13
+
+
+def online_gradients(rule, cell, hidden, *, k1=2, n=20, batch=2):
+    """The gradients online_reference's rule applies at lr 0, and the parameters it ran with."""
+    from bpttbench.fidelity import online_reference as oref
+
+    p = {name: view.copy() for name, view in split_theta(init_theta(V, hidden, 1, "float64", cell), V, hidden).items()}
+    _, _, applied = oref.train_online(rule, p, IDS, batch=batch, k1=k1, n_steps=n)
+    return p, applied
+
+
+@pytest.mark.parametrize("cell", CELL_NAMES)
+def test_online_references_rtrl_is_full_backpropagation_from_step_one(cell):
+    k1, n, batch = 2, 20, 2
+    p, applied = online_gradients("rtrl", cell, H, k1=k1, n=n, batch=batch)
+    h, c = ref.zero_state(p, batch)
+    caches = []
+    for t in range(1, n + 1):
+        (h, c), _, cache = ref.step(p, *ref.stream_inputs(IDS, batch, t), h, c)
+        caches.append(cache)
+        if t % k1 == 0:
+            exact = flat(ref.backward_window(caches, [p] * t, [tau > t - k1 for tau in range(1, t + 1)],
+                                             1.0 / (k1 * batch)), cell)
+            assert np.linalg.norm(applied[t // k1 - 1] - exact) < 1e-10 * np.linalg.norm(exact), t
+
+
+@pytest.mark.parametrize("cell", CELL_NAMES)
+def test_snap1_is_rtrl_at_one_hidden_unit_and_not_beyond(cell):
+    """With H = 1 every parameter feeds the one unit, so SnAp-1's mask keeps all of the influence matrix;
+    at H = 5 it drops the cross-unit terms and the gradients part."""
+    for hidden, same in ((1, True), (H, False)):
+        _, exact = online_gradients("rtrl", cell, hidden)
+        _, sparse = online_gradients("snap1", cell, hidden)
+        gap = max(np.linalg.norm(a - b) / np.linalg.norm(a) for a, b in zip(exact, sparse))
+        assert (gap < 1e-14) if same else (gap > 1e-3), (hidden, gap)
+
+
+@pytest.mark.parametrize("cell", ["gru", "rnn"])
+def test_online_references_eprop_refuses_the_cells_without_a_cell_state(cell):
+    with pytest.raises(ValueError, match=f"eprop's reference runs the lstm cell only .*, not the {cell}"):
+        online_gradients("eprop", cell, H)
