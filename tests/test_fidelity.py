@@ -296,3 +296,13 @@ def test_an_occupied_out_dir_needs_force(tmp_path):
         small_check(tmp_path, k2s=(4,), lrs=(0.05,), steps=50)
     small_check(tmp_path, k2s=(4,), lrs=(0.05,), steps=50, force=True)
     assert not (tmp_path / "old.txt").exists() and (tmp_path / "gradcheck.csv").exists()
+
+
+@pytest.mark.parametrize("cell", ["gru", "rnn"])
+def test_every_cell_passes_the_finite_difference_check_and_names_its_tensors(tmp_path, cell):
+    result = small_check(tmp_path / "out", k2s=(4,), lrs=(0.05,), cell=cell)
+    assert result.fd_checked and result.fd_passed
+    result.raise_if_failed()
+    tensors = set(result.data["tensor"])
+    assert {"weight_ih_l0", "weight_hh_l0", "decoder.weight"} <= tensors
+    assert ("bias_hh_l0" in tensors) == (cell == "gru")  # the GRU's differs from bias_ih_l0's

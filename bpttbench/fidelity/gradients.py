@@ -34,7 +34,8 @@ import numpy as np
 
 from bpttbench import reference as ref
 from bpttbench.kernels.network import forward_step, param_views, read_inputs, window_backward
-from bpttbench.model import param_shapes, split_theta
+from bpttbench.model import cell_of_theta, param_shapes, split_theta
+from bpttbench.scheme_names import DEFAULT_CELL
 
 # Tensors reported one by one; bias_hh_l0's gradient is bias_ih_l0's, so it only counts in 'all'.
 TENSORS = ("weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "decoder.weight", "decoder.bias", "all")
@@ -190,7 +191,7 @@ def fd_subset(scheme, window: Window, n: int, rng: np.random.Generator) -> np.nd
     do not touch the loss, and exact zeros on both sides would make the check look better than it is.
     """
     V, H = scheme.V, scheme.H
-    shapes = param_shapes(V, H)
+    shapes = param_shapes(V, H, scheme.cell)
     offsets = np.cumsum([0] + [int(np.prod(s)) for _, s in shapes])
     chars = np.unique(np.concatenate([ref.stream_inputs(scheme.ids, scheme.B, tau)[0] for tau in window.steps]))
     counts = [n // len(shapes) + (i < n % len(shapes)) for i in range(len(shapes))]
@@ -224,9 +225,9 @@ def central_differences(f, theta: np.ndarray, indices: np.ndarray, h: float = FD
 # ----------------------------------------------------------------------------- metrics
 
 
-def tensor_slices(V: int, H: int) -> dict[str, slice]:
+def tensor_slices(V: int, H: int, cell: str = DEFAULT_CELL) -> dict[str, slice]:
     out, offset = {}, 0
-    for name, shape in param_shapes(V, H):
+    for name, shape in param_shapes(V, H, cell):
         size = int(np.prod(shape))
         out[name] = slice(offset, offset + size)
         offset += size
@@ -246,7 +247,10 @@ def compare(g: np.ndarray, exact: np.ndarray) -> tuple[float, float]:
 
 def metric_rows(grads: WindowGradients, V: int, H: int, fd: tuple[np.ndarray, np.ndarray, np.ndarray] | None) -> list[dict]:
     """One row per (estimator, tensor); fd = (indices, g_exact in float64 at them, FD estimates) or None."""
-    slices = tensor_slices(V, H)
+    cell = cell_of_theta(grads.exact.size, V, H)
+    slices = tensor_slices(V, H, cell)
+    # bias_hh_l0's gradient is bias_ih_l0's, but for the GRU's n block (r scales it): reported for the GRU only
+    tensors = TENSORS[:3] + ("bias_hh_l0",) + TENSORS[3:] if cell == "gru" else TENSORS
     rows = []
     pairs = [("single", grads.single, grads.exact), ("stored", grads.stored, grads.exact),
              ("single_vs_stored", grads.single, grads.stored)]
@@ -256,13 +260,13 @@ def metric_rows(grads: WindowGradients, V: int, H: int, fd: tuple[np.ndarray, np
         pairs += [(f"{rule}_vs_rtrl", grads.online[rule], grads.rtrl)
                   for rule in RTRL_APPROXIMATIONS if rule in grads.online]
     for estimator, g, against in pairs:
-        for tensor in TENSORS:
+        for tensor in tensors:
             sl = slice(None) if tensor == "all" else slices[tensor]
             cosine, rel = compare(g[sl], against[sl])
             rows.append({"tensor": tensor, "estimator": estimator, "cosine": cosine, "rel_error": rel})
     if fd is not None:
         indices, exact_at, estimate = fd
-        for tensor in TENSORS:
+        for tensor in tensors:
             if tensor == "all":
                 mask = np.ones(len(indices), bool)
             else:
