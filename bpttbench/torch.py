@@ -93,7 +93,8 @@ class CharModel(nn.Module):
         if cls.cell is not None and cls.cell != cell:
             raise ResultsError(f"{path} holds {cell} weights, and {cls.__name__}'s cell is {cls.cell}: load them with "
                                f"{model_class(cell).__name__} (or CharModel, which picks the class from the file)")
-        module = model_class(cell)(vocab_size, hidden, vocab).to(getattr(torch, np.dtype(dtype).name))
+        klass = cls if cls.cell is not None else model_class(cell)  # a subclass of Char<cell> stays itself
+        module = klass(vocab_size, hidden, vocab).to(getattr(torch, np.dtype(dtype).name))
         state = params.state_dict(theta, vocab_size, hidden)
         module.load_state_dict({key: torch.from_numpy(value) for key, value in state.items()}, strict=True)
         return module

@@ -98,6 +98,8 @@ def test_charmodel_from_npz_picks_the_files_cell_and_a_subclass_refuses_another(
     assert type(model).__name__ == CLASSES[cell] and str(model.decoder.weight.dtype) == "torch.float64"
     assert np.array_equal(model.recurrent.weight_hh_l0.detach().numpy(), split_theta(theta, V, H)["weight_hh_l0"])
     assert type(getattr(ours, CLASSES[cell]).from_npz(tmp_path / "w.npz")) is type(model)
+    own = type("Own", (getattr(ours, CLASSES[cell]),), {})  # a user's subclass loads as itself
+    assert type(own.from_npz(tmp_path / "w.npz")) is own
     for other in CELL_NAMES:
         if other != cell:
             with pytest.raises(ResultsError, match=f"holds {cell} weights, and {CLASSES[other]}'s cell is {other}: "
