@@ -1,14 +1,14 @@
 """The same math as the Numba kernels and schemes, in plain NumPy: slow, obvious, the thing tests believe.
 
 Parameters are dicts by PyTorch name (see model.py). Forward functions return (out, cache),
-backward functions take (dout, cache) and return gradients.
+backward functions take (dout, cache) and return gradients. Each scheme is written literally
+from its definition, with Python lists of past activations and (for `stored`) deep copies of
+past weights, and shares no code with the kernels.
 
 Three cells, torch.nn's equations: the LSTM (gates i, f, g, o), the GRU (r, z, n, the reset gate
 applied to W_hn h + b_hn) and the tanh Elman RNN. The cell is read off the parameters (W_hh's rows
 over its columns: scheme_names.CELLS), so nothing else takes it. The state is (h, c) for every cell:
-the GRU and the RNN have no cell state, and their c is 0 wide, (B, 0), so the same tuples carry it. Each scheme is written literally
-from its definition, with Python lists of past activations and (for `stored`) deep copies of
-past weights, and shares no code with the kernels.
+the GRU and the RNN have no cell state, and their c is 0 wide, (B, 0), so the same tuples carry it.
 
 References:
 - R. J. Williams and J. Peng, "An efficient gradient-based algorithm for on-line training of

@@ -78,8 +78,9 @@ class CharModel(nn.Module):
         torch's own refusal, which would list every missing and unexpected key)."""
         other = sorted({key.split(".", 1)[0] for key in state_dict} & (set(CELL_NAMES) - {self.cell}))
         if other and not any(key.startswith(f"{self.cell}.") for key in state_dict):
+            theirs = model_class(other[0]).__name__
             raise RuntimeError(f"state dict holds {other[0]} weights ({other[0]}.weight_ih_l0, ...), and "
-                               f"{type(self).__name__}'s cell is {self.cell}: load them into {model_class(other[0]).__name__}")
+                               f"{type(self).__name__}'s cell is {self.cell}: load them into {theirs}")
         return super().load_state_dict(state_dict, *args, **kwargs)
 
     @classmethod

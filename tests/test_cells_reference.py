@@ -307,7 +307,8 @@ def test_decay_norms_are_the_norms_of_the_state_gradient(cell):
         states.append(state)
         out, new = recurrent(inputs[t : t + 1], state if cell == "lstm" else state[0])
         state = new if cell == "lstm" else (new,)
-    last = torch.nn.functional.cross_entropy(decoder(out[0]), torch.from_numpy(np.array(ys[-1])).long(), reduction="sum")
+    targets = torch.from_numpy(np.array(ys[-1])).long()
+    last = torch.nn.functional.cross_entropy(decoder(out[0]), targets, reduction="sum")
     # lag l: the state after step T - l, which is the input state of step T - l + 1
     wrt = [s for st in states[1:] for s in st]
     grads = torch.autograd.grad(last, wrt)
@@ -319,7 +320,7 @@ def test_decay_norms_are_the_norms_of_the_state_gradient(cell):
         assert abs(norms[lag] - want) < 1e-12 * max(1.0, want), lag
 
 
-# ---------------------------------------------------------------- the online rules' reference (fidelity/online_reference.py)
+# ---------------------------------------------------------------- fidelity/online_reference.py's rules
 
 
 @pytest.mark.parametrize("cell", CELL_NAMES)
