@@ -121,8 +121,9 @@ def load_runs(*paths: str | Path) -> pd.DataFrame:
 def load_weights(run_dir: str | Path, scheme: str | None = None, seed: int | None = None,
                  stage: str = "final") -> dict[str, np.ndarray]:
     """A run's saved weights (`run(..., save_weights=True)`) as a state dict of NumPy arrays, keyed
-    as saved: bpttbench.torch.CharLSTM's keys (`lstm.weight_ih_l0`, ..., `decoder.weight`), so
-    `CharLSTM(...).load_state_dict({k: torch.from_numpy(v) ...})` takes them. scheme and seed may be left out
+    as saved: the keys of bpttbench.torch's model of the run's cell (CharLSTM: `lstm.weight_ih_l0`, ...,
+    `decoder.weight`; CharGRU: `gru.…`; CharRNN: `rnn.…`), so its `load_state_dict({k: torch.from_numpy(v) ...})`
+    takes them. scheme and seed may be left out
     when only one fits; stage is "final" or "init". ResultsError if they are missing or diverged."""
     from bpttbench.weights import choose_weights, read_arrays
 

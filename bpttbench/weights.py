@@ -2,7 +2,7 @@
 
 `bpttbench run --save-weights` writes weights/<scheme>-seed<N>-init.npz and -final.npz (state
 dicts, model.py) and vocab.json (the characters, id order). `bpttbench sample` and
-bpttbench.torch.CharLSTM.from_run both find their weights here, so both refuse the same way.
+bpttbench.torch.CharModel.from_run (and CharLSTM, CharGRU, CharRNN) find their weights here, so they refuse the same way.
 """
 
 from __future__ import annotations
