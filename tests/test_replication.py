@@ -68,3 +68,32 @@ def test_the_readme_study_table_is_made_from_the_shipped_reference():
         "README.md's study table differs from bpttbench/reference_studies/full.json: run "
         "`python -m bpttbench.report.replication README.md`")
     assert len(headline_table(replication.reference("full"))) == 2 + 7
+
+
+def test_the_readme_cells_table_is_made_from_the_shipped_references():
+    text = README.read_text(encoding="utf-8")
+    block = re.search(re.escape(replication.CELLS_BEGIN) + ".*?" + re.escape(replication.CELLS_END), text, re.S)
+    assert block, "README.md lacks the generated per-cell table"
+    refs = replication.cell_references()
+    assert block.group(0) == replication.cells_block(refs), (
+        "README.md's per-cell table differs from bpttbench/reference_studies/full*.json: run "
+        "`python -m bpttbench.report.replication README.md`")
+    assert refs["lstm"] is not None
+
+
+@pytest.mark.parametrize("cell", ["gru", "rnn"])
+def test_a_cell_reference_is_the_full_preset_run_on_that_cell(cell):
+    from bpttbench import study
+
+    ref = replication.reference("full", cell)
+    if ref is None:
+        pytest.skip(f"no full study of the {cell} cell ships")
+    assert ref["cell"] == cell and ref["preset"] == "full" and ref["clock"] == "cpu"
+    assert ref["seeds"] == study.FULL.seeds and ref["registered_at"] <= ref["started_at"]
+
+
+def test_the_cells_table_has_a_column_per_cell_and_a_row_per_claim_and_corpus():
+    lstm = {"corpora": ["a", "b"], "claims": [row(claim=c, corpus=k) for c in "1234" for k in "ab"]}
+    lines = replication.cells_table({"lstm": lstm, "gru": None})
+    assert lines[0] == "| # | claim | corpus | lstm | gru |" and len(lines) == 2 + 4 * 2
+    assert lines[2].endswith("| a | supported, +0.010 [0.000, +0.020] | – |")

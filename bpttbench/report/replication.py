@@ -18,7 +18,7 @@ from importlib import resources
 from pathlib import Path
 
 from bpttbench.report.stats import format_signed
-from bpttbench.scheme_names import DEFAULT_CELL
+from bpttbench.scheme_names import CELL_NAMES, DEFAULT_CELL
 
 SUMMARY = "summary.json"
 FORMAT = 1
@@ -189,11 +189,49 @@ def readme_block(ref: dict) -> str:
     return "\n".join([README_BEGIN, *headline_table(ref), README_END])
 
 
+# The claims the per-cell table asks of every cell: the question's four.
+CELL_CLAIMS = ("1", "2", "3", "4")
+CELLS_BEGIN = ("<!-- cells-table: generated from bpttbench/reference_studies/full.json and full-<cell>.json by "
+               "`python -m bpttbench.report.replication README.md` -->")
+CELLS_END = "<!-- /cells-table -->"
+
+
+def cells_table(refs: dict[str, dict | None]) -> list[str]:
+    """The README's table of claims 1-4 for every cell: one row per (claim, corpus), one column per
+    cell (refs: cell -> its shipped full study, None where none ships)."""
+    cells = list(refs)
+    corpora = list(dict.fromkeys(c for ref in refs.values() if ref for c in ref.get("corpora") or []))
+    by_cell = {cell: _rows_by_key(ref) if ref else {} for cell, ref in refs.items()}
+    texts: dict[str, str] = {}
+    for ref in refs.values():
+        for r in (ref or {}).get("claims", []):
+            texts.setdefault(r["claim"], r.get("text", ""))
+    lines = ["| # | claim | corpus | " + " | ".join(cells) + " |", "|---|---|---|" + "---|" * len(cells)]
+    for number in CELL_CLAIMS:
+        for corpus in corpora:
+            row = [format_cell(by_cell[cell].get((number, corpus))) for cell in cells]
+            text = texts.get(number, "") if corpus == corpora[0] else ""  # once per claim
+            lines.append(f"| {number if text else ''} | {text} | {corpus} | " + " | ".join(row) + " |")
+    return lines
+
+
+def cells_block(refs: dict[str, dict | None]) -> str:
+    return "\n".join([CELLS_BEGIN, *cells_table(refs), CELLS_END])
+
+
+def cell_references() -> dict[str, dict | None]:
+    """Every cell's shipped full study (None where none ships)."""
+    return {cell: reference("full", cell) for cell in CELL_NAMES}
+
+
 def rewrite_readme(path: Path) -> None:
-    """Replace the README's study table with the one made from the shipped reference."""
+    """Replace the README's study table and its per-cell table with the ones made from the shipped references."""
     text = Path(path).read_text(encoding="utf-8")
-    start, end = text.index(README_BEGIN), text.index(README_END) + len(README_END)
-    Path(path).write_text(text[:start] + readme_block(reference("full")) + text[end:], encoding="utf-8")
+    for begin, end_marker, block in ((README_BEGIN, README_END, readme_block(reference("full"))),
+                                     (CELLS_BEGIN, CELLS_END, cells_block(cell_references()))):
+        start, end = text.index(begin), text.index(end_marker) + len(end_marker)
+        text = text[:start] + block + text[end:]
+    Path(path).write_text(text, encoding="utf-8")
 
 
 if __name__ == "__main__":
