@@ -49,7 +49,7 @@ CELL_NAMES = tuple(CELLS)
 DEFAULT_CELL = "lstm"  # TrainConfig.cell's default: the question's network
 # The rules derived for some cells only (every other scheme runs every cell): uoro's and e-prop's
 # per-stream steps are written out for the LSTM's gates; SnAp-1's for the LSTM's and the GRU's.
-SCHEME_CELLS: dict[str, tuple[str, ...]] = {"uoro": ("lstm",), "eprop": ("lstm",), "snap1": ("lstm",)}
+SCHEME_CELLS: dict[str, tuple[str, ...]] = {"uoro": ("lstm",), "eprop": ("lstm",), "snap1": ("lstm", "gru")}
 
 
 def cells_of(scheme: str) -> tuple[str, ...]:

@@ -24,10 +24,11 @@ NAMES = [name for name, _ in param_shapes(V, H)]
 RULES = ("snap1", "eprop")
 
 
-def make(scheme, *, hidden=H, k1=1, batch=B, optimizer="sgd", lr=0.0, clip=0.0, dtype="float64", theta=None):
-    cfg = TrainConfig(scheme=scheme, k1=k1, k2=5, hidden=hidden, batch=batch, optimizer=optimizer, lr=lr, clip=clip,
-                      dtype=dtype, seed=1, budget_steps=1)
-    theta = init_theta(V, hidden, 1, dtype) if theta is None else theta.copy()
+def make(scheme, *, hidden=H, k1=1, batch=B, optimizer="sgd", lr=0.0, clip=0.0, dtype="float64", theta=None,
+         cell="lstm"):
+    cfg = TrainConfig(scheme=scheme, cell=cell, k1=k1, k2=5, hidden=hidden, batch=batch, optimizer=optimizer, lr=lr,
+                      clip=clip, dtype=dtype, seed=1, budget_steps=1)
+    theta = init_theta(V, hidden, 1, dtype, cell) if theta is None else theta.copy()
     return make_scheme(cfg, theta, V, IDS)
 
 
@@ -43,9 +44,9 @@ def max_rel(a, b):
     return np.max(np.abs(a - b)) / np.max(np.abs(b))
 
 
-def without_recurrence(hidden=H):
+def without_recurrence(hidden=H, cell="lstm"):
     """Initial weights with weight_hh_l0 = 0: no path from h_{t-1} to the step's gates."""
-    theta = init_theta(V, hidden, 1, "float64")
+    theta = init_theta(V, hidden, 1, "float64", cell)
     split_theta(theta, V, hidden)["weight_hh_l0"][...] = 0.0
     return theta
 
@@ -244,3 +245,88 @@ def test_nothing_compiles_once_the_clock_runs(rule, dtype, batch):
     list(training.records())
     grown = {name: n for name, n in compiled_signatures().items() if n > before.get(name, 0)}
     assert not grown, f"compiled on the clock: {grown}"
+
+
+# ---------------------------------------------------------------- snap1 for the GRU
+
+
+@pytest.mark.parametrize("k1,optimizer,clip", [(1, "sgd", 0.0), (3, "sgd", 0.0), (2, "adam", 0.05)])
+def test_gru_kernel_trajectory_matches_numpy(k1, optimizer, clip):
+    """The GRU's masked recursion (its b_hn columns its own) against online_reference's dense one."""
+    n = 18
+    lr = 0.05 if optimizer == "adam" else 0.5
+    scheme = make("snap1", cell="gru", k1=k1, optimizer=optimizer, lr=lr, clip=clip)
+    p0 = as_dict(scheme.theta)
+    losses = run_steps(scheme, n)
+    ref_losses, ref_p, ref_grads = oref.train_online("snap1", p0, IDS, batch=B, k1=k1, n_steps=n, optimizer=optimizer,
+                                                     lr=lr, clip=clip)
+    assert max_rel(losses, ref_losses) < 1e-10
+    for name, view in split_theta(scheme.theta, V, H).items():
+        assert max_rel(view, ref_p[name]) < 1e-10, name
+    if clip == 0.0:
+        assert max_rel(scheme.grad, ref_grads[-1]) < 1e-10
+
+
+def test_gru_float32_kernel_matches_numpy():
+    scheme = make("snap1", cell="gru", optimizer="adam", lr=0.02, clip=1.0, dtype="float32")
+    p0 = {k: v.astype(np.float64) for k, v in as_dict(scheme.theta).items()}
+    losses = run_steps(scheme, 12)
+    assert scheme.sh.dtype == np.float32 and scheme.sc.shape == (B, 0)
+    ref_losses, ref_p, _ = oref.train_online("snap1", p0, IDS, batch=B, k1=1, n_steps=12, optimizer="adam", lr=0.02,
+                                             clip=1.0)
+    assert max_rel(losses, ref_losses) < 1e-4
+    for name, view in split_theta(scheme.theta, V, H).items():
+        assert max_rel(view, ref_p[name]) < 1e-4, name
+
+
+@pytest.mark.parametrize("k1,optimizer,lr,clip", [(1, "sgd", 0.5, 0.0), (3, "sgd", 0.5, 0.0), (2, "adam", 0.05, 0.3)])
+def test_gru_snap1_is_rtrl_with_one_hidden_unit(k1, optimizer, lr, clip):
+    """H = 1: the mask keeps every entry, so the GRU's whole trajectory is rtrl's (float64, < 1e-10)."""
+    kw = {"hidden": 1, "k1": k1, "optimizer": optimizer, "lr": lr, "clip": clip, "cell": "gru"}
+    snap1, rtrl = make("snap1", **kw), make("rtrl", **kw)
+    for _ in range(30):
+        la, lb = run_steps(snap1, k1), run_steps(rtrl, k1)
+        assert max_rel(la, lb) < 1e-10
+        assert max_rel(snap1.theta, rtrl.theta) < 1e-10
+    assert np.any(split_theta(rtrl.grad, V, 1)["bias_hh_l0"][2] != split_theta(rtrl.grad, V, 1)["bias_ih_l0"][2])
+
+
+@pytest.mark.parametrize("k1", [1, 3])
+def test_gru_gradient_is_rtrls_without_recurrent_weights(k1):
+    """weight_hh_l0 = 0, lr = 0: D_t = diag(z) is diagonal per unit, so every gradient is rtrl's."""
+    theta = without_recurrence(cell="gru")
+    approx, exact = make("snap1", k1=k1, theta=theta, cell="gru"), make("rtrl", k1=k1, theta=theta, cell="gru")
+    for _ in range(40 // k1):
+        run_steps(approx, k1)
+        run_steps(exact, k1)
+        assert rel(approx.grad, exact.grad) < 1e-10
+    assert np.any(split_theta(exact.grad, V, H)["weight_hh_l0"] != 0)
+
+
+def test_gru_gradient_is_not_rtrls_with_recurrent_weights():
+    approx, exact = make("snap1", cell="gru"), make("rtrl", cell="gru")
+    run_steps(approx, 30)
+    run_steps(exact, 30)
+    n_cell = sensitivity_columns(V, H, "gru") + 2 * H  # with bias_hh_l0's tied r and z blocks
+    assert rel(approx.grad[:n_cell], exact.grad[:n_cell]) > 1e-3
+    assert rel(approx.grad[n_cell:], exact.grad[n_cell:]) < 1e-12  # the decoder's gradient is exact
+
+
+def test_gru_training_loop_runs_and_learns():
+    cfg = TrainConfig(scheme="snap1", cell="gru", k1=1, k2=1, hidden=8, lr=0.01, clip=0.0, budget_steps=1500,
+                      log_every=500, eval_every=0, eval_chars=300)
+    training = Training(cfg, tiny_corpus())
+    training.compile()
+    records = list(training.records())
+    assert training.outcome.status == "complete" and records[-1].step == 1500
+    assert all(np.isfinite(r.train_bpc) for r in records)
+    assert records[-1].train_bpc < records[0].train_bpc - 0.1
+    assert np.isfinite(records[-1].val_bpc)
+
+
+def test_the_other_rules_refuse_the_gru_and_snap1_the_rnn():
+    for rule in ("uoro", "eprop"):
+        with pytest.raises(ConfigError, match="lstm cell only"):
+            TrainConfig(scheme=rule, cell="gru", budget_steps=1)
+    with pytest.raises(ConfigError, match="lstm and gru cell only"):
+        TrainConfig(scheme="snap1", cell="rnn", budget_steps=1)

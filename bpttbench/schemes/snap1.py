@@ -16,13 +16,23 @@ and u_p the immediate d z_j / d theta_p (1 at W_ih[j, x_t] and b[j], h_{t-1}[m] 
 t's loss adds dL_t/dh_t[k] sh'[p] to the gradient of p. The decoder's gradient is the exact local
 one, as in rtrl. bias_hh_l0 has bias_ih_l0's sensitivities and is not stored twice.
 
+The GRU (the SnAp paper's main case; torch.nn.GRU, h' = (1-z) n + z h, n = tanh(a_n + r hn),
+hn = W_hn h_{t-1} + b_hn) has no cell state: one number per parameter, sh. With the slopes of h_k in
+its gates' pre-activations
+    a_n = (1-z)(1-n^2),  a_r = a_n hn r(1-r),  a_z = (h_{t-1} - n) z(1-z),  a_hn = r a_n
+(a_hn for n's recurrent side, which r scales), D_t's diagonal is
+    d_k = z + a_r W_hh[r_k, k] + a_z W_hh[z_k, k] + a_hn W_hh[n_k, k]
+and one step is sh' = d_k sh + b(p) u_p, b(p) = a_r, a_z or a_n for the input side of r, z, n (and
+r's and z's biases, b_hh's copied from b_ih's), a_hn for W_hn and b_hn. r scales b_hn, so its H
+columns are its own and come last, as in rtrl.
+
 Exact cases (the tests check both): with H = 1 the mask keeps everything and snap1 is rtrl; with
 W_hh = 0 (and lr = 0, so it stays 0) D_t is diagonal per unit and snap1's gradient is rtrl's.
 
 k1, k2 and inject mean what they mean for rtrl: an update every k1 steps applies the mean over the
 k1 newest losses and the B streams; k2 is not used (any k2 >= 1 is accepted); inject must be `new`.
 
-Cost: memory 2 x 4H(V+H+1) numbers per stream and time O(4H(V+H)) per stream per step, i.e. O(number
+Cost: memory 2 x 4H(V+H+1) numbers per stream (the GRU: 3H(V+H+1) + H) and time O(4H(V+H)) per stream per step, i.e. O(number
 of parameters), the same order as one step of backpropagation; no size limit is needed.
 
 References:
@@ -36,6 +46,7 @@ from __future__ import annotations
 
 from numba import njit
 
+from bpttbench.kernels.cells import LSTM, gate_blocks
 from bpttbench.kernels.network import JIT, param_views
 from bpttbench.schemes.base import Scheme, aligned_zeros
 from bpttbench.schemes.rtrl import head_gradient, online_step, online_update, sensitivity_columns
@@ -63,8 +74,17 @@ def _kick(sh, sc, g, p, u, b_c, b_h, dh_k):
 
 
 @njit(**JIT)
-def snap1_stream_step(W_hh, gates, c_prev, tanh_c, h_prev, x, V, dh, sh, sc, g_lstm):
-    """Advance one stream's (sh, sc) through one step in place and add dh . sh' to g_lstm."""
+def snap1_stream_step(W_hh, gates, c_prev, aux, h_prev, x, V, dh, sh, sc, g_cell, g_bhn):
+    """Advance one stream's sensitivities (sh, and the LSTM's sc) through one step in place and add
+    dh . sh' to the gradient: g_cell for the columns theta shares, g_bhn for the GRU's b_hn ones."""
+    if gate_blocks(W_hh) == LSTM:
+        _lstm_stream_step(W_hh, gates, c_prev, aux, h_prev, x, V, dh, sh, sc, g_cell)
+    else:
+        _gru_stream_step(W_hh, gates, aux, h_prev, x, V, dh, sh, g_cell, g_bhn)
+
+
+@njit(**JIT)
+def _lstm_stream_step(W_hh, gates, c_prev, tanh_c, h_prev, x, V, dh, sh, sc, g_lstm):
     H = h_prev.shape[0]
     o_hh = 4 * H * V
     o_b = 4 * H * (V + H)
@@ -97,16 +117,66 @@ def snap1_stream_step(W_hh, gates, c_prev, tanh_c, h_prev, x, V, dh, sh, sc, g_l
 
 
 @njit(**JIT)
+def _scale(sh, g, lo, hi, d, dh_k):
+    """sh *= d on columns lo..hi-1 (the GRU's masked recursion) and add their gradient dh_k sh."""
+    for p in range(lo, hi):
+        s = d * sh[p]
+        sh[p] = s
+        g[p] += dh_k * s
+
+
+@njit(**JIT)
+def _gru_stream_step(W_hh, gates, hn, h_prev, x, V, dh, sh, g_cell, g_bhn):
+    H = h_prev.shape[0]
+    G = 3 * H
+    o_hh = G * V
+    o_b = G * (V + H)
+    o_bhn = G * (V + H + 1)
+    one = sh.dtype.type(1.0)
+    for k in range(H):
+        r = gates[k]
+        z = gates[H + k]
+        n = gates[2 * H + k]
+        a_n = (one - z) * (one - n * n)  # dh_k / d(n's input pre-activation)
+        a_r = a_n * hn[k] * r * (one - r)
+        a_z = (h_prev[k] - n) * z * (one - z)
+        a_hn = a_n * r  # dh_k / d(n's recurrent pre-activation): r scales it
+        d = z + a_r * W_hh[k, k] + a_z * W_hh[H + k, k] + a_hn * W_hh[2 * H + k, k]
+        dh_k = dh[k]
+        for gate in range(3):
+            j = gate * H + k
+            b_in = a_r if gate == 0 else (a_z if gate == 1 else a_n)
+            b_rec = a_hn if gate == 2 else b_in
+            _scale(sh, g_cell, j * V, j * V + V, d, dh_k)
+            sh[j * V + x] += b_in
+            g_cell[j * V + x] += dh_k * b_in
+            row = o_hh + j * H
+            _scale(sh, g_cell, row, row + H, d, dh_k)
+            for m in range(H):
+                u = b_rec * h_prev[m]
+                sh[row + m] += u
+                g_cell[row + m] += dh_k * u
+            s = d * sh[o_b + j] + b_in  # b_ih[j], and b_hh[j] for r and z (the tie copies it)
+            sh[o_b + j] = s
+            g_cell[o_b + j] += dh_k * s
+        s = d * sh[o_bhn + k] + a_hn  # b_hn[k]: a column of its own
+        sh[o_bhn + k] = s
+        g_bhn[k] += dh_k * s
+
+
+@njit(**JIT)
 def run_snap1_block(theta, grad, V, H, ids, track_len, ring, opt_state, optimizer, lr, clip,
                     t0, n_steps, k1, sh, sc, dh, losses):
     """Steps t0+1 .. t0+n_steps of snap1; returns (steps done, updates done)."""
-    x_r, y_r, gates_r, c_r, h_r, tanh_c_r, probs_r = ring
+    x_r, y_r, gates_r, c_r, h_r, aux_r, probs_r = ring
     R = x_r.shape[0]
     B = x_r.shape[1]
     W_hh = param_views(theta, V, H)[1]
     W_dec = param_views(theta, V, H)[4]
     g_dec, g_bdec = param_views(grad, V, H)[4], param_views(grad, V, H)[5]
-    g_lstm = grad[: sh.shape[1]]
+    G = W_hh.shape[0]
+    g_cell = grad[: G * (V + H + 1)]  # the columns theta's order shares with sh
+    g_bhn = param_views(grad, V, H)[3][2 * H :]  # the GRU's b_hn, whose columns come last
     scale = 1.0 / (k1 * B)
     updates = 0
     for n in range(n_steps):
@@ -116,8 +186,8 @@ def run_snap1_block(theta, grad, V, H, ids, track_len, ring, opt_state, optimize
             return n + 1, updates
         for b in range(B):
             head_gradient(W_dec, probs_r[s, b], h_r[s, b], y_r[s, b], scale, g_dec, g_bdec, dh)
-            snap1_stream_step(W_hh, gates_r[s, b], c_r[ps, b], tanh_c_r[s, b], h_r[ps, b], x_r[s, b], V, dh,
-                              sh[b], sc[b], g_lstm)
+            snap1_stream_step(W_hh, gates_r[s, b], c_r[ps, b], aux_r[s, b], h_r[ps, b], x_r[s, b], V, dh,
+                              sh[b], sc[b], g_cell, g_bhn)
         updates += online_update(theta, grad, V, H, opt_state, optimizer, lr, clip, t, k1, True)
     return n_steps, updates
 
@@ -128,9 +198,10 @@ class Snap1(Scheme):
 
     def __init__(self, cfg, theta, vocab_size, train_ids):
         super().__init__(cfg, theta, vocab_size, train_ids)
-        n_cols = sensitivity_columns(self.V, self.H)
+        n_cols = sensitivity_columns(self.V, self.H, self.cell)
         self.sh = aligned_zeros((self.B, n_cols), theta.dtype)  # d h[unit of p] / d theta_p
-        self.sc = aligned_zeros((self.B, n_cols), theta.dtype)  # d c[unit of p] / d theta_p
+        # d c[unit of p] / d theta_p: the LSTM's alone (the GRU has no cell state)
+        self.sc = aligned_zeros((self.B, n_cols if self.cell == "lstm" else 0), theta.dtype)
         self.dh = aligned_zeros(self.H, theta.dtype)
 
     def kernel_arguments(self) -> tuple:
