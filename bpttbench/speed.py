@@ -205,10 +205,8 @@ class PeerTimer:
     def __init__(self, peer: str, scheme: str, cfg: TrainConfig, vocab_size: int, ids: np.ndarray,
                  variant: str | None = None):
         theta = init_theta(vocab_size, cfg.hidden, cfg.seed, cfg.dtype, cfg.cell)
-        # (only a peer with CELL_SCHEMES is built for another cell than the LSTM: peers.peer_schemes)
-        cell = {} if cfg.cell == DEFAULT_CELL else {"cell": cfg.cell}
         self.model = peer_class(peer)(scheme, theta, vocab_size, cfg.hidden, ids, k1=cfg.k1, k2=cfg.k2,
-                                      batch=cfg.batch, lr=cfg.lr, variant=variant, **cell)
+                                      batch=cfg.batch, lr=cfg.lr, variant=variant, cell=cfg.cell)
         self.variant = self.model.variant
         self.unit_steps = getattr(self.model, "block_steps", cfg.k1)
 

@@ -232,11 +232,14 @@ def test_the_wheel_ships_the_peers_and_times_jax_from_outside_a_checkout(tmp_pat
     assert row["jax_us_per_step"] > 0 and row["peer"] == "jax" and row["jax_variant"]
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("peer", ["torch", "jax"])
 @pytest.mark.parametrize("cell", ["gru", "rnn"])
 @pytest.mark.parametrize("scheme,k1,k2", [("chunked", 4, 4), ("sliding", 1, 5), ("sliding", 2, 5)])
-def test_torch_peer_follows_our_trajectory_for_every_cell(cell, scheme, k1, k2):
-    """torch.nn.GRU / torch.nn.RNN with autograd against bpttbench's kernels: same losses, same weights."""
-    pytest.importorskip("torch")
+def test_each_peer_follows_our_trajectory_for_every_cell(peer, cell, scheme, k1, k2):
+    """torch.nn.GRU / torch.nn.RNN with autograd, and JAX's value_and_grad through the same cell, against
+    bpttbench's kernels: same losses, same weights (float64)."""
+    pytest.importorskip(peer)
     n, batch = 6 * k1, 2
     cfg = TrainConfig(scheme=scheme, cell=cell, k1=k1, k2=k2, hidden=H, batch=batch, optimizer="sgd", lr=0.3,
                       clip=0.0, dtype="float64", seed=0, budget_steps=1)
@@ -244,7 +247,8 @@ def test_torch_peer_follows_our_trajectory_for_every_cell(cell, scheme, k1, k2):
     ours = make_scheme(cfg, theta, V, IDS)
     losses = np.zeros(n)
     assert ours.run(n, losses) == n
-    theirs = torch_peer.TorchScheme(scheme, theta, V, H, IDS, k1=k1, k2=k2, batch=batch, lr=0.3, cell=cell)
+    cls = torch_peer.TorchScheme if peer == "torch" else jax_peer.JaxScheme
+    theirs = cls(scheme, theta, V, H, IDS, k1=k1, k2=k2, batch=batch, lr=0.3, cell=cell)
     np.testing.assert_allclose(theirs.run(n), losses, rtol=1e-10)
     for name, value in theirs.state_dict().items():
         np.testing.assert_allclose(value, split_theta(ours.theta, V, H)[name], rtol=1e-9, atol=1e-12, err_msg=name)
@@ -253,7 +257,7 @@ def test_torch_peer_follows_our_trajectory_for_every_cell(cell, scheme, k1, k2):
 def test_peers_name_the_cells_they_implement():
     from bpttbench.peers import peer_schemes
 
-    assert peer_schemes("torch", "gru") == ("chunked", "sliding") and peer_schemes("jax", "gru") == ()
+    assert peer_schemes("torch", "gru") == peer_schemes("jax", "rnn") == ("chunked", "sliding")
     assert peer_schemes("jax", "lstm") == jax_peer.SCHEMES
     with pytest.raises(ValueError, match="no single for the gru cell"):
         torch_peer.TorchScheme("single", init_theta(V, H, 0, "float64", "gru"), V, H, IDS, k1=1, k2=5, cell="gru")

@@ -5,9 +5,10 @@ another framework, to time ours against (and to check, in tests, that they follo
     load_peer(name)    the peer's module, its framework imported; a missing framework is a one-line
                        UserError naming the extra to install (pip install 'bpttbench[jax]')
     peer_class(name)   its scheme class: cls(scheme, theta, vocab_size, hidden, ids, k1=, k2=, batch=,
-                       lr=, variant=None); .run(n) returns the online losses, .state_dict() the weights
+                       lr=, variant=None, cell="lstm"); .run(n) returns the online losses, .state_dict() the weights
+    peer_schemes(name, cell)  the schemes it implements for a cell
 
-Each peer module (torch_peer, jax_peer) holds SCHEMES (what it implements), VARIANTS (the forms
+Each peer module (torch_peer, jax_peer) holds SCHEMES (what it implements), CELL_SCHEMES (per cell), VARIANTS (the forms
 of chunked and sliding that benchmarks/peer_variants.py times against each other),
 DEFAULT_VARIANTS (the form `bpttbench speed` times) and require() (imports its framework).
 
@@ -56,9 +57,8 @@ def peer_module(name: str):
 
 
 def peer_schemes(name: str, cell: str) -> tuple[str, ...]:
-    """The schemes the peer implements for this cell (its module's CELL_SCHEMES, else SCHEMES for the LSTM)."""
-    module = peer_module(name)
-    return getattr(module, "CELL_SCHEMES", {}).get(cell, module.SCHEMES if cell == "lstm" else ())
+    """The schemes the peer implements for this cell (its module's CELL_SCHEMES)."""
+    return peer_module(name).CELL_SCHEMES.get(cell, ())
 
 
 def load_peer(name: str):

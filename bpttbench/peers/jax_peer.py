@@ -71,6 +71,9 @@ from functools import partial
 import numpy as np
 
 SCHEMES = ("chunked", "single", "stored", "sliding")
+# The GRU and the RNN run chunked and sliding (value_and_grad through the cell); single's and stored's
+# written-out backward is the LSTM's.
+CELL_SCHEMES = {"lstm": SCHEMES, "gru": ("chunked", "sliding"), "rnn": ("chunked", "sliding")}
 VARIANT_SCHEMES = ("chunked", "sliding")  # the schemes that have variants
 VARIANTS = ("current", "args", "no-donate", "take", "onehot", "unroll2", "unroll5", "unroll-full",
             "take+unroll-full", "onehot+unroll-full", "args+take+unroll-full")
@@ -181,12 +184,15 @@ class JaxScheme:
 
     def __init__(self, scheme: str, theta: np.ndarray, vocab_size: int, hidden: int, train_ids: np.ndarray, *,
                  k1: int, k2: int, batch: int = 1, lr: float = 2e-3, block_steps: int | None = None,
-                 variant: str | None = None):
+                 variant: str | None = None, cell: str = "lstm"):
         jax = require()
         from bpttbench.model import split_theta
 
         if scheme not in SCHEMES:
             raise ValueError(f"unknown scheme {scheme!r}; choose one of {', '.join(SCHEMES)}")
+        if scheme not in CELL_SCHEMES.get(cell, ()):
+            raise ValueError(f"the JAX peer has no {scheme} for the {cell} cell")
+        self.cell = cell
         if scheme == "chunked" and k1 != k2:
             raise ValueError(f"chunked needs k1 == k2, got k1={k1}, k2={k2}")
         if not 1 <= k1 <= k2:
@@ -269,8 +275,17 @@ class JaxScheme:
         return self.host_tracks[pos], self.host_tracks[pos + 1]
 
     def _cell(self, p, xp, h, c):
-        """One LSTM step from the input projection xp = W_ih x + biases; returns h, c and the gates."""
+        """One step of the cell from the input projection xp = W_ih x + biases; returns h, c and the
+        LSTM's gates (the GRU and the RNN carry c unchanged and return no gates)."""
         jax, jnp, H = self.jax, self.jnp, self.H
+        if self.cell == "gru":  # torch.nn.GRU: r gates W_hn h + b_hn (kept out of xp)
+            zh = h @ p["weight_hh_l0"].T
+            r = jax.nn.sigmoid(xp[:, :H] + zh[:, :H])
+            u = jax.nn.sigmoid(xp[:, H : 2 * H] + zh[:, H : 2 * H])
+            n = jnp.tanh(xp[:, 2 * H :] + r * (zh[:, 2 * H :] + p["bias_hh_l0"][2 * H :]))
+            return (1 - u) * n + u * h, c, None
+        if self.cell == "rnn":
+            return jnp.tanh(xp + h @ p["weight_hh_l0"].T), c, None
         z = xp + h @ p["weight_hh_l0"].T
         i, f, o = (jax.nn.sigmoid(z[:, k * H : (k + 1) * H]) for k in (0, 1, 3))
         g = jnp.tanh(z[:, 2 * H : 3 * H])
@@ -279,7 +294,7 @@ class JaxScheme:
         return o * tc, c, (i, f, g, o, tc)
 
     def _xproj(self, p, x):
-        """W_ih x + biases for the characters x (any shape): (*x.shape, 4H)."""
+        """W_ih x + biases for the characters x (any shape): (*x.shape, G); the GRU's b_hn left out."""
         jax, jnp, W = self.jax, self.jnp, p["weight_ih_l0"]
         if self.opts.xproj == "take":
             proj = jnp.moveaxis(jnp.take(W, x, axis=1, mode="clip"), 0, -1)
@@ -287,7 +302,10 @@ class JaxScheme:
             proj = jax.nn.one_hot(x, self.V, dtype=W.dtype) @ W.T
         else:
             proj = W.T[x]
-        return proj + p["bias_ih_l0"] + p["bias_hh_l0"]
+        b_hh = p["bias_hh_l0"]
+        if self.cell == "gru":
+            b_hh = b_hh.at[2 * self.H :].set(0)
+        return proj + p["bias_ih_l0"] + b_hh
 
     def _nll(self, p, h, y):
         """Per-stream cross-entropy (..., B) and log-softmax of the decoder's logits."""
