@@ -31,11 +31,13 @@ References:
 
 from __future__ import annotations
 
+from collections import namedtuple
+
 from numba import njit
 
-from bpttbench.kernels.network import JIT, param_views
-from bpttbench.schemes.base import Scheme, aligned_zeros
-from bpttbench.schemes.rtrl import head_gradient, online_step, online_update, sensitivity_columns
+from bpttbench.kernels.network import JIT
+from bpttbench.schemes.base import aligned_zeros
+from bpttbench.schemes.rtrl import OnlineScheme, sensitivity_columns, stream_step_of
 
 
 @njit(**JIT)
@@ -47,9 +49,15 @@ def _decay(eps, g, lo, hi, f, ga):
         g[p] += ga * e
 
 
+EpropState = namedtuple("EpropState", ["eps"])
+
+
+@stream_step_of(EpropState)
 @njit(**JIT)
-def eprop_stream_step(gates, c_prev, tanh_c, h_prev, x, V, dh, eps, g_lstm):
-    """Advance one stream's eligibility vectors eps through one step in place; add dh . e_t to g_lstm."""
+def eprop_stream_step(state, b, W_hh, gates, c_prev, tanh_c, h_prev, x, V, dh, grad):
+    """Advance stream b's eligibility vectors eps through one step in place; add dh . e_t to the gradient."""
+    eps = state.eps[b]
+    g_lstm = grad[: eps.size]
     H = h_prev.shape[0]
     o_hh = 4 * H * V
     o_b = 4 * H * (V + H)
@@ -85,42 +93,13 @@ def eprop_stream_step(gates, c_prev, tanh_c, h_prev, x, V, dh, eps, g_lstm):
             g_lstm[o_hh + j * H + m] += d * h_prev[m]
 
 
-@njit(**JIT)
-def run_eprop_block(theta, grad, V, H, ids, track_len, ring, opt_state, optimizer, lr, clip,
-                    t0, n_steps, k1, eps, dh, losses):
-    """Steps t0+1 .. t0+n_steps of eprop; returns (steps done, updates done)."""
-    x_r, y_r, gates_r, c_r, h_r, tanh_c_r, probs_r = ring
-    R = x_r.shape[0]
-    B = x_r.shape[1]
-    W_dec = param_views(theta, V, H)[4]
-    g_dec, g_bdec = param_views(grad, V, H)[4], param_views(grad, V, H)[5]
-    g_lstm = grad[: eps.shape[1]]
-    scale = 1.0 / (k1 * B)
-    updates = 0
-    for n in range(n_steps):
-        t = t0 + n + 1
-        s, ps = t % R, (t - 1) % R
-        if not online_step(theta, grad, V, H, ids, track_len, ring, t, k1, losses, n):
-            return n + 1, updates
-        for b in range(B):
-            head_gradient(W_dec, probs_r[s, b], h_r[s, b], y_r[s, b], scale, g_dec, g_bdec, dh)
-            eprop_stream_step(gates_r[s, b], c_r[ps, b], tanh_c_r[s, b], h_r[ps, b], x_r[s, b], V, dh, eps[b], g_lstm)
-        updates += online_update(theta, grad, V, H, opt_state, optimizer, lr, clip, t, k1, True)
-    return n_steps, updates
-
-
-class Eprop(Scheme):
+class Eprop(OnlineScheme):
     name = "eprop"
-    block_kernel = staticmethod(run_eprop_block)
 
     def __init__(self, cfg, theta, vocab_size, train_ids):
         super().__init__(cfg, theta, vocab_size, train_ids)
         # d c[unit of p] / d theta_p along c alone
         self.eps = aligned_zeros((self.B, sensitivity_columns(self.V, self.H)), theta.dtype)
-        self.dh = aligned_zeros(self.H, theta.dtype)
 
-    def kernel_arguments(self) -> tuple:
-        return (self.eps, self.dh)
-
-    def own_arrays(self) -> tuple:
-        return self.kernel_arguments()
+    def state(self) -> EpropState:
+        return EpropState(self.eps)

@@ -28,6 +28,12 @@ gradient is that of the standard online RTRL approximation (Williams & Zipser 19
 weights held fixed (the tests check it against full backpropagation from step 1 at lr = 0), and
 drifting from it as the weights move. The stream's gradient is the mean over the B streams.
 
+The four online rules (rtrl, uoro, snap1, eprop) share this module's block kernel, run_online_block:
+one skeleton that runs each step's forward pass, the decoder's gradient per stream and the update,
+and calls the rule's per-stream step. Which step is resolved when the kernel is typed, from the class
+of the rule's state (a namedtuple registered with stream_step_of), so each rule gets its own compiled,
+cached skeleton; OnlineScheme is the Python side.
+
 Cost (LSTM): memory 6 H x 4H(V+H+1) numbers per stream (S_h, S_c and the 4H-row Dz), i.e. O(H^3);
 time per step is dominated by the product W_hh S_h, 16 H^3 (V+H+1) flops per stream, i.e. O(H^4).
 The scheme refuses configurations whose arrays would exceed RTRL_MAX_BYTES, and is meant for small H.
@@ -41,8 +47,11 @@ References:
 
 from __future__ import annotations
 
+from collections import namedtuple
+
 import numpy as np
-from numba import njit
+from numba import njit, types
+from numba.extending import overload
 
 from bpttbench.errors import ConfigError
 from bpttbench.kernels.blas import dot
@@ -233,21 +242,49 @@ def online_update(theta, grad, V, H, opt_state, optimizer, lr, clip, t, k1, tie_
     return 1
 
 
+def stream_step(state, b, W_hh, gates, c_prev, aux, h_prev, x, V, dh, grad):
+    """One stream's step of an online rule, inside run_online_block: advance stream b's part of
+    `state` (a namedtuple of the rule's arrays) through the step whose cell values are gates, c_prev,
+    aux, h_prev and x, and add the gradient of the step's loss (dh = dL/dh, already scaled) to grad's
+    cell part (the decoder's is done). A stub: each rule registers its step with stream_step_of."""
+    raise NotImplementedError("stream_step runs inside Numba, for a state class given to stream_step_of")
+
+
+def stream_step_of(state_class):
+    """Decorator for an @njit step(state, b, W_hh, gates, c_prev, aux, h_prev, x, V, dh, grad): make it
+    stream_step's implementation for states of `state_class` (a module-level namedtuple class, so each
+    rule's state is a type of its own). Chosen when run_online_block is typed (numba.extending.overload),
+    so the skeleton is compiled once per rule and cached; a function passed in or closed over would
+    not be (Numba caches no kernel that takes or closes over one: every process recompiled)."""
+
+    def register(step):
+        @overload(stream_step, jit_options=JIT)
+        def typed(state, b, W_hh, gates, c_prev, aux, h_prev, x, V, dh, grad):
+            if isinstance(state, types.BaseNamedTuple) and state.instance_class is state_class:
+                return lambda state, b, W_hh, gates, c_prev, aux, h_prev, x, V, dh, grad: step(
+                    state, b, W_hh, gates, c_prev, aux, h_prev, x, V, dh, grad)
+            return None
+
+        return step
+
+    return register
+
+
 @njit(**JIT)
-def run_rtrl_block(theta, grad, V, H, ids, track_len, ring, opt_state, optimizer, lr, clip,
-                   t0, n_steps, k1, S_h, S_c, Dz, Dx, dh, losses):
-    """Steps t0+1 .. t0+n_steps of rtrl; returns (steps done, updates done)."""
+def run_online_block(theta, grad, V, H, ids, track_len, ring, opt_state, optimizer, lr, clip,
+                     t0, n_steps, k1, state, dh, tie_biases, losses):
+    """Steps t0+1 .. t0+n_steps of the online rule whose state this is; returns (steps done, updates done).
+
+    The block kernel of rtrl, uoro, snap1 and eprop: each step's forward pass and loss (online_step),
+    then per stream the decoder's gradient and dL/dh (head_gradient) and the rule's stream_step, then
+    the update at the end of a period (online_update; tie_biases: the rule leaves bias_hh's gradient
+    to be copied from bias_ih's)."""
     x_r, y_r, gates_r, c_r, h_r, aux_r, probs_r = ring
     R = x_r.shape[0]
     B = x_r.shape[1]
     W_hh = param_views(theta, V, H)[1]
     W_dec = param_views(theta, V, H)[4]
     g_dec, g_bdec = param_views(grad, V, H)[4], param_views(grad, V, H)[5]
-    n_cols = S_h.shape[2]
-    G = W_hh.shape[0]
-    n_tied = G * (V + H + 1)  # the columns that are theta's first; the GRU's b_hn ones are its own
-    g_cell = grad[:n_tied]
-    g_bhn = param_views(grad, V, H)[3][2 * H :]
     scale = 1.0 / (k1 * B)
     updates = 0
     for n in range(n_steps):
@@ -256,24 +293,60 @@ def run_rtrl_block(theta, grad, V, H, ids, track_len, ring, opt_state, optimizer
         if not online_step(theta, grad, V, H, ids, track_len, ring, t, k1, losses, n):
             return n + 1, updates
         for b in range(B):
-            rtrl_sensitivities(W_hh, gates_r[s, b], c_r[ps, b], aux_r[s, b], h_r[ps, b], x_r[s, b], V,
-                               S_h[b], S_c[b], Dz, Dx)
             head_gradient(W_dec, probs_r[s, b], h_r[s, b], y_r[s, b], scale, g_dec, g_bdec, dh)
-            Sb = S_h[b]
-            for k in range(H):
-                a = dh[k]
-                row = Sb[k]
-                for p in range(n_tied):
-                    g_cell[p] += a * row[p]
-                for p in range(n_cols - n_tied):
-                    g_bhn[p] += a * row[n_tied + p]
-        updates += online_update(theta, grad, V, H, opt_state, optimizer, lr, clip, t, k1, True)
+            stream_step(state, b, W_hh, gates_r[s, b], c_r[ps, b], aux_r[s, b], h_r[ps, b], x_r[s, b], V, dh, grad)
+        updates += online_update(theta, grad, V, H, opt_state, optimizer, lr, clip, t, k1, tie_biases)
     return n_steps, updates
 
 
-class Rtrl(Scheme):
+class OnlineScheme(Scheme):
+    """An online rule run by run_online_block: a subclass sets `tie_biases` and gives `state()`, the
+    namedtuple (of a class registered with stream_step_of) of its per-stream arrays and scratch; dh is
+    the skeleton's scratch."""
+
+    block_kernel = staticmethod(run_online_block)
+    tie_biases = True
+
+    def __init__(self, cfg, theta, vocab_size, train_ids):
+        super().__init__(cfg, theta, vocab_size, train_ids)
+        self.dh = aligned_zeros(self.H, theta.dtype)
+
+    def state(self) -> tuple:
+        raise NotImplementedError
+
+    def kernel_arguments(self) -> tuple:
+        return (self.state(), self.dh, self.tie_biases)
+
+    def own_arrays(self) -> tuple:
+        return (*self.state(), self.dh)
+
+
+RtrlState = namedtuple("RtrlState", ["S_h", "S_c", "Dz", "Dx"])
+
+
+@stream_step_of(RtrlState)
+@njit(**JIT)
+def rtrl_stream_step(state, b, W_hh, gates, c_prev, aux, h_prev, x, V, dh, grad):
+    """rtrl_sensitivities for stream b, then dh . S_h into the gradient (the GRU's b_hn columns into its own rows)."""
+    S_h = state.S_h[b]
+    S_c = state.S_c[b]
+    rtrl_sensitivities(W_hh, gates, c_prev, aux, h_prev, x, V, S_h, S_c, state.Dz, state.Dx)
+    H = S_h.shape[0]
+    n_cols = S_h.shape[1]
+    n_tied = W_hh.shape[0] * (V + H + 1)  # the columns that are theta's first; the GRU's b_hn ones are its own
+    g_cell = grad[:n_tied]
+    g_bhn = grad[n_tied + 2 * H : n_tied + 2 * H + n_cols - n_tied]  # bias_hh_l0's n block (GRU only)
+    for k in range(H):
+        a = dh[k]
+        row = S_h[k]
+        for p in range(n_tied):
+            g_cell[p] += a * row[p]
+        for p in range(n_cols - n_tied):
+            g_bhn[p] += a * row[n_tied + p]
+
+
+class Rtrl(OnlineScheme):
     name = "rtrl"
-    block_kernel = staticmethod(run_rtrl_block)
     # OpenBLAS threads the W_hh S_h product; on a shared 2-core machine each threaded call waited
     # for a busy core (H = 16: 4.7 ms per step threaded against 59 us on one thread).
     single_threaded_blas = True
@@ -288,7 +361,6 @@ class Rtrl(Scheme):
         self.S_c = aligned_zeros((B, H if cell == "lstm" else 0, n_cols), dtype)
         self.Dz = aligned_zeros((G, n_cols), dtype)
         self.Dx = aligned_zeros((G if cell == "gru" else 0, n_cols), dtype)
-        self.dh = aligned_zeros(H, dtype)
 
     @classmethod
     def check_fits(cls, cfg, vocab_size: int) -> None:
@@ -302,8 +374,5 @@ class Rtrl(Scheme):
                 f"use --hidden {best} or less, or uoro"
             )
 
-    def kernel_arguments(self) -> tuple:
-        return (self.S_h, self.S_c, self.Dz, self.Dx, self.dh)
-
-    def own_arrays(self) -> tuple:
-        return self.kernel_arguments()
+    def state(self) -> RtrlState:
+        return RtrlState(self.S_h, self.S_c, self.Dz, self.Dx)

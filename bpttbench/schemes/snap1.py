@@ -44,12 +44,14 @@ References:
 
 from __future__ import annotations
 
+from collections import namedtuple
+
 from numba import njit
 
 from bpttbench.kernels.cells import LSTM, gate_blocks
-from bpttbench.kernels.network import JIT, param_views
-from bpttbench.schemes.base import Scheme, aligned_zeros
-from bpttbench.schemes.rtrl import head_gradient, online_step, online_update, sensitivity_columns
+from bpttbench.kernels.network import JIT
+from bpttbench.schemes.base import aligned_zeros
+from bpttbench.schemes.rtrl import OnlineScheme, sensitivity_columns, stream_step_of
 
 
 @njit(**JIT)
@@ -73,14 +75,22 @@ def _kick(sh, sc, g, p, u, b_c, b_h, dh_k):
     g[p] += dh_k * d
 
 
+Snap1State = namedtuple("Snap1State", ["sh", "sc"])
+
+
+@stream_step_of(Snap1State)
 @njit(**JIT)
-def snap1_stream_step(W_hh, gates, c_prev, aux, h_prev, x, V, dh, sh, sc, g_cell, g_bhn):
-    """Advance one stream's sensitivities (sh, and the LSTM's sc) through one step in place and add
-    dh . sh' to the gradient: g_cell for the columns theta shares, g_bhn for the GRU's b_hn ones."""
+def snap1_stream_step(state, b, W_hh, gates, c_prev, aux, h_prev, x, V, dh, grad):
+    """Advance stream b's sensitivities (sh, and the LSTM's sc) through one step in place and add
+    dh . sh' to the gradient (the GRU's b_hn columns into bias_hh_l0's n block)."""
+    H = h_prev.shape[0]
+    n_tied = W_hh.shape[0] * (V + H + 1)  # the columns theta's order shares with sh
+    g_cell = grad[:n_tied]
     if gate_blocks(W_hh) == LSTM:
-        _lstm_stream_step(W_hh, gates, c_prev, aux, h_prev, x, V, dh, sh, sc, g_cell)
+        _lstm_stream_step(W_hh, gates, c_prev, aux, h_prev, x, V, dh, state.sh[b], state.sc[b], g_cell)
     else:
-        _gru_stream_step(W_hh, gates, aux, h_prev, x, V, dh, sh, g_cell, g_bhn)
+        g_bhn = grad[n_tied + 2 * H : n_tied + 3 * H]
+        _gru_stream_step(W_hh, gates, aux, h_prev, x, V, dh, state.sh[b], g_cell, g_bhn)
 
 
 @njit(**JIT)
@@ -164,37 +174,8 @@ def _gru_stream_step(W_hh, gates, hn, h_prev, x, V, dh, sh, g_cell, g_bhn):
         g_bhn[k] += dh_k * s
 
 
-@njit(**JIT)
-def run_snap1_block(theta, grad, V, H, ids, track_len, ring, opt_state, optimizer, lr, clip,
-                    t0, n_steps, k1, sh, sc, dh, losses):
-    """Steps t0+1 .. t0+n_steps of snap1; returns (steps done, updates done)."""
-    x_r, y_r, gates_r, c_r, h_r, aux_r, probs_r = ring
-    R = x_r.shape[0]
-    B = x_r.shape[1]
-    W_hh = param_views(theta, V, H)[1]
-    W_dec = param_views(theta, V, H)[4]
-    g_dec, g_bdec = param_views(grad, V, H)[4], param_views(grad, V, H)[5]
-    G = W_hh.shape[0]
-    g_cell = grad[: G * (V + H + 1)]  # the columns theta's order shares with sh
-    g_bhn = param_views(grad, V, H)[3][2 * H :]  # the GRU's b_hn, whose columns come last
-    scale = 1.0 / (k1 * B)
-    updates = 0
-    for n in range(n_steps):
-        t = t0 + n + 1
-        s, ps = t % R, (t - 1) % R
-        if not online_step(theta, grad, V, H, ids, track_len, ring, t, k1, losses, n):
-            return n + 1, updates
-        for b in range(B):
-            head_gradient(W_dec, probs_r[s, b], h_r[s, b], y_r[s, b], scale, g_dec, g_bdec, dh)
-            snap1_stream_step(W_hh, gates_r[s, b], c_r[ps, b], aux_r[s, b], h_r[ps, b], x_r[s, b], V, dh,
-                              sh[b], sc[b], g_cell, g_bhn)
-        updates += online_update(theta, grad, V, H, opt_state, optimizer, lr, clip, t, k1, True)
-    return n_steps, updates
-
-
-class Snap1(Scheme):
+class Snap1(OnlineScheme):
     name = "snap1"
-    block_kernel = staticmethod(run_snap1_block)
 
     def __init__(self, cfg, theta, vocab_size, train_ids):
         super().__init__(cfg, theta, vocab_size, train_ids)
@@ -202,10 +183,6 @@ class Snap1(Scheme):
         self.sh = aligned_zeros((self.B, n_cols), theta.dtype)  # d h[unit of p] / d theta_p
         # d c[unit of p] / d theta_p: the LSTM's alone (the GRU has no cell state)
         self.sc = aligned_zeros((self.B, n_cols if self.cell == "lstm" else 0), theta.dtype)
-        self.dh = aligned_zeros(self.H, theta.dtype)
 
-    def kernel_arguments(self) -> tuple:
-        return (self.sh, self.sc, self.dh)
-
-    def own_arrays(self) -> tuple:
-        return self.kernel_arguments()
+    def state(self) -> Snap1State:
+        return Snap1State(self.sh, self.sc)

@@ -30,13 +30,15 @@ References:
 
 from __future__ import annotations
 
+from collections import namedtuple
+
 import numpy as np
 from numba import njit
 
 from bpttbench.kernels.blas import dot
-from bpttbench.kernels.network import JIT, param_views
-from bpttbench.schemes.base import Scheme, aligned_copy, aligned_zeros
-from bpttbench.schemes.rtrl import head_gradient, online_step, online_update
+from bpttbench.kernels.network import JIT
+from bpttbench.schemes.base import aligned_copy, aligned_zeros
+from bpttbench.schemes.rtrl import OnlineScheme, stream_step_of
 
 UORO_EPS = 1e-7  # eps0 = eps1 of the paper: keeps the scalings finite when a factor is zero
 _GOLDEN = 0x9E3779B97F4A7C15
@@ -70,7 +72,7 @@ def random_signs(state, out):
 
 
 @njit(**JIT)
-def uoro_stream_step(W_hh, gates, c_prev, tanh_c, h_prev, x, V, st_h, st_c, tt, nu, zdot, dz, rng):
+def advance_tangents(W_hh, gates, c_prev, tanh_c, h_prev, x, V, st_h, st_c, tt, nu, zdot, dz, rng):
     """Advance one stream's (s~, theta~) = ((st_h, st_c), tt) through one step, in place."""
     H = st_h.shape[0]
     G = 4 * H
@@ -140,43 +142,27 @@ def uoro_stream_step(W_hh, gates, c_prev, tanh_c, h_prev, x, V, st_h, st_c, tt, 
             tt[base + k] += d * h_prev[k]
 
 
+UoroState = namedtuple("UoroState", ["st_h", "st_c", "tt", "nu", "zdot", "dz", "rng"])
+
+
+@stream_step_of(UoroState)
 @njit(**JIT)
-def run_uoro_block(theta, grad, V, H, ids, track_len, ring, opt_state, optimizer, lr, clip,
-                   t0, n_steps, k1, st_h, st_c, tt, nu, zdot, dz, dh, rng, losses):
-    """Steps t0+1 .. t0+n_steps of uoro; returns (steps done, updates done)."""
-    x_r, y_r, gates_r, c_r, h_r, tanh_c_r, probs_r = ring
-    R = x_r.shape[0]
-    B = x_r.shape[1]
-    W_hh = param_views(theta, V, H)[1]
-    W_dec = param_views(theta, V, H)[4]
-    g_dec = param_views(grad, V, H)[4]
-    g_bdec = param_views(grad, V, H)[5]
-    n_lstm = tt.shape[1]
-    scale = 1.0 / (k1 * B)
-    updates = 0
-    for n in range(n_steps):
-        t = t0 + n + 1
-        s, ps = t % R, (t - 1) % R
-        if not online_step(theta, grad, V, H, ids, track_len, ring, t, k1, losses, n):
-            return n + 1, updates
-        for b in range(B):
-            uoro_stream_step(W_hh, gates_r[s, b], c_r[ps, b], tanh_c_r[s, b], h_r[ps, b], x_r[s, b], V,
-                             st_h[b], st_c[b], tt[b], nu, zdot, dz, rng)
-            head_gradient(W_dec, probs_r[s, b], h_r[s, b], y_r[s, b], scale, g_dec, g_bdec, dh)
-            a = 0.0
-            for k in range(H):
-                a += dh[k] * st_h[b, k]
-            a = grad.dtype.type(a)
-            tb = tt[b]
-            for p in range(n_lstm):
-                grad[p] += a * tb[p]
-        updates += online_update(theta, grad, V, H, opt_state, optimizer, lr, clip, t, k1, False)
-    return n_steps, updates
+def uoro_stream_step(state, b, W_hh, gates, c_prev, tanh_c, h_prev, x, V, dh, grad):
+    """advance_tangents for stream b, then (dh . s~_h) theta~ into the gradient."""
+    st_h, tt = state.st_h[b], state.tt[b]
+    advance_tangents(W_hh, gates, c_prev, tanh_c, h_prev, x, V, st_h, state.st_c[b], tt, state.nu, state.zdot,
+                     state.dz, state.rng)
+    a = 0.0
+    for k in range(st_h.shape[0]):
+        a += dh[k] * st_h[k]
+    a = grad.dtype.type(a)
+    for p in range(tt.size):
+        grad[p] += a * tt[p]
 
 
-class Uoro(Scheme):
+class Uoro(OnlineScheme):
     name = "uoro"
-    block_kernel = staticmethod(run_uoro_block)
+    tie_biases = False  # theta~ has bias_hh_l0's own entries
     single_threaded_blas = True  # W_hh s~ is a GEMV OpenBLAS threads from H = 48 on
 
     def __init__(self, cfg, theta, vocab_size, train_ids):
@@ -189,11 +175,7 @@ class Uoro(Scheme):
         self.nu = aligned_zeros(2 * H, dtype)
         self.zdot = aligned_zeros(4 * H, dtype)
         self.dz = aligned_zeros(4 * H, dtype)
-        self.dh = aligned_zeros(H, dtype)
         self.rng = aligned_copy(rng_state(cfg.seed))
 
-    def kernel_arguments(self) -> tuple:
-        return (self.st_h, self.st_c, self.tt, self.nu, self.zdot, self.dz, self.dh, self.rng)
-
-    def own_arrays(self) -> tuple:
-        return self.kernel_arguments()
+    def state(self) -> UoroState:
+        return UoroState(self.st_h, self.st_c, self.tt, self.nu, self.zdot, self.dz, self.rng)
