@@ -16,7 +16,7 @@ from bpttbench.config import TrainConfig
 from bpttbench.model import init_theta
 from bpttbench.scheme_names import UNTRUNCATED_SCHEMES, cells_of
 from bpttbench.schemes import REGISTRY, make_scheme
-from bpttbench.schemes.rtrl import run_online_block, stream_step
+from bpttbench.schemes.online import run_online_block, stream_step
 
 from conftest import synthetic_ids
 

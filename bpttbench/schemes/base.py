@@ -5,8 +5,9 @@ of the last k2 + 1 steps' activations, and scratch space. `run(n)` advances n ti
 one JIT call (the scheme's block kernel) and writes each step's online loss; Python never enters
 the per-step loop.
 
-Writing a scheme: subclass `Scheme` (as rtrl.py and uoro.py do; or `TruncatedScheme`, as single.py
-does, for one that backprops through a window of stored steps) and provide
+Writing a scheme: subclass `TruncatedScheme`, as single.py does, for one that backprops through a
+window of stored steps; `OnlineScheme` (schemes/online.py), as rtrl.py and uoro.py do, for an online
+rule with a per-stream step; or `Scheme` itself, and provide
 - `name`: listed in bpttbench/scheme_names.py (whether it truncates), with the class added to the
   registry in schemes/__init__.py.
 - `block_kernel`: an @njit function, wrapped in staticmethod, that `run` calls as

@@ -51,7 +51,8 @@ from numba import njit
 from bpttbench.kernels.cells import LSTM, gate_blocks
 from bpttbench.kernels.network import JIT
 from bpttbench.schemes.base import aligned_zeros
-from bpttbench.schemes.rtrl import OnlineScheme, sensitivity_columns, stream_step_of
+from bpttbench.schemes.online import OnlineScheme, stream_step_of
+from bpttbench.schemes.rtrl import sensitivity_columns
 
 
 @njit(**JIT)

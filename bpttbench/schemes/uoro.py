@@ -38,7 +38,7 @@ from numba import njit
 from bpttbench.kernels.blas import dot
 from bpttbench.kernels.network import JIT
 from bpttbench.schemes.base import aligned_copy, aligned_zeros
-from bpttbench.schemes.rtrl import OnlineScheme, stream_step_of
+from bpttbench.schemes.online import OnlineScheme, stream_step_of
 
 UORO_EPS = 1e-7  # eps0 = eps1 of the paper: keeps the scalings finite when a factor is zero
 _GOLDEN = 0x9E3779B97F4A7C15
