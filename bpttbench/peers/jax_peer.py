@@ -78,7 +78,10 @@ VARIANTS = ("current", "args", "no-donate", "take", "onehot", "unroll2", "unroll
             "take+unroll-full", "onehot+unroll-full", "args+take+unroll-full", "in-out", "in-out+args",
             "in-out+unroll-full", "in-out+args+unroll-full")
 # What `bpttbench speed --against jax` times: scheme (or (scheme, batch)) -> variant name.
-DEFAULT_VARIANTS: dict = {"chunked": "current", "sliding": "current"}
+# The fastest in benchmarks/peer_variants.py (docs/performance.md has the figures): unrolled windows
+# win at B = 1, where XLA's per-op cost dominates, and lose at B = 32.
+DEFAULT_VARIANTS: dict = {"chunked": "in-out", "sliding": "in-out",
+                          ("chunked", 1): "in-out+args+unroll-full", ("sliding", 1): "in-out+args+unroll-full"}
 # How XLA is held to one thread (see the module docstring); BPTTBENCH_JAX_ONE_THREAD overrides it.
 ONE_THREAD = "flags"
 XLA_ONE_THREAD = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
