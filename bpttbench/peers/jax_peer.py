@@ -78,12 +78,11 @@ VARIANTS = ("current", "args", "no-donate", "take", "onehot", "unroll2", "unroll
             "take+unroll-full", "onehot+unroll-full", "args+take+unroll-full", "in-out", "in-out+args",
             "in-out+unroll-full", "in-out+args+unroll-full")
 # What `bpttbench speed --against jax` times: scheme (or (scheme, batch)) -> variant name.
-# The fastest in benchmarks/peer_variants.py (docs/performance.md has the figures): unrolled windows
-# win at B = 1, where XLA's per-op cost dominates, and lose at B = 32.
-DEFAULT_VARIANTS: dict = {"chunked": "in-out", "sliding": "in-out",
-                          ("chunked", 1): "in-out+args+unroll-full", ("sliding", 1): "in-out+args+unroll-full"}
+# The fastest in benchmarks/peer_variants.py with XLA pinned (ONE_THREAD; docs/performance.md has the
+# figures). Unrolling the window won at B = 1 only while XLA ran unpinned.
+DEFAULT_VARIANTS: dict = {"chunked": "in-out", "sliding": "in-out"}
 # How XLA is held to one thread (see the module docstring); BPTTBENCH_JAX_ONE_THREAD overrides it.
-ONE_THREAD = "flags"
+ONE_THREAD = "flags+affinity"  # the fastest of the three in benchmarks/peer_variants.py (docs/performance.md)
 XLA_ONE_THREAD = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
 ONE_THREAD_APPLIED: str | None = None  # what require() did, once: e.g. "flags", "flags+affinity (cpu 1)"
 NAMES = ("weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "bias_hh_l0", "decoder.weight", "decoder.bias")
