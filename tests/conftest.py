@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import http.server
+import os
 import threading
 from pathlib import Path
 
@@ -11,6 +12,10 @@ import numpy as np
 import pytest
 
 from bpttbench.data.corpus import Corpus, corpus_from_text
+
+# The JAX peer pins its process to one CPU by default (jax_peer.ONE_THREAD), the lowest it may use:
+# every test worker that imports JAX would pin itself to the same one. Tests time nothing.
+os.environ.setdefault("BPTTBENCH_JAX_ONE_THREAD", "flags")
 
 
 def synthetic_ids(vocab_size: int, n: int, seed: int = 0) -> np.ndarray:

@@ -29,6 +29,14 @@ from bpttbench.kernels.vecmath import JIT
 SGD, ADAM = 0, 1
 OPTIMIZER_CODES = {"sgd": SGD, "adam": ADAM}
 ADAM_BETA1, ADAM_BETA2, ADAM_EPS = 0.9, 0.999, 1e-8
+# Adam's moments below float32's smallest normal number are set to zero (in float64 too). A parameter
+# whose gradient stays zero (the input weights of a character not seen for a while) has its first
+# moment decay by beta1 a step into the subnormal range, where every operation on it takes a
+# microcode assist on x86: on text, a run's Adam steps then cost far more than `speed`'s, which
+# start from fresh moments. Zeroing them cannot move theta: an update from |m| < ADAM_FLUSH is
+# below lr / (1 - beta1) * ADAM_FLUSH / ADAM_EPS (2e-32 at lr 2e-3), under half an ulp of any
+# float32 weight above 1e-24; and v < ADAM_FLUSH moves sqrt(v_hat) + eps by under 1e-17.
+ADAM_FLUSH = 2.0**-126
 SUM_LANES = 256  # partial sums of sum_of_squares: a power of two, a few vectors' worth per pass
 
 
@@ -112,8 +120,8 @@ def sgd_step(theta, grad, lr, shrink=1.0):
 
 @njit(**JIT)
 def adam_step(theta, grad, m, v, lr, count, shrink=1.0):
-    """One Adam step on the gradient shrink * grad, in one pass: m, v updated in place;
-    theta -= lr m_hat / (sqrt(v_hat) + eps)."""
+    """One Adam step on the gradient shrink * grad, in one pass: m, v updated in place (a moment
+    below ADAM_FLUSH becomes 0); theta -= lr m_hat / (sqrt(v_hat) + eps)."""
     dt = theta.dtype.type
     b1, b2 = dt(ADAM_BETA1), dt(ADAM_BETA2)
     c1, c2 = dt(1.0 - ADAM_BETA1), dt(1.0 - ADAM_BETA2)
@@ -121,10 +129,14 @@ def adam_step(theta, grad, m, v, lr, count, shrink=1.0):
     step = dt(lr / (1.0 - ADAM_BETA1**count))  # lr / bias1
     inv_bias2 = dt(1.0 / (1.0 - ADAM_BETA2**count))
     s = dt(shrink)
+    tiny = dt(ADAM_FLUSH)
+    zero = dt(0.0)
     for i in range(theta.size):
         g = grad[i] * s
         mi = b1 * m[i] + c1 * g
         vi = b2 * v[i] + c2 * g * g
+        mi = mi if abs(mi) >= tiny else zero  # a select: the loop still vectorises
+        vi = vi if vi >= tiny else zero
         m[i] = mi
         v[i] = vi
         theta[i] -= step * mi / (np.sqrt(vi * inv_bias2) + eps)

@@ -38,6 +38,8 @@ its departures from the form above joined by "+", e.g. "take+unroll-full":
                 copy of W_ih, and its gradient a scatter into W_ih's columns
   onehot        the input projection as a product one_hot(x) @ W_ih^T (the model's definition)
   unroll<N>     lax.scan(..., unroll=N) over the window's steps; unroll-full unrolls all of them
+  in-out        the weight matrices kept as (inputs, outputs), as Flax's Dense keeps its kernel, for the
+                whole run (transposed once, in and out): every product reads them untransposed
 VARIANTS lists those benchmarks/peer_variants.py times; DEFAULT_VARIANTS is the one `bpttbench
 speed --against jax` times, per scheme (a (scheme, batch) key wins over the scheme's own).
 
@@ -76,11 +78,14 @@ SCHEMES = ("chunked", "single", "stored", "sliding")
 CELL_SCHEMES = {"lstm": SCHEMES, "gru": ("chunked", "sliding"), "rnn": ("chunked", "sliding")}
 VARIANT_SCHEMES = ("chunked", "sliding")  # the schemes that have variants
 VARIANTS = ("current", "args", "no-donate", "take", "onehot", "unroll2", "unroll5", "unroll-full",
-            "take+unroll-full", "onehot+unroll-full", "args+take+unroll-full")
+            "take+unroll-full", "onehot+unroll-full", "args+take+unroll-full", "in-out", "in-out+args",
+            "in-out+unroll-full", "in-out+args+unroll-full")
 # What `bpttbench speed --against jax` times: scheme (or (scheme, batch)) -> variant name.
-DEFAULT_VARIANTS: dict = {"chunked": "current", "sliding": "current"}
+# The fastest in benchmarks/peer_variants.py with XLA pinned (ONE_THREAD; docs/performance.md has the
+# figures). Unrolling the window won at B = 1 only while XLA ran unpinned.
+DEFAULT_VARIANTS: dict = {"chunked": "in-out", "sliding": "in-out"}
 # How XLA is held to one thread (see the module docstring); BPTTBENCH_JAX_ONE_THREAD overrides it.
-ONE_THREAD = "flags"
+ONE_THREAD = "flags+affinity"  # the fastest of the three in benchmarks/peer_variants.py (docs/performance.md)
 XLA_ONE_THREAD = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
 ONE_THREAD_APPLIED: str | None = None  # what require() did, once: e.g. "flags", "flags+affinity (cpu 1)"
 NAMES = ("weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "bias_hh_l0", "decoder.weight", "decoder.bias")
@@ -94,11 +99,12 @@ class Variant:
     donate: bool = True  # the carry donated to each call
     xproj: str = "rows"  # "rows": W_ih^T[x]; "take": jnp.take(W_ih, x, axis=1); "onehot": one_hot(x) @ W_ih^T
     unroll: int | bool = 1  # lax.scan's unroll over the window's steps (True: all)
+    in_out: bool = False  # weight matrices held as (inputs, outputs)
 
 
 _TOKENS = {"current": {}, "tracks": dict(inputs="tracks"), "args": dict(inputs="args"), "donate": dict(donate=True),
            "no-donate": dict(donate=False), "rows": dict(xproj="rows"), "take": dict(xproj="take"),
-           "onehot": dict(xproj="onehot"), "unroll-full": dict(unroll=True)}
+           "onehot": dict(xproj="onehot"), "unroll-full": dict(unroll=True), "in-out": dict(in_out=True)}
 
 
 def parse_variant(name: str) -> Variant:
@@ -221,8 +227,9 @@ class JaxScheme:
         self.host_tracks = ids[np.arange(batch)[None, :] * L + np.arange(L)[:, None]]  # (L, B)
         self.tracks = jnp.asarray(self.host_tracks)
         self.period = L - 1  # step t reads position (t - 1) mod (L - 1)
-        params = {k: jnp.asarray(np.array(v), dtype) for k, v in split_theta(theta, vocab_size, hidden).items()}
-        B, H, V, K = batch, hidden, vocab_size, k2
+        params = {k: jnp.asarray(np.array(v.T if self.opts.in_out else v), dtype)
+                  for k, v in split_theta(theta, vocab_size, hidden).items()}
+        B, H, K = batch, hidden, k2
         zeros = lambda *shape: jnp.zeros(shape, dtype)  # noqa: E731
         state = {"h": zeros(B, H), "c": zeros(B, H)}
         if scheme in ("single", "stored"):
@@ -254,7 +261,11 @@ class JaxScheme:
         return np.concatenate([np.asarray(x, np.float64) for x in out])  # waits for the device
 
     def state_dict(self) -> dict[str, np.ndarray]:
-        return {k: np.array(v) for k, v in self.carry[0].items()}
+        return {k: np.array(v.T if self.opts.in_out else v) for k, v in self.carry[0].items()}
+
+    def _io(self, p, name):
+        """Weight matrix `name` as (inputs, outputs), whichever way the variant holds it."""
+        return p[name] if self.opts.in_out else p[name].T
 
     # ------------------------------------------------------------------ the model
     def _ids(self, t):
@@ -278,15 +289,16 @@ class JaxScheme:
         """One step of the cell from the input projection xp = W_ih x + biases; returns h, c and the
         LSTM's gates (the GRU and the RNN carry c unchanged and return no gates)."""
         jax, jnp, H = self.jax, self.jnp, self.H
+        W_hh = self._io(p, "weight_hh_l0")  # (H, G)
         if self.cell == "gru":  # torch.nn.GRU: r gates W_hn h + b_hn (kept out of xp)
-            zh = h @ p["weight_hh_l0"].T
+            zh = h @ W_hh
             r = jax.nn.sigmoid(xp[:, :H] + zh[:, :H])
             u = jax.nn.sigmoid(xp[:, H : 2 * H] + zh[:, H : 2 * H])
             n = jnp.tanh(xp[:, 2 * H :] + r * (zh[:, 2 * H :] + p["bias_hh_l0"][2 * H :]))
             return (1 - u) * n + u * h, c, None
         if self.cell == "rnn":
-            return jnp.tanh(xp + h @ p["weight_hh_l0"].T), c, None
-        z = xp + h @ p["weight_hh_l0"].T
+            return jnp.tanh(xp + h @ W_hh), c, None
+        z = xp + h @ W_hh
         i, f, o = (jax.nn.sigmoid(z[:, k * H : (k + 1) * H]) for k in (0, 1, 3))
         g = jnp.tanh(z[:, 2 * H : 3 * H])
         c = f * c + i * g
@@ -296,12 +308,12 @@ class JaxScheme:
     def _xproj(self, p, x):
         """W_ih x + biases for the characters x (any shape): (*x.shape, G); the GRU's b_hn left out."""
         jax, jnp, W = self.jax, self.jnp, p["weight_ih_l0"]
-        if self.opts.xproj == "take":
+        if self.opts.xproj == "take" and not self.opts.in_out:
             proj = jnp.moveaxis(jnp.take(W, x, axis=1, mode="clip"), 0, -1)
         elif self.opts.xproj == "onehot":
-            proj = jax.nn.one_hot(x, self.V, dtype=W.dtype) @ W.T
-        else:
-            proj = W.T[x]
+            proj = jax.nn.one_hot(x, self.V, dtype=W.dtype) @ self._io(p, "weight_ih_l0")
+        else:  # (in-out: W's rows, for take too)
+            proj = self._io(p, "weight_ih_l0")[x]
         b_hh = p["bias_hh_l0"]
         if self.cell == "gru":
             b_hh = b_hh.at[2 * self.H :].set(0)
@@ -309,7 +321,7 @@ class JaxScheme:
 
     def _nll(self, p, h, y):
         """Per-stream cross-entropy (..., B) and log-softmax of the decoder's logits."""
-        logp = self.jax.nn.log_softmax(h @ p["decoder.weight"].T + p["decoder.bias"], axis=-1)
+        logp = self.jax.nn.log_softmax(h @ self._io(p, "decoder.weight") + p["decoder.bias"], axis=-1)
         return -self.jnp.take_along_axis(logp, y[..., None], axis=-1)[..., 0], logp
 
     def _sgd(self, params, grads):
