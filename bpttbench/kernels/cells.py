@@ -76,6 +76,13 @@ def cell_backward(W_hh, gates, c_prev, aux, h_prev, dh, dc, dz, dzh, dh_prev):
 
 
 @njit(**JIT)
+def _add_input(z, w_x, b_ih, b_hh):
+    """z += w_x + b_ih + b_hh: a stream's recurrent products plus its input's weights and both biases."""
+    for j in range(z.size):
+        z[j] = z[j] + w_x[j] + b_ih[j] + b_hh[j]
+
+
+@njit(**JIT)
 def _sigmoid_inplace(z):
     for j in range(z.size):
         z[j] = vsigmoid(z[j])
@@ -94,13 +101,10 @@ def _tanh_inplace(z):
 def lstm_forward(W_in, W_hh, b_ih, b_hh, x, h_prev, c_prev, gates, c, h, tanh_c):
     """One LSTM step (torch.nn.LSTM): gates (post-activation i, f, g, o), c, h, tanh(c)."""
     B, H = h_prev.shape
-    G = 4 * H
-    dot(h_prev, W_hh.T, gates)  # B,G
+    dot(h_prev, W_hh.T, gates)  # B,4H
     for b in range(B):
-        w_x = W_in[x[b]]
         z = gates[b]
-        for j in range(G):
-            z[j] = z[j] + w_x[j] + b_ih[j] + b_hh[j]
+        _add_input(z, W_in[x[b]], b_ih, b_hh)
         # 0-based loops over slices: LLVM then knows every index is in range and vectorises
         zi, zf, zg, zo = z[:H], z[H : 2 * H], z[2 * H : 3 * H], z[3 * H :]
         _sigmoid_inplace(z[: 2 * H])
@@ -157,8 +161,7 @@ def gru_forward(W_in, W_hh, b_ih, b_hh, x, h_prev, gates, h, hn):
         bi_n, bh_n, wx_n = b_ih[2 * H :], b_hh[2 * H :], w_x[2 * H :]
         for j in range(H):
             hnb[j] = n[j] + bh_n[j]
-        for j in range(2 * H):
-            rz[j] = rz[j] + w_x[j] + b_ih[j] + b_hh[j]
+        _add_input(rz, w_x[: 2 * H], b_ih[: 2 * H], b_hh[: 2 * H])
         _sigmoid_inplace(rz)
         r = g[:H]
         for j in range(H):
@@ -201,10 +204,8 @@ def rnn_forward(W_in, W_hh, b_ih, b_hh, x, h_prev, gates, h):
     B, H = h_prev.shape
     dot(h_prev, W_hh.T, gates)  # B,H
     for b in range(B):
-        w_x = W_in[x[b]]
         g = gates[b]
-        for j in range(H):
-            g[j] = g[j] + w_x[j] + b_ih[j] + b_hh[j]
+        _add_input(g, W_in[x[b]], b_ih, b_hh)
         _tanh_inplace(g)
         hb = h[b]
         for j in range(H):
