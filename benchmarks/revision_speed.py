@@ -6,8 +6,9 @@ scheme slower?
 
 Each revision is checked out once into a temporary git worktree; its speed command runs in a child
 process whose PYTHONPATH is that worktree (so this environment's packages, that revision's code) and
-whose Numba cache is its own. The rounds alternate BASE and HEAD, so that load from elsewhere hits
-both alike; each row's figure is the median over rounds of speed's own median (CPU time, us/step),
+whose Numba cache is its own. The rounds alternate BASE and HEAD, in turn first and second (the
+second process of a round measured 1-4% slower, whichever revision it held), so that load from
+elsewhere and the order hit both alike; use an even number of rounds; each row's figure is the median over rounds of speed's own median (CPU time, us/step),
 and the ratio HEAD / BASE is printed beside it (below 1: HEAD is faster). Also printed: the load
 average before and after.
 """
@@ -44,7 +45,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("base")
     parser.add_argument("head", nargs="?", default="HEAD")
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=4)
     args = parser.parse_args(own)
     repo = Path(subprocess.run(["git", "rev-parse", "--show-toplevel"], capture_output=True, text=True,
                                check=True).stdout.strip())
@@ -57,8 +58,10 @@ def main() -> None:
         try:
             load_before = os.getloadavg()
             times: dict[str, dict[tuple, list[float]]] = {name: {} for name in trees}
-            for _ in range(args.rounds):
-                for name, tree in trees.items():
+            for round_ in range(args.rounds):
+                # ABBA: the second process of a round ran 1-4% slower whichever revision it held
+                order = list(trees.items()) if round_ % 2 == 0 else list(trees.items())[::-1]
+                for name, tree in order:
                     for key, us in speed_rows(tree, Path(tmp) / f"cache-{tree.name}", speed_options).items():
                         times[name].setdefault(key, []).append(us)
             load_after = os.getloadavg()
