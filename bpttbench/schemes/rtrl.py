@@ -9,7 +9,8 @@ GRU's n block, which r scales: its H columns come last). One LSTM step is
     S_c = f * S_c(t-1) + c_{t-1} f(1-f) Dz_f + g i(1-i) Dz_i + i (1-g^2) Dz_g
     S_h = o (1-tanh(c)^2) S_c + tanh(c) o(1-o) Dz_o
 one GRU step, with Dz the recurrent pre-activations' sensitivities (W_hh S_h + their immediate
-parts) and Dx the input ones' (1 at W_ih[j, x_t] and b_ih[j]; r's and z's biases counted here),
+parts) and Dx the input ones' (1 at W_ih[j, x_t] and b_ih[j]; r's and z's biases counted here:
+two columns a row, so S_h takes them as six additions per unit, not as a matrix),
     Dr = r(1-r) (Dz_r + Dx_r),  Du = z(1-z) (Dz_z + Dx_z),  Dn = (1-n^2) (Dx_n + r Dz_n + hn Dr)
     S_h = (1-z) Dn + (h_{t-1} - n) Du + z S_h(t-1)        (hn = W_hn h_{t-1} + b_hn)
 and one tanh RNN step S_h = (1-h^2) Dz. The gradient of step t's loss is (dL_t/dh_t) S_h for the
@@ -28,11 +29,8 @@ gradient is that of the standard online RTRL approximation (Williams & Zipser 19
 weights held fixed (the tests check it against full backpropagation from step 1 at lr = 0), and
 drifting from it as the weights move. The stream's gradient is the mean over the B streams.
 
-The four online rules (rtrl, uoro, snap1, eprop) share this module's block kernel, run_online_block:
-one skeleton that runs each step's forward pass, the decoder's gradient per stream and the update,
-and calls the rule's per-stream step. Which step is resolved when the kernel is typed, from the class
-of the rule's state (a namedtuple registered with stream_step_of), so each rule gets its own compiled,
-cached skeleton; OnlineScheme is the Python side.
+rtrl runs in the online rules' shared block kernel (schemes/online.py), which calls rtrl_stream_step
+for every stream and step.
 
 Cost (LSTM): memory 6 H x 4H(V+H+1) numbers per stream (S_h, S_c and the 4H-row Dz), i.e. O(H^3);
 time per step is dominated by the product W_hh S_h, 16 H^3 (V+H+1) flops per stream, i.e. O(H^4).
@@ -72,11 +70,9 @@ def sensitivity_columns(V: int, H: int, cell: str = "lstm") -> int:
 
 
 def rtrl_bytes(V: int, H: int, B: int, dtype, cell: str = "lstm") -> int:
-    """Bytes of rtrl's sensitivity arrays: S_h (and the LSTM's S_c) per stream, one shared Dz (and the GRU's Dx)."""
-    G = CELLS[cell] * H
+    """Bytes of rtrl's sensitivity arrays: S_h (and the LSTM's S_c) per stream, one shared Dz."""
     per_stream = 2 * H if cell == "lstm" else H
-    shared = 2 * G if cell == "gru" else G
-    return (B * per_stream + shared) * sensitivity_columns(V, H, cell) * np.dtype(dtype).itemsize
+    return (B * per_stream + CELLS[cell] * H) * sensitivity_columns(V, H, cell) * np.dtype(dtype).itemsize
 
 
 def max_hidden_that_fits(V: int, B: int, dtype, cell: str = "lstm", limit: int = RTRL_MAX_BYTES) -> int:
@@ -87,14 +83,14 @@ def max_hidden_that_fits(V: int, B: int, dtype, cell: str = "lstm", limit: int =
 
 
 @njit(**JIT)
-def rtrl_sensitivities(W_hh, gates, c_prev, aux, h_prev, x, V, S_h, S_c, Dz, Dx):
+def rtrl_sensitivities(W_hh, gates, c_prev, aux, h_prev, x, V, S_h, S_c, Dz):
     """Advance one stream's sensitivities (S_h, and the LSTM's S_c: H x P') through one step, in place.
-    Dz (G x P'): scratch; Dx (G x P'): the GRU's scratch, zero on entry and exit (0 rows otherwise)."""
+    Dz (G x P'): scratch."""
     blocks = gate_blocks(W_hh)
     if blocks == LSTM:
         _lstm_sensitivities(W_hh, gates, c_prev, aux, h_prev, x, V, S_h, S_c, Dz)
     elif blocks == GRU:
-        _gru_sensitivities(W_hh, gates, aux, h_prev, x, V, S_h, Dz, Dx)
+        _gru_sensitivities(W_hh, gates, aux, h_prev, x, V, S_h, Dz)
     else:
         _rnn_sensitivities(W_hh, gates, h_prev, x, V, S_h, Dz)
 
@@ -147,7 +143,7 @@ def _lstm_sensitivities(W_hh, gates, c_prev, tanh_c, h_prev, x, V, S_h, S_c, Dz)
 
 
 @njit(**JIT)
-def _gru_sensitivities(W_hh, gates, hn, h_prev, x, V, S_h, Dz, Dx):
+def _gru_sensitivities(W_hh, gates, hn, h_prev, x, V, S_h, Dz):
     H = S_h.shape[0]
     G = 3 * H
     n_cols = S_h.shape[1]
@@ -156,9 +152,6 @@ def _gru_sensitivities(W_hh, gates, hn, h_prev, x, V, S_h, Dz, Dx):
     one = S_h.dtype.type(1.0)
     dot(W_hh, S_h, Dz)  # G,P'
     _recurrent_immediates(Dz, h_prev, x, V, False)
-    for j in range(G):  # the input side, and the biases r's and z's pre-activations share
-        Dx[j, j * V + x] = one
-        Dx[j, o_b + j] = one
     for k in range(H):
         Dz[2 * H + k, o_bhn + k] += one
     for k in range(H):
@@ -173,15 +166,15 @@ def _gru_sensitivities(W_hh, gates, hn, h_prev, x, V, S_h, Dz, Dx):
         hk = hn[k]
         Sh = S_h[k]
         Zr, Zz, Zn = Dz[k], Dz[H + k], Dz[2 * H + k]
-        Xr, Xz, Xn = Dx[k], Dx[H + k], Dx[2 * H + k]
         for p in range(n_cols):
-            dr = a_r * (Zr[p] + Xr[p])
-            dz = a_z * (Zz[p] + Xz[p])
-            dn = a_n * (Xn[p] + r * Zn[p] + hk * dr)
-            Sh[p] = c_n * dn + c_z * dz + z * Sh[p]
-    for j in range(G):
-        Dx[j, j * V + x] = 0.0
-        Dx[j, o_b + j] = 0.0
+            dr = a_r * Zr[p]
+            dn = a_n * (r * Zn[p] + hk * dr)
+            Sh[p] = c_n * dn + c_z * a_z * Zz[p] + z * Sh[p]
+        # The input side: 1 at W_ih[j, x] and b_ih[j] of the unit's rows j (r's and z's biases are
+        # b_hh's too), which S_h takes linearly: through r, z and n in turn.
+        for j, coefficient in ((k, c_n * a_n * hk * a_r), (H + k, c_z * a_z), (2 * H + k, c_n * a_n)):
+            Sh[j * V + x] += coefficient
+            Sh[o_b + j] += coefficient
 
 
 @njit(**JIT)
@@ -198,7 +191,7 @@ def _rnn_sensitivities(W_hh, h, h_prev, x, V, S_h, Dz):
             Sh[p] = a * Dk[p]
 
 
-RtrlState = namedtuple("RtrlState", ["S_h", "S_c", "Dz", "Dx"])
+RtrlState = namedtuple("RtrlState", ["S_h", "S_c", "Dz"])
 
 
 @stream_step_of(RtrlState)
@@ -207,7 +200,7 @@ def rtrl_stream_step(state, b, W_hh, gates, c_prev, aux, h_prev, x, V, dh, grad)
     """rtrl_sensitivities for stream b, then dh . S_h into the gradient (the GRU's b_hn columns into its own rows)."""
     S_h = state.S_h[b]
     S_c = state.S_c[b]
-    rtrl_sensitivities(W_hh, gates, c_prev, aux, h_prev, x, V, S_h, S_c, state.Dz, state.Dx)
+    rtrl_sensitivities(W_hh, gates, c_prev, aux, h_prev, x, V, S_h, S_c, state.Dz)
     H = S_h.shape[0]
     n_cols = S_h.shape[1]
     n_tied = W_hh.shape[0] * (V + H + 1)  # the columns that are theta's first; the GRU's b_hn ones are its own
@@ -237,7 +230,6 @@ class Rtrl(OnlineScheme):
         self.S_h = aligned_zeros((B, H, n_cols), dtype)
         self.S_c = aligned_zeros((B, H if cell == "lstm" else 0, n_cols), dtype)
         self.Dz = aligned_zeros((G, n_cols), dtype)
-        self.Dx = aligned_zeros((G if cell == "gru" else 0, n_cols), dtype)
 
     @classmethod
     def check_fits(cls, cfg, vocab_size: int) -> None:
@@ -252,4 +244,4 @@ class Rtrl(OnlineScheme):
             )
 
     def state(self) -> RtrlState:
-        return RtrlState(self.S_h, self.S_c, self.Dz, self.Dx)
+        return RtrlState(self.S_h, self.S_c, self.Dz)
