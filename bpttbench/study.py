@@ -85,25 +85,25 @@ class Preset:
         """(relative directory, TOML spec) of every sweep of the study; every run on `clock` with `cell`.
         The map is the LSTM's: for another cell the study is the claims part."""
         out = []
-        on_clock = f'clock = "{clock}"\ncell = "{cell}"\n'
+        shared = _shared_settings(clock, cell)
         for corpus in corpora:
             slug = corpus_slug(corpus)
             claims = {"k2": [20], "hidden": [self.hidden]}
             out.append((f"claims/{slug}", _spec(f"claims-{slug}", corpus, f'budget = "{self.budget}"', self.seeds,
                                                 ["single", "stored", "sliding"], claims,
-                                                on_clock + f"eval_every = {self.eval_every}")))
+                                                shared + f"eval_every = {self.eval_every}")))
             # Its own part for its own seed count; same settings, so the report groups it with the others.
             out.append((f"claims/chunked-{slug}", _spec(f"chunked-{slug}", corpus, f'budget = "{self.budget}"',
                                                         self.chunked_seeds, ["chunked"], claims,
-                                                        on_clock + f"eval_every = {self.chunked_eval_every}")))
+                                                        shared + f"eval_every = {self.chunked_eval_every}")))
             out.append((f"claims/identity-{slug}", _spec(
                 f"identity-{slug}", corpus, f"steps = {self.identity_steps}", 2, ["single", "stored", "sliding"],
-                {"k2": [1], "hidden": [self.hidden]}, on_clock + f"eval_every = {self.identity_eval_every}")))
+                {"k2": [1], "hidden": [self.hidden]}, shared + f"eval_every = {self.identity_eval_every}")))
         if cell == DEFAULT_CELL:
-            out += self._map_sweeps(corpora[0], on_clock)
+            out += self._map_sweeps(corpora[0], shared)
         return out
 
-    def _map_sweeps(self, corpus: str, on_clock: str) -> list[tuple[str, str]]:
+    def _map_sweeps(self, corpus: str, shared: str) -> list[tuple[str, str]]:
         """One part per map cell (k1 rule, k2, H), each with its own step budget."""
         out = []
         for rule in ("1", "half"):
@@ -114,7 +114,7 @@ class Preset:
                 for hidden, seconds, chars in zip(self.map_hidden, self.map_seconds, self.map_eval_chars):
                     steps = max(self.map_evals, round(map_steps_per_s(rule, hidden, k2) * seconds))
                     name = f"k1-{rule}-k2-{k2}-h{hidden}"
-                    settings = (on_clock + f"eval_every = {max(1, steps // self.map_evals)}\neval_chars = {chars}\n"
+                    settings = (shared + f"eval_every = {max(1, steps // self.map_evals)}\neval_chars = {chars}\n"
                                 f"log_every = {max(1, steps // self.map_logs)}\n")
                     out.append((f"map/{name}", _spec(f"map-{name}", corpus, f"steps = {steps}", self.map_seeds,
                                                      ["single", "sliding"], {"k1": [k1], "k2": [k2], "hidden": [hidden]},
@@ -158,6 +158,11 @@ QUICK = Preset(seeds=5, chunked_seeds=2, budget="4s", hidden=32, identity_steps=
                gradcheck_every=100, map_k2=(5, 20), map_hidden=(16, 32), map_seeds=2, map_seconds=(1.5, 1.5),
                map_eval_chars=(5000, 5000), map_evals=8, map_logs=16, eval_every=1000, chunked_eval_every=10_000,
                identity_eval_every=1000)
+
+
+def _shared_settings(clock: str, cell: str) -> str:
+    """The TOML lines every part of a study has: its clock and its cell."""
+    return f'clock = "{clock}"\ncell = "{cell}"\n'
 
 
 def corpus_slug(corpus: str) -> str:
@@ -218,19 +223,19 @@ class LongPreset:
     text_eval_every: int = 20_000
 
     def sweeps(self, corpora: tuple[str, ...], clock: str = "cpu", cell: str = DEFAULT_CELL) -> list[tuple[str, str]]:
-        on_clock = f'clock = "{clock}"\ncell = "{cell}"\n'
+        shared = _shared_settings(clock, cell)
         out = []
         for corpus in self.convergence_corpora:
             slug = corpus_slug(corpus)
             out.append((f"convergence/{slug}", _spec(
                 f"convergence-{slug}", corpus, f"steps = {self.convergence_steps}", self.convergence_seeds,
                 ["single", "stored", "sliding"], {"k2": [20], "hidden": [self.convergence_hidden]},
-                on_clock + f"eval_every = {self.convergence_eval_every}\nlog_every = 5000")))
+                shared + f"eval_every = {self.convergence_eval_every}\nlog_every = 5000")))
         for corpus in corpora:
             slug = corpus_slug(corpus)
             out.append((f"long/{slug}", _spec(
                 f"long-{slug}", corpus, f'budget = "{self.text_budget}"', self.text_seeds, ["single", "sliding"],
-                {"k2": [20], "hidden": [self.text_hidden]}, on_clock + f"eval_every = {self.text_eval_every}")))
+                {"k2": [20], "hidden": [self.text_hidden]}, shared + f"eval_every = {self.text_eval_every}")))
         return out
 
 
