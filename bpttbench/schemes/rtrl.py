@@ -162,17 +162,17 @@ def _gru_sensitivities(W_hh, gates, hn, h_prev, x, V, S_h, Dz):
         a_z = z * (one - z)
         a_n = one - n * n
         c_n = one - z
-        c_z = h_prev[k] - n
+        c_z = (h_prev[k] - n) * a_z
         hk = hn[k]
         Sh = S_h[k]
         Zr, Zz, Zn = Dz[k], Dz[H + k], Dz[2 * H + k]
         for p in range(n_cols):
             dr = a_r * Zr[p]
             dn = a_n * (r * Zn[p] + hk * dr)
-            Sh[p] = c_n * dn + c_z * a_z * Zz[p] + z * Sh[p]
+            Sh[p] = c_n * dn + c_z * Zz[p] + z * Sh[p]
         # The input side: 1 at W_ih[j, x] and b_ih[j] of the unit's rows j (r's and z's biases are
         # b_hh's too), which S_h takes linearly: through r, z and n in turn.
-        for j, coefficient in ((k, c_n * a_n * hk * a_r), (H + k, c_z * a_z), (2 * H + k, c_n * a_n)):
+        for j, coefficient in ((k, c_n * a_n * hk * a_r), (H + k, c_z), (2 * H + k, c_n * a_n)):
             Sh[j * V + x] += coefficient
             Sh[o_b + j] += coefficient
 
