@@ -28,7 +28,7 @@ import numpy as np
 from bpttbench.scheme_names import cell_of_blocks, cells_of
 
 LN2 = np.log(2.0)
-REFERENCE_SCHEMES = ("chunked", "single", "stored", "sliding", "rtrl", "uoro")  # those `train` runs
+REFERENCE_SCHEMES = ("chunked", "single", "stored", "sliding", "adaptive", "rtrl", "uoro")  # those `train` runs
 
 
 def sigmoid(z):
@@ -251,17 +251,23 @@ def stream_inputs(train_ids, batch, t):
 
 
 def train(scheme, p, train_ids, *, batch, k1, k2, n_steps, inject="new", optimizer="sgd", lr=0.1, clip=0.0,
-          seed=0):
+          seed=0, k_max=None, adapt_every=None, delta=None):
     """Run a scheme for n_steps online from the zero state; returns (per-step mean losses in nats, final p).
 
     Written straight from each scheme's definition; `scheme` is chunked, single, stored, sliding,
-    rtrl or uoro (these two ignore k2 and inject; seed picks uoro's signs).
+    adaptive (k2 its first truncation; k_max, adapt_every and delta its settings), rtrl or uoro
+    (these two ignore k2 and inject; seed picks uoro's signs).
     """
     if scheme not in REFERENCE_SCHEMES:
         raise ValueError(f"the reference has no scheme {scheme!r}; it has {', '.join(REFERENCE_SCHEMES)}")
     if scheme in ("rtrl", "uoro"):
         return train_online(scheme, p, train_ids, batch=batch, k1=k1, n_steps=n_steps, optimizer=optimizer, lr=lr,
                             clip=clip, seed=seed)
+    if scheme == "adaptive":
+        if None in (k_max, adapt_every, delta):
+            raise ValueError("adaptive's reference needs k_max, adapt_every and delta")
+        return train_adaptive(p, train_ids, batch=batch, k2=k2, n_steps=n_steps, k_max=k_max, adapt_every=adapt_every,
+                              delta=delta, opt=Optimizer(p, optimizer, lr, clip))
     opt = Optimizer(p, optimizer, lr, clip)
     B = batch
     zero = zero_state(p, B)
@@ -270,15 +276,16 @@ def train(scheme, p, train_ids, *, batch, k1, k2, n_steps, inject="new", optimiz
     if scheme == "chunked":
         state = zero
         for start in range(0, n_steps, k1):
-            xs, ys = zip(*(stream_inputs(train_ids, B, t) for t in range(start + 1, start + k1 + 1)))
+            end = min(start + k1, n_steps)  # a last, partial chunk runs forward only: its update is not due
             caches = []
             h, c = state
-            for k, (x, y) in enumerate(zip(xs, ys)):
-                (h, c), loss, cache = step(p, x, y, h, c)
-                losses[start + k] = loss.mean()
+            for t in range(start + 1, end + 1):
+                (h, c), loss, cache = step(p, *stream_inputs(train_ids, B, t), h, c)
+                losses[t - 1] = loss.mean()
                 caches.append(cache)
-            grads = backward_window(caches, [p] * k1, [True] * k1, 1.0 / (k1 * B))
-            p = opt.step(p, grads)
+            if end - start == k1:
+                grads = backward_window(caches, [p] * k1, [True] * k1, 1.0 / (k1 * B))
+                p = opt.step(p, grads)
             state = (h, c)
         return losses, p
 
@@ -304,6 +311,30 @@ def train(scheme, p, train_ids, *, batch, k1, k2, n_steps, inject="new", optimiz
         scale = 1.0 / (sum(injected) * B)
         grads = backward_window([caches[tau] for tau in window], weights, injected, scale)
         p = opt.step(p, grads)
+    return losses, p
+
+
+def train_adaptive(p, train_ids, *, batch, k2, n_steps, k_max, adapt_every, delta, opt):
+    """`adaptive` (Aicher, Foti & Fox 2019; schemes/adaptive.py): chunked at the truncation k in force,
+    k2 at first. Just before every adapt_every-th update, the decay of the newest loss's gradient
+    over the last min(k_max, t) steps (when that is at least 4), at the current weights, gives the
+    truncation that holds from the next chunk on."""
+    losses = np.zeros(n_steps)
+    state = zero_state(p, batch)
+    caches = []  # every step's, oldest first
+    k, chunk_start, updates = k2, 0, 0
+    for t in range(1, n_steps + 1):
+        state, loss, cache = step(p, *stream_inputs(train_ids, batch, t), *state)
+        losses[t - 1] = loss.mean()
+        caches.append(cache)
+        if t - chunk_start < k:
+            continue
+        next_k = k
+        lags = min(k_max, t)
+        if (updates + 1) % adapt_every == 0 and lags >= 4:
+            next_k = adaptive_truncation(decay_norms(caches[-lags:], p), delta, k_max)
+        p = opt.step(p, backward_window(caches[-k:], [p] * k, [True] * k, 1.0 / (k * batch)))
+        updates, chunk_start, k = updates + 1, t, next_k
     return losses, p
 
 

@@ -13,6 +13,7 @@ from bpttbench.data.corpus import load_corpus
 from bpttbench.errors import ConfigError
 from bpttbench.model import init_theta, split_theta
 from bpttbench.results.records import Record
+from bpttbench.scheme_names import cells_of
 from bpttbench.schemes import make_scheme
 from bpttbench.schemes.adaptive import choose_truncation, decay_norms
 from bpttbench.training.loop import Training
@@ -107,6 +108,30 @@ def test_it_adapts_and_keeps_the_chunk_phase_across_blocks():
         probe.run(3, np.zeros(3))
         history.add(probe.k2)
     assert history != {cfg.k2}  # the truncation moved
+
+
+@pytest.mark.parametrize("optimizer", [dict(optimizer="adam", lr=0.05, clip=1.0), dict(optimizer="sgd", lr=0.3, clip=0.0)])
+@pytest.mark.parametrize("cell", cells_of("adaptive"))
+def test_trajectory_matches_the_reference_while_the_truncation_moves(cell, optimizer):
+    cfg = config(cell=cell, adapt_every=1, delta=0.5, **optimizer)
+    scheme = make_scheme(cfg, init_theta(V, H, 1, "float64", cell), V, IDS)
+    p0 = split_theta(scheme.theta.copy(), V, H)
+    n = 80
+    losses, truncations = np.zeros(n), {cfg.k2}
+    for start in range(0, n, 5):
+        scheme.run(5, losses[start : start + 5])
+        truncations.add(scheme.k2)
+    assert len(truncations) > 1  # what is compared includes re-estimates that changed k
+    ref_losses, ref_p = ref.train("adaptive", p0, IDS, batch=B, k1=cfg.k1, k2=cfg.k2, n_steps=n, optimizer=cfg.optimizer,
+                                  lr=cfg.lr, clip=cfg.clip, k_max=cfg.k_max, adapt_every=cfg.adapt_every, delta=cfg.delta)
+    np.testing.assert_allclose(losses, ref_losses, rtol=1e-10)
+    for param, view in split_theta(scheme.theta, V, H).items():
+        np.testing.assert_allclose(view, ref_p[param], rtol=0, atol=1e-10 * np.abs(ref_p[param]).max(), err_msg=param)
+
+
+def test_the_reference_needs_adaptives_settings():
+    with pytest.raises(ValueError, match="k_max, adapt_every and delta"):
+        ref.train("adaptive", split_theta(init_theta(V, H, 1, "float64"), V, H), IDS, batch=B, k1=4, k2=4, n_steps=8)
 
 
 def test_config_fields_default_and_validate():

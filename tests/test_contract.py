@@ -1,7 +1,7 @@
 """The contract every registered scheme keeps, checked for each entry of the registry (so a new
 scheme is held to it the day it is registered): block boundaries change nothing, the gradient
 probe changes nothing, a non-finite loss stops the run, every array is cache-line aligned,
-resident_bytes is what it holds, and the trajectory is the NumPy reference's where it has one."""
+resident_bytes is what it holds, and the trajectory is the NumPy reference's."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from bpttbench import reference as ref
 from bpttbench import scheme_names
 from bpttbench.config import TrainConfig
 from bpttbench.errors import ConfigError
+from bpttbench.fidelity import online_reference as online_ref
 from bpttbench.model import init_theta, split_theta
 from bpttbench.schemes import REGISTRY, Scheme, make_scheme
 from bpttbench.schemes.base import ALIGNMENT
@@ -160,17 +161,34 @@ def test_resident_bytes_is_what_the_scheme_holds(name, cell):
                                                  ("float32", "adam", 1e-4)])
 @pytest.mark.parametrize("name,cell", PAIRS)
 def test_trajectory_matches_the_reference(name, cell, dtype, optimizer, tol):
-    if name not in ref.REFERENCE_SCHEMES:
-        pytest.skip(f"bpttbench/reference.py has no {name}")
-    if name == "uoro" and cell != "lstm":
-        pytest.skip("uoro runs the LSTM only")
     scheme = make(name, cell=cell, dtype=dtype, optimizer=optimizer)
     p0 = {k: v.astype(np.float64) for k, v in split_theta(scheme.theta, V, H).items()}
     n = 8 * scheme.k1
     losses = run_steps(scheme, n)
     cfg = scheme.cfg
-    ref_losses, ref_p = ref.train(name, p0, IDS, batch=B, k1=cfg.k1, k2=cfg.k2, n_steps=n, inject=cfg.inject,
-                                  optimizer=cfg.optimizer, lr=cfg.lr, clip=cfg.clip, seed=cfg.seed)
+    if name in online_ref.RULES:  # snap1 and eprop: their rules written out in fidelity/online_reference.py
+        ref_losses, ref_p, _ = online_ref.train_online(name, p0, IDS, batch=B, k1=cfg.k1, n_steps=n,
+                                                       optimizer=cfg.optimizer, lr=cfg.lr, clip=cfg.clip)
+    else:
+        assert name in ref.REFERENCE_SCHEMES, f"{name} has no NumPy reference"
+        ref_losses, ref_p = ref.train(name, p0, IDS, batch=B, k1=cfg.k1, k2=cfg.k2, n_steps=n, inject=cfg.inject,
+                                      optimizer=cfg.optimizer, lr=cfg.lr, clip=cfg.clip, seed=cfg.seed,
+                                      k_max=cfg.k_max, adapt_every=cfg.adapt_every, delta=cfg.delta)
     assert np.max(np.abs(losses - ref_losses) / ref_losses) < tol
     for param, view in split_theta(scheme.theta, V, H).items():
         assert np.max(np.abs(view - ref_p[param])) / np.max(np.abs(ref_p[param])) < tol, param
+
+
+@pytest.mark.parametrize("name", ["chunked", "adaptive"])
+def test_a_last_partial_chunk_runs_forward_only_as_in_the_reference(name):
+    scheme = make(name)
+    p0 = split_theta(scheme.theta.copy(), V, H)
+    n = 3 * scheme.k1 + 1
+    losses = run_steps(scheme, n)
+    assert scheme.updates == 3
+    cfg = scheme.cfg
+    ref_losses, ref_p = ref.train(name, p0, IDS, batch=B, k1=cfg.k1, k2=cfg.k2, n_steps=n, optimizer=cfg.optimizer,
+                                  lr=cfg.lr, clip=cfg.clip, k_max=cfg.k_max, adapt_every=cfg.adapt_every, delta=cfg.delta)
+    np.testing.assert_allclose(losses, ref_losses, rtol=1e-10)
+    for param, view in split_theta(scheme.theta, V, H).items():
+        np.testing.assert_allclose(view, ref_p[param], rtol=0, atol=1e-10 * np.abs(ref_p[param]).max(), err_msg=param)
