@@ -424,3 +424,25 @@ def test_real_scheduler_and_workers_by_address(tmp_path, text_file, capsys):
             except subprocess.TimeoutExpired:
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait(timeout=10)
+
+
+def test_local_workers_drop_only_the_closing_clusters_heartbeat_failures():
+    import logging
+    import threading
+
+    from bpttbench.sweep.task import HEARTBEAT_FAILURE, drop_heartbeat_failures, local_worker_plugin
+
+    def record(message):
+        return logging.LogRecord("distributed.worker", logging.ERROR, __file__, 1, message, None, None)
+
+    assert not drop_heartbeat_failures(record(HEARTBEAT_FAILURE + "."))
+    assert drop_heartbeat_failures(record("Compute Failed"))
+    logger = logging.getLogger("distributed.worker")
+    try:
+        # off the main thread, so that this process keeps its Ctrl-C
+        setup = threading.Thread(target=local_worker_plugin().setup, kwargs={"worker": None})
+        setup.start()
+        setup.join()
+        assert drop_heartbeat_failures in logger.filters
+    finally:
+        logger.removeFilter(drop_heartbeat_failures)

@@ -22,7 +22,7 @@ from statistics import median
 from bpttbench.errors import ConfigError
 from bpttbench.files import Manifest, make_dir, one_line
 from bpttbench.sweep.grid import GridPoint, SweepPlan
-from bpttbench.sweep.task import (WORKER_ENV, SweepError, host_facts, host_of, ignore_sigint_plugin, request_stop,
+from bpttbench.sweep.task import (WORKER_ENV, SweepError, host_facts, host_of, local_worker_plugin, request_stop,
                                   run_manifest, run_point, run_status, unit_outcome, warm_up_kernels)
 
 SWEEP_MANIFEST = "sweep.json"
@@ -178,7 +178,7 @@ class _Cluster:
             self.cluster = LocalCluster(n_workers=self.workers, threads_per_worker=1, processes=True,
                                         dashboard_address=None, env=dict(WORKER_ENV), host="127.0.0.1")
             self.client = Client(self.cluster, set_as_default=False)
-            plugin = ignore_sigint_plugin()
+            plugin = local_worker_plugin()
             self.client.register_plugin(plugin, name=plugin.name)
         return self
 
