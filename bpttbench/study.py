@@ -24,7 +24,7 @@ from typing import Callable
 from bpttbench import defaults
 from bpttbench.errors import ConfigError
 from bpttbench.files import now
-from bpttbench.scheme_names import CELL_NAMES, DEFAULT_CELL
+from bpttbench.scheme_names import DEFAULT_CELL
 
 DEFAULT_CORPORA = defaults.STUDY_CORPORA
 
@@ -284,7 +284,7 @@ def run_study(out: Path, *, quick: bool = False, long: bool = False, corpora: tu
               progress: Callable[[str], None] = lambda message: None, sweep_observer=None) -> StudyResult:
     """Run (or resume) every part of the study under out, then write its report and its replication
     of the reference study shipped with bpttbench."""
-    from bpttbench.config import CLOCKS
+    from bpttbench.config import config_from
     from bpttbench.data.corpus import load_corpus
     from bpttbench.files import Manifest, make_dir
     from bpttbench.sweep import check_cluster, parse_spec, plan_sweep, run_sweep
@@ -292,12 +292,11 @@ def run_study(out: Path, *, quick: bool = False, long: bool = False, corpora: tu
     check_cluster(workers, scheduler)
     if not corpora:
         raise ConfigError("a study needs at least one corpus")
-    if clock not in CLOCKS:
-        raise ConfigError(f"unknown clock {clock!r}; choose cpu (the training thread's CPU time) or wall")
+    # The clock and the cell are checked as every run's are (the budget only completes a configuration),
+    # before the registration compares them with a study being resumed.
+    config_from({"clock": clock, "cell": cell, "budget_steps": 1})
     if quick and long:
         raise ConfigError("give either --quick or --long, not both")
-    if cell not in CELL_NAMES:
-        raise ConfigError(f"unknown cell {cell!r}; choose one of {', '.join(CELL_NAMES)}")
     preset_name = "quick" if quick else "long" if long else "full"
     preset = preset_named(preset_name)
     registered = registration(preset_name, tuple(corpora), clock, cell)

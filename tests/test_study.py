@@ -140,3 +140,11 @@ def test_a_study_registered_before_cells_resumes_as_the_lstm_and_refuses_another
     assert study._check_registration(tmp_path / "study.json", registered)["registered"] == old
     with pytest.raises(study.ConfigError, match="cell"):
         study._check_registration(tmp_path / "study.json", study.registration("quick", ("stdlib-docs",), "cpu", "gru"))
+
+
+@pytest.mark.parametrize("setting,message", [(dict(clock="gpu"), "unknown clock 'gpu'; choose cpu"),
+                                             (dict(cell="lstmm"), "unknown cell 'lstmm'; choose one of lstm, gru, rnn")])
+def test_a_bad_clock_or_cell_is_refused_as_a_runs_is_before_anything_is_written(tmp_path, setting, message):
+    with pytest.raises(study.ConfigError, match=message):
+        study.run_study(tmp_path / "study", **setting)
+    assert not (tmp_path / "study").exists()
