@@ -154,6 +154,23 @@ def test_rtrl_is_full_backpropagation_from_step_one_at_learning_rate_zero(cell):
     assert np.max(np.abs(rtrl - full)) / np.max(np.abs(full)) < 1e-12
 
 
+@pytest.mark.parametrize("k1,optimizer", [(1, "sgd"), (3, "adam")])
+@pytest.mark.parametrize("cell", CELL_NAMES)
+def test_stored_is_rtrl_while_its_window_reaches_step_one_as_weights_move(cell, k1, optimizer):
+    """Both differentiate through every past step with the weights that ran it: rtrl carries that
+    sensitivity forward, stored keeps each step's weights for its backward pass. While stored's
+    window still reaches step 1 (n <= k2) their trajectories are one, whatever the updates did."""
+    n = 12
+    runs = [make(name, cell, k1, n, lr=0.05, optimizer=optimizer) for name in ("rtrl", "stored")]
+    losses = [run_steps(scheme, n) for scheme in runs]
+    assert runs[0].updates == runs[1].updates == n // k1
+    np.testing.assert_allclose(losses[0], losses[1], rtol=1e-11, atol=0)
+    assert np.max(np.abs(runs[0].theta - runs[1].theta)) < 1e-11 * np.max(np.abs(runs[1].theta))
+    assert not np.allclose(runs[1].theta, make("stored", cell, k1, n).theta)  # the weights did move
+    beyond = [make(name, cell, k1, n, lr=0.05, optimizer=optimizer) for name in ("rtrl", "stored")]
+    assert not np.allclose(run_steps(beyond[0], 3 * n), run_steps(beyond[1], 3 * n), rtol=1e-9, atol=0)  # once it no longer does
+
+
 @pytest.mark.parametrize("cell", ["gru", "rnn"])
 def test_rules_derived_for_the_lstm_only_are_refused_in_one_line(cell):
     from bpttbench.errors import ConfigError
