@@ -81,6 +81,23 @@ def test_the_readme_cells_table_is_made_from_the_shipped_references():
     assert all(ref is not None for ref in refs.values())
 
 
+def test_the_readme_full_preset_cells_table_is_made_from_the_shipped_full_studies():
+    text = README.read_text(encoding="utf-8")
+    block = re.search(re.escape(replication.FULL_CELLS_BEGIN) + ".*?" + re.escape(replication.FULL_CELLS_END), text,
+                      re.S)
+    assert block, "README.md lacks the generated full-preset per-cell table"
+    refs = replication.cell_references("full")
+    assert block.group(0) == replication.full_cells_block(refs), (
+        "README.md's full-preset per-cell table differs from bpttbench/reference_studies/full*.json: run "
+        "`python -m bpttbench.report.replication README.md`")
+    shipped = [cell for cell, ref in refs.items() if ref is not None]
+    assert "lstm" in shipped and len(shipped) >= 2  # the LSTM's and at least one other cell's
+    for cell in shipped:
+        ref = refs[cell]
+        assert ref.get("cell", "lstm") == cell  # the LSTM's was written before studies had a cell
+        assert ref["preset"] == "full" and ref["clock"] == "cpu" and ref["registered_at"] <= ref["started_at"]
+
+
 @pytest.mark.parametrize("cell", ["gru", "rnn"])
 def test_a_cell_reference_is_the_quick_preset_run_on_that_cell(cell):
     from bpttbench import study

@@ -219,17 +219,29 @@ def cells_block(refs: dict[str, dict | None]) -> str:
     return "\n".join([CELLS_BEGIN, *cells_table(refs), CELLS_END])
 
 
+# The same table from the full preset, with a column for each cell whose full study ships.
+FULL_CELLS_BEGIN = ("<!-- cells-full-table: generated from bpttbench/reference_studies/full.json and full-<cell>.json by "
+                    "`python -m bpttbench.report.replication README.md` -->")
+FULL_CELLS_END = "<!-- /cells-full-table -->"
+
+
+def full_cells_block(refs: dict[str, dict | None]) -> str:
+    shipped = {cell: ref for cell, ref in refs.items() if ref is not None}
+    return "\n".join([FULL_CELLS_BEGIN, *cells_table(shipped), FULL_CELLS_END])
+
+
 def cell_references(preset: str = "quick") -> dict[str, dict | None]:
-    """Every cell's shipped study of a preset (None where none ships). The README's per-cell table is
-    the quick preset's, the one every cell has been run with."""
+    """Every cell's shipped study of a preset (None where none ships). The README's first per-cell
+    table is the quick preset's, the one every cell has been run with; the second, the full preset's."""
     return {cell: reference(preset, cell) for cell in CELL_NAMES}
 
 
 def rewrite_readme(path: Path) -> None:
-    """Replace the README's study table and its per-cell table with the ones made from the shipped references."""
+    """Replace the README's study table and its per-cell tables with the ones made from the shipped references."""
     text = Path(path).read_text(encoding="utf-8")
     for begin, end_marker, block in ((README_BEGIN, README_END, readme_block(reference("full"))),
-                                     (CELLS_BEGIN, CELLS_END, cells_block(cell_references()))):
+                                     (CELLS_BEGIN, CELLS_END, cells_block(cell_references())),
+                                     (FULL_CELLS_BEGIN, FULL_CELLS_END, full_cells_block(cell_references("full")))):
         start, end = text.index(begin), text.index(end_marker) + len(end_marker)
         text = text[:start] + block + text[end:]
     Path(path).write_text(text, encoding="utf-8")
