@@ -82,8 +82,9 @@ VARIANTS = ("current", "args", "no-donate", "take", "onehot", "unroll2", "unroll
             "in-out+unroll-full", "in-out+args+unroll-full")
 # What `bpttbench speed --against jax` times: scheme (or (scheme, batch)) -> variant name.
 # The fastest in benchmarks/peer_variants.py with XLA pinned (ONE_THREAD; docs/performance.md has the
-# figures). Unrolling the window won at B = 1 only while XLA ran unpinned.
-DEFAULT_VARIANTS: dict = {"chunked": "in-out", "sliding": "in-out"}
+# figures): with the gates cut by jnp.split, unrolling the window wins at B = 1 and loses at B = 32.
+DEFAULT_VARIANTS: dict = {"chunked": "in-out", "sliding": "in-out",
+                          ("chunked", 1): "in-out+unroll-full", ("sliding", 1): "in-out+unroll-full"}
 # How XLA is held to one thread (see the module docstring); BPTTBENCH_JAX_ONE_THREAD overrides it.
 ONE_THREAD = "flags+affinity"  # the fastest of the three in benchmarks/peer_variants.py (docs/performance.md)
 XLA_ONE_THREAD = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
@@ -290,17 +291,20 @@ class JaxScheme:
         LSTM's gates (the GRU and the RNN carry c unchanged and return no gates)."""
         jax, jnp, H = self.jax, self.jnp, self.H
         W_hh = self._io(p, "weight_hh_l0")  # (H, G)
+        # Gate blocks cut by jnp.split: XLA fused the step less well with one slice per gate
+        # (chunked B = 1 about 1.5x slower; benchmarks/independent_jax.py, docs/performance.md).
         if self.cell == "gru":  # torch.nn.GRU: r gates W_hn h + b_hn (kept out of xp)
-            zh = h @ W_hh
-            r = jax.nn.sigmoid(xp[:, :H] + zh[:, :H])
-            u = jax.nn.sigmoid(xp[:, H : 2 * H] + zh[:, H : 2 * H])
-            n = jnp.tanh(xp[:, 2 * H :] + r * (zh[:, 2 * H :] + p["bias_hh_l0"][2 * H :]))
+            x_r, x_z, x_n = jnp.split(xp, 3, axis=-1)
+            h_r, h_z, h_n = jnp.split(h @ W_hh, 3, axis=-1)
+            r = jax.nn.sigmoid(x_r + h_r)
+            u = jax.nn.sigmoid(x_z + h_z)
+            n = jnp.tanh(x_n + r * (h_n + p["bias_hh_l0"][2 * H :]))
             return (1 - u) * n + u * h, c, None
         if self.cell == "rnn":
             return jnp.tanh(xp + h @ W_hh), c, None
-        z = xp + h @ W_hh
-        i, f, o = (jax.nn.sigmoid(z[:, k * H : (k + 1) * H]) for k in (0, 1, 3))
-        g = jnp.tanh(z[:, 2 * H : 3 * H])
+        z_i, z_f, z_g, z_o = jnp.split(xp + h @ W_hh, 4, axis=-1)
+        i, f, o = jax.nn.sigmoid(z_i), jax.nn.sigmoid(z_f), jax.nn.sigmoid(z_o)
+        g = jnp.tanh(z_g)
         c = f * c + i * g
         tc = jnp.tanh(c)
         return o * tc, c, (i, f, g, o, tc)
@@ -403,7 +407,7 @@ class JaxScheme:
             dh, dc = dhc
             s = (t - 1 - j) % K
             gates = state["gates"][s]
-            i, f, g, o = (gates[:, k * H : (k + 1) * H] for k in range(4))
+            i, f, g, o = jnp.split(gates, 4, axis=-1)
             tc, cp = state["tc"][s], state["c_prev"][s]
             dc = dc + dh * o * (1 - tc * tc)
             dz = jnp.concatenate([dc * g * i * (1 - i), dc * cp * f * (1 - f), dc * i * (1 - g * g),
