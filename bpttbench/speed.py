@@ -56,6 +56,7 @@ import os
 import sys
 import time
 import tracemalloc
+import warnings
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
@@ -333,7 +334,10 @@ def measure_speed(schemes: Iterable[str] = TIMED_SCHEMES, hidden: Iterable[int] 
         raise UserError("--repeats must be at least 1 and the sample time positive")
     peers = tuple(dict.fromkeys((*_as_tuple(against), *(("torch",) if against_torch else ()))))
     for peer in peers:
-        load_peer(peer)  # fail before any timing if a peer is missing
+        module = load_peer(peer)  # fail before any timing if a peer is missing
+        shortfall = getattr(module, "one_thread_shortfall", lambda: None)()
+        if shortfall:
+            warnings.warn(shortfall, stacklevel=2)
     ids = synthetic_ids(vocab_size, seed=seed)
     rows = []
     say = progress or (lambda message: None)

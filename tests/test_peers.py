@@ -261,3 +261,20 @@ def test_peers_name_the_cells_they_implement():
     assert peer_schemes("jax", "lstm") == jax_peer.SCHEMES
     with pytest.raises(ValueError, match="no single for the gru cell"):
         torch_peer.TorchScheme("single", init_theta(V, H, 0, "float64", "gru"), V, H, IDS, k1=1, k2=5, cell="gru")
+
+
+def test_xla_threading_is_set_before_jax_starts_and_a_shortfall_is_said(monkeypatch):
+    monkeypatch.setenv("BPTTBENCH_JAX_ONE_THREAD", "flags")
+    monkeypatch.setenv("XLA_FLAGS", "--xla_force_host_platform_device_count=2 --xla_cpu_multi_thread_eigen=true")
+    monkeypatch.delitem(sys.modules, "jax", raising=False)
+    assert jax_peer._one_thread() == "flags"
+    flags = os.environ["XLA_FLAGS"].split()
+    assert "--xla_force_host_platform_device_count=2" in flags and "--xla_cpu_multi_thread_eigen=true" not in flags
+    assert "--xla_cpu_multi_thread_eigen=false" in flags and "intra_op_parallelism_threads=1" in flags
+    monkeypatch.setenv("XLA_FLAGS", "")
+    monkeypatch.setitem(sys.modules, "jax", object())  # imported before: too late for flags
+    assert jax_peer._one_thread() == "no flags (jax imported before)"
+    monkeypatch.setattr(jax_peer, "ONE_THREAD_APPLIED", "no flags (jax imported before)")
+    assert "not held to one thread" in jax_peer.one_thread_shortfall()
+    monkeypatch.setattr(jax_peer, "ONE_THREAD_APPLIED", "flags+affinity (cpu 0)")
+    assert jax_peer.one_thread_shortfall() is None

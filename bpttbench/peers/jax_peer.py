@@ -88,6 +88,7 @@ DEFAULT_VARIANTS: dict = {"chunked": "in-out", "sliding": "in-out",
 # How XLA is held to one thread (see the module docstring); BPTTBENCH_JAX_ONE_THREAD overrides it.
 ONE_THREAD = "flags+affinity"  # the fastest of the three in benchmarks/peer_variants.py (docs/performance.md)
 XLA_ONE_THREAD = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
+THREADING_FLAGS = ("xla_cpu_multi_thread_eigen", "intra_op_parallelism_threads")
 ONE_THREAD_APPLIED: str | None = None  # what require() did, once: e.g. "flags", "flags+affinity (cpu 1)"
 NAMES = ("weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "bias_hh_l0", "decoder.weight", "decoder.bias")
 
@@ -141,11 +142,14 @@ def _one_thread() -> str:
     done = []
     if "flags" in parts:
         flags = os.environ.get("XLA_FLAGS", "")
-        if "xla_cpu_multi_thread_eigen" not in flags:
-            os.environ["XLA_FLAGS"] = f"{flags} {XLA_ONE_THREAD}".strip()
-            done.append("flags")
-        else:
+        if "--xla_cpu_multi_thread_eigen=false" in flags:
             done.append("flags (as XLA_FLAGS gave them)")
+        elif "jax" in sys.modules:  # XLA read its flags when it started: too late to set them
+            done.append("no flags (jax imported before)")
+        else:  # the caller's own threading flags (say, =true) give way to ours
+            own = [f for f in flags.split() if not f.lstrip("-").startswith(THREADING_FLAGS)]
+            os.environ["XLA_FLAGS"] = " ".join([*own, XLA_ONE_THREAD])
+            done.append("flags")
     if "affinity" in parts:
         if "jax" in sys.modules or not hasattr(os, "sched_setaffinity"):
             done.append("no affinity (jax imported before)" if "jax" in sys.modules else "no affinity (not Linux)")
@@ -154,6 +158,15 @@ def _one_thread() -> str:
             os.sched_setaffinity(0, {cpu})
             done.append(f"affinity (cpu {cpu})")
     return "+".join(done)
+
+
+def one_thread_shortfall() -> str | None:
+    """A one-line warning if require() could not hold XLA to one thread as one_thread_mode() asks
+    (JAX was imported before it); None if it could."""
+    if ONE_THREAD_APPLIED is None or "no " not in ONE_THREAD_APPLIED:
+        return None
+    return (f"the JAX peer is not held to one thread as asked ({ONE_THREAD_APPLIED}), so its times are not "
+            "comparable: time it in a process that has not imported jax, such as `bpttbench speed --against jax`")
 
 
 def require():
