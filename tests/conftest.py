@@ -34,6 +34,15 @@ def tiny_corpus(vocab_size: int = 7, n: int = 4000, seed: int = 0) -> Corpus:
     return corpus
 
 
+def skip_without_jax():
+    """Skip unless JAX is installed, without importing it: the JAX peer must set XLA's threading
+    before JAX starts in this process (pytest.importorskip would start it)."""
+    import importlib.util
+
+    if importlib.util.find_spec("jax") is None:
+        pytest.skip("jax is not installed: pip install 'bpttbench[jax]'")
+
+
 def run_steps(scheme, n):
     """Advance a scheme n steps, asserting it did all of them; returns the per-step losses."""
     losses = np.full(n, -1.0)

@@ -9,13 +9,15 @@ from pathlib import Path
 
 import pytest
 
+from conftest import skip_without_jax
+
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "independent_jax.py"
 TOLERANCE = 1e-9  # relative, float64
 
 
 @pytest.mark.slow
 def test_independent_jax_matches_the_reference():
-    pytest.importorskip("jax")
+    skip_without_jax()
     # In a fresh process: the check turns on x64 and pins its process, and importing the script here
     # would start JAX in this one before the peers' tests choose its threading.
     done = subprocess.run([sys.executable, str(SCRIPT), "--check"], capture_output=True, text=True, timeout=900)

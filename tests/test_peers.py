@@ -21,7 +21,7 @@ from bpttbench.model import init_theta, split_theta
 from bpttbench.peers import PEERS, jax_peer, load_peer, peer_module, torch_peer
 from bpttbench.schemes import make_scheme
 
-from conftest import invoke, synthetic_ids
+from conftest import invoke, synthetic_ids, skip_without_jax
 
 REPO = Path(__file__).resolve().parent.parent
 V, H = 6, 5
@@ -135,7 +135,7 @@ def test_torch_peer_follows_our_trajectory(variant, case):
 def test_jax_peer_follows_our_trajectory(variant, case):
     """Same losses at every step and same weights at the end, in float64. Blocks of 6 updates: the state
     crosses jitted calls, and 160 updates end on a shorter block (another compiled length)."""
-    pytest.importorskip("jax")
+    skip_without_jax()
     scheme, k1, k2, batch, updates = case
     n = updates * k1
     theta, losses, params = our_trajectory(scheme, k1, k2, batch, n)
@@ -152,7 +152,7 @@ def test_jax_peer_follows_our_trajectory(variant, case):
 def test_every_variant_follows_our_trajectory_in_float32(peer, scheme, k1, k2, batch):
     """The timed precision: in float32 PyTorch's nn.LSTM runs oneDNN's fused LSTM, which float64 never reaches.
     Against our float64 trajectory, to float32's precision over 24 updates."""
-    pytest.importorskip(peer)
+    skip_without_jax() if peer == "jax" else pytest.importorskip(peer)
     module = peer_module(peer)
     n = 24 * k1
     theta, losses, params = our_trajectory(scheme, k1, k2, batch, n)
@@ -167,7 +167,7 @@ def test_every_variant_follows_our_trajectory_in_float32(peer, scheme, k1, k2, b
 
 
 def test_single_and_stored_have_one_form():
-    pytest.importorskip("jax")
+    skip_without_jax()
     theta = init_theta(V, H, 0, "float64")
     assert jax_peer.JaxScheme("single", theta, V, H, IDS, k1=1, k2=3, variant=None).variant == "current"
     with pytest.raises(ValueError, match="one form"):
@@ -196,7 +196,7 @@ def _copy_source(dst: Path) -> Path:
 
 @pytest.mark.slow
 def test_the_wheel_ships_the_peers_and_times_jax_from_outside_a_checkout(tmp_path):
-    pytest.importorskip("jax")
+    skip_without_jax()
     source = _copy_source(tmp_path / "src")  # a copy: setuptools' build/ of the checkout can hold stale modules
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w",
                     str(tmp_path / "dist"), str(source)], check=True, capture_output=True, text=True)
@@ -239,7 +239,7 @@ def test_the_wheel_ships_the_peers_and_times_jax_from_outside_a_checkout(tmp_pat
 def test_each_peer_follows_our_trajectory_for_every_cell(peer, cell, scheme, k1, k2):
     """torch.nn.GRU / torch.nn.RNN with autograd, and JAX's value_and_grad through the same cell, against
     bpttbench's kernels: same losses, same weights (float64)."""
-    pytest.importorskip(peer)
+    skip_without_jax() if peer == "jax" else pytest.importorskip(peer)
     n, batch = 6 * k1, 2
     cfg = TrainConfig(scheme=scheme, cell=cell, k1=k1, k2=k2, hidden=H, batch=batch, optimizer="sgd", lr=0.3,
                       clip=0.0, dtype="float64", seed=0, budget_steps=1)

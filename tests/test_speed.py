@@ -17,7 +17,7 @@ from bpttbench.speed import (COLUMNS, BoundTimer, bound_us, measure_speed, speed
                              write_speed)
 from bpttbench.speed_bounds import OptimizerBoundTimer
 
-from conftest import invoke, synthetic_ids
+from conftest import invoke, synthetic_ids, skip_without_jax
 
 V, H, B = 6, 5, 2
 IDS = synthetic_ids(V, 600, seed=3)
@@ -197,7 +197,7 @@ def test_measure_speed_against_torch_fills_the_torch_columns():
 def test_measure_speed_against_both_peers_divides_by_the_faster():
     import pandas as pd
 
-    pytest.importorskip("torch"), pytest.importorskip("jax")
+    pytest.importorskip("torch"), skip_without_jax()
     df = measure_speed(["chunked", "sliding", "adaptive"], hidden=(4,), k2=(3,), vocab_size=5, repeats=1,
                        min_time=0.001, adam=False, against=("torch", "jax"))
     adaptive = df[df["scheme"] == "adaptive"].iloc[0]  # no peer implements it: its peer columns stay empty
